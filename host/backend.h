@@ -1,0 +1,139 @@
+/* The backend ops table: the model code (encoder.c, decoder.c) is written once against it and
+ * never dereferences an activation, so each backend picks its own storage (CPU: fp32; CUDA:
+ * bf16 activations with fp32 accumulation). Shapes are row-major; "[M][K]" means M rows of K.
+ *
+ * Argument order: backend, outputs, inputs, weights, sizes, params.
+ * Pointers named h_* are host memory; every other pointer is backend memory obtained from
+ * weight_alloc / buf_alloc / scratch / ints / kv_alloc.
+ *
+ * Dimension vocabulary (model.h): N chunks, T frames, D model width, H heads, Hkv kv heads,
+ * Dh head dim, P page size, V vocab. */
+#ifndef QASR_BACKEND_H
+#define QASR_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "safetensors.h"
+
+typedef struct backend backend_t;
+
+/* Decoder attention over the paged KV cache, one query row at a time. Row i is a token of
+ * sequence row_seq[i] that sees keys at positions 0 .. ctx_len[i]-1 (causal prefill and decode
+ * are the same operation). Page j of sequence s is physical page block_tables[s*max_blocks+j]. */
+typedef struct {
+    int n_rows;
+    int n_heads, n_kv_heads, head_dim; /* query head h uses kv head h / (n_heads / n_kv_heads) */
+    int q_stride;                      /* elements between consecutive query rows */
+    float scale;                       /* 1 / sqrt(head_dim) */
+    const int *ctx_len;                /* [n_rows] */
+    const int *row_seq;                /* [n_rows] */
+    const int *block_tables;           /* [n_seqs][max_blocks] */
+    int max_blocks;
+    int max_ctx;                       /* max over ctx_len (host-known, sizes scratch) */
+} paged_attn_t;
+
+/* KV cache geometry. Storage per layer: [n_pages][2 (K, V)][Hkv][P][Dh]: a page holds P
+ * consecutive positions of one sequence, keys then values, head-major so that one kv head's
+ * keys of a page are contiguous ([P][Dh]). Keys are stored after RoPE. */
+typedef struct {
+    int n_layers, n_pages, page_size, n_kv_heads, head_dim;
+} kv_geom_t;
+
+typedef struct backend_ops {
+    const char *name;
+    size_t act_size; /* bytes per activation element (for act_offset) */
+
+    void (*destroy)(backend_t *be);
+
+    /* ---- memory ---- */
+    /* Weights, converted from the checkpoint dtype once at load; freed by destroy. */
+    void *(*weight_alloc)(backend_t *be, size_t n_elems);
+    void (*weight_upload)(backend_t *be, void *dst, size_t dst_offset, const void *h_src,
+                          dtype_t src_dtype, size_t n_elems);
+    /* Activation buffers that outlive a forward call (mel, audio embeddings). */
+    void *(*buf_alloc)(backend_t *be, size_t n_elems);
+    void (*buf_free)(backend_t *be, void *p);
+    /* Scratch: a stack. Allocations stay valid until released past them; mark 0 = all. */
+    void *(*scratch)(backend_t *be, size_t n_elems);
+    int *(*ints)(backend_t *be, const int *h_src, size_t n); /* scratch copy of host ints */
+    size_t (*scratch_mark)(backend_t *be);
+    void (*scratch_release)(backend_t *be, size_t mark);
+    void (*download)(backend_t *be, float *h_dst, const void *src, size_t n_elems);
+    void (*copy)(backend_t *be, void *dst, const void *src, size_t n_elems);
+    void *(*kv_alloc)(backend_t *be, const kv_geom_t *g); /* NULL + qasr_fail if too large */
+    void (*kv_free)(backend_t *be, void *kv);
+
+    /* ---- audio front end ---- */
+    /* out [T][n_mels] with T = n / 160: the spec's log-mel (section 4), frame-major. */
+    void (*log_mel)(backend_t *be, void *out, const float *h_samples, int64_t n, int n_mels);
+    /* out [N][n_mels][W]: chunk c = frames start[c] .. start[c]+len[c]-1 of mel [*][n_mels],
+     * transposed to mel-major, zero-padded to W frames. */
+    void (*mel_chunks)(backend_t *be, void *out, const void *mel, const int *start,
+                       const int *len, int N, int n_mels, int W);
+    /* 3x3 conv, stride 2, zero padding 1, bias, then exact GELU. Channel-outermost layout:
+     * in [Cin][N][Hin][Win] -> out [Cout][N][Hout][Wout], Hout = (Hin-1)/2+1. w [Cout][Cin][3][3]. */
+    void (*conv3x3s2_gelu)(backend_t *be, void *out, const void *in, const void *w,
+                           const void *bias, int Cin, int Cout, int N, int Hin, int Win);
+    /* in [C][N][F][W] -> out [N*W][C*F], row n*W+w = (c*F + f) for c, f: the spec's
+     * channel-major flatten of each time column (5.3). */
+    void (*conv_flatten)(backend_t *be, void *out, const void *in, int C, int N, int F, int W);
+    /* x [rows][D] += pe [period][D] row (r % period) */
+    void (*add_pos_emb)(backend_t *be, void *x, const void *pe, int rows, int period, int D);
+
+    /* ---- dense ---- */
+    /* out [M][N] (= or +=) x [M][K] w^T, w [N][K] (PyTorch Linear layout), + bias [N] if given. */
+    void (*matmul)(backend_t *be, void *out, const void *x, const void *w, const void *bias,
+                   int M, int K, int N, int accumulate);
+    void (*layernorm)(backend_t *be, void *out, const void *x, const void *w, const void *b,
+                      int rows, int D, float eps);
+    void (*rmsnorm)(backend_t *be, void *out, const void *x, const void *w, int rows, int D,
+                    float eps);
+    void (*gelu)(backend_t *be, void *x, size_t n); /* in place, exact (erf) GELU */
+    /* out [rows][Dff] = silu(gu[:, :Dff]) * gu[:, Dff:], gu [rows][2 Dff] */
+    void (*swiglu)(backend_t *be, void *out, const void *gu, int rows, int Dff);
+    /* out [n][D] = table [*][D] rows ids[i] (table is a weight, e.g. embed_tokens) */
+    void (*embed)(backend_t *be, void *out, const void *table, const int *ids, int n, int D);
+    /* out [n][D] = in rows idx[i] */
+    void (*gather_rows)(backend_t *be, void *out, const void *in, const int *idx, int n, int D);
+
+    /* ---- attention ---- */
+    /* Encoder self-attention, bidirectional inside each window, nothing across windows.
+     * qkv [rows][3*H*Dh] (q | k | v), out [rows][H*Dh]; window w = rows win_start[w] ..
+     * win_start[w]+win_len[w]-1. */
+    void (*window_attention)(backend_t *be, void *out, const void *qkv, const int *win_start,
+                             const int *win_len, int n_win, int H, int Dh, float scale);
+    /* In place on qkv [rows][(H + 2 Hkv) * Dh]: RMSNorm each q head with qw [Dh] and each k
+     * head with kw [Dh], then rotate-half RoPE at position pos[r] with base theta. */
+    void (*qk_norm_rope)(backend_t *be, void *qkv, const void *qw, const void *kw,
+                         const int *pos, int rows, int H, int Hkv, int Dh, float eps,
+                         float theta);
+    /* Write the k and v parts of qkv rows into the cache at slot[r] = page * P + offset. */
+    void (*kv_store)(backend_t *be, void *kv, int layer, const void *qkv, const int *slot,
+                     int rows, int H, int Hkv, int Dh);
+    /* out [n_rows][H*Dh]; q = qkv rows (q part first, row stride p->q_stride). */
+    void (*paged_attention)(backend_t *be, void *out, const void *q, const void *kv, int layer,
+                            const paged_attn_t *p);
+
+    /* ---- output ---- */
+    /* h_ids[i] = argmax of logits row i [n][V]; lowest index on an exact tie. */
+    void (*argmax)(backend_t *be, int *h_ids, const void *logits, int n, int V);
+
+    void (*sync)(backend_t *be);
+} backend_ops_t;
+
+/* A backend instance: its ops and its opaque state. */
+typedef struct {
+    const backend_ops_t *ops;
+    backend_t *be;
+} backend_ref_t;
+
+static inline void *act_offset(const backend_ops_t *ops, const void *p, size_t n_elems)
+{
+    return (char *)p + n_elems * ops->act_size;
+}
+
+/* CPU backend (backend_cpu.c). threads <= 0: all cores. NULL + qasr_fail() on error. */
+int backend_cpu_create(backend_ref_t *out, int threads, int n_mels);
+
+#endif

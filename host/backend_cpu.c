@@ -1,0 +1,582 @@
+/* CPU backend: fp32 activations and weights, oneDNN sgemm for every large product (linear
+ * layers, conv stem via im2col, encoder attention), OpenMP for the rest. This is the reference
+ * implementation of every backend op (the CUDA kernels are tested against it) and the path
+ * users without a GPU run.
+ * Why oneDNN and not OpenBLAS: Debian 12's OpenBLAS 0.3.21 does not recognise Sapphire Rapids
+ * and later Xeons and falls back to its Prescott (SSE3) kernels: 27-37 GFLOP/s against
+ * 140-200 for oneDNN on 2 cores of this machine. oneDNN picks its kernels from the CPU's feature
+ * flags. It runs on OpenMP, so its threads and ours are one pool, and an sgemm issued inside
+ * an OpenMP region runs single-threaded instead of oversubscribing. */
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cpu_math.h"
+#include "mel.h"
+#include "util.h"
+
+struct backend {
+    int threads;
+    mel_t *mel;
+    /* Scratch stack: one base block; when a pass needs more, further allocations go to
+     * separate blocks, and the base is grown to the peak at the next full release. */
+    char *base;
+    size_t cap, used, peak;
+    struct { void *p; size_t bytes; } *ovf;
+    int n_ovf, cap_ovf;
+    /* weights are owned by the backend and freed with it */
+    void **weights;
+    int n_weights, cap_weights;
+};
+
+typedef struct {
+    kv_geom_t g;
+    float *data; /* [layers][pages][2][Hkv][P][Dh] */
+} cpu_kv_t;
+
+#define ALIGN 64
+
+/* Row-major C [M][N] = alpha op(A) op(B) + beta C; op = 'N' or 'T'. */
+static void sgemm(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc)
+{
+    dnnl_status_t st = dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    QASR_ASSERT(st == dnnl_success);
+}
+
+static void *aligned_or_die(size_t bytes)
+{
+    void *p = NULL;
+    bytes = (bytes + ALIGN - 1) / ALIGN * ALIGN;
+    if (posix_memalign(&p, ALIGN, bytes ? bytes : ALIGN) != 0)
+        qasr_die(3, "out of host memory (allocating %zu bytes)", bytes);
+    return p;
+}
+
+/* ---------------- memory ---------------- */
+
+static void cpu_destroy(backend_t *be)
+{
+    for (int i = 0; i < be->n_ovf; i++) free(be->ovf[i].p);
+    free(be->ovf);
+    free(be->base);
+    for (int i = 0; i < be->n_weights; i++) free(be->weights[i]);
+    free(be->weights);
+    mel_free(be->mel);
+    free(be);
+}
+
+static void *cpu_weight_alloc(backend_t *be, size_t n)
+{
+    if (be->n_weights == be->cap_weights) {
+        be->cap_weights = be->cap_weights ? 2 * be->cap_weights : 256;
+        be->weights = xrealloc(be->weights, be->cap_weights * sizeof(void *));
+    }
+    return be->weights[be->n_weights++] = aligned_or_die(n * sizeof(float));
+}
+
+static void cpu_weight_upload(backend_t *be, void *dst, size_t off, const void *src, dtype_t dt,
+                              size_t n)
+{
+    float *d = (float *)dst + off;
+    switch (dt) {
+    case DTYPE_F32:
+        memcpy(d, src, n * sizeof(float));
+        break;
+    case DTYPE_BF16: {
+        const uint16_t *s = src;
+#pragma omp parallel for if (n > 65536)
+        for (size_t i = 0; i < n; i++) d[i] = bf16_to_f32(s[i]);
+        break;
+    }
+    case DTYPE_F16: {
+        const uint16_t *s = src;
+        for (size_t i = 0; i < n; i++) d[i] = f16_to_f32(s[i]);
+        break;
+    }
+    default:
+        QASR_ASSERT(!"weight dtype must be F32, BF16 or F16");
+    }
+}
+
+static void *cpu_buf_alloc(backend_t *be, size_t n) { return aligned_or_die(n * sizeof(float)); }
+static void cpu_buf_free(backend_t *be, void *p) { free(p); }
+
+static size_t scratch_top(const backend_t *be)
+{
+    size_t top = be->used;
+    for (int i = 0; i < be->n_ovf; i++) top += be->ovf[i].bytes;
+    return top;
+}
+
+static void *cpu_scratch(backend_t *be, size_t n)
+{
+    size_t bytes = (n * sizeof(float) + ALIGN - 1) / ALIGN * ALIGN;
+    if (bytes == 0) bytes = ALIGN;
+    void *p;
+    if (be->n_ovf == 0 && be->used + bytes <= be->cap) {
+        p = be->base + be->used;
+        be->used += bytes;
+    } else {
+        if (be->n_ovf == be->cap_ovf) {
+            be->cap_ovf = be->cap_ovf ? 2 * be->cap_ovf : 16;
+            be->ovf = xrealloc(be->ovf, be->cap_ovf * sizeof *be->ovf);
+        }
+        p = be->ovf[be->n_ovf].p = aligned_or_die(bytes);
+        be->ovf[be->n_ovf++].bytes = bytes;
+    }
+    be->peak = MAX(be->peak, scratch_top(be));
+    return p;
+}
+
+static int *cpu_ints(backend_t *be, const int *src, size_t n)
+{
+    int *p = cpu_scratch(be, n); /* sizeof(int) == sizeof(float) */
+    memcpy(p, src, n * sizeof(int));
+    return p;
+}
+
+static size_t cpu_scratch_mark(backend_t *be) { return scratch_top(be); }
+
+static void cpu_scratch_release(backend_t *be, size_t mark)
+{
+    size_t top = scratch_top(be);
+    while (be->n_ovf > 0 && top - be->ovf[be->n_ovf - 1].bytes >= mark) {
+        top -= be->ovf[be->n_ovf - 1].bytes;
+        free(be->ovf[--be->n_ovf].p);
+    }
+    if (be->n_ovf == 0 && mark < be->used) be->used = mark;
+    if (mark == 0 && be->peak > be->cap) {
+        free(be->base);
+        be->cap = be->peak;
+        be->base = aligned_or_die(be->cap);
+    }
+}
+
+static void cpu_download(backend_t *be, float *dst, const void *src, size_t n)
+{
+    memcpy(dst, src, n * sizeof(float));
+}
+
+static void cpu_copy(backend_t *be, void *dst, const void *src, size_t n)
+{
+    memmove(dst, src, n * sizeof(float));
+}
+
+static void *cpu_kv_alloc(backend_t *be, const kv_geom_t *g)
+{
+    size_t n = (size_t)g->n_layers * g->n_pages * 2 * g->n_kv_heads * g->page_size * g->head_dim;
+    cpu_kv_t *kv = xcalloc(1, sizeof *kv);
+    kv->g = *g;
+    if (posix_memalign((void **)&kv->data, ALIGN, n * sizeof(float)) != 0) {
+        free(kv);
+        qasr_fail("cannot allocate %.2f GB for the KV cache (%d pages of %d tokens)",
+                  n * 4.0 / 1e9, g->n_pages, g->page_size);
+        return NULL;
+    }
+    return kv;
+}
+
+static void cpu_kv_free(backend_t *be, void *p)
+{
+    cpu_kv_t *kv = p;
+    if (kv) free(kv->data);
+    free(kv);
+}
+
+/* ---------------- audio front end ---------------- */
+
+static void cpu_log_mel(backend_t *be, void *out, const float *samples, int64_t n, int n_mels)
+{
+    QASR_ASSERT(mel_n_mels(be->mel) == n_mels);
+    int64_t T = mel_frames(n);
+    float *tmp = xmalloc((size_t)T * n_mels * sizeof(float));
+    int rc = mel_compute(be->mel, samples, n, tmp);
+    QASR_ASSERT(rc == 0); /* callers reject audio shorter than the minimum first */
+    float *o = out;
+    for (int m = 0; m < n_mels; m++)
+        for (int64_t t = 0; t < T; t++) o[t * n_mels + m] = tmp[(size_t)m * T + t];
+    free(tmp);
+}
+
+static void cpu_mel_chunks(backend_t *be, void *out, const void *mel, const int *start,
+                           const int *len, int N, int n_mels, int W)
+{
+    float *o = out;
+    const float *x = mel;
+#pragma omp parallel for
+    for (int c = 0; c < N; c++) {
+        float *oc = o + (size_t)c * n_mels * W;
+        for (int m = 0; m < n_mels; m++)
+            for (int w = 0; w < W; w++)
+                oc[m * W + w] = w < len[c] ? x[(size_t)(start[c] + w) * n_mels + m] : 0.0f;
+    }
+}
+
+static void cpu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const void *w,
+                               const void *bias, int Cin, int Cout, int N, int Hin, int Win)
+{
+    const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, P = Ho * Wo, K = Cin * 9;
+    const float *x = in, *b = bias;
+    float *o = out;
+    float *col = xmalloc((size_t)K * P * sizeof(float)); /* im2col of one chunk: [Cin*9][Ho*Wo] */
+    for (int n = 0; n < N; n++) {
+#pragma omp parallel for
+        for (int k = 0; k < K; k++) {
+            const int c = k / 9, dy = k % 9 / 3, dx = k % 3;
+            const float *xc = x + ((size_t)c * N + n) * Hin * Win;
+            float *row = col + (size_t)k * P;
+            for (int oy = 0; oy < Ho; oy++) {
+                const int iy = 2 * oy + dy - 1;
+                for (int ox = 0; ox < Wo; ox++) {
+                    const int ix = 2 * ox + dx - 1;
+                    row[oy * Wo + ox] = (iy >= 0 && iy < Hin && ix >= 0 && ix < Win)
+                                            ? xc[iy * Win + ix] : 0.0f;
+                }
+            }
+        }
+        /* out[co][n][:] = W [Cout][K] . col [K][P]; row stride of out is N*P */
+        sgemm('N', 'N', Cout, P, K, 1.0f, w, K, col, P, 0.0f, o + (size_t)n * P, N * P);
+#pragma omp parallel for
+        for (int co = 0; co < Cout; co++) {
+            float *r = o + ((size_t)co * N + n) * P;
+            for (int i = 0; i < P; i++) r[i] = qgelu(r[i] + b[co]);
+        }
+    }
+    free(col);
+}
+
+static void cpu_conv_flatten(backend_t *be, void *out, const void *in, int C, int N, int F, int W)
+{
+    const float *x = in;
+    float *o = out;
+#pragma omp parallel for
+    for (int r = 0; r < N * W; r++) {
+        const int n = r / W, w = r % W;
+        float *orow = o + (size_t)r * C * F;
+        for (int c = 0; c < C; c++)
+            for (int f = 0; f < F; f++) orow[c * F + f] = x[(((size_t)c * N + n) * F + f) * W + w];
+    }
+}
+
+static void cpu_add_pos_emb(backend_t *be, void *xv, const void *pev, int rows, int period, int D)
+{
+    float *x = xv;
+    const float *pe = pev;
+#pragma omp parallel for if (rows > 64)
+    for (int r = 0; r < rows; r++) {
+        const float *p = pe + (size_t)(r % period) * D;
+        for (int d = 0; d < D; d++) x[(size_t)r * D + d] += p[d];
+    }
+}
+
+/* ---------------- dense ---------------- */
+
+/* Below this many rows the product is computed as W x^T (weights as the "M" side): oneDNN's
+ * sgemm handles a tall-skinny left operand far better than a short-wide one (measured 2-3x at
+ * M = 8..64, N = 4096, K = 1024), which is what decode steps look like. */
+#define SKINNY_ROWS 256
+
+static void cpu_matmul(backend_t *be, void *out, const void *x, const void *w, const void *bias,
+                       int M, int K, int N, int accumulate)
+{
+    float *o = out;
+    const float *b = bias;
+    if (M < SKINNY_ROWS) {
+        const size_t mark = cpu_scratch_mark(be);
+        float *t = cpu_scratch(be, (size_t)N * M); /* [N][M] */
+        sgemm('N', 'T', N, M, K, 1.0f, w, K, x, K, 0.0f, t, M);
+#pragma omp parallel for if ((size_t)M * N > 65536)
+        for (int n = 0; n < N; n++)
+            for (int m = 0; m < M; m++)
+                o[(size_t)m * N + n] = (accumulate ? o[(size_t)m * N + n] : 0.0f) + (b ? b[n] : 0.0f) + t[(size_t)n * M + m];
+        cpu_scratch_release(be, mark);
+        return;
+    }
+    float beta = accumulate ? 1.0f : 0.0f;
+    if (b) { /* fold the bias into C and let sgemm accumulate onto it */
+#pragma omp parallel for if (M > 16)
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) o[(size_t)m * N + n] = (accumulate ? o[(size_t)m * N + n] : 0.0f) + b[n];
+        beta = 1.0f;
+    }
+    sgemm('N', 'T', M, N, K, 1.0f, x, K, w, K, beta, o, N);
+}
+
+static void cpu_layernorm(backend_t *be, void *out, const void *xv, const void *wv, const void *bv,
+                          int rows, int D, float eps)
+{
+    const float *x = xv, *w = wv, *b = bv;
+    float *o = out;
+#pragma omp parallel for if (rows > 8)
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * D;
+        float *orow = o + (size_t)r * D;
+        float sum = 0.0f, var = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int d = 0; d < D; d++) sum += xr[d];
+        const float mean = sum / D;
+#pragma omp simd reduction(+ : var)
+        for (int d = 0; d < D; d++) var += (xr[d] - mean) * (xr[d] - mean);
+        const float inv = 1.0f / sqrtf(var / D + eps);
+        for (int d = 0; d < D; d++) orow[d] = (xr[d] - mean) * inv * w[d] + b[d];
+    }
+}
+
+static inline void rmsnorm_row(float *o, const float *x, const float *w, int D, float eps)
+{
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int d = 0; d < D; d++) ss += x[d] * x[d];
+    const float inv = 1.0f / sqrtf(ss / D + eps);
+    for (int d = 0; d < D; d++) o[d] = w[d] * (x[d] * inv);
+}
+
+static void cpu_rmsnorm(backend_t *be, void *out, const void *x, const void *w, int rows, int D,
+                        float eps)
+{
+#pragma omp parallel for if (rows > 8)
+    for (int r = 0; r < rows; r++)
+        rmsnorm_row((float *)out + (size_t)r * D, (const float *)x + (size_t)r * D, w, D, eps);
+}
+
+static void cpu_gelu(backend_t *be, void *xv, size_t n)
+{
+    float *x = xv;
+#pragma omp parallel for if (n > 16384)
+    for (size_t i = 0; i < n; i++) x[i] = qgelu(x[i]);
+}
+
+static void cpu_swiglu(backend_t *be, void *out, const void *guv, int rows, int Dff)
+{
+    const float *gu = guv;
+    float *o = out;
+#pragma omp parallel for if (rows > 4)
+    for (int r = 0; r < rows; r++) {
+        const float *g = gu + (size_t)r * 2 * Dff, *u = g + Dff;
+        float *orow = o + (size_t)r * Dff;
+        for (int i = 0; i < Dff; i++) orow[i] = qsilu(g[i]) * u[i];
+    }
+}
+
+static void cpu_embed(backend_t *be, void *out, const void *table, const int *ids, int n, int D)
+{
+    for (int i = 0; i < n; i++)
+        memcpy((float *)out + (size_t)i * D, (const float *)table + (size_t)ids[i] * D, D * sizeof(float));
+}
+
+static void cpu_gather_rows(backend_t *be, void *out, const void *in, const int *idx, int n, int D)
+{
+    for (int i = 0; i < n; i++)
+        memmove((float *)out + (size_t)i * D, (const float *)in + (size_t)idx[i] * D, D * sizeof(float));
+}
+
+/* ---------------- attention ---------------- */
+
+static void softmax_inplace(float *s, int n)
+{
+    float mx = s[0];
+    for (int j = 1; j < n; j++) mx = fmaxf(mx, s[j]);
+    float sum = 0.0f;
+    for (int j = 0; j < n; j++) {
+        s[j] = qexpf(s[j] - mx);
+        sum += s[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int j = 0; j < n; j++) s[j] *= inv;
+}
+
+static void cpu_window_attention(backend_t *be, void *out, const void *qkvv, const int *win_start,
+                                 const int *win_len, int n_win, int H, int Dh, float scale)
+{
+    const float *qkv = qkvv;
+    const int HD = H * Dh, ld = 3 * HD;
+    int max_len = 1;
+    for (int w = 0; w < n_win; w++) max_len = MAX(max_len, win_len[w]);
+    /* one (window, head) pair per task: two small sgemms around a row softmax */
+#pragma omp parallel
+    {
+        float *S = xmalloc((size_t)max_len * max_len * sizeof(float));
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < n_win * H; t++) {
+            const int w = t / H, h = t % H, L = win_len[w];
+            const float *q = qkv + (size_t)win_start[w] * ld + h * Dh;
+            sgemm('N', 'T', L, L, Dh, scale, q, ld, q + HD, ld, 0.0f, S, L);
+            for (int i = 0; i < L; i++) softmax_inplace(S + (size_t)i * L, L);
+            sgemm('N', 'N', L, Dh, L, 1.0f, S, L, q + 2 * HD, ld, 0.0f,
+                  (float *)out + (size_t)win_start[w] * HD + h * Dh, HD);
+        }
+        free(S);
+    }
+}
+
+static void cpu_qk_norm_rope(backend_t *be, void *qkvv, const void *qw, const void *kw,
+                             const int *pos, int rows, int H, int Hkv, int Dh, float eps,
+                             float theta)
+{
+    float *qkv = qkvv;
+    const int half = Dh / 2, stride = (H + 2 * Hkv) * Dh;
+#pragma omp parallel for if (rows > 4)
+    for (int r = 0; r < rows; r++) {
+        float cs[half], sn[half]; /* angles in float32 as the reference computes them */
+        for (int i = 0; i < half; i++) {
+            const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)Dh);
+            const float a = (float)pos[r] * inv_freq;
+            cs[i] = cosf(a);
+            sn[i] = sinf(a);
+        }
+        float *row = qkv + (size_t)r * stride;
+        for (int h = 0; h < H + Hkv; h++) {
+            float *x = row + h * Dh;
+            rmsnorm_row(x, x, h < H ? qw : kw, Dh, eps);
+            for (int i = 0; i < half; i++) {
+                const float x1 = x[i], x2 = x[i + half];
+                x[i] = x1 * cs[i] - x2 * sn[i];
+                x[i + half] = x2 * cs[i] + x1 * sn[i];
+            }
+        }
+    }
+}
+
+static inline float *kv_page(const cpu_kv_t *kv, int layer, int page, int which, int g)
+{
+    const kv_geom_t *k = &kv->g;
+    const size_t page_elems = (size_t)k->page_size * k->head_dim;
+    return kv->data + ((((size_t)layer * k->n_pages + page) * 2 + which) * k->n_kv_heads + g) * page_elems;
+}
+
+static void cpu_kv_store(backend_t *be, void *kvv, int layer, const void *qkvv, const int *slot,
+                         int rows, int H, int Hkv, int Dh)
+{
+    cpu_kv_t *kv = kvv;
+    const float *qkv = qkvv;
+    const int P = kv->g.page_size, stride = (H + 2 * Hkv) * Dh;
+    QASR_ASSERT(kv->g.n_kv_heads == Hkv && kv->g.head_dim == Dh);
+    for (int r = 0; r < rows; r++) {
+        const int page = slot[r] / P, off = slot[r] % P;
+        const float *k = qkv + (size_t)r * stride + H * Dh, *v = k + Hkv * Dh;
+        for (int g = 0; g < Hkv; g++) {
+            memcpy(kv_page(kv, layer, page, 0, g) + off * Dh, k + g * Dh, Dh * sizeof(float));
+            memcpy(kv_page(kv, layer, page, 1, g) + off * Dh, v + g * Dh, Dh * sizeof(float));
+        }
+    }
+}
+
+static void cpu_paged_attention(backend_t *be, void *out, const void *qv, const void *kvv,
+                                int layer, const paged_attn_t *p)
+{
+    const cpu_kv_t *kv = kvv;
+    const float *q = qv;
+    const int Dh = p->head_dim, G = p->n_heads / p->n_kv_heads, P = kv->g.page_size;
+    /* one (row, kv head) per task: the G query heads sharing a kv head read its pages once */
+#pragma omp parallel
+    {
+        float *s = xmalloc((size_t)G * p->max_ctx * sizeof(float));
+        float *acc = xmalloc((size_t)G * Dh * sizeof(float));
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < p->n_rows * p->n_kv_heads; t++) {
+            const int i = t / p->n_kv_heads, g = t % p->n_kv_heads, n = p->ctx_len[i];
+            const int *bt = p->block_tables + (size_t)p->row_seq[i] * p->max_blocks;
+            const float *qg = q + (size_t)i * p->q_stride + (size_t)g * G * Dh;
+            for (int j0 = 0; j0 < n; j0 += P) {
+                const float *kp = kv_page(kv, layer, bt[j0 / P], 0, g);
+                for (int j = j0; j < MIN(n, j0 + P); j++) {
+                    const float *k = kp + (j - j0) * Dh;
+                    for (int h = 0; h < G; h++) {
+                        const float *qh = qg + h * Dh;
+                        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+                        for (int d = 0; d < Dh; d++) dot += qh[d] * k[d];
+                        s[(size_t)h * n + j] = dot * p->scale;
+                    }
+                }
+            }
+            for (int h = 0; h < G; h++) softmax_inplace(s + (size_t)h * n, n);
+            memset(acc, 0, (size_t)G * Dh * sizeof(float));
+            for (int j0 = 0; j0 < n; j0 += P) {
+                const float *vp = kv_page(kv, layer, bt[j0 / P], 1, g);
+                for (int j = j0; j < MIN(n, j0 + P); j++) {
+                    const float *v = vp + (j - j0) * Dh;
+                    for (int h = 0; h < G; h++) {
+                        const float pj = s[(size_t)h * n + j];
+                        float *a = acc + h * Dh;
+                        for (int d = 0; d < Dh; d++) a[d] += pj * v[d];
+                    }
+                }
+            }
+            memcpy((float *)out + (size_t)i * p->n_heads * Dh + (size_t)g * G * Dh, acc,
+                   (size_t)G * Dh * sizeof(float));
+        }
+        free(acc);
+        free(s);
+    }
+}
+
+/* ---------------- output ---------------- */
+
+static void cpu_argmax(backend_t *be, int *ids, const void *logits, int n, int V)
+{
+#pragma omp parallel for if (n > 1)
+    for (int r = 0; r < n; r++) {
+        const float *l = (const float *)logits + (size_t)r * V;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (l[v] > l[best]) best = v; /* strict: the lowest id wins a tie */
+        ids[r] = best;
+    }
+}
+
+static void cpu_sync(backend_t *be) {}
+
+static const backend_ops_t cpu_ops = {
+    .name = "cpu",
+    .act_size = sizeof(float),
+    .destroy = cpu_destroy,
+    .weight_alloc = cpu_weight_alloc,
+    .weight_upload = cpu_weight_upload,
+    .buf_alloc = cpu_buf_alloc,
+    .buf_free = cpu_buf_free,
+    .scratch = cpu_scratch,
+    .ints = cpu_ints,
+    .scratch_mark = cpu_scratch_mark,
+    .scratch_release = cpu_scratch_release,
+    .download = cpu_download,
+    .copy = cpu_copy,
+    .kv_alloc = cpu_kv_alloc,
+    .kv_free = cpu_kv_free,
+    .log_mel = cpu_log_mel,
+    .mel_chunks = cpu_mel_chunks,
+    .conv3x3s2_gelu = cpu_conv3x3s2_gelu,
+    .conv_flatten = cpu_conv_flatten,
+    .add_pos_emb = cpu_add_pos_emb,
+    .matmul = cpu_matmul,
+    .layernorm = cpu_layernorm,
+    .rmsnorm = cpu_rmsnorm,
+    .gelu = cpu_gelu,
+    .swiglu = cpu_swiglu,
+    .embed = cpu_embed,
+    .gather_rows = cpu_gather_rows,
+    .window_attention = cpu_window_attention,
+    .qk_norm_rope = cpu_qk_norm_rope,
+    .kv_store = cpu_kv_store,
+    .paged_attention = cpu_paged_attention,
+    .argmax = cpu_argmax,
+    .sync = cpu_sync,
+};
+
+int backend_cpu_create(backend_ref_t *out, int threads, int n_mels)
+{
+    backend_t *be = xcalloc(1, sizeof *be);
+    be->threads = threads > 0 ? threads : omp_get_num_procs();
+    omp_set_num_threads(be->threads);
+    be->mel = mel_init(n_mels);
+    if (!be->mel) {
+        free(be);
+        return -1;
+    }
+    out->ops = &cpu_ops;
+    out->be = be;
+    return 0;
+}

@@ -1,0 +1,414 @@
+#include "engine.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kv_pages.h"
+#include "tap.h"
+#include "util.h"
+
+typedef enum { SEQ_PREFILL, SEQ_DECODE } seq_state_t;
+
+typedef struct {
+    engine_req_t req;     /* context/language are owned copies */
+    seq_state_t state;
+    prompt_t prompt;
+    kv_seq_t kv;
+    void *audio;          /* [A][Hd] encoder output, until the prompt is prefilled */
+    int len;              /* tokens in the KV cache */
+    int last;             /* last generated token (input of the next decode row) */
+    int max_new;
+    engine_result_t res;
+} seq_t;
+
+struct engine {
+    const model_t *m;
+    const tokenizer_t *tok;
+    special_ids_t sp;
+    engine_opts_t opt;
+    kv_pool_t pool;
+    void *kv;
+    tap_t *tap;
+    double t0;
+
+    seq_t **waiting;      /* FIFO ring */
+    int w_head, w_count, w_cap;
+    seq_t **active;       /* admission order */
+    int n_active;
+    engine_result_t *done;/* FIFO of finished results */
+    int d_head, d_count, d_cap;
+    int in_flight;
+};
+
+void engine_opts_default(engine_opts_t *o)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    double ram_gb = pages > 0 && page > 0 ? (double)pages * page / 1e9 : 8.0;
+    *o = (engine_opts_t){
+        .max_seqs = 32,
+        .max_step_tokens = 2048,
+        .enc_max_rows = 16 * 104,
+        .kv_gb = fmin(16.0, fmax(1.0, 0.25 * ram_gb)),
+        .page_size = 16,
+    };
+}
+
+int engine_auto_max_new(double seconds) { return 32 + (int)ceil(12.0 * seconds); }
+
+static double clock_now(const engine_t *e) { return now_seconds() - e->t0; }
+
+engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_ids_t *sp,
+                        const engine_opts_t *opts)
+{
+    const model_config_t *c = &m->cfg;
+    engine_t *e = xcalloc(1, sizeof *e);
+    e->m = m;
+    e->tok = tok;
+    e->sp = *sp;
+    e->opt = *opts;
+    e->t0 = now_seconds();
+    const double token_bytes = (double)c->dec_layers * 2 * c->dec_kv_heads * c->dec_head_dim * m->bk.ops->act_size;
+    const int n_pages = (int)fmin(INT_MAX / 2, e->opt.kv_gb * 1e9 / (token_bytes * e->opt.page_size));
+    if (n_pages < 1) {
+        qasr_fail("--kv-gb %.3f is too small for one KV page (%.1f MB)", e->opt.kv_gb,
+                  token_bytes * e->opt.page_size / 1e6);
+        free(e);
+        return NULL;
+    }
+    kv_pool_init(&e->pool, n_pages, e->opt.page_size);
+    const kv_geom_t g = { c->dec_layers, n_pages, e->opt.page_size, c->dec_kv_heads, c->dec_head_dim };
+    e->kv = m->bk.ops->kv_alloc(m->bk.be, &g);
+    if (!e->kv) {
+        kv_pool_free(&e->pool);
+        free(e);
+        return NULL;
+    }
+    if (opts->dump_dir && !(e->tap = tap_open(opts->dump_dir))) {
+        engine_free(e);
+        return NULL;
+    }
+    e->active = xcalloc(e->opt.max_seqs, sizeof *e->active);
+    return e;
+}
+
+static void seq_free(const engine_t *e, seq_t *s)
+{
+    free(s->req.samples);
+    free((char *)s->req.context);
+    free((char *)s->req.language);
+    prompt_free(&s->prompt);
+    if (s->audio) e->m->bk.ops->buf_free(e->m->bk.be, s->audio);
+    free(s);
+}
+
+void engine_free(engine_t *e)
+{
+    if (!e) return;
+    for (int i = 0; i < e->w_count; i++) seq_free(e, e->waiting[(e->w_head + i) % e->w_cap]);
+    for (int i = 0; i < e->n_active; i++) {
+        kv_seq_release(&e->pool, &e->active[i]->kv);
+        free(e->active[i]->res.tokens);
+        seq_free(e, e->active[i]);
+    }
+    for (int i = 0; i < e->d_count; i++) engine_result_free(&e->done[(e->d_head + i) % e->d_cap]);
+    if (e->kv) e->m->bk.ops->kv_free(e->m->bk.be, e->kv);
+    kv_pool_free(&e->pool);
+    tap_close(e->tap);
+    free(e->waiting);
+    free(e->active);
+    free(e->done);
+    free(e);
+}
+
+void engine_submit(engine_t *e, const engine_req_t *r)
+{
+    seq_t *s = xcalloc(1, sizeof *s);
+    s->req = *r;
+    s->req.context = r->context ? xstrdup(r->context) : NULL;
+    s->req.language = r->language ? xstrdup(r->language) : NULL;
+    s->res.tag = r->tag;
+    s->res.audio_seconds = (double)r->n_samples / 16000.0;
+    s->res.t_submit = clock_now(e);
+    if (e->w_count == e->w_cap) { /* grow the ring, unwrapping it */
+        int cap = e->w_cap ? 2 * e->w_cap : 64;
+        seq_t **q = xmalloc(cap * sizeof *q);
+        for (int i = 0; i < e->w_count; i++) q[i] = e->waiting[(e->w_head + i) % e->w_cap];
+        free(e->waiting);
+        e->waiting = q;
+        e->w_cap = cap;
+        e->w_head = 0;
+    }
+    e->waiting[(e->w_head + e->w_count++) % e->w_cap] = s;
+    e->in_flight++;
+}
+
+int engine_in_flight(const engine_t *e) { return e->in_flight; }
+
+static void push_result(engine_t *e, seq_t *s)
+{
+    s->res.t_done = clock_now(e);
+    if (e->tap && !s->res.error) {
+        tap_host_i32(e->tap, "prompt_ids", s->prompt.ids, s->prompt.n);
+        tap_host_i32(e->tap, "tokens", s->res.tokens, s->res.n_tokens);
+    }
+    if (e->d_count == e->d_cap) {
+        int cap = e->d_cap ? 2 * e->d_cap : 64;
+        engine_result_t *q = xmalloc(cap * sizeof *q);
+        for (int i = 0; i < e->d_count; i++) q[i] = e->done[(e->d_head + i) % e->d_cap];
+        free(e->done);
+        e->done = q;
+        e->d_cap = cap;
+        e->d_head = 0;
+    }
+    e->done[(e->d_head + e->d_count++) % e->d_cap] = s->res;
+    s->res.tokens = NULL;
+    s->res.error = NULL;
+    seq_free(e, s);
+}
+
+static void fail_seq(engine_t *e, seq_t *s, const char *fmt, ...) QASR_PRINTF(3, 4);
+static void fail_seq(engine_t *e, seq_t *s, const char *fmt, ...)
+{
+    char msg[QASR_ERR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    free(s->res.error);
+    s->res.error = xstrdup(msg);
+    push_result(e, s);
+}
+
+/* Tokens, prompt and limits of a waiting request. 0, or -1 after failing it. */
+static int prepare(engine_t *e, seq_t *s)
+{
+    const model_config_t *c = &e->m->cfg;
+    if (s->req.n_samples < ENGINE_MIN_SAMPLES) {
+        fail_seq(e, s, "audio too short: %lld samples at 16 kHz (at least %d needed)",
+                 (long long)s->req.n_samples, ENGINE_MIN_SAMPLES);
+        return -1;
+    }
+    const int64_t frames = s->req.n_samples / 160;
+    if (frames > INT_MAX / 2) {
+        fail_seq(e, s, "audio too long: %.0f s", s->res.audio_seconds);
+        return -1;
+    }
+    const int A = config_audio_tokens(c, (int)frames);
+    if (prompt_build(&s->prompt, e->tok, &e->sp, A, s->req.context, s->req.language) != 0) {
+        fail_seq(e, s, "%s", qasr_last_error());
+        return -1;
+    }
+    s->res.audio_tokens = A;
+    s->res.prompt_tokens = s->prompt.n;
+    s->max_new = s->req.max_new_tokens > 0 ? s->req.max_new_tokens : engine_auto_max_new(s->res.audio_seconds);
+    if (s->prompt.n + 1 > c->max_positions) {
+        fail_seq(e, s, "audio too long for one pass: the prompt needs %d positions, the model has %d; "
+                 "split the audio", s->prompt.n, c->max_positions);
+        return -1;
+    }
+    s->max_new = MIN(s->max_new, c->max_positions - s->prompt.n);
+    s->res.max_new_tokens = s->max_new;
+    const int pages = kv_pages_for(&e->pool, s->prompt.n + s->max_new);
+    if (pages > e->pool.n_pages) {
+        fail_seq(e, s, "audio too long for the KV cache: %d tokens need %.2f GB, the cache has %.2f GB "
+                 "(raise --kv-gb or split the audio)", s->prompt.n + s->max_new,
+                 e->opt.kv_gb * pages / e->pool.n_pages, e->opt.kv_gb);
+        return -1;
+    }
+    return 0;
+}
+
+/* Mel + encoder for the newly admitted sequences, all in one batched encoder call. */
+static void encode(engine_t *e, seq_t **seqs, int n)
+{
+    const backend_ops_t *o = e->m->bk.ops;
+    backend_t *be = e->m->bk.be;
+    const model_config_t *c = &e->m->cfg;
+    enc_item_t *items = xmalloc(n * sizeof *items);
+    for (int i = 0; i < n; i++) {
+        seq_t *s = seqs[i];
+        const int T = (int)(s->req.n_samples / 160);
+        void *mel = o->buf_alloc(be, (size_t)T * c->n_mels);
+        o->log_mel(be, mel, s->req.samples, s->req.n_samples, c->n_mels);
+        if (e->tap) { /* the spec's layout is [n_mels][T] */
+            float *h = xmalloc((size_t)T * c->n_mels * sizeof(float)), *t = xmalloc((size_t)T * c->n_mels * sizeof(float));
+            o->download(be, h, mel, (size_t)T * c->n_mels);
+            for (int f = 0; f < T; f++)
+                for (int k = 0; k < c->n_mels; k++) t[(size_t)k * T + f] = h[(size_t)f * c->n_mels + k];
+            tap_host_f32(e->tap, "mel", t, c->n_mels, T);
+            free(h);
+            free(t);
+        }
+        free(s->req.samples);
+        s->req.samples = NULL;
+        s->audio = o->buf_alloc(be, (size_t)s->prompt.n_audio * c->enc_out);
+        items[i] = (enc_item_t){ .mel = mel, .frames = T, .out = s->audio };
+    }
+    encoder_forward(e->m, items, n, e->tap ? 0 : e->opt.enc_max_rows, e->tap);
+    for (int i = 0; i < n; i++) o->buf_free(be, (void *)items[i].mel);
+    free(items);
+    const double t = clock_now(e);
+    for (int i = 0; i < n; i++) seqs[i]->res.t_encoded = t;
+}
+
+static void admit(engine_t *e)
+{
+    seq_t **fresh = xmalloc(e->opt.max_seqs * sizeof *fresh);
+    int n_fresh = 0;
+    while (e->w_count > 0 && e->n_active < e->opt.max_seqs) {
+        seq_t *s = e->waiting[e->w_head];
+        if (s->prompt.ids == NULL && prepare(e, s) != 0) {
+            e->w_head = (e->w_head + 1) % e->w_cap;
+            e->w_count--;
+            continue;
+        }
+        if (kv_seq_reserve(&e->pool, &s->kv, s->prompt.n + s->max_new) != 0) break; /* wait for pages */
+        e->w_head = (e->w_head + 1) % e->w_cap;
+        e->w_count--;
+        s->state = SEQ_PREFILL;
+        s->res.t_admit = clock_now(e);
+        e->active[e->n_active++] = s;
+        fresh[n_fresh++] = s;
+    }
+    if (n_fresh) encode(e, fresh, n_fresh);
+    free(fresh);
+}
+
+static int is_stop(const engine_t *e, int t) { return t == e->sp.im_end || t == e->sp.endoftext; }
+
+/* Host-side arrays of one decoder step. */
+typedef struct {
+    int *ids, *pos, *slot, *row_seq, *ctx_len, *out_rows, *out_seq;
+    audio_span_t *audio;
+    int n_rows, n_out, n_audio;
+} step_rows_t;
+
+static void add_row(step_rows_t *r, const engine_t *e, const seq_t *s, int seq_index, int pos, int id)
+{
+    const int i = r->n_rows++;
+    r->ids[i] = id;
+    r->pos[i] = pos;
+    r->slot[i] = kv_slot(&e->pool, &s->kv, pos);
+    r->row_seq[i] = seq_index;
+    r->ctx_len[i] = pos + 1;
+}
+
+void engine_step(engine_t *e)
+{
+    admit(e);
+    if (e->n_active == 0) return;
+    const int budget = e->tap ? INT_MAX : e->opt.max_step_tokens;
+    int n_rows = 0, max_blocks = 1, max_ctx = 1;
+    for (int i = 0; i < e->n_active; i++) { /* size the step: decode rows first, then prefill */
+        const seq_t *s = e->active[i];
+        n_rows += s->state == SEQ_DECODE ? 1 : 0;
+        max_blocks = MAX(max_blocks, s->kv.n_pages);
+    }
+    for (int i = 0; i < e->n_active; i++) {
+        const seq_t *s = e->active[i];
+        if (s->state == SEQ_PREFILL) n_rows += MIN(s->prompt.n - s->len, MAX(0, budget - n_rows));
+    }
+    step_rows_t r = { 0 };
+    r.ids = xmalloc(n_rows * sizeof(int));
+    r.pos = xmalloc(n_rows * sizeof(int));
+    r.slot = xmalloc(n_rows * sizeof(int));
+    r.row_seq = xmalloc(n_rows * sizeof(int));
+    r.ctx_len = xmalloc(n_rows * sizeof(int));
+    r.out_rows = xmalloc(e->n_active * sizeof(int));
+    r.out_seq = xmalloc(e->n_active * sizeof(int));
+    r.audio = xmalloc(e->n_active * sizeof(audio_span_t));
+    int *tables = xcalloc((size_t)e->n_active * max_blocks, sizeof(int));
+    for (int i = 0; i < e->n_active; i++) {
+        seq_t *s = e->active[i];
+        memcpy(tables + (size_t)i * max_blocks, s->kv.pages, s->kv.n_pages * sizeof(int));
+        if (s->state != SEQ_DECODE) continue;
+        r.out_seq[r.n_out] = i;
+        r.out_rows[r.n_out++] = r.n_rows;
+        add_row(&r, e, s, i, s->len, s->last);
+        s->len++;
+    }
+    for (int i = 0; i < e->n_active && r.n_rows < n_rows; i++) {
+        seq_t *s = e->active[i];
+        if (s->state != SEQ_PREFILL) continue;
+        const int k = MIN(s->prompt.n - s->len, n_rows - r.n_rows), first = s->len;
+        const int a0 = MAX(first, s->prompt.audio_at), a1 = MIN(first + k, s->prompt.audio_at + s->prompt.n_audio);
+        if (a1 > a0)
+            r.audio[r.n_audio++] = (audio_span_t){ .src = s->audio, .src_row = a0 - s->prompt.audio_at,
+                                                   .dst_row = r.n_rows + a0 - first, .n = a1 - a0 };
+        for (int p = first; p < first + k; p++) add_row(&r, e, s, i, p, s->prompt.ids[p]);
+        s->len += k;
+        if (s->len == s->prompt.n) {
+            r.out_seq[r.n_out] = i;
+            r.out_rows[r.n_out++] = r.n_rows - 1;
+        }
+    }
+    for (int i = 0; i < r.n_rows; i++) max_ctx = MAX(max_ctx, r.ctx_len[i]);
+
+    const dec_batch_t b = {
+        .n_rows = r.n_rows, .ids = r.ids, .pos = r.pos, .slot = r.slot, .row_seq = r.row_seq,
+        .ctx_len = r.ctx_len, .block_tables = tables, .n_seqs = e->n_active,
+        .max_blocks = max_blocks, .max_ctx = max_ctx, .audio = r.audio, .n_audio = r.n_audio,
+        .out_rows = r.out_rows, .n_out = r.n_out,
+    };
+    int *next = xmalloc(MAX(1, r.n_out) * sizeof(int));
+    /* dumps describe the prompt pass only: the step that prefills the (single) sequence */
+    tap_t *tap = e->tap && e->active[0]->state == SEQ_PREFILL ? e->tap : NULL;
+    decoder_forward(e->m, e->kv, &b, next, tap);
+
+    const double t = clock_now(e);
+    for (int j = 0; j < r.n_out; j++) {
+        seq_t *s = e->active[r.out_seq[j]];
+        if (s->state == SEQ_PREFILL) { /* prompt complete: the audio embeddings are no longer needed */
+            s->state = SEQ_DECODE;
+            e->m->bk.ops->buf_free(e->m->bk.be, s->audio);
+            s->audio = NULL;
+            s->res.t_first = t;
+        }
+        s->res.tokens = xrealloc(s->res.tokens, (s->res.n_tokens + 1) * sizeof(int));
+        s->res.tokens[s->res.n_tokens++] = s->last = next[j];
+        s->res.stopped = !s->req.ignore_eos && is_stop(e, next[j]);
+        if (s->res.stopped || s->res.n_tokens >= s->max_new) {
+            s->res.truncated = !s->res.stopped && !s->req.ignore_eos;
+            kv_seq_release(&e->pool, &s->kv);
+            push_result(e, s);
+            e->active[r.out_seq[j]] = NULL;
+        }
+    }
+    int k = 0; /* compact, keeping admission order */
+    for (int i = 0; i < e->n_active; i++)
+        if (e->active[i]) e->active[k++] = e->active[i];
+    e->n_active = k;
+
+    free(next);
+    free(tables);
+    free(r.ids);
+    free(r.pos);
+    free(r.slot);
+    free(r.row_seq);
+    free(r.ctx_len);
+    free(r.out_rows);
+    free(r.out_seq);
+    free(r.audio);
+}
+
+int engine_pop(engine_t *e, engine_result_t *out)
+{
+    if (e->d_count == 0) return 0;
+    *out = e->done[e->d_head];
+    e->d_head = (e->d_head + 1) % e->d_cap;
+    e->d_count--;
+    e->in_flight--;
+    return 1;
+}
+
+void engine_result_free(engine_result_t *r)
+{
+    free(r->tokens);
+    free(r->error);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,77 @@
+/* The inference engine: continuous batching of many utterances over one model.
+ *
+ * Requests wait in a FIFO. Each step admits waiting requests while there is a free sequence
+ * slot and enough free KV pages for prompt + max_new_tokens (reserved up front, so a running
+ * sequence never runs out), encodes all newly admitted audio in one batched encoder call, then
+ * runs one decoder step over every active sequence: one row per decoding sequence plus as many
+ * prompt rows of prefilling sequences as the step budget allows (long prompts are prefilled in
+ * chunks over several steps). Finished sequences return their pages at once, so the next
+ * waiting request joins in the following step. */
+#ifndef QASR_ENGINE_H
+#define QASR_ENGINE_H
+
+#include <stdint.h>
+
+#include "model.h"
+#include "prompt.h"
+#include "tokenizer.h"
+
+typedef struct {
+    int max_seqs;        /* sequences decoded together */
+    int max_step_tokens; /* rows per decoder step (prefill chunk size) */
+    int enc_max_rows;    /* rows per encoder pass */
+    double kv_gb;        /* KV cache size in GB */
+    int page_size;       /* tokens per KV page */
+    const char *dump_dir;/* write reference-comparison dumps (single request only) */
+} engine_opts_t;
+
+void engine_opts_default(engine_opts_t *o);
+
+typedef struct {
+    float *samples;       /* 16 kHz mono, conditioned; ownership passes to the engine */
+    int64_t n_samples;
+    const char *context;  /* system-block context or NULL (copied) */
+    const char *language; /* forced language, normalised and validated, or NULL (copied) */
+    int max_new_tokens;   /* <= 0: engine_auto_max_new() of the duration */
+    int ignore_eos;       /* decode exactly max_new_tokens steps */
+    void *tag;            /* returned with the result */
+} engine_req_t;
+
+typedef struct {
+    void *tag;
+    int *tokens;          /* generated ids in order, including a final end token (malloc'd) */
+    int n_tokens;
+    int stopped;          /* ended on an end token */
+    int truncated;        /* ended by max_new_tokens without an end token (and not ignore_eos) */
+    int prompt_tokens, audio_tokens, max_new_tokens;
+    double audio_seconds;
+    char *error;          /* NULL, or why this input produced nothing (malloc'd) */
+    /* seconds on the engine clock: submitted, admitted, encoded, first token, done */
+    double t_submit, t_admit, t_encoded, t_first, t_done;
+} engine_result_t;
+
+typedef struct engine engine_t;
+
+/* NULL + qasr_fail() if the KV cache cannot be allocated. */
+engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_ids_t *sp,
+                        const engine_opts_t *opts);
+void engine_free(engine_t *e);
+
+void engine_submit(engine_t *e, const engine_req_t *r);
+/* Requests submitted whose results have not been popped yet. */
+int engine_in_flight(const engine_t *e);
+/* One scheduling step (admission, encoding, one decoder step). */
+void engine_step(engine_t *e);
+/* Pop one finished result; returns 0 if none is ready. */
+int engine_pop(engine_t *e, engine_result_t *out);
+void engine_result_free(engine_result_t *r);
+
+/* Default token limit for audio of the given length: generous enough for the fastest speech
+ * (about 12 tokens per second) so that nothing is silently cut, yet bounded so that a
+ * repetition loop ends. */
+int engine_auto_max_new(double seconds);
+
+/* Minimum number of samples the front end accepts (reflect padding needs 201). */
+#define ENGINE_MIN_SAMPLES 201
+
+#endif

@@ -1,0 +1,183 @@
+/* qasr: transcribe a few audio files with a Qwen3-ASR checkpoint (all files of one call are
+ * decoded together as one batch). For manifests and long runs use qasr-batch. */
+#include <cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audio.h"
+#include "qasr.h"
+#include "util.h"
+
+/* Exit codes: documented in --help and README. */
+enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_USAGE = 2, EXIT_MODEL = 3 };
+
+static void usage(FILE *f)
+{
+    fputs("usage: qasr --model DIR [options] AUDIO...\n"
+          "\n"
+          "Transcribe audio files with a Qwen3-ASR checkpoint directory as published\n"
+          "(config.json, *.safetensors, vocab.json, merges.txt, tokenizer_config.json).\n"
+          "Any format libsndfile reads, any rate and channel count. All files are decoded\n"
+          "together as one batch.\n"
+          "\n"
+          "options:\n"
+          "  -m, --model DIR          checkpoint directory (required)\n"
+          "  -l, --language NAME      force the language (e.g. English); default: detect\n"
+          "  -c, --context TEXT       background text (names, terms) to bias recognition\n"
+          "  -n, --max-new-tokens N   token limit per file (default: 32 + 12 per second of audio)\n"
+          "      --ignore-eos         decode exactly --max-new-tokens tokens (benchmarks, tests)\n"
+          "  -t, --threads N          CPU threads (default: all cores)\n"
+          "  -b, --backend NAME       compute backend: cpu (default)\n"
+          "      --batch N            sequences decoded together (default 32)\n"
+          "      --kv-gb X            KV cache size in GB (default: a quarter of RAM, 1..16)\n"
+          "  -j, --json               one JSON object per file and line: path, text, language,\n"
+          "                           raw, token_ids, n_tokens, truncated, audio_seconds, error\n"
+          "      --dump-dir DIR       write each stage's tensors as .npy (one file only)\n"
+          "      --list-languages     print the languages the model supports and exit\n"
+          "  -v, --verbose            timings on stderr\n"
+          "  -h, --help               this help\n"
+          "\n"
+          "exit status: 0 all files transcribed, 1 some files failed (each is reported),\n"
+          "2 usage error, 3 the model could not be loaded.\n",
+          f);
+}
+
+static void print_json(const char *path, const qasr_result_t *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "path", path);
+    if (r->error) {
+        cJSON_AddNullToObject(o, "text");
+        cJSON_AddStringToObject(o, "error", r->error);
+    } else {
+        cJSON_AddStringToObject(o, "text", r->text);
+        cJSON_AddStringToObject(o, "language", r->language);
+        cJSON_AddStringToObject(o, "raw", r->raw);
+        cJSON_AddItemToObject(o, "token_ids", cJSON_CreateIntArray(r->token_ids, r->n_tokens));
+        cJSON_AddNumberToObject(o, "n_tokens", r->n_tokens);
+        cJSON_AddBoolToObject(o, "truncated", r->truncated);
+        cJSON_AddNumberToObject(o, "audio_seconds", r->audio_seconds);
+        cJSON_AddNullToObject(o, "error");
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    puts(s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+int main(int argc, char **argv)
+{
+    qasr_options_t opt;
+    qasr_options_default(&opt);
+    const char *model = NULL, *language = NULL, *context = NULL;
+    int max_new = 0, ignore_eos = 0, json = 0, list_languages = 0;
+    enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_DUMP, OPT_LIST };
+    static const struct option longopts[] = {
+        { "model", required_argument, 0, 'm' },          { "language", required_argument, 0, 'l' },
+        { "context", required_argument, 0, 'c' },        { "max-new-tokens", required_argument, 0, 'n' },
+        { "ignore-eos", no_argument, 0, OPT_IGNORE_EOS }, { "threads", required_argument, 0, 't' },
+        { "backend", required_argument, 0, 'b' },        { "batch", required_argument, 0, OPT_BATCH },
+        { "kv-gb", required_argument, 0, OPT_KV_GB },    { "json", no_argument, 0, 'j' },
+        { "dump-dir", required_argument, 0, OPT_DUMP },  { "list-languages", no_argument, 0, OPT_LIST },
+        { "verbose", no_argument, 0, 'v' },              { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "m:l:c:n:t:b:jvh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'l': language = optarg; break;
+        case 'c': context = optarg; break;
+        case 'n': max_new = atoi(optarg); break;
+        case 't': opt.threads = atoi(optarg); break;
+        case 'b': opt.backend = optarg; break;
+        case 'j': json = 1; break;
+        case 'v': opt.verbose = 1; break;
+        case 'h': usage(stdout); return EXIT_OK;
+        case OPT_IGNORE_EOS: ignore_eos = 1; break;
+        case OPT_BATCH: opt.max_batch = atoi(optarg); break;
+        case OPT_KV_GB: opt.kv_gb = atof(optarg); break;
+        case OPT_DUMP: opt.dump_dir = optarg; break;
+        case OPT_LIST: list_languages = 1; break;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (!model) {
+        fputs("qasr: --model DIR is required\n", stderr);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!list_languages && optind >= argc) {
+        fputs("qasr: no audio files given\n", stderr);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (ignore_eos && max_new <= 0) {
+        fputs("qasr: --ignore-eos needs --max-new-tokens N\n", stderr);
+        return EXIT_USAGE;
+    }
+
+    qasr_t *q = qasr_load(model, &opt);
+    if (!q) qasr_die(EXIT_MODEL, "%s", qasr_last_error());
+    if (opt.verbose) fprintf(stderr, "qasr: model loaded in %.2f s\n", qasr_load_seconds(q));
+    if (list_languages) {
+        for (int i = 0; i < qasr_n_languages(q); i++) puts(qasr_language(q, i));
+        qasr_free(q);
+        return EXIT_OK;
+    }
+
+    const int n_files = argc - optind;
+    char **paths = argv + optind;
+    qasr_input_t *in = xcalloc(n_files, sizeof *in);
+    qasr_result_t *res = xcalloc(n_files, sizeof *res);
+    int n_in = 0, failed = 0;
+    char **load_error = xcalloc(n_files, sizeof *load_error);
+    for (int i = 0; i < n_files; i++) {
+        float *x;
+        int64_t n;
+        if (audio_load(paths[i], &x, &n) != 0) {
+            load_error[i] = xstrdup(qasr_last_error());
+            continue;
+        }
+        in[n_in++] = (qasr_input_t){ .samples = x, .n_samples = n, .context = context, .language = language,
+                                     .max_new_tokens = max_new, .ignore_eos = ignore_eos };
+    }
+    const double t0 = now_seconds();
+    qasr_transcribe(q, in, n_in, res);
+    const double elapsed = now_seconds() - t0;
+
+    double audio_total = 0;
+    for (int i = 0, k = 0; i < n_files; i++) {
+        qasr_result_t fake = { .error = load_error[i] }, *r = load_error[i] ? &fake : &res[k++];
+        audio_total += r->audio_seconds;
+        if (r->error) {
+            failed++;
+            fprintf(stderr, "qasr: %s: %s\n", paths[i], r->error);
+        }
+        if (json)
+            print_json(paths[i], r);
+        else if (!r->error && n_files > 1)
+            printf("%s: %s\n", paths[i], r->text);
+        else if (!r->error)
+            printf("%s\n", r->text);
+        if (r->truncated)
+            fprintf(stderr, "qasr: %s: transcript cut at --max-new-tokens %d without an end token\n",
+                    paths[i], r->n_tokens);
+    }
+    if (opt.verbose)
+        fprintf(stderr, "qasr: %d files, %.1f s of audio in %.2f s (%.2fx real time)\n", n_files,
+                audio_total, elapsed, elapsed > 0 ? audio_total / elapsed : 0.0);
+
+    for (int i = 0; i < n_in; i++) {
+        free((float *)in[i].samples);
+        qasr_result_free(&res[i]);
+    }
+    for (int i = 0; i < n_files; i++) free(load_error[i]);
+    free(load_error);
+    free(in);
+    free(res);
+    qasr_free(q);
+    return failed ? EXIT_SOME_FAILED : EXIT_OK;
+}

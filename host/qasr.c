@@ -1,0 +1,162 @@
+/* Library API: model + tokenizer + engine behind qasr.h. */
+#include "qasr.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "backend.h"
+#include "engine.h"
+#include "model.h"
+#include "prompt.h"
+#include "tokenizer.h"
+#include "transcript.h"
+#include "util.h"
+
+struct qasr {
+    backend_ref_t bk;
+    model_t model;
+    tokenizer_t *tok;
+    special_ids_t sp;
+    engine_opts_t eopt;
+    double load_seconds;
+};
+
+void qasr_options_default(qasr_options_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->backend = "cpu";
+}
+
+qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
+{
+    qasr_options_t def;
+    if (!opt) {
+        qasr_options_default(&def);
+        opt = &def;
+    }
+    const double t0 = now_seconds();
+    if (opt->backend && strcmp(opt->backend, "cpu") != 0) {
+        qasr_fail("unknown backend '%s' (this build has: cpu)", opt->backend);
+        return NULL;
+    }
+    qasr_t *q = xcalloc(1, sizeof *q);
+    model_config_t cfg;
+    if (config_load(&cfg, dir) != 0) goto fail;
+    if (!(q->tok = tokenizer_load(dir))) goto fail;
+    if (special_ids_load(&q->sp, q->tok, &cfg) != 0) {
+        qasr_fail_prefix("%s", dir);
+        goto fail;
+    }
+    if (backend_cpu_create(&q->bk, opt->threads, cfg.n_mels) != 0) goto fail;
+    if (model_load(&q->model, dir, q->bk) != 0) goto fail;
+    engine_opts_default(&q->eopt);
+    if (opt->max_batch > 0) q->eopt.max_seqs = opt->max_batch;
+    if (opt->kv_gb > 0) q->eopt.kv_gb = opt->kv_gb;
+    q->eopt.dump_dir = opt->dump_dir;
+    q->load_seconds = now_seconds() - t0;
+    return q;
+fail:
+    qasr_free(q);
+    return NULL;
+}
+
+void qasr_free(qasr_t *q)
+{
+    if (!q) return;
+    model_free(&q->model);
+    if (q->bk.ops) q->bk.ops->destroy(q->bk.be);
+    tokenizer_free(q->tok);
+    free(q);
+}
+
+/* Normalised supported language name (malloc'd), or NULL + qasr_fail(). */
+static char *check_language(const qasr_t *q, const char *name)
+{
+    char *norm = transcript_normalize_language(name);
+    const model_config_t *c = &q->model.cfg;
+    for (int i = 0; i < c->n_languages; i++)
+        if (strcmp(norm, c->languages[i]) == 0) return norm;
+    if (c->n_languages == 0) return norm; /* config lists none: accept any name */
+    qasr_fail("unsupported language '%s' (supported: see `qasr --list-languages`)", name);
+    free(norm);
+    return NULL;
+}
+
+static void fill_result(const qasr_t *q, const engine_result_t *er, const char *forced,
+                        qasr_result_t *r)
+{
+    r->audio_seconds = er->audio_seconds;
+    if (er->error) {
+        r->error = xstrdup(er->error);
+        return;
+    }
+    r->token_ids = xmalloc(MAX(1, er->n_tokens) * sizeof(int));
+    memcpy(r->token_ids, er->tokens, er->n_tokens * sizeof(int));
+    r->n_tokens = er->n_tokens;
+    r->truncated = er->truncated;
+    r->raw = tokenizer_decode(q->tok, er->tokens, er->n_tokens, 1);
+    transcript_parse(r->raw, forced, &r->language, &r->text);
+    r->encode_seconds = er->t_encoded - er->t_submit;
+    r->first_token_seconds = er->t_first - er->t_submit;
+    r->total_seconds = er->t_done - er->t_submit;
+}
+
+int qasr_transcribe(qasr_t *q, const qasr_input_t *in, int n, qasr_result_t *out)
+{
+    memset(out, 0, n * sizeof *out);
+    engine_opts_t eo = q->eopt;
+    if (eo.dump_dir && n != 1) {
+        for (int i = 0; i < n; i++) out[i].error = xstrdup("--dump-dir works with exactly one input");
+        return n;
+    }
+    engine_t *e = engine_create(&q->model, q->tok, &q->sp, &eo);
+    if (!e) {
+        for (int i = 0; i < n; i++) out[i].error = xstrdup(qasr_last_error());
+        return n;
+    }
+    char **forced = xcalloc(n, sizeof *forced);
+    for (int i = 0; i < n; i++) {
+        if (in[i].language && !(forced[i] = check_language(q, in[i].language))) {
+            out[i].error = xstrdup(qasr_last_error());
+            continue;
+        }
+        float *copy = xmalloc(MAX(1, in[i].n_samples) * sizeof(float));
+        memcpy(copy, in[i].samples, in[i].n_samples * sizeof(float));
+        const engine_req_t r = { .samples = copy, .n_samples = in[i].n_samples, .context = in[i].context,
+                                 .language = forced[i], .max_new_tokens = in[i].max_new_tokens,
+                                 .ignore_eos = in[i].ignore_eos, .tag = &out[i] };
+        engine_submit(e, &r);
+    }
+    int failed = 0;
+    while (engine_in_flight(e) > 0) {
+        engine_step(e);
+        engine_result_t er;
+        while (engine_pop(e, &er)) {
+            qasr_result_t *r = er.tag;
+            fill_result(q, &er, forced[r - out], r);
+            engine_result_free(&er);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        failed += out[i].error != NULL;
+        free(forced[i]);
+    }
+    free(forced);
+    engine_free(e);
+    return failed;
+}
+
+void qasr_result_free(qasr_result_t *r)
+{
+    free(r->text);
+    free(r->language);
+    free(r->raw);
+    free(r->token_ids);
+    free(r->error);
+    memset(r, 0, sizeof *r);
+}
+
+int qasr_n_languages(const qasr_t *q) { return q->model.cfg.n_languages; }
+const char *qasr_language(const qasr_t *q, int i) { return q->model.cfg.languages[i]; }
+double qasr_load_seconds(const qasr_t *q) { return q->load_seconds; }

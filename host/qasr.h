@@ -1,0 +1,61 @@
+/* qasr library API: load a Qwen3-ASR checkpoint directory as published and transcribe
+ * batches of 16 kHz mono audio. All inputs of one call are decoded together (continuous
+ * batching); results come back in input order.
+ *
+ * Errors: functions returning a pointer give NULL, functions returning int give -1, and
+ * qasr_last_error() says why. A bad input (too short, unsupported language) does not fail
+ * the call: its result carries an error message instead. */
+#ifndef QASR_H
+#define QASR_H
+
+#include <stdint.h>
+
+typedef struct qasr qasr_t;
+
+typedef struct {
+    const char *backend; /* "cpu" */
+    int threads;         /* CPU threads; 0 = all cores */
+    int max_batch;       /* sequences decoded together; 0 = default (32) */
+    double kv_gb;        /* KV cache size in GB; 0 = default (a quarter of RAM, 1..16 GB) */
+    const char *dump_dir;/* write stage-by-stage dumps for the reference comparison (1 input) */
+    int verbose;
+} qasr_options_t;
+
+typedef struct {
+    const float *samples; /* 16 kHz mono float32 in [-1, 1] (copied) */
+    int64_t n_samples;
+    const char *context;  /* background text for the system block, or NULL */
+    const char *language; /* force a language (any case of a supported name), or NULL */
+    int max_new_tokens;   /* 0: scaled to the audio length */
+    int ignore_eos;       /* decode exactly max_new_tokens tokens */
+} qasr_input_t;
+
+typedef struct {
+    char *text;           /* transcript */
+    char *language;       /* detected or forced language ("" if none) */
+    char *raw;            /* decoded output before parsing */
+    int *token_ids;       /* generated ids in order (incl. the end token, if any) */
+    int n_tokens;
+    int truncated;        /* hit max_new_tokens without an end token */
+    double audio_seconds;
+    double encode_seconds, first_token_seconds, total_seconds; /* since submission */
+    char *error;          /* NULL, or why this input has no transcript */
+} qasr_result_t;
+
+void qasr_options_default(qasr_options_t *o);
+qasr_t *qasr_load(const char *model_dir, const qasr_options_t *o);
+void qasr_free(qasr_t *q);
+
+/* Transcribe n inputs into out[0..n-1] (caller frees each with qasr_result_free).
+ * Returns the number of inputs whose result has an error. */
+int qasr_transcribe(qasr_t *q, const qasr_input_t *in, int n, qasr_result_t *out);
+void qasr_result_free(qasr_result_t *r);
+
+/* Model facts for callers (e.g. to print or validate). */
+int qasr_n_languages(const qasr_t *q);
+const char *qasr_language(const qasr_t *q, int i);
+double qasr_load_seconds(const qasr_t *q);
+
+const char *qasr_last_error(void);
+
+#endif

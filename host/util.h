@@ -1,0 +1,74 @@
+/* Small shared helpers: error reporting, assertions, allocation, timing.
+ *
+ * Errors come in three kinds (see README "Errors"):
+ *  - programmer error: QASR_ASSERT, active in release builds, aborts;
+ *  - bad input (file, manifest line, audio): the function records a message with qasr_fail()
+ *    and returns -1 / NULL; the caller reports it and carries on with the next input;
+ *  - unrecoverable start-up or resource failure in a CLI: qasr_die() prints and exits.
+ * The message recorded by qasr_fail() is thread-local, like errno. */
+#ifndef QASR_UTIL_H
+#define QASR_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QASR_ERR_LEN 1024
+
+#if defined(__GNUC__)
+#define QASR_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define QASR_NORETURN __attribute__((noreturn))
+#else
+#define QASR_PRINTF(a, b)
+#define QASR_NORETURN
+#endif
+
+/* Record an error message for this thread; always returns -1. */
+int qasr_fail(const char *fmt, ...) QASR_PRINTF(1, 2);
+/* Prefix the current message with more context: "<prefix>: <old message>". Returns -1. */
+int qasr_fail_prefix(const char *fmt, ...) QASR_PRINTF(1, 2);
+/* The last message recorded on this thread ("" if none). */
+const char *qasr_last_error(void);
+
+/* Print "qasr: <message>" to stderr and exit(code). */
+void qasr_die(int code, const char *fmt, ...) QASR_PRINTF(2, 3) QASR_NORETURN;
+
+#define QASR_ASSERT(cond)                                                                  \
+    do {                                                                                   \
+        if (!(cond)) qasr_assert_fail(#cond, __FILE__, __LINE__);                          \
+    } while (0)
+void qasr_assert_fail(const char *expr, const char *file, int line) QASR_NORETURN;
+
+/* Allocation that aborts on failure: running out of host memory is not a per-input error. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Read a whole file into a NUL-terminated buffer; NULL + qasr_fail() on error. */
+char *read_text_file(const char *path, size_t *len_out);
+
+/* dir + "/" + name, malloc'd. */
+char *path_join(const char *dir, const char *name);
+
+/* Monotonic wall clock in seconds. */
+double now_seconds(void);
+
+/* bf16 <-> fp32. bf16 is the upper half of an IEEE fp32; rounding is round-to-nearest-even. */
+static inline float bf16_to_f32(uint16_t h)
+{
+    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
+    return v.f;
+}
+static inline uint16_t f32_to_bf16(float f)
+{
+    union { uint32_t u; float f; } v = { .f = f };
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); /* quiet NaN */
+    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+float f16_to_f32(uint16_t h);
+
+#define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif
