@@ -8,13 +8,13 @@
  * -> final RMSNorm and LM head on the rows whose next token is wanted -> greedy argmax. */
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 #include "model.h"
 #include "tap.h"
 #include "util.h"
 
-void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_next, tap_t *tap)
+void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_next,
+                     float *h_logits, tap_t *tap)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
@@ -74,12 +74,7 @@ void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_ne
         o->gather_rows(be, xo, x, o->ints(be, b->out_rows, b->n_out), b->n_out, Hd);
         o->rmsnorm(be, xo, xo, w->norm, b->n_out, Hd, eps);
         o->matmul(be, logits, xo, w->lm_head, NULL, b->n_out, Hd, c->vocab, 0);
-        if (tap) { /* the logits of the last prompt row, as a vector */
-            float *h_logits = xmalloc((size_t)c->vocab * sizeof(float));
-            o->download(be, h_logits, act_offset(o, logits, (size_t)(b->n_out - 1) * c->vocab), c->vocab);
-            tap_host_f32(tap, "logits", h_logits, -1, c->vocab);
-            free(h_logits);
-        }
+        if (h_logits) o->download(be, h_logits, logits, (size_t)b->n_out * c->vocab);
         o->argmax(be, h_next, logits, b->n_out, c->vocab);
     }
     o->scratch_release(be, mark);

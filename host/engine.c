@@ -43,6 +43,9 @@ struct engine {
     engine_result_t *done;/* FIFO of finished results */
     int d_head, d_count, d_cap;
     int in_flight;
+    engine_stats_t stats;
+    float *step_logits;   /* dump mode: logits of every generated token, [n][V] */
+    int n_step_logits;
 };
 
 void engine_opts_default(engine_opts_t *o)
@@ -119,6 +122,7 @@ void engine_free(engine_t *e)
     if (e->kv) e->m->bk.ops->kv_free(e->m->bk.be, e->kv);
     kv_pool_free(&e->pool);
     tap_close(e->tap);
+    free(e->step_logits);
     free(e->waiting);
     free(e->active);
     free(e->done);
@@ -155,6 +159,8 @@ static void push_result(engine_t *e, seq_t *s)
     if (e->tap && !s->res.error) {
         tap_host_i32(e->tap, "prompt_ids", s->prompt.ids, s->prompt.n);
         tap_host_i32(e->tap, "tokens", s->res.tokens, s->res.n_tokens);
+        tap_host_f32(e->tap, "logits", e->step_logits, -1, e->m->cfg.vocab);
+        tap_host_f32(e->tap, "step_logits", e->step_logits, e->n_step_logits, e->m->cfg.vocab);
     }
     if (e->d_count == e->d_cap) {
         int cap = e->d_cap ? 2 * e->d_cap : 64;
@@ -230,6 +236,7 @@ static void encode(engine_t *e, seq_t **seqs, int n)
     backend_t *be = e->m->bk.be;
     const model_config_t *c = &e->m->cfg;
     enc_item_t *items = xmalloc(n * sizeof *items);
+    double t0 = now_seconds();
     for (int i = 0; i < n; i++) {
         seq_t *s = seqs[i];
         const int T = (int)(s->req.n_samples / 160);
@@ -248,8 +255,15 @@ static void encode(engine_t *e, seq_t **seqs, int n)
         s->req.samples = NULL;
         s->audio = o->buf_alloc(be, (size_t)s->prompt.n_audio * c->enc_out);
         items[i] = (enc_item_t){ .mel = mel, .frames = T, .out = s->audio };
+        e->stats.audio_seconds += s->res.audio_seconds;
     }
+    o->sync(be);
+    const double t1 = now_seconds();
     encoder_forward(e->m, items, n, e->tap ? 0 : e->opt.enc_max_rows, e->tap);
+    o->sync(be);
+    e->stats.t_mel += t1 - t0;
+    e->stats.t_encoder += now_seconds() - t1;
+    e->stats.encoder_calls++;
     for (int i = 0; i < n; i++) o->buf_free(be, (void *)items[i].mel);
     free(items);
     const double t = clock_now(e);
@@ -332,6 +346,7 @@ void engine_step(engine_t *e)
         add_row(&r, e, s, i, s->len, s->last);
         s->len++;
     }
+    const int n_decode_rows = r.n_rows;
     for (int i = 0; i < e->n_active && r.n_rows < n_rows; i++) {
         seq_t *s = e->active[i];
         if (s->state != SEQ_PREFILL) continue;
@@ -356,9 +371,20 @@ void engine_step(engine_t *e)
         .out_rows = r.out_rows, .n_out = r.n_out,
     };
     int *next = xmalloc(MAX(1, r.n_out) * sizeof(int));
-    /* dumps describe the prompt pass only: the step that prefills the (single) sequence */
+    /* layer dumps describe the prompt pass: the step that prefills the (single) sequence */
     tap_t *tap = e->tap && e->active[0]->state == SEQ_PREFILL ? e->tap : NULL;
-    decoder_forward(e->m, e->kv, &b, next, tap);
+    float *logits = NULL;
+    if (e->tap && r.n_out == 1) {
+        const size_t V = e->m->cfg.vocab;
+        e->step_logits = xrealloc(e->step_logits, (e->n_step_logits + 1) * V * sizeof(float));
+        logits = e->step_logits + e->n_step_logits++ * V;
+    }
+    const double t0 = now_seconds();
+    decoder_forward(e->m, e->kv, &b, next, logits, tap);
+    *(r.n_rows > n_decode_rows ? &e->stats.t_prefill : &e->stats.t_decode) += now_seconds() - t0;
+    e->stats.steps++;
+    e->stats.decode_tokens += n_decode_rows;
+    e->stats.prefill_tokens += r.n_rows - n_decode_rows;
 
     const double t = clock_now(e);
     for (int j = 0; j < r.n_out; j++) {
@@ -405,6 +431,8 @@ int engine_pop(engine_t *e, engine_result_t *out)
     e->in_flight--;
     return 1;
 }
+
+const engine_stats_t *engine_stats(const engine_t *e) { return &e->stats; }
 
 void engine_result_free(engine_result_t *r)
 {

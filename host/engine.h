@@ -52,6 +52,14 @@ typedef struct {
 
 typedef struct engine engine_t;
 
+/* Where the time went (seconds of wall clock) and how much work was done. */
+typedef struct {
+    double t_mel, t_encoder;
+    double t_prefill, t_decode; /* decoder steps with prompt rows / with decode rows only */
+    long prefill_tokens, decode_tokens, steps, encoder_calls;
+    double audio_seconds;
+} engine_stats_t;
+
 /* NULL + qasr_fail() if the KV cache cannot be allocated. */
 engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_ids_t *sp,
                         const engine_opts_t *opts);
@@ -65,6 +73,7 @@ void engine_step(engine_t *e);
 /* Pop one finished result; returns 0 if none is ready. */
 int engine_pop(engine_t *e, engine_result_t *out);
 void engine_result_free(engine_result_t *r);
+const engine_stats_t *engine_stats(const engine_t *e);
 
 /* Default token limit for audio of the given length: generous enough for the fastest speech
  * (about 12 tokens per second) so that nothing is silently cut, yet bounded so that a

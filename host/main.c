@@ -163,12 +163,19 @@ int main(int argc, char **argv)
         else if (!r->error)
             printf("%s\n", r->text);
         if (r->truncated)
-            fprintf(stderr, "qasr: %s: transcript cut at --max-new-tokens %d without an end token\n",
-                    paths[i], r->n_tokens);
+            fprintf(stderr, "qasr: %s: transcript cut at the %d-token limit without an end token "
+                    "(raise --max-new-tokens)\n", paths[i], r->n_tokens);
     }
-    if (opt.verbose)
+    if (opt.verbose) {
+        qasr_stats_t st;
+        qasr_last_stats(q, &st);
         fprintf(stderr, "qasr: %d files, %.1f s of audio in %.2f s (%.2fx real time)\n", n_files,
                 audio_total, elapsed, elapsed > 0 ? audio_total / elapsed : 0.0);
+        fprintf(stderr, "qasr: mel %.2f s, encoder %.2f s, prefill %.2f s (%ld tokens), decode "
+                "%.2f s (%ld tokens), %ld decoder steps\n", st.mel_seconds, st.encoder_seconds,
+                st.prefill_seconds, st.prefill_tokens, st.decode_seconds, st.decode_tokens,
+                st.decoder_steps);
+    }
 
     for (int i = 0; i < n_in; i++) {
         free((float *)in[i].samples);

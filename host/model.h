@@ -109,7 +109,9 @@ typedef struct {
     int n_out;
 } dec_batch_t;
 
-/* Run the step; writes the greedy next token of each out row to h_next[n_out]. */
-void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_next, tap_t *tap);
+/* Run the step; writes the greedy next token of each out row to h_next[n_out], and, when
+ * h_logits is not NULL, the out rows' logits to h_logits[n_out][V] (for comparisons). */
+void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_next,
+                     float *h_logits, tap_t *tap);
 
 #endif

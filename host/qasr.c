@@ -20,6 +20,7 @@ struct qasr {
     special_ids_t sp;
     engine_opts_t eopt;
     double load_seconds;
+    qasr_stats_t stats;
 };
 
 void qasr_options_default(qasr_options_t *o)
@@ -116,6 +117,7 @@ int qasr_transcribe(qasr_t *q, const qasr_input_t *in, int n, qasr_result_t *out
         return n;
     }
     char **forced = xcalloc(n, sizeof *forced);
+    const double t0 = now_seconds();
     for (int i = 0; i < n; i++) {
         if (in[i].language && !(forced[i] = check_language(q, in[i].language))) {
             out[i].error = xstrdup(qasr_last_error());
@@ -138,6 +140,13 @@ int qasr_transcribe(qasr_t *q, const qasr_input_t *in, int n, qasr_result_t *out
             engine_result_free(&er);
         }
     }
+    const engine_stats_t *es = engine_stats(e);
+    q->stats = (qasr_stats_t){
+        .wall_seconds = now_seconds() - t0, .audio_seconds = es->audio_seconds,
+        .mel_seconds = es->t_mel, .encoder_seconds = es->t_encoder,
+        .prefill_seconds = es->t_prefill, .decode_seconds = es->t_decode,
+        .prefill_tokens = es->prefill_tokens, .decode_tokens = es->decode_tokens, .decoder_steps = es->steps,
+    };
     for (int i = 0; i < n; i++) {
         failed += out[i].error != NULL;
         free(forced[i]);
@@ -156,6 +165,8 @@ void qasr_result_free(qasr_result_t *r)
     free(r->error);
     memset(r, 0, sizeof *r);
 }
+
+void qasr_last_stats(const qasr_t *q, qasr_stats_t *s) { *s = q->stats; }
 
 int qasr_n_languages(const qasr_t *q) { return q->model.cfg.n_languages; }
 const char *qasr_language(const qasr_t *q, int i) { return q->model.cfg.languages[i]; }

@@ -51,6 +51,15 @@ void qasr_free(qasr_t *q);
 int qasr_transcribe(qasr_t *q, const qasr_input_t *in, int n, qasr_result_t *out);
 void qasr_result_free(qasr_result_t *r);
 
+/* Where the time of the last qasr_transcribe call went. */
+typedef struct {
+    double wall_seconds, audio_seconds;
+    double mel_seconds, encoder_seconds;
+    double prefill_seconds, decode_seconds; /* decoder steps with prompt rows / decode rows only */
+    long prefill_tokens, decode_tokens, decoder_steps;
+} qasr_stats_t;
+void qasr_last_stats(const qasr_t *q, qasr_stats_t *s);
+
 /* Model facts for callers (e.g. to print or validate). */
 int qasr_n_languages(const qasr_t *q);
 const char *qasr_language(const qasr_t *q, int i);

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# CPU throughput benchmark: a synthetic checkpoint at real dimensions and espeak-ng speech clips
+# of a fixed length, transcribed one clip alone and then N clips in one batched call, each with
+# exactly --steps generated tokens per clip (--ignore-eos: random weights never stop).
+# Prints seconds of audio per second, prefill and decode tokens/s, stage times and peak RSS.
+#
+# usage: bench/bench_cpu.sh [--size 0.6b|1.7b] [--clips 32] [--seconds 10] [--steps 32]
+#                           [--threads 2] [--work DIR] [-- extra qasr options]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+size=0.6b clips=32 seconds=10 steps=32 threads=2 work=$root/build/bench
+while [ $# -gt 0 ]; do
+  case $1 in
+    --size) size=$2; shift 2 ;;
+    --clips) clips=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
+qasr=$root/build/qasr
+[ -x "$qasr" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
+model=$work/model-$size
+mkdir -p "$work/clips"
+
+if [ ! -f "$model/config.json" ]; then
+  echo "making a synthetic $size checkpoint in $model" >&2
+  /usr/bin/python3 "$root/scripts/make_synthetic_model.py" "$model" --size "$size" --seed 1 >&2
+fi
+
+# Speech clips: different sentences and voices, padded/trimmed to exactly $seconds at 16 kHz.
+sentences=(
+  "The committee will meet again on Thursday to review the budget for the coming year."
+  "Seven ships sailed into the harbour before the storm reached the northern coast."
+  "Please remember to bring your passport, two photographs and the signed application form."
+  "Researchers measured the temperature of the lake every morning for three months."
+  "Our train was delayed by forty minutes because of a signal failure near the station."
+  "She explained that the new software would be installed on every computer next week."
+  "Fresh bread, cheese and a bottle of water were all we needed for the long walk."
+  "The museum opens at nine o'clock and closes early on the first Monday of each month."
+)
+voices=(en-us en-gb en-us+f3 en-gb+m3 en-us+m7 en-gb+f4)
+files=()
+for i in $(seq 0 $((clips - 1))); do
+  f=$work/clips/clip${seconds}s-$i.wav
+  if [ ! -f "$f" ]; then
+    text="${sentences[$((i % ${#sentences[@]}))]} ${sentences[$(((i + 3) % ${#sentences[@]}))]}"
+    espeak-ng -v "${voices[$((i % ${#voices[@]}))]}" -s $((140 + (i % 5) * 10)) -w "$work/clips/raw.wav" "$text"
+    sox -V1 "$work/clips/raw.wav" -r 16000 -c 1 -b 16 "$f" pad 0 "$seconds" trim 0 "$seconds"
+  fi
+  files+=("$f")
+done
+
+run() { # run LABEL FILES...
+  local label=$1; shift
+  local log=$work/$label.log
+  /usr/bin/time -v "$qasr" --model "$model" --threads "$threads" --ignore-eos --max-new-tokens "$steps" \
+    -v "$@" >/dev/null 2>"$log" || { cat "$log" >&2; exit 1; }
+  /usr/bin/python3 - "$log" "$label" <<'EOF'
+import re, sys
+log = open(sys.argv[1]).read()
+def num(pattern):
+    return [float(x) for x in re.search(pattern, log).groups()]
+load, = num(r"model loaded in ([\d.]+) s")
+n, audio, wall, rtx = num(r"(\d+) files, ([\d.]+) s of audio in ([\d.]+) s \(([\d.]+)x")
+mel, enc, pre, ptok, dec, dtok, steps = num(
+    r"mel ([\d.]+) s, encoder ([\d.]+) s, prefill ([\d.]+) s \((\d+) tokens\), decode ([\d.]+) s \((\d+) tokens\), (\d+) decoder steps")
+rss, = num(r"Maximum resident set size \(kbytes\): (\d+)")
+print(f"{sys.argv[2]:>10}: {int(n)} x {audio / n:.1f} s audio: {wall:.2f} s -> {audio / wall:.2f} s of audio per s | "
+      f"mel {mel:.2f} s, encoder {enc:.2f} s ({audio / max(enc, 1e-9):.1f} s audio/s), "
+      f"prefill {pre:.2f} s ({ptok / max(pre, 1e-9):.0f} tok/s), decode {dec:.2f} s ({dtok / max(dec, 1e-9):.1f} tok/s, "
+      f"{int(steps)} steps) | load {load:.2f} s, peak RSS {rss / 1048576:.2f} GB")
+EOF
+}
+
+echo "qasr CPU benchmark: $size synthetic checkpoint, $threads threads, $steps tokens per clip, $(nproc) cores"
+run single "${files[0]}"
+run batch "${files[@]}"

@@ -1,0 +1,451 @@
+#!/usr/bin/python3
+"""Write a synthetic Qwen3-ASR checkpoint in the exact official Hugging Face layout.
+
+Usage:
+    make_synthetic_model.py OUT_DIR --size {tiny,0.6b,1.7b} [--seed N] [--shards K]
+                            [--no-lm-head]
+
+The directory receives config.json, generation_config.json, preprocessor_config.json,
+chat_template.json, tokenizer_config.json, vocab.json, merges.txt and BF16 safetensors
+with the official tensor names and shapes (spec section 2.6):
+
+  * 0.6b  -- config/tokenizer files copied verbatim from tests/fixtures/qwen3-asr-0.6b,
+             one model.safetensors (612 tensors, ~0.94 G parameters incl. lm_head).
+  * 1.7b  -- the same files, config dims changed to the 1.7B column of spec 2.2,
+             two shards model-0000i-of-00002.safetensors + model.safetensors.index.json.
+  * tiny  -- small dims (encoder 64 wide x 2 layers, decoder 64 wide x 2 layers) and a
+             small, self-consistent byte-level BPE tokenizer: the 256 byte tokens and the
+             first 1744 merges of the real vocabulary (V0 = 2000 ids, 0..1999, the same
+             strings as ids 0..1999 of the real vocabulary), followed by the same 62 added
+             tokens at ids 2000..2061 (so the special ids differ from the real model and
+             must be read from the files). vocab_size = 2112 (2062 rounded up to 64).
+
+`--shards K` forces K shards for any size (K = 1: single model.safetensors, no index).
+`--no-lm-head` omits thinker.lm_head.weight (tests the tied-embedding fallback).
+
+Weights are drawn from numpy's default_rng, seeded per tensor *and per row chunk* with
+(seed, crc32(tensor name), chunk index), so the values do not depend on the shard layout
+or on the thread schedule; thinker.lm_head.weight is generated from the seed of
+thinker.model.embed_tokens.weight and is therefore bit-identical to it. Values are rounded
+float32 -> bf16 with round-to-nearest-even. Large tensors are streamed in row chunks (two
+worker threads), so memory stays bounded (~ a few hundred MB) at the real sizes.
+
+Distributions (chosen so activations neither explode nor vanish, and so the logits have
+a spread of ~3 units with clear top-1 margins; see weight_init()):
+  * linear weights ~ N(0, g^2 / fan_in) with g = 1 (g = sqrt(2) for conv_out,
+    g = 1/sqrt(0.425) for proj2 so the audio embeddings come out with rms ~1); biases
+    ~ N(0, 0.02^2); conv weights He-scaled, N(0, 2 / (C_in * 9));
+  * LayerNorm / RMSNorm weights ~ 1 + N(0, 0.05^2), LayerNorm biases ~ N(0, 0.02^2);
+    q_norm ~ 2 + N(0, 0.1^2) (decoder attention scores spread ~2 units, so RoPE/mask
+    errors are visible); the final decoder norm ~ G * (1 + N(0, 0.05^2)) with
+    G = 3 / (0.25 * exp(0.4^2)) ~ 10.2, which sets the logit std to ~3;
+  * embed_tokens (= lm_head): row v ~ N(0, (0.25 s_v)^2 / H), i.e. rows of norm ~0.25
+    (small next to the residual stream, which grows to rms ~5, so the current token does
+    not dominate its own next-token logit -> no trivial self-loops), with a log-normal
+    row scale s_v = exp(0.4 z_v) for the ordinary tokens (heavier upper tail -> larger
+    top-1/top-2 gaps than i.i.d. Gaussian logits), s_v = 1 for the 62 added tokens and
+    s_v = 0.05 for the rows beyond the tokenizer (ids >= tokenizer size), which therefore
+    never win the argmax, as in the real model.
+Measured (fp32 reference, 32 greedy steps): logits std ~3.0; top-1/top-2 margin median
+~2 units, ~1% of steps below 0.01. Per-step margins are written to meta.json by
+qasr_reference.py.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import sys
+import zlib
+from collections import OrderedDict
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURE_DIR = os.path.join(os.path.dirname(HERE), "tests", "fixtures", "qwen3-asr-0.6b")
+
+TINY_V0 = 2000          # tiny tokenizer: ids 0..1999 = 256 bytes + first 1744 merges
+CHUNK_ELEMS = 1 << 22   # elements per generated row chunk (fixed: values depend on it)
+
+AUDIO_DIMS = {
+    "tiny": dict(d_model=64, encoder_layers=2, encoder_attention_heads=4,
+                 encoder_ffn_dim=128, output_dim=64, downsample_hidden_size=32),
+    "0.6b": dict(d_model=896, encoder_layers=18, encoder_attention_heads=14,
+                 encoder_ffn_dim=3584, output_dim=1024, downsample_hidden_size=480),
+    "1.7b": dict(d_model=1024, encoder_layers=24, encoder_attention_heads=16,
+                 encoder_ffn_dim=4096, output_dim=2048, downsample_hidden_size=480),
+}
+TEXT_DIMS = {
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=32),
+    "0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                 num_attention_heads=16, num_key_value_heads=8, head_dim=128),
+    "1.7b": dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
+                 num_attention_heads=16, num_key_value_heads=8, head_dim=128),
+}
+
+
+# ----------------------------------------------------------------------------------------
+# bf16
+
+def f32_to_bf16_bits(x):
+    """float32 array -> uint16 bf16 bit patterns, round to nearest, ties to even.
+
+    Integer ops on the uint32 view: add 0x7FFF + lsb(of the kept part), shift right 16.
+    (NaN handling not needed: the generator never produces NaN.)"""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    lsb = (u >> np.uint32(16)) & np.uint32(1)
+    return ((u + lsb + np.uint32(0x7FFF)) >> np.uint32(16)).astype(np.uint16)
+
+
+def bf16_bits_to_f32(b):
+    return (np.asarray(b, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+# ----------------------------------------------------------------------------------------
+# files
+
+def load_json(path):
+    with open(path, "r", encoding="utf-8") as f:
+        return json.load(f, object_pairs_hook=OrderedDict)
+
+
+def write_json(path, obj, indent=2):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=indent, ensure_ascii=False)
+        f.write("\n")
+
+
+def bytes_to_unicode():
+    """GPT-2 byte -> printable unicode character table."""
+    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1))
+          + list(range(ord("\xae"), ord("\xff") + 1)))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def build_tiny_tokenizer(out_dir, v0=TINY_V0):
+    """Write vocab.json / merges.txt / tokenizer_config.json of the tiny tokenizer.
+
+    Returns (n_tokens_total, {added content: new id})."""
+    vocab = load_json(os.path.join(FIXTURE_DIR, "vocab.json"))
+    inv = {i: s for s, i in vocab.items()}
+    with open(os.path.join(FIXTURE_DIR, "merges.txt"), "r", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    header = lines[0]
+    assert header.startswith("#version"), "unexpected merges.txt header"
+    merges = [l for l in lines[1:] if l]
+    # Verify the structure the tiny vocabulary relies on.
+    byte_chars = set(bytes_to_unicode().values())
+    if set(inv[i] for i in range(256)) != byte_chars:
+        raise SystemExit("real vocab: ids 0..255 are not the 256 byte tokens")
+    for r, m in enumerate(merges):
+        a, b = m.split(" ")
+        if inv.get(256 + r) != a + b:
+            raise SystemExit("real vocab: id %d is not the product of merge %d" % (256 + r, r))
+    k = v0 - 256
+    small_merges = merges[:k]
+    small_vocab = OrderedDict((inv[i], i) for i in range(v0))
+    # every merge's inputs and product must be inside the small vocabulary
+    for m in small_merges:
+        a, b = m.split(" ")
+        assert a in small_vocab and b in small_vocab and (a + b) in small_vocab
+    assert len(small_vocab) == v0  # ids contiguous 0..v0-1, no duplicate strings
+    with open(os.path.join(out_dir, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(small_vocab, f, ensure_ascii=False, separators=(",", ":"))
+    with open(os.path.join(out_dir, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write(header + "\n" + "\n".join(small_merges) + "\n")
+
+    tc = load_json(os.path.join(FIXTURE_DIR, "tokenizer_config.json"))
+    old = tc["added_tokens_decoder"]
+    new = OrderedDict()
+    ids = {}
+    for j, (oid, entry) in enumerate(sorted(old.items(), key=lambda kv: int(kv[0]))):
+        new[str(v0 + j)] = entry
+        ids[entry["content"]] = v0 + j
+    tc["added_tokens_decoder"] = new
+    write_json(os.path.join(out_dir, "tokenizer_config.json"), tc)
+    return v0 + len(new), ids
+
+
+def make_config(size, tok_ids=None, n_tok=None):
+    cfg = load_json(os.path.join(FIXTURE_DIR, "config.json"))
+    if size == "0.6b":
+        return cfg
+    th = cfg["thinker_config"]
+    ac, tc = th["audio_config"], th["text_config"]
+    for key, val in AUDIO_DIMS[size].items():
+        ac[key] = val
+    ac["num_hidden_layers"] = AUDIO_DIMS[size]["encoder_layers"]
+    for key, val in TEXT_DIMS[size].items():
+        tc[key] = val
+    if size == "tiny":
+        th["audio_end_token_id"] = tok_ids["<|audio_end|>"]
+        th["audio_start_token_id"] = tok_ids["<|audio_start|>"]
+        th["audio_token_id"] = tok_ids["<|audio_pad|>"]
+        tc["vocab_size"] = (n_tok + 63) // 64 * 64
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------
+# tensors
+
+def tensor_list(cfg, lm_head=True):
+    """Ordered (name, shape) list exactly as spec 2.6."""
+    th = cfg["thinker_config"]
+    ac, tc = th["audio_config"], th["text_config"]
+    D, F, L = ac["d_model"], ac["encoder_ffn_dim"], ac["encoder_layers"]
+    C, NM, OD = ac["downsample_hidden_size"], ac["num_mel_bins"], ac["output_dim"]
+    f = NM
+    for _ in range(3):
+        f = (f - 1) // 2 + 1
+    H, I, LD = tc["hidden_size"], tc["intermediate_size"], tc["num_hidden_layers"]
+    NH, NKV, HD, V = (tc["num_attention_heads"], tc["num_key_value_heads"], tc["head_dim"],
+                      tc["vocab_size"])
+    assert OD == H, "audio output_dim must equal the decoder hidden size"
+    t = []
+    a = "thinker.audio_tower."
+    t += [(a + "conv2d1.weight", [C, 1, 3, 3]), (a + "conv2d1.bias", [C]),
+          (a + "conv2d2.weight", [C, C, 3, 3]), (a + "conv2d2.bias", [C]),
+          (a + "conv2d3.weight", [C, C, 3, 3]), (a + "conv2d3.bias", [C]),
+          (a + "conv_out.weight", [D, C * f])]
+    for i in range(L):
+        p = a + "layers.%d." % i
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            t += [(p + "self_attn.%s.weight" % proj, [D, D]), (p + "self_attn.%s.bias" % proj, [D])]
+        t += [(p + "self_attn_layer_norm.weight", [D]), (p + "self_attn_layer_norm.bias", [D]),
+              (p + "fc1.weight", [F, D]), (p + "fc1.bias", [F]),
+              (p + "fc2.weight", [D, F]), (p + "fc2.bias", [D]),
+              (p + "final_layer_norm.weight", [D]), (p + "final_layer_norm.bias", [D])]
+    t += [(a + "ln_post.weight", [D]), (a + "ln_post.bias", [D]),
+          (a + "proj1.weight", [D, D]), (a + "proj1.bias", [D]),
+          (a + "proj2.weight", [OD, D]), (a + "proj2.bias", [OD])]
+    m = "thinker.model."
+    t += [(m + "embed_tokens.weight", [V, H])]
+    for i in range(LD):
+        p = m + "layers.%d." % i
+        t += [(p + "input_layernorm.weight", [H]),
+              (p + "self_attn.q_proj.weight", [NH * HD, H]),
+              (p + "self_attn.k_proj.weight", [NKV * HD, H]),
+              (p + "self_attn.v_proj.weight", [NKV * HD, H]),
+              (p + "self_attn.o_proj.weight", [H, NH * HD]),
+              (p + "self_attn.q_norm.weight", [HD]),
+              (p + "self_attn.k_norm.weight", [HD]),
+              (p + "post_attention_layernorm.weight", [H]),
+              (p + "mlp.gate_proj.weight", [I, H]),
+              (p + "mlp.up_proj.weight", [I, H]),
+              (p + "mlp.down_proj.weight", [H, I])]
+    t += [(m + "norm.weight", [H])]
+    if lm_head:
+        t += [("thinker.lm_head.weight", [V, H])]
+    return t
+
+
+def expected_tensor_count(cfg, lm_head=True):
+    L = cfg["thinker_config"]["audio_config"]["encoder_layers"]
+    LD = cfg["thinker_config"]["text_config"]["num_hidden_layers"]
+    return 13 + 16 * L + 11 * LD + 2 + (1 if lm_head else 0)
+
+
+EMBED_NAME = "thinker.model.embed_tokens.weight"
+EMBED_ROW_TAU = 0.4                 # log-normal row scale exp(tau z)
+EMBED_ROW_NORM = 0.25               # typical |row| of embed_tokens (std * sqrt(H))
+LOGIT_STD = 3.0                     # target spread of the logits over the vocabulary
+FINAL_NORM_GAIN = LOGIT_STD / (EMBED_ROW_NORM * float(np.exp(EMBED_ROW_TAU ** 2)))
+
+
+def weight_init(name, shape, ctx):
+    """-> (mean, std) for a plain Gaussian tensor, or ('embed', std) for the embedding."""
+    if name in (EMBED_NAME, "thinker.lm_head.weight"):
+        return ("embed", EMBED_ROW_NORM / np.sqrt(shape[1]))
+    if name == "thinker.model.norm.weight":
+        return (FINAL_NORM_GAIN, 0.05 * FINAL_NORM_GAIN)
+    base = name.rsplit(".", 1)[0]
+    leaf = base.rsplit(".", 1)[-1]
+    is_bias = name.endswith(".bias")
+    if "layer_norm" in leaf or leaf in ("ln_post", "input_layernorm",
+                                        "post_attention_layernorm", "norm", "k_norm"):
+        return (0.0, 0.02) if is_bias else (1.0, 0.05)
+    if leaf == "q_norm":
+        return (2.0, 0.1)
+    if is_bias:
+        return (0.0, 0.02)
+    if leaf.startswith("conv2d"):
+        fan_in = shape[1] * shape[2] * shape[3]
+        return (0.0, np.sqrt(2.0 / fan_in))     # He: a GELU follows
+    fan_in = shape[1]
+    gain = 1.0                                   # q/k/v/o, fc1/fc2, proj1, decoder MLP
+    if leaf == "proj2":
+        gain = 1.0 / np.sqrt(0.425)              # E[gelu(z)^2] = 0.425 for z ~ N(0,1)
+    if leaf == "conv_out":
+        gain = np.sqrt(2.0)
+    return (0.0, gain / np.sqrt(fan_in))
+
+
+def embed_row_scales(seed, V, n_real, n_tok):
+    """Row scales of embed_tokens/lm_head (see module docstring)."""
+    rng = np.random.default_rng([seed, zlib.crc32(EMBED_NAME.encode()), 0xE5CA1E])
+    s = np.exp(EMBED_ROW_TAU * rng.standard_normal(V)).astype(np.float32)
+    s[n_real:n_tok] = 1.0
+    s[n_tok:] = 0.05
+    return s
+
+
+def rows_per_chunk(shape):
+    cols = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    return max(1, CHUNK_ELEMS // cols)
+
+
+def gen_chunk(name, shape, c, ctx):
+    """bf16 bits of row chunk c of tensor `name` (deterministic)."""
+    rows = rows_per_chunk(shape)
+    r0 = c * rows
+    r1 = min(shape[0], r0 + rows)
+    cols = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    init = weight_init(name, shape, ctx)
+    key_name = EMBED_NAME if init[0] == "embed" else name
+    rng = np.random.default_rng([ctx["seed"], zlib.crc32(key_name.encode()), c])
+    x = rng.standard_normal((r1 - r0) * cols, dtype=np.float32)
+    if init[0] == "embed":
+        x = x.reshape(r1 - r0, cols)
+        x *= (ctx["row_scale"][r0:r1] * np.float32(init[1]))[:, None]
+    else:
+        mean, std = init
+        x *= np.float32(std)
+        if mean:
+            x += np.float32(mean)
+    return f32_to_bf16_bits(x).tobytes()
+
+
+def n_chunks(shape):
+    return (shape[0] + rows_per_chunk(shape) - 1) // rows_per_chunk(shape)
+
+
+def write_safetensors(path, tensors, ctx, pool):
+    """tensors: list of (name, shape). Header sorted by name, data in the same order."""
+    tensors = sorted(tensors, key=lambda t: t[0])
+    header = OrderedDict()
+    header["__metadata__"] = {"format": "pt"}
+    off = 0
+    for name, shape in tensors:
+        nbytes = 2 * int(np.prod(shape))
+        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [off, off + nbytes]}
+        off += nbytes
+    hj = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hj += b" " * ((-len(hj)) % 8)
+    with open(path, "wb") as f:
+        f.write(np.uint64(len(hj)).tobytes())
+        f.write(hj)
+        jobs = [(name, shape, c) for name, shape in tensors for c in range(n_chunks(shape))]
+        window = []
+        it = iter(jobs)
+        depth = 6
+        for job in it:
+            window.append(pool.submit(gen_chunk, job[0], job[1], job[2], ctx))
+            if len(window) >= depth:
+                f.write(window.pop(0).result())
+        for fut in window:
+            f.write(fut.result())
+        written = f.tell()
+    assert written == 8 + len(hj) + off, "size mismatch in %s" % path
+    return off
+
+
+def split_shards(tensors, k):
+    """Contiguous split of the ordered list into k non-empty groups of roughly equal bytes."""
+    sizes = [2 * int(np.prod(s)) for _, s in tensors]
+    total, n = sum(sizes), len(tensors)
+    if k > n:
+        raise SystemExit("--shards %d exceeds the tensor count %d" % (k, n))
+    groups = [[] for _ in range(k)]
+    g, acc = 0, 0
+    for i, (t, sz) in enumerate(zip(tensors, sizes)):
+        if groups[g] and g < k - 1 and (acc + sz / 2 > total * (g + 1) / k or n - i <= k - 1 - g):
+            g += 1
+        groups[g].append(t)
+        acc += sz
+    assert all(groups)
+    return groups
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n", 2)[2])
+    ap.add_argument("out_dir")
+    ap.add_argument("--size", required=True, choices=["tiny", "0.6b", "1.7b"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shards", type=int, default=None,
+                    help="number of safetensors shards (default: 1 for tiny/0.6b, 2 for 1.7b)")
+    ap.add_argument("--no-lm-head", action="store_true",
+                    help="omit thinker.lm_head.weight (tied-embedding fallback)")
+    args = ap.parse_args(argv)
+    shards = args.shards if args.shards is not None else (2 if args.size == "1.7b" else 1)
+    if shards < 1:
+        ap.error("--shards must be >= 1")
+
+    out = args.out_dir
+    os.makedirs(out, exist_ok=True)
+    for fn in ("generation_config.json", "preprocessor_config.json", "chat_template.json"):
+        shutil.copyfile(os.path.join(FIXTURE_DIR, fn), os.path.join(out, fn))
+    if args.size == "tiny":
+        n_tok, tok_ids = build_tiny_tokenizer(out)
+        n_real = TINY_V0
+        cfg = make_config("tiny", tok_ids, n_tok)
+        gc = load_json(os.path.join(FIXTURE_DIR, "generation_config.json"))
+        gc["eos_token_id"] = [tok_ids["<|endoftext|>"], tok_ids["<|im_end|>"]]
+        gc["pad_token_id"] = tok_ids["<|endoftext|>"]
+        write_json(os.path.join(out, "generation_config.json"), gc)
+        write_json(os.path.join(out, "config.json"), cfg)
+    else:
+        for fn in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+            shutil.copyfile(os.path.join(FIXTURE_DIR, fn), os.path.join(out, fn))
+        n_real = len(load_json(os.path.join(FIXTURE_DIR, "vocab.json")))
+        n_tok = n_real + len(load_json(os.path.join(FIXTURE_DIR, "tokenizer_config.json"))
+                             ["added_tokens_decoder"])
+        cfg = make_config(args.size)
+        if args.size == "0.6b":
+            shutil.copyfile(os.path.join(FIXTURE_DIR, "config.json"),
+                            os.path.join(out, "config.json"))
+        else:
+            write_json(os.path.join(out, "config.json"), cfg)
+
+    # remove stale weight files from an earlier run into the same directory
+    for fn in os.listdir(out):
+        if fn.endswith(".safetensors") or fn == "model.safetensors.index.json":
+            os.remove(os.path.join(out, fn))
+
+    tensors = tensor_list(cfg, lm_head=not args.no_lm_head)
+    assert len(tensors) == expected_tensor_count(cfg, not args.no_lm_head)
+    V = cfg["thinker_config"]["text_config"]["vocab_size"]
+    ctx = {"seed": args.seed, "row_scale": embed_row_scales(args.seed, V, n_real, n_tok)}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        if shards == 1:
+            total = write_safetensors(os.path.join(out, "model.safetensors"), tensors, ctx, pool)
+        else:
+            groups = split_shards(tensors, shards)
+            weight_map = {}
+            total = 0
+            for i, g in enumerate(groups):
+                fn = "model-%05d-of-%05d.safetensors" % (i + 1, shards)
+                total += write_safetensors(os.path.join(out, fn), g, ctx, pool)
+                for name, _ in g:
+                    weight_map[name] = fn
+            index = OrderedDict([("metadata", {"total_size": total}),
+                                 ("weight_map", OrderedDict(sorted(weight_map.items())))])
+            write_json(os.path.join(out, "model.safetensors.index.json"), index)
+    nparam = sum(int(np.prod(s)) for _, s in tensors)
+    print("wrote %s: size %s, %d tensors, %d parameters, %d bytes of weights, %d shard(s)"
+          % (out, args.size, len(tensors), nparam, total, shards))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# End-to-end checks of the qasr command: output formats, exit codes, and a clear message naming
+# the file for every kind of bad input (audio or model), with good inputs still transcribed.
+# usage: test_cli.sh QASR_BIN MODEL_DIR WORK_DIR
+set -u
+qasr=$1 model=$2 work=$3
+py=/usr/bin/python3
+[ -x $py ] || py=python3
+root=$(cd "$(dirname "$0")/.." && pwd)
+demo=$root/tests/audio/demo.flac
+rm -rf "$work" && mkdir -p "$work"
+fails=0 checks=0
+
+check() { # check NAME CONDITION...
+  local name=$1; shift
+  checks=$((checks + 1))
+  if ! "$@"; then
+    fails=$((fails + 1))
+    echo "FAIL: $name"
+    echo "  stdout: $(head -c 400 "$work/out")"
+    echo "  stderr: $(head -c 400 "$work/err")"
+  fi
+}
+run() { "$qasr" "$@" >"$work/out" 2>"$work/err"; echo $? >"$work/rc"; }
+rc_is() { [ "$(cat "$work/rc")" = "$1" ]; }
+err_has() { grep -qF -- "$1" "$work/err"; }
+out_has() { grep -qF -- "$1" "$work/out"; }
+json_ok() { # every stdout line is a JSON object with the documented keys
+  $py -c '
+import json, sys
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    keys = {"path", "text", "error"} if o.get("error") else {"path", "text", "language", "raw", "token_ids", "n_tokens", "truncated", "audio_seconds", "error"}
+    assert keys <= set(o), (keys - set(o))
+' "$work/out"
+}
+
+# --- usage ---
+run --help
+check "help exits 0" rc_is 0
+check "help documents --model" out_has "--model DIR"
+run
+check "no args is a usage error" rc_is 2
+run --model "$model"
+check "no audio is a usage error" rc_is 2
+check "no audio message" err_has "no audio files"
+run --model "$model" --ignore-eos "$demo"
+check "--ignore-eos needs --max-new-tokens" rc_is 2
+
+# --- good input ---
+run --model "$model" --max-new-tokens 8 "$demo"
+check "demo transcribes" rc_is 0
+check "demo prints text" test -s "$work/out"
+run --model "$model" --json --ignore-eos --max-new-tokens 5 "$demo" "$demo"
+check "json exit 0" rc_is 0
+check "json schema" json_ok
+check "json one line per file" test "$(wc -l <"$work/out")" = 2
+check "exactly 5 tokens with --ignore-eos" \
+  $py -c 'import json,sys; assert all(len(json.loads(l)["token_ids"]) == 5 for l in open(sys.argv[1]))' "$work/out"
+run --model "$model" --json --language ENGLISH --max-new-tokens 4 "$demo"
+check "forced language accepted in any case" rc_is 0
+check "forced language reported normalised" out_has '"language":"English"'
+run --model "$model" --list-languages
+check "list languages" out_has "Macedonian"
+
+# stereo 44.1 kHz and 8 kHz inputs go through downmix + resampling
+sox "$demo" -r 44100 -c 2 "$work/stereo.wav" 2>/dev/null
+sox "$demo" -r 8000 "$work/narrow.ogg" 2>/dev/null
+run --model "$model" --json --max-new-tokens 4 "$work/stereo.wav" "$work/narrow.ogg"
+check "other rates and formats" rc_is 0
+check "resampled duration" $py -c '
+import json, sys
+d = [json.loads(l)["audio_seconds"] for l in open(sys.argv[1])]
+assert all(abs(x - 6.4977) < 0.01 for x in d), d' "$work/out"
+
+# --- bad audio: reported, named, and the good file is still transcribed ---
+: >"$work/empty.wav"
+echo "this is not audio" >"$work/text.wav"
+head -c 20000 "$demo" >"$work/cut.flac"
+sox -n -r 16000 -c 1 -b 16 "$work/tiny.wav" trim 0 0.005 2>/dev/null
+for bad in empty.wav text.wav missing.wav tiny.wav; do
+  run --model "$model" --json --max-new-tokens 4 "$work/$bad" "$demo"
+  check "$bad: exit 1" rc_is 1
+  check "$bad: named on stderr" err_has "$work/$bad"
+  check "$bad: good file still transcribed" $py -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert rows[0]["error"] and rows[0]["text"] is None and rows[1]["error"] is None, rows' "$work/out"
+done
+run --model "$model" --max-new-tokens 4 "$work/tiny.wav"
+check "too short explains" err_has "too short"
+run --model "$model" --max-new-tokens 4 "$work/cut.flac"
+check "truncated flac: no crash" test "$(cat "$work/rc")" -le 1
+run --model "$model" --language Klingon --max-new-tokens 4 "$demo"
+check "unsupported language fails the input" rc_is 1
+check "unsupported language named" err_has "Klingon"
+
+# --- bad model directories: exit 3 and a message naming the file or tensor ---
+bad_model() { rm -rf "$work/m" && cp -r "$model" "$work/m"; }
+run --model "$work/nowhere" "$demo"
+check "missing model dir: exit 3" rc_is 3
+check "missing model dir named" err_has "$work/nowhere"
+bad_model; echo '{"thinker_config": ' >"$work/m/config.json"
+run --model "$work/m" "$demo"
+check "broken config.json: exit 3" rc_is 3
+check "broken config.json named" err_has "config.json"
+bad_model; size=$(stat -c %s "$work/m/model.safetensors"); truncate -s $((size / 2)) "$work/m/model.safetensors"
+run --model "$work/m" "$demo"
+check "truncated safetensors: exit 3" rc_is 3
+check "truncated safetensors named" err_has "model.safetensors"
+bad_model; rm "$work/m/vocab.json"
+run --model "$work/m" "$demo"
+check "missing vocab.json: exit 3" rc_is 3
+check "missing vocab.json named" err_has "vocab.json"
+bad_model; $py - "$work/m/model.safetensors" <<'EOF'
+# rename one tensor in the header (same length, so offsets stay valid)
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+n = int.from_bytes(b[:8], "little")
+h = b[8:8 + n].decode()
+old = "thinker.model.norm.weight"
+assert old in h
+b[8:8 + n] = h.replace(old, "thinker.model.norm.wrongo").encode()
+open(p, "wb").write(b)
+EOF
+run --model "$work/m" "$demo"
+check "missing tensor: exit 3" rc_is 3
+check "missing tensor named" err_has "thinker.model.norm.weight"
+bad_model; $py - "$work/m/config.json" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["thinker_config"]["text_config"]["intermediate_size"] += 8
+json.dump(c, open(sys.argv[1], "w"))
+EOF
+run --model "$work/m" "$demo"
+check "config/weights mismatch: exit 3" rc_is 3
+check "mismatch names the tensor and shape" err_has "config.json implies"
+
+echo "$((checks - fails))/$checks checks passed"
+[ $fails -eq 0 ] && [ $checks -gt 0 ]
