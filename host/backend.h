@@ -40,6 +40,12 @@ typedef struct {
     int n_layers, n_pages, page_size, n_kv_heads, head_dim;
 } kv_geom_t;
 
+/* How a weight is used. Matrices are the w operand of matmul or the table of embed, and a
+ * backend may keep them in the checkpoint's compact dtype (the CPU keeps bf16 matrices as bf16
+ * and widens them inside the product: the same fp32 arithmetic at half the memory traffic).
+ * Everything else (norms, biases, conv kernels, tables) is read directly by the ops. */
+typedef enum { WEIGHT_MATRIX, WEIGHT_PARAM } weight_kind_t;
+
 typedef struct backend_ops {
     const char *name;
     size_t act_size; /* bytes per activation element (for act_offset) */
@@ -48,7 +54,7 @@ typedef struct backend_ops {
 
     /* ---- memory ---- */
     /* Weights, converted from the checkpoint dtype once at load; freed by destroy. */
-    void *(*weight_alloc)(backend_t *be, size_t n_elems);
+    void *(*weight_alloc)(backend_t *be, size_t n_elems, weight_kind_t kind, dtype_t src_dtype);
     void (*weight_upload)(backend_t *be, void *dst, size_t dst_offset, const void *h_src,
                           dtype_t src_dtype, size_t n_elems);
     /* Activation buffers that outlive a forward call (mel, audio embeddings). */

@@ -7,13 +7,13 @@
  * 140-200 for oneDNN on 2 cores of this machine. oneDNN picks its kernels from the CPU's feature
  * flags. It runs on OpenMP, so its threads and ours are one pool, and an sgemm issued inside
  * an OpenMP region runs single-threaded instead of oversubscribing. */
-#include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "backend.h"
+#include "cpu_gemm.h"
 #include "cpu_math.h"
 #include "mel.h"
 #include "util.h"
@@ -27,9 +27,10 @@ struct backend {
     size_t cap, used, peak;
     struct { void *p; size_t bytes; } *ovf;
     int n_ovf, cap_ovf;
-    /* weights are owned by the backend and freed with it */
-    void **weights;
-    int n_weights, cap_weights;
+    /* Weights are owned by the backend and freed with it. A hash on the address tells the
+     * ops which matrices are stored as bf16 (see WEIGHT_MATRIX). */
+    struct weight { void *p; int bf16; } *weights;
+    size_t n_weights, cap_weights; /* open addressing, cap a power of two */
 };
 
 typedef struct {
@@ -38,14 +39,6 @@ typedef struct {
 } cpu_kv_t;
 
 #define ALIGN 64
-
-/* Row-major C [M][N] = alpha op(A) op(B) + beta C; op = 'N' or 'T'. */
-static void sgemm(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
-                  const float *B, int ldb, float beta, float *C, int ldc)
-{
-    dnnl_status_t st = dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    QASR_ASSERT(st == dnnl_success);
-}
 
 /* Large blocks are 2 MB aligned and marked for transparent huge pages: loading the 0.6B model
  * otherwise spends much of its time in 4 KB page faults, and huge pages also spare the TLB
@@ -69,35 +62,66 @@ static void cpu_destroy(backend_t *be)
     for (int i = 0; i < be->n_ovf; i++) free(be->ovf[i].p);
     free(be->ovf);
     free(be->base);
-    for (int i = 0; i < be->n_weights; i++) free(be->weights[i]);
+    for (size_t i = 0; i < be->cap_weights; i++) free(be->weights[i].p);
     free(be->weights);
     mel_free(be->mel);
     free(be);
 }
 
-static void *cpu_weight_alloc(backend_t *be, size_t n)
+static size_t weight_slot(const backend_t *be, const void *p)
 {
-    if (be->n_weights == be->cap_weights) {
-        be->cap_weights = be->cap_weights ? 2 * be->cap_weights : 256;
-        be->weights = xrealloc(be->weights, be->cap_weights * sizeof(void *));
+    size_t h = ((uintptr_t)p >> 6) * 0x9E3779B97F4A7C15ull, mask = be->cap_weights - 1;
+    for (h &= mask; be->weights[h].p && be->weights[h].p != p; h = (h + 1) & mask) {}
+    return h;
+}
+
+static void weight_insert(backend_t *be, void *p, int bf16)
+{
+    if (2 * (be->n_weights + 1) > be->cap_weights) { /* grow and rehash */
+        struct weight *old = be->weights;
+        size_t old_cap = be->cap_weights;
+        be->cap_weights = old_cap ? 2 * old_cap : 1024;
+        be->weights = xcalloc(be->cap_weights, sizeof *be->weights);
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i].p) be->weights[weight_slot(be, old[i].p)] = old[i];
+        free(old);
     }
-    return be->weights[be->n_weights++] = aligned_or_die(n * sizeof(float));
+    be->weights[weight_slot(be, p)] = (struct weight){ p, bf16 };
+    be->n_weights++;
+}
+
+/* 1 if p is a weight stored as bf16, 0 if fp32. */
+static int weight_is_bf16(const backend_t *be, const void *p)
+{
+    const struct weight *w = &be->weights[weight_slot(be, p)];
+    QASR_ASSERT(w->p == p); /* only allocation base pointers are passed as weights */
+    return w->bf16;
+}
+
+static void *cpu_weight_alloc(backend_t *be, size_t n, weight_kind_t kind, dtype_t src)
+{
+    const int bf16 = kind == WEIGHT_MATRIX && src == DTYPE_BF16;
+    void *p = aligned_or_die(n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
+    weight_insert(be, p, bf16);
+    return p;
 }
 
 static void cpu_weight_upload(backend_t *be, void *dst, size_t off, const void *src, dtype_t dt,
                               size_t n)
 {
+    if (weight_is_bf16(be, dst)) {
+        QASR_ASSERT(dt == DTYPE_BF16);
+        memcpy((uint16_t *)dst + off, src, n * sizeof(uint16_t));
+        return;
+    }
     float *d = (float *)dst + off;
     switch (dt) {
     case DTYPE_F32:
         memcpy(d, src, n * sizeof(float));
         break;
-    case DTYPE_BF16: {
-        const uint16_t *s = src;
-#pragma omp parallel for if (n > 65536)
-        for (size_t i = 0; i < n; i++) d[i] = bf16_to_f32(s[i]);
+    case DTYPE_BF16:
+        widen_bf16(d, src, n);
         break;
-    }
     case DTYPE_F16: {
         const uint16_t *s = src;
         for (size_t i = 0; i < n; i++) d[i] = f16_to_f32(s[i]);
@@ -281,35 +305,10 @@ static void cpu_add_pos_emb(backend_t *be, void *xv, const void *pev, int rows, 
 
 /* ---------------- dense ---------------- */
 
-/* Below this many rows the product is computed as W x^T (weights as the "M" side): oneDNN's
- * sgemm handles a tall-skinny left operand far better than a short-wide one (measured 2-3x at
- * M = 8..64, N = 4096, K = 1024), which is what decode steps look like. */
-#define SKINNY_ROWS 256
-
 static void cpu_matmul(backend_t *be, void *out, const void *x, const void *w, const void *bias,
                        int M, int K, int N, int accumulate)
 {
-    float *o = out;
-    const float *b = bias;
-    if (M < SKINNY_ROWS) {
-        const size_t mark = cpu_scratch_mark(be);
-        float *t = cpu_scratch(be, (size_t)N * M); /* [N][M] */
-        sgemm('N', 'T', N, M, K, 1.0f, w, K, x, K, 0.0f, t, M);
-#pragma omp parallel for if ((size_t)M * N > 65536)
-        for (int n = 0; n < N; n++)
-            for (int m = 0; m < M; m++)
-                o[(size_t)m * N + n] = (accumulate ? o[(size_t)m * N + n] : 0.0f) + (b ? b[n] : 0.0f) + t[(size_t)n * M + m];
-        cpu_scratch_release(be, mark);
-        return;
-    }
-    float beta = accumulate ? 1.0f : 0.0f;
-    if (b) { /* fold the bias into C and let sgemm accumulate onto it */
-#pragma omp parallel for if (M > 16)
-        for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) o[(size_t)m * N + n] = (accumulate ? o[(size_t)m * N + n] : 0.0f) + b[n];
-        beta = 1.0f;
-    }
-    sgemm('N', 'T', M, N, K, 1.0f, x, K, w, K, beta, o, N);
+    gemm_xwt(out, x, w, weight_is_bf16(be, w), bias, M, K, N, accumulate);
 }
 
 static void cpu_layernorm(backend_t *be, void *out, const void *xv, const void *wv, const void *bv,
@@ -370,8 +369,14 @@ static void cpu_swiglu(backend_t *be, void *out, const void *guv, int rows, int 
 
 static void cpu_embed(backend_t *be, void *out, const void *table, const int *ids, int n, int D)
 {
-    for (int i = 0; i < n; i++)
-        memcpy((float *)out + (size_t)i * D, (const float *)table + (size_t)ids[i] * D, D * sizeof(float));
+    const int bf16 = weight_is_bf16(be, table);
+    for (int i = 0; i < n; i++) {
+        float *o = (float *)out + (size_t)i * D;
+        if (bf16)
+            widen_bf16(o, (const uint16_t *)table + (size_t)ids[i] * D, D);
+        else
+            memcpy(o, (const float *)table + (size_t)ids[i] * D, D * sizeof(float));
+    }
 }
 
 static void cpu_gather_rows(backend_t *be, void *out, const void *in, const int *idx, int n, int D)
@@ -385,7 +390,7 @@ static void cpu_gather_rows(backend_t *be, void *out, const void *in, const int 
 static void softmax_inplace(float *s, int n)
 {
     float mx = s[0];
-    for (int j = 1; j < n; j++) mx = fmaxf(mx, s[j]);
+    for (int j = 1; j < n; j++) mx = s[j] > mx ? s[j] : mx;
     float sum = 0.0f;
     for (int j = 0; j < n; j++) {
         s[j] = qexpf(s[j] - mx);

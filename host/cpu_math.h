@@ -11,7 +11,8 @@
 
 static inline float qexpf(float x)
 {
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    /* plain compares, not fminf/fmaxf: those stay libm calls without -ffinite-math-only */
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
     float n = floorf(x * 1.44269504088896341f + 0.5f);
     /* x - n ln2 with ln2 split in two so the reduction is exact to float precision (Cephes) */
     float r = fmaf(n, -0.693359375f, x);

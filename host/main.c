@@ -32,6 +32,8 @@ static void usage(FILE *f)
           "  -b, --backend NAME       compute backend: cpu (default)\n"
           "      --batch N            sequences decoded together (default 32)\n"
           "      --kv-gb X            KV cache size in GB (default: a quarter of RAM, 1..16)\n"
+          "      --step-tokens N      rows per decoder step; longer prompts are prefilled in\n"
+          "                           chunks (default 2048)\n"
           "  -j, --json               one JSON object per file and line: path, text, language,\n"
           "                           raw, token_ids, n_tokens, truncated, audio_seconds, error\n"
           "      --dump-dir DIR       write each stage's tensors as .npy (one file only)\n"
@@ -73,13 +75,14 @@ int main(int argc, char **argv)
     qasr_options_default(&opt);
     const char *model = NULL, *language = NULL, *context = NULL;
     int max_new = 0, ignore_eos = 0, json = 0, list_languages = 0;
-    enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_DUMP, OPT_LIST };
+    enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_STEP, OPT_DUMP, OPT_LIST };
     static const struct option longopts[] = {
         { "model", required_argument, 0, 'm' },          { "language", required_argument, 0, 'l' },
         { "context", required_argument, 0, 'c' },        { "max-new-tokens", required_argument, 0, 'n' },
         { "ignore-eos", no_argument, 0, OPT_IGNORE_EOS }, { "threads", required_argument, 0, 't' },
         { "backend", required_argument, 0, 'b' },        { "batch", required_argument, 0, OPT_BATCH },
-        { "kv-gb", required_argument, 0, OPT_KV_GB },    { "json", no_argument, 0, 'j' },
+        { "kv-gb", required_argument, 0, OPT_KV_GB },    { "step-tokens", required_argument, 0, OPT_STEP },
+        { "json", no_argument, 0, 'j' },
         { "dump-dir", required_argument, 0, OPT_DUMP },  { "list-languages", no_argument, 0, OPT_LIST },
         { "verbose", no_argument, 0, 'v' },              { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
@@ -99,6 +102,7 @@ int main(int argc, char **argv)
         case OPT_IGNORE_EOS: ignore_eos = 1; break;
         case OPT_BATCH: opt.max_batch = atoi(optarg); break;
         case OPT_KV_GB: opt.kv_gb = atof(optarg); break;
+        case OPT_STEP: opt.step_tokens = atoi(optarg); break;
         case OPT_DUMP: opt.dump_dir = optarg; break;
         case OPT_LIST: list_languages = 1; break;
         default: usage(stderr); return EXIT_USAGE;

@@ -54,25 +54,38 @@ static size_t numel(int ndim, const int64_t *shape)
     return n;
 }
 
+/* Checkpoint dtype of the named tensors: BF16 if all are BF16 (or absent), else F32. */
+static dtype_t src_dtype(const loader_t *L, int n, const char *const *names)
+{
+    for (int i = 0; i < n; i++) {
+        const st_tensor_t *t = st_find(L->st, names[i]);
+        if (t && t->dtype != DTYPE_BF16) return DTYPE_F32;
+    }
+    return DTYPE_BF16;
+}
+
 /* Allocate and load one tensor. Names are printf formats with one layer index at most. */
-static void *get(loader_t *L, int ndim, const int64_t *shape, const char *fmt, ...)
+static void *get(loader_t *L, weight_kind_t kind, int ndim, const int64_t *shape, const char *fmt, ...)
 {
     char name[256];
+    const char *names[1] = { name };
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    void *w = L->bk.ops->weight_alloc(L->bk.be, numel(ndim, shape));
+    void *w = L->bk.ops->weight_alloc(L->bk.be, numel(ndim, shape), kind, src_dtype(L, 1, names));
     put(L, w, 0, name, ndim, shape);
     return w;
 }
 
-/* Allocate one matrix of rows_0 + rows_1 + ... rows and load the named tensors into it in order. */
-static void *get_fused(loader_t *L, int n, const int64_t *rows, int64_t cols, const char *const *names)
+/* Allocate one matrix of rows_0 + rows_1 + ... rows and load the named tensors into it in order
+ * (cols == 0: vectors). */
+static void *get_fused(loader_t *L, weight_kind_t kind, int n, const int64_t *rows, int64_t cols,
+                       const char *const *names)
 {
     size_t total = 0;
     for (int i = 0; i < n; i++) total += (size_t)rows[i] * (cols > 0 ? cols : 1);
-    void *w = L->bk.ops->weight_alloc(L->bk.be, total);
+    void *w = L->bk.ops->weight_alloc(L->bk.be, total, kind, src_dtype(L, n, names));
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         if (cols > 0)
@@ -99,7 +112,7 @@ static void *make_pos_emb(loader_t *L, int n, int D)
             pe[p * D + i] = sinf(a);
             pe[p * D + half + i] = cosf(a);
         }
-    void *w = L->bk.ops->weight_alloc(L->bk.be, (size_t)n * D);
+    void *w = L->bk.ops->weight_alloc(L->bk.be, (size_t)n * D, WEIGHT_PARAM, DTYPE_F32);
     L->bk.ops->weight_upload(L->bk.be, w, 0, pe, DTYPE_F32, (size_t)n * D);
     free(pe);
     return w;
@@ -109,13 +122,13 @@ static void load_encoder(loader_t *L, const model_config_t *c, encoder_weights_t
 {
     const int64_t C = c->conv_ch, D = c->enc_d, F = c->enc_ffn, Fq = config_conv_out_freq(c);
     const char *p = "thinker.audio_tower.";
-    e->conv1_w = get(L, SHAPE(C, 1, 3, 3), "%sconv2d1.weight", p);
-    e->conv1_b = get(L, SHAPE(C), "%sconv2d1.bias", p);
-    e->conv2_w = get(L, SHAPE(C, C, 3, 3), "%sconv2d2.weight", p);
-    e->conv2_b = get(L, SHAPE(C), "%sconv2d2.bias", p);
-    e->conv3_w = get(L, SHAPE(C, C, 3, 3), "%sconv2d3.weight", p);
-    e->conv3_b = get(L, SHAPE(C), "%sconv2d3.bias", p);
-    e->conv_out_w = get(L, SHAPE(D, C * Fq), "%sconv_out.weight", p);
+    e->conv1_w = get(L, WEIGHT_PARAM, SHAPE(C, 1, 3, 3), "%sconv2d1.weight", p);
+    e->conv1_b = get(L, WEIGHT_PARAM, SHAPE(C), "%sconv2d1.bias", p);
+    e->conv2_w = get(L, WEIGHT_PARAM, SHAPE(C, C, 3, 3), "%sconv2d2.weight", p);
+    e->conv2_b = get(L, WEIGHT_PARAM, SHAPE(C), "%sconv2d2.bias", p);
+    e->conv3_w = get(L, WEIGHT_PARAM, SHAPE(C, C, 3, 3), "%sconv2d3.weight", p);
+    e->conv3_b = get(L, WEIGHT_PARAM, SHAPE(C), "%sconv2d3.bias", p);
+    e->conv_out_w = get(L, WEIGHT_MATRIX, SHAPE(D, C * Fq), "%sconv_out.weight", p);
     e->pos_emb = make_pos_emb(L, config_tokens_per_chunk(c), (int)D);
     e->layers = xcalloc(c->enc_layers, sizeof *e->layers);
     for (int i = 0; i < c->enc_layers; i++) {
@@ -123,27 +136,27 @@ static void load_encoder(loader_t *L, const model_config_t *c, encoder_weights_t
         char n[3][160];
         const char *names[3] = { n[0], n[1], n[2] };
         const char *proj[3] = { "q_proj", "k_proj", "v_proj" };
-        l->ln1_w = get(L, SHAPE(D), "%slayers.%d.self_attn_layer_norm.weight", p, i);
-        l->ln1_b = get(L, SHAPE(D), "%slayers.%d.self_attn_layer_norm.bias", p, i);
+        l->ln1_w = get(L, WEIGHT_PARAM, SHAPE(D), "%slayers.%d.self_attn_layer_norm.weight", p, i);
+        l->ln1_b = get(L, WEIGHT_PARAM, SHAPE(D), "%slayers.%d.self_attn_layer_norm.bias", p, i);
         for (int k = 0; k < 3; k++) snprintf(n[k], sizeof n[k], "%slayers.%d.self_attn.%s.weight", p, i, proj[k]);
-        l->wqkv = get_fused(L, 3, (int64_t[]){ D, D, D }, D, names);
+        l->wqkv = get_fused(L, WEIGHT_MATRIX, 3, (int64_t[]){ D, D, D }, D, names);
         for (int k = 0; k < 3; k++) snprintf(n[k], sizeof n[k], "%slayers.%d.self_attn.%s.bias", p, i, proj[k]);
-        l->bqkv = get_fused(L, 3, (int64_t[]){ D, D, D }, 0, names);
-        l->wo = get(L, SHAPE(D, D), "%slayers.%d.self_attn.out_proj.weight", p, i);
-        l->bo = get(L, SHAPE(D), "%slayers.%d.self_attn.out_proj.bias", p, i);
-        l->ln2_w = get(L, SHAPE(D), "%slayers.%d.final_layer_norm.weight", p, i);
-        l->ln2_b = get(L, SHAPE(D), "%slayers.%d.final_layer_norm.bias", p, i);
-        l->fc1_w = get(L, SHAPE(F, D), "%slayers.%d.fc1.weight", p, i);
-        l->fc1_b = get(L, SHAPE(F), "%slayers.%d.fc1.bias", p, i);
-        l->fc2_w = get(L, SHAPE(D, F), "%slayers.%d.fc2.weight", p, i);
-        l->fc2_b = get(L, SHAPE(D), "%slayers.%d.fc2.bias", p, i);
+        l->bqkv = get_fused(L, WEIGHT_PARAM, 3, (int64_t[]){ D, D, D }, 0, names);
+        l->wo = get(L, WEIGHT_MATRIX, SHAPE(D, D), "%slayers.%d.self_attn.out_proj.weight", p, i);
+        l->bo = get(L, WEIGHT_PARAM, SHAPE(D), "%slayers.%d.self_attn.out_proj.bias", p, i);
+        l->ln2_w = get(L, WEIGHT_PARAM, SHAPE(D), "%slayers.%d.final_layer_norm.weight", p, i);
+        l->ln2_b = get(L, WEIGHT_PARAM, SHAPE(D), "%slayers.%d.final_layer_norm.bias", p, i);
+        l->fc1_w = get(L, WEIGHT_MATRIX, SHAPE(F, D), "%slayers.%d.fc1.weight", p, i);
+        l->fc1_b = get(L, WEIGHT_PARAM, SHAPE(F), "%slayers.%d.fc1.bias", p, i);
+        l->fc2_w = get(L, WEIGHT_MATRIX, SHAPE(D, F), "%slayers.%d.fc2.weight", p, i);
+        l->fc2_b = get(L, WEIGHT_PARAM, SHAPE(D), "%slayers.%d.fc2.bias", p, i);
     }
-    e->ln_post_w = get(L, SHAPE(D), "%sln_post.weight", p);
-    e->ln_post_b = get(L, SHAPE(D), "%sln_post.bias", p);
-    e->proj1_w = get(L, SHAPE(D, D), "%sproj1.weight", p);
-    e->proj1_b = get(L, SHAPE(D), "%sproj1.bias", p);
-    e->proj2_w = get(L, SHAPE(c->enc_out, D), "%sproj2.weight", p);
-    e->proj2_b = get(L, SHAPE(c->enc_out), "%sproj2.bias", p);
+    e->ln_post_w = get(L, WEIGHT_PARAM, SHAPE(D), "%sln_post.weight", p);
+    e->ln_post_b = get(L, WEIGHT_PARAM, SHAPE(D), "%sln_post.bias", p);
+    e->proj1_w = get(L, WEIGHT_MATRIX, SHAPE(D, D), "%sproj1.weight", p);
+    e->proj1_b = get(L, WEIGHT_PARAM, SHAPE(D), "%sproj1.bias", p);
+    e->proj2_w = get(L, WEIGHT_MATRIX, SHAPE(c->enc_out, D), "%sproj2.weight", p);
+    e->proj2_b = get(L, WEIGHT_PARAM, SHAPE(c->enc_out), "%sproj2.bias", p);
 }
 
 static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t *d, int *tied)
@@ -151,30 +164,30 @@ static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t
     const int64_t Hd = c->dec_hidden, Dh = c->dec_head_dim, Hq = c->dec_heads * Dh,
                   Hkv = c->dec_kv_heads * Dh, I = c->dec_inter, V = c->vocab;
     const char *p = "thinker.model.";
-    d->embed = get(L, SHAPE(V, Hd), "%sembed_tokens.weight", p);
+    d->embed = get(L, WEIGHT_MATRIX, SHAPE(V, Hd), "%sembed_tokens.weight", p);
     d->layers = xcalloc(c->dec_layers, sizeof *d->layers);
     for (int i = 0; i < c->dec_layers; i++) {
         dec_layer_t *l = &d->layers[i];
         char n[3][160];
         const char *names[3] = { n[0], n[1], n[2] };
         const char *proj[3] = { "q_proj", "k_proj", "v_proj" };
-        l->in_norm = get(L, SHAPE(Hd), "%slayers.%d.input_layernorm.weight", p, i);
+        l->in_norm = get(L, WEIGHT_PARAM, SHAPE(Hd), "%slayers.%d.input_layernorm.weight", p, i);
         for (int k = 0; k < 3; k++) snprintf(n[k], sizeof n[k], "%slayers.%d.self_attn.%s.weight", p, i, proj[k]);
-        l->wqkv = get_fused(L, 3, (int64_t[]){ Hq, Hkv, Hkv }, Hd, names);
-        l->q_norm = get(L, SHAPE(Dh), "%slayers.%d.self_attn.q_norm.weight", p, i);
-        l->k_norm = get(L, SHAPE(Dh), "%slayers.%d.self_attn.k_norm.weight", p, i);
-        l->wo = get(L, SHAPE(Hd, Hq), "%slayers.%d.self_attn.o_proj.weight", p, i);
-        l->post_norm = get(L, SHAPE(Hd), "%slayers.%d.post_attention_layernorm.weight", p, i);
+        l->wqkv = get_fused(L, WEIGHT_MATRIX, 3, (int64_t[]){ Hq, Hkv, Hkv }, Hd, names);
+        l->q_norm = get(L, WEIGHT_PARAM, SHAPE(Dh), "%slayers.%d.self_attn.q_norm.weight", p, i);
+        l->k_norm = get(L, WEIGHT_PARAM, SHAPE(Dh), "%slayers.%d.self_attn.k_norm.weight", p, i);
+        l->wo = get(L, WEIGHT_MATRIX, SHAPE(Hd, Hq), "%slayers.%d.self_attn.o_proj.weight", p, i);
+        l->post_norm = get(L, WEIGHT_PARAM, SHAPE(Hd), "%slayers.%d.post_attention_layernorm.weight", p, i);
         snprintf(n[0], sizeof n[0], "%slayers.%d.mlp.gate_proj.weight", p, i);
         snprintf(n[1], sizeof n[1], "%slayers.%d.mlp.up_proj.weight", p, i);
-        l->w_gate_up = get_fused(L, 2, (int64_t[]){ I, I }, Hd, names);
-        l->w_down = get(L, SHAPE(Hd, I), "%slayers.%d.mlp.down_proj.weight", p, i);
+        l->w_gate_up = get_fused(L, WEIGHT_MATRIX, 2, (int64_t[]){ I, I }, Hd, names);
+        l->w_down = get(L, WEIGHT_MATRIX, SHAPE(Hd, I), "%slayers.%d.mlp.down_proj.weight", p, i);
     }
-    d->norm = get(L, SHAPE(Hd), "%snorm.weight", p);
+    d->norm = get(L, WEIGHT_PARAM, SHAPE(Hd), "%snorm.weight", p);
     /* The released files store the head separately (equal to the embedding, spec 2.6); use it
      * when present, otherwise share the embedding. */
     *tied = st_find(L->st, "thinker.lm_head.weight") == NULL;
-    d->lm_head = *tied ? d->embed : get(L, SHAPE(V, Hd), "thinker.lm_head.weight");
+    d->lm_head = *tied ? d->embed : get(L, WEIGHT_MATRIX, SHAPE(V, Hd), "thinker.lm_head.weight");
 }
 
 int model_load(model_t *m, const char *dir, backend_ref_t bk)

@@ -54,6 +54,7 @@ qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
     engine_opts_default(&q->eopt);
     if (opt->max_batch > 0) q->eopt.max_seqs = opt->max_batch;
     if (opt->kv_gb > 0) q->eopt.kv_gb = opt->kv_gb;
+    if (opt->step_tokens > 0) q->eopt.max_step_tokens = opt->step_tokens;
     q->eopt.dump_dir = opt->dump_dir;
     q->load_seconds = now_seconds() - t0;
     return q;

@@ -17,6 +17,7 @@ typedef struct {
     int threads;         /* CPU threads; 0 = all cores */
     int max_batch;       /* sequences decoded together; 0 = default (32) */
     double kv_gb;        /* KV cache size in GB; 0 = default (a quarter of RAM, 1..16 GB) */
+    int step_tokens;     /* rows per decoder step (long prompts are prefilled in chunks); 0 = 2048 */
     const char *dump_dir;/* write stage-by-stage dumps for the reference comparison (1 input) */
     int verbose;
 } qasr_options_t;

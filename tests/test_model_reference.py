@@ -7,10 +7,12 @@ audio embeddings, prompt ids, decoder input, each decoder layer, last-position l
 logits of every decode step, greedy tokens); tensors must agree to fp32 accuracy and the greedy token sequences must be identical.
 The clips cover the encoder's edge cases: a frame count that is not a multiple of 100, a clip
 shorter than one conv chunk, and one longer than one 104-token attention window. Then all clips
-are transcribed in ONE batched call, which must give exactly the single-clip tokens.
+are transcribed in ONE batched call, which must give exactly the single-clip tokens, and (with
+--continuous) again through few sequence slots, a small KV cache and short decoder steps, so
+that prefill chunks, mixed prefill/decode steps and sequences joining mid-run are exercised.
 
 usage: test_model_reference.py --qasr BIN --model DIR --work DIR [--steps N] [--clips a,b]
-       [--variants] [--same-as DIR ...]
+       [--variants] [--continuous GB] [--same-as DIR ...]
 """
 import argparse
 import json
@@ -130,6 +132,8 @@ def main():
     ap.add_argument("--clips", default=",".join(CLIPS))
     ap.add_argument("--variants", action="store_true",
                     help="also compare with a context prompt and a forced language")
+    ap.add_argument("--continuous", type=float, default=0,
+                    help="also run with 2 slots, 37-row steps and a KV cache of this many GB")
     ap.add_argument("--same-as", action="append", default=[],
                     help="another checkpoint of the same weights (sharded, no lm_head): same tokens")
     args = ap.parse_args()
@@ -163,6 +167,14 @@ def main():
     batch = engine_json(args.qasr, args.model, wavs, args.steps)
     for name, res in zip(clips, batch):
         chk.ok(res["token_ids"] == ref_tokens[name], f"batched {name}: tokens differ from the single-clip run")
+    if args.continuous:
+        # Two sequence slots, a KV cache with room for about two sequences and 37-row decoder
+        # steps: prompts are prefilled in chunks next to decoding sequences, and waiting clips
+        # join as others finish and free their pages.
+        flow = engine_json(args.qasr, args.model, wavs + wavs[::-1], args.steps,
+                           ["--batch", "2", "--step-tokens", "37", "--kv-gb", str(args.continuous)])
+        for name, res in zip(clips + clips[::-1], flow):
+            chk.ok(res["token_ids"] == ref_tokens[name], f"continuous batching {name}: tokens differ")
     for other in args.same_as:
         same = engine_json(args.qasr, other, wavs, args.steps)
         for name, res in zip(clips, same):
