@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 
 #include "backend.h"
+#include "cpu_attention.h"
 #include "cpu_gemm.h"
 #include "cpu_math.h"
 #include "mel.h"
@@ -32,11 +33,6 @@ struct backend {
     struct weight { void *p; int bf16; } *weights;
     size_t n_weights, cap_weights; /* open addressing, cap a power of two */
 };
-
-typedef struct {
-    kv_geom_t g;
-    float *data; /* [layers][pages][2][Hkv][P][Dh] */
-} cpu_kv_t;
 
 #define ALIGN 64
 
@@ -250,33 +246,35 @@ static void cpu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const v
                                const void *bias, int Cin, int Cout, int N, int Hin, int Win)
 {
     const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, P = Ho * Wo, K = Cin * 9;
+    const size_t NP = (size_t)N * P;
     const float *x = in, *b = bias;
     float *o = out;
-    float *col = xmalloc((size_t)K * P * sizeof(float)); /* im2col of one chunk: [Cin*9][Ho*Wo] */
-    for (int n = 0; n < N; n++) {
-#pragma omp parallel for
-        for (int k = 0; k < K; k++) {
+    /* im2col of all N chunks side by side, [Cin*9][N][Ho*Wo], so that one GEMM over N*P columns
+     * writes the [Cout][N][Ho][Wo] layout directly: three parallel regions per layer, not per
+     * chunk (each region costs a barrier, and a barrier costs a time slice on a busy machine) */
+    const size_t mark = cpu_scratch_mark(be);
+    float *col = cpu_scratch(be, (size_t)K * NP);
+#pragma omp parallel for collapse(2)
+    for (int k = 0; k < K; k++)
+        for (int n = 0; n < N; n++) {
             const int c = k / 9, dy = k % 9 / 3, dx = k % 3;
             const float *xc = x + ((size_t)c * N + n) * Hin * Win;
-            float *row = col + (size_t)k * P;
+            float *row = col + (size_t)k * NP + (size_t)n * P;
             for (int oy = 0; oy < Ho; oy++) {
                 const int iy = 2 * oy + dy - 1;
                 for (int ox = 0; ox < Wo; ox++) {
                     const int ix = 2 * ox + dx - 1;
-                    row[oy * Wo + ox] = (iy >= 0 && iy < Hin && ix >= 0 && ix < Win)
-                                            ? xc[iy * Win + ix] : 0.0f;
+                    row[oy * Wo + ox] = (iy >= 0 && iy < Hin && ix >= 0 && ix < Win) ? xc[iy * Win + ix] : 0.0f;
                 }
             }
         }
-        /* out[co][n][:] = W [Cout][K] . col [K][P]; row stride of out is N*P */
-        sgemm('N', 'N', Cout, P, K, 1.0f, w, K, col, P, 0.0f, o + (size_t)n * P, N * P);
+    sgemm('N', 'N', Cout, (int)NP, K, 1.0f, w, K, col, (int)NP, 0.0f, o, (int)NP);
 #pragma omp parallel for
-        for (int co = 0; co < Cout; co++) {
-            float *r = o + ((size_t)co * N + n) * P;
-            for (int i = 0; i < P; i++) r[i] = qgelu(r[i] + b[co]);
-        }
+    for (int co = 0; co < Cout; co++) {
+        float *r = o + (size_t)co * NP;
+        for (size_t i = 0; i < NP; i++) r[i] = qgelu(r[i] + b[co]);
     }
-    free(col);
+    cpu_scratch_release(be, mark);
 }
 
 static void cpu_conv_flatten(backend_t *be, void *out, const void *in, int C, int N, int F, int W)
@@ -387,42 +385,7 @@ static void cpu_gather_rows(backend_t *be, void *out, const void *in, const int 
 
 /* ---------------- attention ---------------- */
 
-static void softmax_inplace(float *s, int n)
-{
-    float mx = s[0];
-    for (int j = 1; j < n; j++) mx = s[j] > mx ? s[j] : mx;
-    float sum = 0.0f;
-    for (int j = 0; j < n; j++) {
-        s[j] = qexpf(s[j] - mx);
-        sum += s[j];
-    }
-    const float inv = 1.0f / sum;
-    for (int j = 0; j < n; j++) s[j] *= inv;
-}
-
-static void cpu_window_attention(backend_t *be, void *out, const void *qkvv, const int *win_start,
-                                 const int *win_len, int n_win, int H, int Dh, float scale)
-{
-    const float *qkv = qkvv;
-    const int HD = H * Dh, ld = 3 * HD;
-    int max_len = 1;
-    for (int w = 0; w < n_win; w++) max_len = MAX(max_len, win_len[w]);
-    /* one (window, head) pair per task: two small sgemms around a row softmax */
-#pragma omp parallel
-    {
-        float *S = xmalloc((size_t)max_len * max_len * sizeof(float));
-#pragma omp for schedule(dynamic)
-        for (int t = 0; t < n_win * H; t++) {
-            const int w = t / H, h = t % H, L = win_len[w];
-            const float *q = qkv + (size_t)win_start[w] * ld + h * Dh;
-            sgemm('N', 'T', L, L, Dh, scale, q, ld, q + HD, ld, 0.0f, S, L);
-            for (int i = 0; i < L; i++) softmax_inplace(S + (size_t)i * L, L);
-            sgemm('N', 'N', L, Dh, L, 1.0f, S, L, q + 2 * HD, ld, 0.0f,
-                  (float *)out + (size_t)win_start[w] * HD + h * Dh, HD);
-        }
-        free(S);
-    }
-}
+/* ---------------- attention (cpu_attention.c) ---------------- */
 
 static void cpu_qk_norm_rope(backend_t *be, void *qkvv, const void *qw, const void *kw,
                              const int *pos, int rows, int H, int Hkv, int Dh, float eps,
@@ -452,78 +415,22 @@ static void cpu_qk_norm_rope(backend_t *be, void *qkvv, const void *qw, const vo
     }
 }
 
-static inline float *kv_page(const cpu_kv_t *kv, int layer, int page, int which, int g)
+static void cpu_window_attention(backend_t *be, void *out, const void *qkv, const int *win_start,
+                                 const int *win_len, int n_win, int H, int Dh, float scale)
 {
-    const kv_geom_t *k = &kv->g;
-    const size_t page_elems = (size_t)k->page_size * k->head_dim;
-    return kv->data + ((((size_t)layer * k->n_pages + page) * 2 + which) * k->n_kv_heads + g) * page_elems;
+    cpu_attn_window(out, qkv, win_start, win_len, n_win, H, Dh, scale);
 }
 
-static void cpu_kv_store(backend_t *be, void *kvv, int layer, const void *qkvv, const int *slot,
-                         int rows, int H, int Hkv, int Dh)
+static void cpu_kv_store(backend_t *be, void *kv, int layer, const void *qkv, const int *slot, int rows,
+                         int H, int Hkv, int Dh)
 {
-    cpu_kv_t *kv = kvv;
-    const float *qkv = qkvv;
-    const int P = kv->g.page_size, stride = (H + 2 * Hkv) * Dh;
-    QASR_ASSERT(kv->g.n_kv_heads == Hkv && kv->g.head_dim == Dh);
-    for (int r = 0; r < rows; r++) {
-        const int page = slot[r] / P, off = slot[r] % P;
-        const float *k = qkv + (size_t)r * stride + H * Dh, *v = k + Hkv * Dh;
-        for (int g = 0; g < Hkv; g++) {
-            memcpy(kv_page(kv, layer, page, 0, g) + off * Dh, k + g * Dh, Dh * sizeof(float));
-            memcpy(kv_page(kv, layer, page, 1, g) + off * Dh, v + g * Dh, Dh * sizeof(float));
-        }
-    }
+    cpu_attn_kv_store(kv, layer, qkv, slot, rows, H, Hkv, Dh);
 }
 
-static void cpu_paged_attention(backend_t *be, void *out, const void *qv, const void *kvv,
-                                int layer, const paged_attn_t *p)
+static void cpu_paged_attention(backend_t *be, void *out, const void *q, const void *kv, int layer,
+                                const paged_attn_t *p)
 {
-    const cpu_kv_t *kv = kvv;
-    const float *q = qv;
-    const int Dh = p->head_dim, G = p->n_heads / p->n_kv_heads, P = kv->g.page_size;
-    /* one (row, kv head) per task: the G query heads sharing a kv head read its pages once */
-#pragma omp parallel
-    {
-        float *s = xmalloc((size_t)G * p->max_ctx * sizeof(float));
-        float *acc = xmalloc((size_t)G * Dh * sizeof(float));
-#pragma omp for schedule(dynamic)
-        for (int t = 0; t < p->n_rows * p->n_kv_heads; t++) {
-            const int i = t / p->n_kv_heads, g = t % p->n_kv_heads, n = p->ctx_len[i];
-            const int *bt = p->block_tables + (size_t)p->row_seq[i] * p->max_blocks;
-            const float *qg = q + (size_t)i * p->q_stride + (size_t)g * G * Dh;
-            for (int j0 = 0; j0 < n; j0 += P) {
-                const float *kp = kv_page(kv, layer, bt[j0 / P], 0, g);
-                for (int j = j0; j < MIN(n, j0 + P); j++) {
-                    const float *k = kp + (j - j0) * Dh;
-                    for (int h = 0; h < G; h++) {
-                        const float *qh = qg + h * Dh;
-                        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                        for (int d = 0; d < Dh; d++) dot += qh[d] * k[d];
-                        s[(size_t)h * n + j] = dot * p->scale;
-                    }
-                }
-            }
-            for (int h = 0; h < G; h++) softmax_inplace(s + (size_t)h * n, n);
-            memset(acc, 0, (size_t)G * Dh * sizeof(float));
-            for (int j0 = 0; j0 < n; j0 += P) {
-                const float *vp = kv_page(kv, layer, bt[j0 / P], 1, g);
-                for (int j = j0; j < MIN(n, j0 + P); j++) {
-                    const float *v = vp + (j - j0) * Dh;
-                    for (int h = 0; h < G; h++) {
-                        const float pj = s[(size_t)h * n + j];
-                        float *a = acc + h * Dh;
-                        for (int d = 0; d < Dh; d++) a[d] += pj * v[d];
-                    }
-                }
-            }
-            memcpy((float *)out + (size_t)i * p->n_heads * Dh + (size_t)g * G * Dh, acc,
-                   (size_t)G * Dh * sizeof(float));
-        }
-        free(acc);
-        free(s);
-    }
+    cpu_attn_paged(out, q, kv, layer, p);
 }
 
 /* ---------------- output ---------------- */

@@ -8,12 +8,14 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 static inline float qexpf(float x)
 {
     /* plain compares, not fminf/fmaxf: those stay libm calls without -ffinite-math-only */
     x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    /* round to nearest by adding 1.5 * 2^23 (floorf would block vectorisation) */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     /* x - n ln2 with ln2 split in two so the reduction is exact to float precision (Cephes) */
     float r = fmaf(n, -0.693359375f, x);
     r = fmaf(n, 2.12194440e-4f, r);
@@ -24,8 +26,10 @@ static inline float qexpf(float x)
     p = fmaf(p, r, 1.6666665459e-1f);
     p = fmaf(p, r, 5.0000001201e-1f);
     p = fmaf(p, r * r, r) + 1.0f;
-    union { uint32_t u; float f; } scale = { .u = (uint32_t)((int32_t)n + 127) << 23 };
-    return p * scale.f;
+    const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
 }
 
 static inline float qerff(float x)

@@ -56,6 +56,7 @@ void engine_opts_default(engine_opts_t *o)
         .max_seqs = 32,
         .max_step_tokens = 2048,
         .enc_max_rows = 16 * 104,
+        .enc_max_seconds = 600,
         .kv_gb = fmin(16.0, fmax(1.0, 0.25 * ram_gb)),
         .page_size = 16,
     };
@@ -92,7 +93,7 @@ engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_
         return NULL;
     }
     if (opts->dump_dir && !(e->tap = tap_open(opts->dump_dir))) {
-        engine_free(e);
+        engine_free(e, NULL);
         return NULL;
     }
     e->active = xcalloc(e->opt.max_seqs, sizeof *e->active);
@@ -109,16 +110,21 @@ static void seq_free(const engine_t *e, seq_t *s)
     free(s);
 }
 
-void engine_free(engine_t *e)
+void engine_free(engine_t *e, void (*drop)(void *tag))
 {
     if (!e) return;
-    for (int i = 0; i < e->w_count; i++) seq_free(e, e->waiting[(e->w_head + i) % e->w_cap]);
+    engine_cancel_waiting(e, drop);
     for (int i = 0; i < e->n_active; i++) {
+        if (drop) drop(e->active[i]->req.tag);
         kv_seq_release(&e->pool, &e->active[i]->kv);
         free(e->active[i]->res.tokens);
         seq_free(e, e->active[i]);
     }
-    for (int i = 0; i < e->d_count; i++) engine_result_free(&e->done[(e->d_head + i) % e->d_cap]);
+    for (int i = 0; i < e->d_count; i++) {
+        engine_result_t *r = &e->done[(e->d_head + i) % e->d_cap];
+        if (drop) drop(r->tag);
+        engine_result_free(r);
+    }
     if (e->kv) e->m->bk.ops->kv_free(e->m->bk.be, e->kv);
     kv_pool_free(&e->pool);
     tap_close(e->tap);
@@ -151,7 +157,24 @@ void engine_submit(engine_t *e, const engine_req_t *r)
     e->in_flight++;
 }
 
+int engine_cancel_waiting(engine_t *e, void (*drop)(void *tag))
+{
+    const int n = e->w_count;
+    for (int i = 0; i < n; i++) {
+        seq_t *s = e->waiting[(e->w_head + i) % e->w_cap];
+        if (drop) drop(s->req.tag);
+        free(s->res.tokens);
+        free(s->res.error);
+        seq_free(e, s);
+    }
+    e->w_count = 0;
+    e->in_flight -= n;
+    return n;
+}
+
 int engine_in_flight(const engine_t *e) { return e->in_flight; }
+int engine_waiting(const engine_t *e) { return e->w_count; }
+int engine_ready(const engine_t *e) { return e->d_count; }
 
 static void push_result(engine_t *e, seq_t *s)
 {
@@ -274,7 +297,11 @@ static void admit(engine_t *e)
 {
     seq_t **fresh = xmalloc(e->opt.max_seqs * sizeof *fresh);
     int n_fresh = 0;
-    while (e->w_count > 0 && e->n_active < e->opt.max_seqs) {
+    double seconds = 0;
+    /* static batching: a new batch only once the previous one has completely finished */
+    const int closed = e->opt.static_batching && e->n_active > 0;
+    while (!closed && e->w_count > 0 && e->n_active < e->opt.max_seqs &&
+           (n_fresh == 0 || seconds + e->waiting[e->w_head]->res.audio_seconds <= e->opt.enc_max_seconds)) {
         seq_t *s = e->waiting[e->w_head];
         if (s->prompt.ids == NULL && prepare(e, s) != 0) {
             e->w_head = (e->w_head + 1) % e->w_cap;
@@ -288,6 +315,7 @@ static void admit(engine_t *e)
         s->res.t_admit = clock_now(e);
         e->active[e->n_active++] = s;
         fresh[n_fresh++] = s;
+        seconds += s->res.audio_seconds;
     }
     if (n_fresh) encode(e, fresh, n_fresh);
     free(fresh);

@@ -20,6 +20,8 @@ typedef struct {
     int max_seqs;        /* sequences decoded together */
     int max_step_tokens; /* rows per decoder step (prefill chunk size) */
     int enc_max_rows;    /* rows per encoder pass */
+    double enc_max_seconds; /* audio admitted (and encoded together) per step */
+    int static_batching; /* admit only when no sequence is active (for comparisons) */
     double kv_gb;        /* KV cache size in GB */
     int page_size;       /* tokens per KV page */
     const char *dump_dir;/* write reference-comparison dumps (single request only) */
@@ -63,11 +65,18 @@ typedef struct {
 /* NULL + qasr_fail() if the KV cache cannot be allocated. */
 engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_ids_t *sp,
                         const engine_opts_t *opts);
-void engine_free(engine_t *e);
+/* Frees everything; drop(tag) is called for every request whose result was not popped. */
+void engine_free(engine_t *e, void (*drop)(void *tag));
 
 void engine_submit(engine_t *e, const engine_req_t *r);
-/* Requests submitted whose results have not been popped yet. */
+/* Requests submitted whose results have not been popped yet; of those, not yet admitted; and
+ * finished, waiting to be popped. */
 int engine_in_flight(const engine_t *e);
+int engine_waiting(const engine_t *e);
+int engine_ready(const engine_t *e);
+/* Drop every request not yet admitted (no result will come for them); calls drop(tag) for
+ * each. Returns how many. */
+int engine_cancel_waiting(engine_t *e, void (*drop)(void *tag));
 /* One scheduling step (admission, encoding, one decoder step). */
 void engine_step(engine_t *e);
 /* Pop one finished result; returns 0 if none is ready. */

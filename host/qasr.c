@@ -55,6 +55,8 @@ qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
     if (opt->max_batch > 0) q->eopt.max_seqs = opt->max_batch;
     if (opt->kv_gb > 0) q->eopt.kv_gb = opt->kv_gb;
     if (opt->step_tokens > 0) q->eopt.max_step_tokens = opt->step_tokens;
+    if (opt->encoder_seconds > 0) q->eopt.enc_max_seconds = opt->encoder_seconds;
+    q->eopt.static_batching = opt->static_batching;
     q->eopt.dump_dir = opt->dump_dir;
     q->load_seconds = now_seconds() - t0;
     return q;
@@ -104,56 +106,136 @@ static void fill_result(const qasr_t *q, const engine_result_t *er, const char *
     r->total_seconds = er->t_done - er->t_submit;
 }
 
-int qasr_transcribe(qasr_t *q, const qasr_input_t *in, int n, qasr_result_t *out)
+/* ---- sessions: an engine fed incrementally ---- */
+
+typedef struct {
+    void *tag;      /* the caller's */
+    char *forced;   /* normalised forced language, or NULL */
+} request_t;
+
+struct qasr_session {
+    qasr_t *q;
+    engine_t *e;
+    double t0;
+    /* inputs rejected before reaching the engine (unsupported language), FIFO */
+    struct { qasr_result_t r; void *tag; } *early;
+    int n_early, cap_early;
+};
+
+qasr_session_t *qasr_session_new(qasr_t *q)
 {
-    memset(out, 0, n * sizeof *out);
-    engine_opts_t eo = q->eopt;
-    if (eo.dump_dir && n != 1) {
-        for (int i = 0; i < n; i++) out[i].error = xstrdup("--dump-dir works with exactly one input");
-        return n;
-    }
-    engine_t *e = engine_create(&q->model, q->tok, &q->sp, &eo);
-    if (!e) {
-        for (int i = 0; i < n; i++) out[i].error = xstrdup(qasr_last_error());
-        return n;
-    }
-    char **forced = xcalloc(n, sizeof *forced);
-    const double t0 = now_seconds();
-    for (int i = 0; i < n; i++) {
-        if (in[i].language && !(forced[i] = check_language(q, in[i].language))) {
-            out[i].error = xstrdup(qasr_last_error());
-            continue;
+    engine_t *e = engine_create(&q->model, q->tok, &q->sp, &q->eopt);
+    if (!e) return NULL;
+    qasr_session_t *s = xcalloc(1, sizeof *s);
+    s->q = q;
+    s->e = e;
+    s->t0 = now_seconds();
+    return s;
+}
+
+void qasr_session_submit(qasr_session_t *s, const qasr_input_t *in, void *tag)
+{
+    char *forced = NULL;
+    if (in->language && !(forced = check_language(s->q, in->language))) {
+        if (s->n_early == s->cap_early) {
+            s->cap_early = s->cap_early ? 2 * s->cap_early : 16;
+            s->early = xrealloc(s->early, s->cap_early * sizeof *s->early);
         }
-        float *copy = xmalloc(MAX(1, in[i].n_samples) * sizeof(float));
-        memcpy(copy, in[i].samples, in[i].n_samples * sizeof(float));
-        const engine_req_t r = { .samples = copy, .n_samples = in[i].n_samples, .context = in[i].context,
-                                 .language = forced[i], .max_new_tokens = in[i].max_new_tokens,
-                                 .ignore_eos = in[i].ignore_eos, .tag = &out[i] };
-        engine_submit(e, &r);
+        s->early[s->n_early].r = (qasr_result_t){ .error = xstrdup(qasr_last_error()),
+                                                  .audio_seconds = in->n_samples / 16000.0 };
+        s->early[s->n_early++].tag = tag;
+        return;
     }
-    int failed = 0;
-    while (engine_in_flight(e) > 0) {
-        engine_step(e);
-        engine_result_t er;
-        while (engine_pop(e, &er)) {
-            qasr_result_t *r = er.tag;
-            fill_result(q, &er, forced[r - out], r);
-            engine_result_free(&er);
-        }
+    request_t *rq = xmalloc(sizeof *rq);
+    *rq = (request_t){ tag, forced };
+    float *copy = xmalloc(MAX(1, in->n_samples) * sizeof(float));
+    memcpy(copy, in->samples, in->n_samples * sizeof(float));
+    const engine_req_t r = { .samples = copy, .n_samples = in->n_samples, .context = in->context,
+                             .language = forced, .max_new_tokens = in->max_new_tokens,
+                             .ignore_eos = in->ignore_eos, .tag = rq };
+    engine_submit(s->e, &r);
+}
+
+int qasr_session_pending(const qasr_session_t *s) { return s->n_early + engine_in_flight(s->e); }
+int qasr_session_waiting(const qasr_session_t *s) { return engine_waiting(s->e); }
+
+static void drop_request(void *tag)
+{
+    request_t *rq = tag;
+    free(rq->forced);
+    free(rq);
+}
+
+int qasr_session_cancel_waiting(qasr_session_t *s) { return engine_cancel_waiting(s->e, drop_request); }
+
+void qasr_session_step(qasr_session_t *s)
+{
+    if (engine_in_flight(s->e) > engine_ready(s->e)) engine_step(s->e);
+}
+
+int qasr_session_poll(qasr_session_t *s, qasr_result_t *out, void **tag)
+{
+    if (s->n_early > 0) {
+        *out = s->early[0].r;
+        *tag = s->early[0].tag;
+        memmove(s->early, s->early + 1, --s->n_early * sizeof *s->early);
+        return 1;
     }
-    const engine_stats_t *es = engine_stats(e);
-    q->stats = (qasr_stats_t){
-        .wall_seconds = now_seconds() - t0, .audio_seconds = es->audio_seconds,
+    engine_result_t er;
+    if (!engine_pop(s->e, &er)) return 0;
+    request_t *rq = er.tag;
+    memset(out, 0, sizeof *out);
+    fill_result(s->q, &er, rq->forced, out);
+    *tag = rq->tag;
+    engine_result_free(&er);
+    free(rq->forced);
+    free(rq);
+    return 1;
+}
+
+void qasr_session_stats(const qasr_session_t *s, qasr_stats_t *st)
+{
+    const engine_stats_t *es = engine_stats(s->e);
+    *st = (qasr_stats_t){
+        .wall_seconds = now_seconds() - s->t0, .audio_seconds = es->audio_seconds,
         .mel_seconds = es->t_mel, .encoder_seconds = es->t_encoder,
         .prefill_seconds = es->t_prefill, .decode_seconds = es->t_decode,
         .prefill_tokens = es->prefill_tokens, .decode_tokens = es->decode_tokens, .decoder_steps = es->steps,
     };
-    for (int i = 0; i < n; i++) {
-        failed += out[i].error != NULL;
-        free(forced[i]);
+}
+
+void qasr_session_free(qasr_session_t *s)
+{
+    if (!s) return;
+    for (int i = 0; i < s->n_early; i++) qasr_result_free(&s->early[i].r);
+    free(s->early);
+    engine_free(s->e, drop_request);
+    free(s);
+}
+
+int qasr_transcribe(qasr_t *q, const qasr_input_t *in, int n, qasr_result_t *out)
+{
+    memset(out, 0, n * sizeof *out);
+    if (q->eopt.dump_dir && n != 1) {
+        for (int i = 0; i < n; i++) out[i].error = xstrdup("--dump-dir works with exactly one input");
+        return n;
     }
-    free(forced);
-    engine_free(e);
+    qasr_session_t *s = qasr_session_new(q);
+    if (!s) {
+        for (int i = 0; i < n; i++) out[i].error = xstrdup(qasr_last_error());
+        return n;
+    }
+    for (int i = 0; i < n; i++) qasr_session_submit(s, &in[i], &out[i]);
+    while (qasr_session_pending(s) > 0) {
+        qasr_session_step(s);
+        qasr_result_t r;
+        void *tag;
+        while (qasr_session_poll(s, &r, &tag)) *(qasr_result_t *)tag = r;
+    }
+    qasr_session_stats(s, &q->stats);
+    qasr_session_free(s);
+    int failed = 0;
+    for (int i = 0; i < n; i++) failed += out[i].error != NULL;
     return failed;
 }
 

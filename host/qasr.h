@@ -18,6 +18,8 @@ typedef struct {
     int max_batch;       /* sequences decoded together; 0 = default (32) */
     double kv_gb;        /* KV cache size in GB; 0 = default (a quarter of RAM, 1..16 GB) */
     int step_tokens;     /* rows per decoder step (long prompts are prefilled in chunks); 0 = 2048 */
+    double encoder_seconds; /* audio admitted and encoded together per step; 0 = 600 */
+    int static_batching; /* start a new batch only when the previous one is done (comparisons) */
     const char *dump_dir;/* write stage-by-stage dumps for the reference comparison (1 input) */
     int verbose;
 } qasr_options_t;
@@ -52,7 +54,29 @@ void qasr_free(qasr_t *q);
 int qasr_transcribe(qasr_t *q, const qasr_input_t *in, int n, qasr_result_t *out);
 void qasr_result_free(qasr_result_t *r);
 
-/* Where the time of the last qasr_transcribe call went. */
+/* Sessions: for callers that feed inputs over time (qasr-batch). A session owns a KV cache
+ * and decodes everything submitted to it with continuous batching:
+ *     s = qasr_session_new(q);
+ *     while (work) { qasr_session_submit(s, &in, tag) while you have inputs and
+ *                    qasr_session_waiting(s) is small; qasr_session_step(s);
+ *                    while (qasr_session_poll(s, &res, &tag)) use res; }
+ * Results come back in completion order with the tag given at submission. */
+typedef struct qasr_session qasr_session_t;
+qasr_session_t *qasr_session_new(qasr_t *q); /* NULL + qasr_last_error() */
+void qasr_session_free(qasr_session_t *s);
+void qasr_session_submit(qasr_session_t *s, const qasr_input_t *in, void *tag);
+/* Submitted inputs whose result has not been polled yet / that have not started yet. */
+int qasr_session_pending(const qasr_session_t *s);
+int qasr_session_waiting(const qasr_session_t *s);
+/* Drop the inputs that have not started (e.g. on an interrupt); no result comes for them.
+ * Returns how many. */
+int qasr_session_cancel_waiting(qasr_session_t *s);
+/* One unit of work: admit waiting inputs, encode them, one decoder step. */
+void qasr_session_step(qasr_session_t *s);
+/* 1 and the next finished result (caller frees it with qasr_result_free), or 0. */
+int qasr_session_poll(qasr_session_t *s, qasr_result_t *out, void **tag);
+
+/* Where the time of the last qasr_transcribe call (or of a session so far) went. */
 typedef struct {
     double wall_seconds, audio_seconds;
     double mel_seconds, encoder_seconds;
@@ -60,6 +84,7 @@ typedef struct {
     long prefill_tokens, decode_tokens, decoder_steps;
 } qasr_stats_t;
 void qasr_last_stats(const qasr_t *q, qasr_stats_t *s);
+void qasr_session_stats(const qasr_session_t *s, qasr_stats_t *st);
 
 /* Model facts for callers (e.g. to print or validate). */
 int qasr_n_languages(const qasr_t *q);

@@ -1,0 +1,45 @@
+/* qasr-batch: a manifest in, one JSONL line per entry out, for runs of hours.
+ *
+ * manifest -> skip ids already in the output (resume) -> durations from the manifest or file
+ * headers -> order by duration (bucketing) -> decoder threads read audio ahead into a bounded
+ * queue -> long files split at quiet points into segments -> one session decodes everything with
+ * continuous batching -> a file's line is written (one write, flushed) when its last segment is
+ * done. Signals stop the intake; in-flight files finish; a second signal exits at once. */
+#ifndef QASR_BATCH_H
+#define QASR_BATCH_H
+
+#include "qasr.h"
+
+/* Exit codes of qasr-batch (also in --help and README). */
+enum {
+    BATCH_OK = 0,          /* every entry has a transcript */
+    BATCH_SOME_FAILED = 1, /* some entries have an error line, or manifest lines were malformed */
+    BATCH_USAGE = 2,       /* bad invocation, unreadable manifest, duplicate ids, output unusable */
+    BATCH_MODEL = 3,       /* the model could not be loaded */
+    BATCH_INTERRUPTED = 4, /* stopped by SIGINT/SIGTERM; rerun to resume */
+};
+
+typedef struct {
+    const char *manifest;        /* path or "-" */
+    const char *manifest_format; /* auto|tsv|jsonl|list */
+    const char *model;
+    const char *output;          /* results JSONL path or "-" (stdout, no resume) */
+    const char *format;          /* srt|vtt|txt per-file outputs, or NULL */
+    const char *output_dir;      /* where per-file outputs go */
+    qasr_options_t qopt;
+    const char *language;        /* default for entries without one, or NULL */
+    const char *context;         /* default for entries without one, or NULL */
+    int max_new_tokens;          /* 0: scaled to each segment's duration */
+    int ignore_eos;
+    double max_segment_seconds;
+    int retry_errors, overwrite, quiet, no_bucketing;
+    int readers;                 /* audio decoding threads */
+    double progress_interval;    /* seconds between progress lines when stderr is not a tty */
+    double fsync_seconds;        /* see results.h */
+} batch_opts_t;
+
+void batch_opts_default(batch_opts_t *o);
+/* Run; returns one of the exit codes above. */
+int batch_run(const batch_opts_t *o);
+
+#endif

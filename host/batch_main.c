@@ -1,0 +1,142 @@
+/* qasr-batch: the command line of the batch pipeline (batch.c). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: qasr-batch MANIFEST --model DIR [-o results.jsonl] [options]\n"
+          "\n"
+          "Transcribe every file of a manifest with a Qwen3-ASR checkpoint directory, writing one\n"
+          "JSON line per entry as it completes. Rerunning the same command resumes: entries that\n"
+          "already have a line are skipped.\n"
+          "\n"
+          "MANIFEST (or - for stdin), format detected:\n"
+          "  TSV with a header row naming its columns: path (required), id, language, context,\n"
+          "      text (reference transcript), duration (seconds); one entry per line\n"
+          "  a list of paths, one per line, no header\n"
+          "  NeMo JSONL: {\"audio_filepath\": ..., \"duration\": ..., \"text\": ..., \"lang\": ...}\n"
+          "  Relative paths are relative to the manifest's directory; ids default to the path.\n"
+          "\n"
+          "output:\n"
+          "  -o, --output FILE          results JSONL (default results.jsonl; - for stdout, no resume)\n"
+          "      --retry-errors         also re-run entries whose earlier line has an error\n"
+          "      --overwrite            start a new output file instead of resuming\n"
+          "      --format srt|vtt|txt   also write one subtitle/text file per entry ...\n"
+          "      --output-dir DIR       ... under DIR, at the entry id's path\n"
+          "      --manifest-format F    auto (default), tsv, list or jsonl\n"
+          "\n"
+          "decoding (as in qasr):\n"
+          "  -m, --model DIR            checkpoint directory (required)\n"
+          "  -l, --language NAME        force the language of entries that do not name one\n"
+          "  -c, --context TEXT         context for entries that do not give one\n"
+          "  -n, --max-new-tokens N     token limit per segment (default: 32 + 12 per second)\n"
+          "      --ignore-eos           decode exactly --max-new-tokens tokens (benchmarks)\n"
+          "  -t, --threads N            CPU threads (default: all cores)\n"
+          "  -b, --backend NAME         cpu (default)\n"
+          "      --batch N              sequences decoded together (default 32)\n"
+          "      --kv-gb X              KV cache size in GB (default: a quarter of RAM, 1..16)\n"
+          "      --step-tokens N        rows per decoder step (default 2048)\n"
+          "\n"
+          "scheduling:\n"
+          "      --max-segment-seconds S  split longer files at quiet points (default 300)\n"
+          "      --readers N            audio decoding threads (default 2)\n"
+          "      --no-bucketing         keep manifest order instead of longest files first\n"
+          "      --static-batching      start a new batch only when the last one is done\n"
+          "                             (continuous batching is the default)\n"
+          "      --encoder-seconds S    audio encoded together per step (default 600)\n"
+          "\n"
+          "  -q, --quiet                no progress, no per-file messages\n"
+          "      --progress-interval S  seconds between progress lines when stderr is not a\n"
+          "                             terminal (default 30)\n"
+          "      --fsync-seconds S      sync the output at most every S seconds (default 10;\n"
+          "                             0 every line, -1 never)\n"
+          "  -h, --help                 this help\n"
+          "\n"
+          "exit status: 0 every entry transcribed; 1 some entries failed (their lines carry\n"
+          "\"error\") or manifest lines were skipped; 2 bad invocation, unreadable manifest,\n"
+          "duplicate ids or unusable output; 3 the model could not be loaded; 4 interrupted\n"
+          "(SIGINT/SIGTERM; a second signal stops at once; rerun to resume).\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    batch_opts_t o;
+    batch_opts_default(&o);
+    enum {
+        OPT_RETRY = 256, OPT_OVERWRITE, OPT_FORMAT, OPT_OUTDIR, OPT_MFORMAT, OPT_IGNORE_EOS, OPT_BATCH,
+        OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC,
+    };
+    static const struct option longopts[] = {
+        { "output", required_argument, 0, 'o' },           { "retry-errors", no_argument, 0, OPT_RETRY },
+        { "overwrite", no_argument, 0, OPT_OVERWRITE },    { "format", required_argument, 0, OPT_FORMAT },
+        { "output-dir", required_argument, 0, OPT_OUTDIR }, { "manifest-format", required_argument, 0, OPT_MFORMAT },
+        { "model", required_argument, 0, 'm' },            { "language", required_argument, 0, 'l' },
+        { "context", required_argument, 0, 'c' },          { "max-new-tokens", required_argument, 0, 'n' },
+        { "ignore-eos", no_argument, 0, OPT_IGNORE_EOS },  { "threads", required_argument, 0, 't' },
+        { "backend", required_argument, 0, 'b' },          { "batch", required_argument, 0, OPT_BATCH },
+        { "kv-gb", required_argument, 0, OPT_KV },         { "step-tokens", required_argument, 0, OPT_STEP },
+        { "max-segment-seconds", required_argument, 0, OPT_MAXSEG },
+        { "readers", required_argument, 0, OPT_READERS },  { "no-bucketing", no_argument, 0, OPT_NOBUCKET },
+        { "static-batching", no_argument, 0, OPT_STATIC }, { "encoder-seconds", required_argument, 0, OPT_ENCSEC },
+        { "quiet", no_argument, 0, 'q' },                  { "progress-interval", required_argument, 0, OPT_PINT },
+        { "fsync-seconds", required_argument, 0, OPT_FSYNC }, { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "o:m:l:c:n:t:b:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': o.output = optarg; break;
+        case 'm': o.model = optarg; break;
+        case 'l': o.language = optarg; break;
+        case 'c': o.context = optarg; break;
+        case 'n': o.max_new_tokens = atoi(optarg); break;
+        case 't': o.qopt.threads = atoi(optarg); break;
+        case 'b': o.qopt.backend = optarg; break;
+        case 'q': o.quiet = 1; break;
+        case 'h': usage(stdout); return BATCH_OK;
+        case OPT_RETRY: o.retry_errors = 1; break;
+        case OPT_OVERWRITE: o.overwrite = 1; break;
+        case OPT_FORMAT: o.format = optarg; break;
+        case OPT_OUTDIR: o.output_dir = optarg; break;
+        case OPT_MFORMAT: o.manifest_format = optarg; break;
+        case OPT_IGNORE_EOS: o.ignore_eos = 1; break;
+        case OPT_BATCH: o.qopt.max_batch = atoi(optarg); break;
+        case OPT_KV: o.qopt.kv_gb = atof(optarg); break;
+        case OPT_STEP: o.qopt.step_tokens = atoi(optarg); break;
+        case OPT_MAXSEG: o.max_segment_seconds = atof(optarg); break;
+        case OPT_READERS: o.readers = atoi(optarg); break;
+        case OPT_NOBUCKET: o.no_bucketing = 1; break;
+        case OPT_STATIC: o.qopt.static_batching = 1; break;
+        case OPT_ENCSEC: o.qopt.encoder_seconds = atof(optarg); break;
+        case OPT_PINT: o.progress_interval = atof(optarg); break;
+        case OPT_FSYNC: o.fsync_seconds = atof(optarg); break;
+        default: usage(stderr); return BATCH_USAGE;
+        }
+    }
+    const char *problem = NULL;
+    if (optind != argc - 1)
+        problem = optind >= argc ? "no manifest given" : "more than one manifest given";
+    else if (!o.model)
+        problem = "--model DIR is required";
+    else if (o.retry_errors && o.overwrite)
+        problem = "--retry-errors and --overwrite exclude each other";
+    else if (o.format && strcmp(o.format, "srt") && strcmp(o.format, "vtt") && strcmp(o.format, "txt"))
+        problem = "--format takes srt, vtt or txt";
+    else if (o.max_segment_seconds <= 6)
+        problem = "--max-segment-seconds must be more than 6 (the cut is searched in the 5 s before it)";
+    else if (o.ignore_eos && o.max_new_tokens <= 0)
+        problem = "--ignore-eos needs --max-new-tokens N";
+    else if (o.readers < 1)
+        problem = "--readers must be at least 1";
+    if (problem) {
+        fprintf(stderr, "qasr-batch: %s (see --help)\n", problem);
+        return BATCH_USAGE;
+    }
+    o.manifest = argv[optind];
+    return batch_run(&o);
+}

@@ -1,0 +1,22 @@
+/* CPU attention: encoder windows and decoder attention over the paged KV cache (backend.h
+ * describes the layouts). Products go through sgemm wherever a block of query rows shares its
+ * keys: encoder windows, and runs of consecutive prompt rows of one sequence (causal prefill);
+ * single decode rows use vectorised dot products that read each KV page once for the query
+ * heads sharing it. */
+#ifndef QASR_CPU_ATTENTION_H
+#define QASR_CPU_ATTENTION_H
+
+#include "backend.h"
+
+typedef struct {
+    kv_geom_t g;
+    float *data; /* [layers][pages][2 (K, V)][Hkv][P][Dh] */
+} cpu_kv_t;
+
+void cpu_attn_window(float *out, const float *qkv, const int *win_start, const int *win_len,
+                     int n_win, int H, int Dh, float scale);
+void cpu_attn_kv_store(cpu_kv_t *kv, int layer, const float *qkv, const int *slot, int rows,
+                       int H, int Hkv, int Dh);
+void cpu_attn_paged(float *out, const float *q, const cpu_kv_t *kv, int layer, const paged_attn_t *p);
+
+#endif

@@ -1,0 +1,44 @@
+#include "segment.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "util.h"
+
+/* The cut position in [lo, hi): quietest sample of the quietest 100 ms window. */
+static int64_t quietest_cut(const float *x, int64_t lo, int64_t hi)
+{
+    const int64_t w = SEGMENT_WINDOW_SAMPLES;
+    double sum = 0;
+    for (int64_t i = lo; i < lo + w; i++) sum += fabsf(x[i]);
+    double best_sum = sum;
+    int64_t best_start = lo;
+    for (int64_t s = lo + 1; s + w <= hi; s++) { /* sliding sum over valid windows */
+        sum += fabsf(x[s + w - 1]) - fabsf(x[s - 1]);
+        if (sum < best_sum) {
+            best_sum = sum;
+            best_start = s;
+        }
+    }
+    int64_t cut = best_start;
+    for (int64_t i = best_start; i < best_start + w; i++)
+        if (fabsf(x[i]) < fabsf(x[cut])) cut = i;
+    return cut;
+}
+
+int segment_plan(const float *x, int64_t n, int64_t max_len, int64_t **bounds)
+{
+    QASR_ASSERT(max_len > SEGMENT_SEARCH_SAMPLES);
+    int cap = (int)(n / (max_len - SEGMENT_SEARCH_SAMPLES)) + 2, k = 0;
+    int64_t *b = xmalloc((size_t)(cap + 1) * sizeof *b);
+    b[0] = 0;
+    for (int64_t start = 0; n - start > max_len;) {
+        const int64_t nominal = start + max_len;
+        start = quietest_cut(x, nominal - SEGMENT_SEARCH_SAMPLES, nominal);
+        b[++k] = start;
+    }
+    b[++k] = n;
+    QASR_ASSERT(k <= cap);
+    *bounds = b;
+    return k;
+}

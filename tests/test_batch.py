@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+"""End-to-end tests of qasr-batch: one line per manifest entry, errors where the input is bad,
+texts identical to single-file qasr runs, resume after clean runs, after SIGKILL at random
+moments and after SIGINT, long files split and joined, malformed manifests, per-file outputs.
+
+usage: test_batch.py --bin BUILD_DIR --model DIR --work DIR
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import wave
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MANIFEST = os.path.join(ROOT, "manifests", "e2e.tsv")
+TOKENS = "6"  # tokens per segment: the tiny model never stops by itself
+
+
+class Checker:
+    def __init__(self):
+        self.checks = self.failures = 0
+
+    def ok(self, cond, msg):
+        self.checks += 1
+        if not cond:
+            self.failures += 1
+            print("FAIL:", msg)
+        return cond
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def read_lines(path):
+    """Parsed lines; raises if any line is not complete JSON."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert not data or data.endswith(b"\n"), "torn last line"
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def manifest_entries():
+    rows = [line.rstrip("\n").split("\t") for line in open(MANIFEST) if line.strip() and not line.startswith("#")]
+    header = rows[0]
+    return [dict(zip(header, r)) for r in rows[1:]]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--work", required=True)
+    args = ap.parse_args()
+    batch = os.path.join(args.bin, "qasr-batch")
+    qasr = os.path.join(args.bin, "qasr")
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    chk = Checker()
+    common = ["--model", args.model, "-n", TOKENS, "--ignore-eos", "-t", "2"]
+
+    # --- the bundled manifest: one line per entry, errors exactly for the broken ones ---
+    out = os.path.join(args.work, "e2e.jsonl")
+    p = run([batch, MANIFEST, "-o", out, "--progress-interval", "0.5", *common])
+    chk.ok(p.returncode == 1, f"e2e manifest: exit {p.returncode}, wanted 1 (some failed)\n{p.stderr}")
+    lines = read_lines(out)
+    entries = manifest_entries()
+    ids = [o["id"] for o in lines]
+    chk.ok(sorted(ids) == sorted(e["id"] for e in entries), f"ids {sorted(ids)}")
+    by_id = {o["id"]: o for o in lines}
+    for e in entries:
+        o = by_id.get(e["id"])
+        if not o:
+            continue
+        broken = e["id"].startswith("broken")
+        chk.ok(bool(o["error"]) == broken, f"{e['id']}: error {o['error']!r}")
+        if broken:
+            chk.ok(o["text"] is None, f"{e['id']}: text on a failed entry")
+            if e["id"] != "broken-directory":
+                chk.ok(os.path.basename(e["path"]) in o["error"], f"{e['id']}: error does not name the file: {o['error']}")
+        else:
+            chk.ok(o["reference"] == e["text"], f"{e['id']}: reference {o['reference']!r}")
+            seg = o["segments"]
+            chk.ok(len(seg) == 1 and seg[0]["start"] == 0 and abs(seg[0]["end"] - o["duration"]) < 1e-3,
+                   f"{e['id']}: segments {seg}")
+            chk.ok(o["n_tokens"] == int(TOKENS), f"{e['id']}: n_tokens {o['n_tokens']}")
+    chk.ok("named" not in p.stderr and "broken-missing" not in p.stdout, "stdout stays clean")
+
+    # --- batching does not change results: the same files through qasr one call per file ---
+    for e in entries:
+        if e["id"].startswith("broken"):
+            continue
+        path = os.path.normpath(os.path.join(os.path.dirname(MANIFEST), e["path"]))
+        extra = ["--language", e["language"]] if e.get("language") else []
+        q = run([qasr, "--json", *common, *extra, path])
+        single = json.loads(q.stdout.splitlines()[0])
+        chk.ok(single["text"] == by_id[e["id"]]["text"] and single["language"] == by_id[e["id"]]["language"],
+               f"{e['id']}: batch text {by_id[e['id']]['text']!r} != single {single['text']!r}")
+
+    # --- resume: nothing to do; retry re-runs only the failed ones ---
+    before = open(out, "rb").read()
+    p = run([batch, MANIFEST, "-o", out, *common])
+    chk.ok(p.returncode == 1 and open(out, "rb").read() == before, "resume rewrote a finished output")
+    chk.ok("nothing to do" in p.stderr, f"resume message: {p.stderr}")
+    p = run([batch, MANIFEST, "-o", out, "--retry-errors", *common])
+    again = read_lines(out)
+    chk.ok(sorted(o["id"] for o in again) == sorted(ids), "retry: one line per id")
+    chk.ok(sum(1 for o in again if o["error"]) == sum(1 for e in entries if e["id"].startswith("broken")),
+           "retry: the broken entries fail again, nothing else")
+
+    # --- kill -9 at random moments, restart until done: exactly one complete line per id ---
+    clips = os.path.join(args.work, "clips")
+    os.makedirs(clips)
+    src = os.path.join(ROOT, "tests", "audio")
+    names = ["demo.flac", "stereo44k.ogg", "phone8k.wav", "quiet48k.flac", "speech10s.aiff"]
+    n_many = 160
+    with open(os.path.join(args.work, "many.tsv"), "w") as m:
+        m.write("path\tid\n")
+        for i in range(n_many):
+            m.write(f"{os.path.join(src, names[i % len(names)])}\tclip{i:03d}\n")
+    many = os.path.join(args.work, "many.tsv")
+    slow = ["--model", args.model, "-n", "32", "--ignore-eos", "-t", "2", "--batch", "4"]  # a run of seconds
+    ref_out = os.path.join(args.work, "many-ref.jsonl")
+    t0 = time.time()
+    run([batch, many, "-o", ref_out, *slow])
+    span = time.time() - t0
+    ref = {o["id"]: o["text"] for o in read_lines(ref_out)}
+    killed_out = os.path.join(args.work, "many-killed.jsonl")
+    rng = random.Random(7)
+    kills, rc = 0, None
+    for attempt in range(60):
+        proc = subprocess.Popen([batch, many, "-o", killed_out, "--fsync-seconds", "-1", "-q", *slow],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:  # kill at a random moment of a run; later attempts get longer so that the run ends
+            rc = proc.wait(timeout=rng.uniform(0.05, 0.25) * span + 0.05 * max(0, attempt - 8) * span)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        break
+    chk.ok(rc == 0, f"after {kills} kills the run did not finish cleanly (exit {rc})")
+    chk.ok(kills >= 5, f"only {kills} kills happened: the test did not exercise resume")
+    got = read_lines(killed_out)
+    print(f"resume after {kills} SIGKILLs: {len(got)} lines")
+    chk.ok(len(got) == n_many and len({o["id"] for o in got}) == n_many, f"{len(got)} lines after kills")
+    chk.ok(all(ref[o["id"]] == o["text"] for o in got), "texts after kills differ from an uninterrupted run")
+
+    # --- SIGINT: in-flight files finish, exit 4, rerun completes ---
+    int_out = os.path.join(args.work, "many-int.jsonl")
+    proc = subprocess.Popen([batch, many, "-o", int_out, *slow], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    while not (os.path.exists(int_out) and os.path.getsize(int_out) > 0) and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    chk.ok(proc.returncode == 4, f"SIGINT: exit {proc.returncode}, wanted 4\n{err}")
+    part = read_lines(int_out)
+    chk.ok(0 < len(part) < n_many and len({o["id"] for o in part}) == len(part), f"SIGINT: {len(part)} lines")
+    p = run([batch, many, "-o", int_out, *slow])
+    chk.ok(p.returncode == 0 and len(read_lines(int_out)) == n_many, "rerun after SIGINT did not complete")
+
+    # --- a long file is split at quiet points, segments tile it, texts joined ---
+    long_wav = os.path.join(args.work, "long.wav")
+    subprocess.run(["sox", os.path.join(src, "demo.flac"), "-r", "16000", long_wav, "repeat", "30"], check=True)
+    with wave.open(long_wav) as w:
+        duration = w.getnframes() / w.getframerate()
+    long_out = os.path.join(args.work, "long.jsonl")
+    p = run([batch, "-", "-o", long_out, "--max-segment-seconds", "45", "--format", "srt",
+             "--output-dir", os.path.join(args.work, "srt"), *common], input=long_wav + "\n")
+    o = read_lines(long_out)[0]
+    seg = o["segments"]
+    chk.ok(p.returncode == 0 and len(seg) >= 4, f"long file: exit {p.returncode}, {len(seg)} segments")
+    chk.ok(seg[0]["start"] == 0 and abs(seg[-1]["end"] - duration) < 1e-3, f"segments do not cover the file: {seg}")
+    chk.ok(all(a["end"] == b["start"] for a, b in zip(seg, seg[1:])), "segments are not contiguous")
+    chk.ok(all(0 < s["end"] - s["start"] <= 45.0 + 1e-6 for s in seg), "a segment exceeds the limit")
+    chk.ok(o["n_tokens"] == int(TOKENS) * len(seg), "segment token counts")
+    chk.ok(o["text"] == " ".join(s["text"] for s in seg if s["text"]), "joined text")
+    srt = os.path.join(args.work, "srt", os.path.splitext(long_wav.lstrip("/"))[0] + ".srt")
+    chk.ok(os.path.exists(srt) and open(srt).read().count(" --> ") == len(seg), f"srt file {srt}")
+
+    # --- malformed manifest lines are reported with their line number; the rest runs ---
+    bad = os.path.join(args.work, "bad.tsv")
+    with open(bad, "w") as m:
+        m.write(f"path\tid\tduration\n{os.path.join(src, 'demo.flac')}\tok\t\n\tnopath\t\n"
+                f"{os.path.join(src, 'demo.flac')}\tbaddur\tabc\n{os.path.join(src, 'short.wav')}\tok2\t0.4\n")
+    bad_out = os.path.join(args.work, "bad.jsonl")
+    p = run([batch, bad, "-o", bad_out, *common])
+    chk.ok(p.returncode == 1, f"malformed lines: exit {p.returncode}")
+    chk.ok(f"{bad}:3" in p.stderr and f"{bad}:4" in p.stderr, f"line numbers not reported:\n{p.stderr}")
+    chk.ok(sorted(o["id"] for o in read_lines(bad_out)) == ["ok", "ok2"], "valid lines not transcribed")
+
+    # --- duplicate ids stop the run before any work ---
+    dup = os.path.join(args.work, "dup.tsv")
+    with open(dup, "w") as m:
+        m.write(f"path\tid\n{os.path.join(src, 'demo.flac')}\tsame\n{os.path.join(src, 'short.wav')}\tsame\n")
+    p = run([batch, dup, "-o", os.path.join(args.work, "dup.jsonl"), *common])
+    chk.ok(p.returncode == 2 and "same" in p.stderr, f"duplicate ids: exit {p.returncode} {p.stderr}")
+    chk.ok(not os.path.exists(os.path.join(args.work, "dup.jsonl")) or
+           os.path.getsize(os.path.join(args.work, "dup.jsonl")) == 0, "output written despite duplicate ids")
+
+    # --- bad invocations and a bad model ---
+    p = run([batch, MANIFEST, "-o", os.path.join(args.work, "x.jsonl")])
+    chk.ok(p.returncode == 2 and "--model" in p.stderr, "missing --model")
+    p = run([batch, MANIFEST, "-o", os.path.join(args.work, "x.jsonl"), "--model", args.work, "-n", "4"])
+    chk.ok(p.returncode == 3 and "config.json" in p.stderr, f"bad model: exit {p.returncode} {p.stderr[-200:]}")
+    p = run([batch, os.path.join(args.work, "nope.tsv"), "--model", args.model])
+    chk.ok(p.returncode == 2 and "nope.tsv" in p.stderr, "unreadable manifest")
+
+    print(f"{chk.checks - chk.failures}/{chk.checks} checks passed")
+    return 1 if chk.failures or chk.checks == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
