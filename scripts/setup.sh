@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# One command for a fresh Debian 12 machine: install dependencies, build, and transcribe the
-# bundled demo audio with the bundled demo model.
+# One command for a fresh Debian 12 machine: install dependencies, build, and run the main job
+# (qasr-batch over the bundled demo manifest with the bundled demo model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh build
-echo "== build/qasr --model tests/models/qasr-demo tests/audio/demo.flac"
-build/qasr --model tests/models/qasr-demo tests/audio/demo.flac
+echo "== build/qasr-batch manifests/demo.tsv --model tests/models/qasr-demo -o build/demo-results.jsonl --overwrite"
+build/qasr-batch manifests/demo.tsv --model tests/models/qasr-demo -o build/demo-results.jsonl --overwrite
+echo "== build/demo-results.jsonl"
+cat build/demo-results.jsonl
