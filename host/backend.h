@@ -139,7 +139,12 @@ static inline void *act_offset(const backend_ops_t *ops, const void *p, size_t n
     return (char *)p + n_elems * ops->act_size;
 }
 
-/* CPU backend (backend_cpu.c). threads <= 0: all cores. NULL + qasr_fail() on error. */
+/* CPU backend (backend_cpu.c). threads <= 0: all cores. -1 + qasr_fail() on error. */
 int backend_cpu_create(backend_ref_t *out, int threads, int n_mels);
+
+/* By name (backend_select.c): "cpu", "cuda" (device: CUDA device index), or NULL for the
+ * default: cuda when this build has it and a device is present, else cpu. -1 + qasr_fail(). */
+int backend_create(backend_ref_t *out, const char *name, int device, int threads, int n_mels);
+const char *backend_default(void);
 
 #endif

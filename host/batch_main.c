@@ -36,7 +36,9 @@ static void usage(FILE *f)
           "  -n, --max-new-tokens N     token limit per segment (default: 32 + 12 per second)\n"
           "      --ignore-eos           decode exactly --max-new-tokens tokens (benchmarks)\n"
           "  -t, --threads N            CPU threads (default: all cores)\n"
-          "  -b, --backend NAME         cpu (default)\n"
+          "  -b, --backend NAME         cpu or cuda (default: cuda when built with CUDA and a\n"
+          "                             device is present, else cpu)\n"
+          "      --device N             CUDA device index (default 0)\n"
           "      --batch N              sequences decoded together (default 32)\n"
           "      --kv-gb X              KV cache size in GB (default: a quarter of RAM, 1..16)\n"
           "      --step-tokens N        rows per decoder step (default 2048)\n"
@@ -69,7 +71,7 @@ int main(int argc, char **argv)
     batch_opts_default(&o);
     enum {
         OPT_RETRY = 256, OPT_OVERWRITE, OPT_FORMAT, OPT_OUTDIR, OPT_MFORMAT, OPT_IGNORE_EOS, OPT_BATCH,
-        OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC,
+        OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC, OPT_DEVICE,
     };
     static const struct option longopts[] = {
         { "output", required_argument, 0, 'o' },           { "retry-errors", no_argument, 0, OPT_RETRY },
@@ -85,6 +87,7 @@ int main(int argc, char **argv)
         { "static-batching", no_argument, 0, OPT_STATIC }, { "encoder-seconds", required_argument, 0, OPT_ENCSEC },
         { "quiet", no_argument, 0, 'q' },                  { "progress-interval", required_argument, 0, OPT_PINT },
         { "fsync-seconds", required_argument, 0, OPT_FSYNC }, { "help", no_argument, 0, 'h' },
+        { "device", required_argument, 0, OPT_DEVICE },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -115,6 +118,7 @@ int main(int argc, char **argv)
         case OPT_ENCSEC: o.qopt.encoder_seconds = atof(optarg); break;
         case OPT_PINT: o.progress_interval = atof(optarg); break;
         case OPT_FSYNC: o.fsync_seconds = atof(optarg); break;
+        case OPT_DEVICE: o.qopt.device = atoi(optarg); break;
         default: usage(stderr); return BATCH_USAGE;
         }
     }

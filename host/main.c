@@ -29,7 +29,9 @@ static void usage(FILE *f)
           "  -n, --max-new-tokens N   token limit per file (default: 32 + 12 per second of audio)\n"
           "      --ignore-eos         decode exactly --max-new-tokens tokens (benchmarks, tests)\n"
           "  -t, --threads N          CPU threads (default: all cores)\n"
-          "  -b, --backend NAME       compute backend: cpu (default)\n"
+          "  -b, --backend NAME       cpu or cuda (default: cuda when built with CUDA and a\n"
+          "                           device is present, else cpu)\n"
+          "      --device N           CUDA device index (default 0)\n"
           "      --batch N            sequences decoded together (default 32)\n"
           "      --kv-gb X            KV cache size in GB (default: a quarter of RAM, 1..16)\n"
           "      --step-tokens N      rows per decoder step; longer prompts are prefilled in\n"
@@ -75,7 +77,7 @@ int main(int argc, char **argv)
     qasr_options_default(&opt);
     const char *model = NULL, *language = NULL, *context = NULL;
     int max_new = 0, ignore_eos = 0, json = 0, list_languages = 0;
-    enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_STEP, OPT_DUMP, OPT_LIST };
+    enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_STEP, OPT_DUMP, OPT_LIST, OPT_DEVICE };
     static const struct option longopts[] = {
         { "model", required_argument, 0, 'm' },          { "language", required_argument, 0, 'l' },
         { "context", required_argument, 0, 'c' },        { "max-new-tokens", required_argument, 0, 'n' },
@@ -85,6 +87,7 @@ int main(int argc, char **argv)
         { "json", no_argument, 0, 'j' },
         { "dump-dir", required_argument, 0, OPT_DUMP },  { "list-languages", no_argument, 0, OPT_LIST },
         { "verbose", no_argument, 0, 'v' },              { "help", no_argument, 0, 'h' },
+        { "device", required_argument, 0, OPT_DEVICE },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -105,6 +108,7 @@ int main(int argc, char **argv)
         case OPT_STEP: opt.step_tokens = atoi(optarg); break;
         case OPT_DUMP: opt.dump_dir = optarg; break;
         case OPT_LIST: list_languages = 1; break;
+        case OPT_DEVICE: opt.device = atoi(optarg); break;
         default: usage(stderr); return EXIT_USAGE;
         }
     }

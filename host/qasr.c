@@ -26,7 +26,6 @@ struct qasr {
 void qasr_options_default(qasr_options_t *o)
 {
     memset(o, 0, sizeof *o);
-    o->backend = "cpu";
 }
 
 qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
@@ -37,10 +36,6 @@ qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
         opt = &def;
     }
     const double t0 = now_seconds();
-    if (opt->backend && strcmp(opt->backend, "cpu") != 0) {
-        qasr_fail("unknown backend '%s' (this build has: cpu)", opt->backend);
-        return NULL;
-    }
     qasr_t *q = xcalloc(1, sizeof *q);
     model_config_t cfg;
     if (config_load(&cfg, dir) != 0) goto fail;
@@ -49,7 +44,7 @@ qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
         qasr_fail_prefix("%s", dir);
         goto fail;
     }
-    if (backend_cpu_create(&q->bk, opt->threads, cfg.n_mels) != 0) goto fail;
+    if (backend_create(&q->bk, opt->backend, opt->device, opt->threads, cfg.n_mels) != 0) goto fail;
     if (model_load(&q->model, dir, q->bk) != 0) goto fail;
     engine_opts_default(&q->eopt);
     if (opt->max_batch > 0) q->eopt.max_seqs = opt->max_batch;

@@ -13,7 +13,8 @@
 typedef struct qasr qasr_t;
 
 typedef struct {
-    const char *backend; /* "cpu" */
+    const char *backend; /* "cpu", "cuda", or NULL: cuda if built with it and a device is present */
+    int device;          /* CUDA device index */
     int threads;         /* CPU threads; 0 = all cores */
     int max_batch;       /* sequences decoded together; 0 = default (32) */
     double kv_gb;        /* KV cache size in GB; 0 = default (a quarter of RAM, 1..16 GB) */

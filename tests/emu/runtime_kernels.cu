@@ -10,7 +10,7 @@ __global__ void fill_kernel(float *y, float v, int n)
     if (i < n) y[i] = v;
 }
 
-__global__ void axpy_kernel(float *y, const float *x, float a, int n)
+__global__ void axpy_kernel(float *__restrict__ y, const float *__restrict__ x, const float a, int n)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] += a * x[i];

@@ -1,10 +1,12 @@
 /* CUDA runtime shim: deferred per-stream execution (results appear only once the host waits,
  * so a missing synchronisation is observable), stream/event ordering and the legacy default
  * stream's implicit barriers, the allocation registry's checks, launch-configuration checks,
- * sticky errors, two emulated devices, and graph capture/replay. Run with CUEMU_SYNC=eager too:
+ * sticky errors, two emulated devices, host threads sharing the runtime, and graph
+ * capture/replay. Run with CUEMU_SYNC=eager too:
  * the expectations that depend on deferral switch accordingly. */
 #include <cuda_runtime.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -341,6 +343,53 @@ static void test_devices(void)
     CHECK_INT_EQ(cudaEventDestroy(e0), cudaSuccess);
 }
 
+typedef struct {
+    int device, ok;
+} worker_arg;
+
+/* One host thread with its own device and stream; CHECK is not thread-safe, so it reports ok. */
+static void *worker(void *p)
+{
+    worker_arg *w = p;
+    cudaStream_t s;
+    float *d_x, *d_y, *h;
+    int device = -1;
+    w->ok = cudaSetDevice(w->device) == cudaSuccess && cudaGetDevice(&device) == cudaSuccess && device == w->device &&
+            cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess &&
+            cudaMalloc((void **)&d_x, N * sizeof(float)) == cudaSuccess &&
+            cudaMalloc((void **)&d_y, N * sizeof(float)) == cudaSuccess &&
+            cudaMallocHost((void **)&h, N * sizeof(float)) == cudaSuccess;
+    for (int it = 0; it < 20 && w->ok; it++) {
+        w->ok = emu_fill(d_x, (float)it, N, s) == cudaSuccess && emu_fill(d_y, 1.0f, N, s) == cudaSuccess &&
+                emu_axpy(d_y, d_x, 2.0f, N, s) == cudaSuccess &&
+                cudaMemcpyAsync(h, d_y, N * sizeof(float), cudaMemcpyDeviceToHost, s) == cudaSuccess &&
+                cudaStreamSynchronize(s) == cudaSuccess && h[0] == 1.0f + 2.0f * (float)it && h[N - 1] == h[0];
+    }
+    cudaFree(d_x);
+    cudaFree(d_y);
+    cudaFreeHost(h);
+    cudaStreamDestroy(s);
+    return NULL;
+}
+
+/* The current device is per host thread, and concurrent hosts run one kernel at a time. */
+static void test_threads(void)
+{
+    pthread_t threads[4];
+    worker_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (worker_arg){i % 2, 0};
+        CHECK_INT_EQ(pthread_create(&threads[i], NULL, worker, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        CHECK(args[i].ok);
+    }
+    int device = -1;
+    CHECK_INT_EQ(cudaGetDevice(&device), cudaSuccess);
+    CHECK_INT_EQ(device, 0);
+}
+
 static void test_graphs(void)
 {
     cudaStream_t s, s2;
@@ -457,6 +506,7 @@ int main(void)
     test_constant();
     test_launch_config();
     test_devices();
+    test_threads();
     test_graphs();
     test_sticky();
     CHECK_INT_EQ(cudaGetLastError(), cudaSuccess);

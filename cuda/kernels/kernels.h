@@ -1,0 +1,91 @@
+/* C-callable launchers of the CUDA kernels (one op per file in cuda/kernels/). Each launcher
+ * enqueues its kernel(s) on `stream` and returns cudaGetLastError(); it never synchronises.
+ * Every pointer is device memory. Activations and weights are bf16 (stored as the bits of
+ * __nv_bfloat16); math inside the kernels is fp32, results rounded to bf16 on store (round to
+ * nearest even), as the official bf16 model rounds at each op's output (MODEL.md section 12).
+ * Shapes follow host/backend.h, whose CPU implementation (host/backend_cpu.c) is the reference
+ * each kernel is tested against. */
+#ifndef QASR_CUDA_KERNELS_H
+#define QASR_CUDA_KERNELS_H
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "../../host/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef uint16_t bf16_t; /* device bf16 as seen from C */
+
+/* ---- mel front end (mel.cu): the host runs the FFT with cuFFT between these steps ---- */
+/* frames [T][400] fp32: row i = frame t = t0 + i of x[0..n), i.e. the reflect-padded samples
+ * x[160 t - 200 .. 160 t + 199] times the periodic Hann window (n >= 201 samples). */
+cudaError_t cuda_mel_frames(float *frames, const float *x, int64_t n, int t0, int T, cudaStream_t stream);
+/* power [T][201] = |spec|^2, spec [T][201] complex (cufftComplex, interleaved re, im). */
+cudaError_t cuda_mel_power(float *power, const float *spec, int T, cudaStream_t stream);
+/* mel [T][n_mels] holds filterbank energies: log10(max(x, 1e-10)) in place, and *max_out =
+ * the largest result (max_out is initialised by the launcher). */
+cudaError_t cuda_mel_log(float *mel, int64_t n, float *max_out, cudaStream_t stream);
+/* out [n] bf16 = (max(mel, *max - 8) + 4) / 4 */
+cudaError_t cuda_mel_finish(bf16_t *out, const float *mel, int64_t n, const float *max,
+                            cudaStream_t stream);
+
+/* ---- encoder front (conv.cu) ---- */
+/* out [N][n_mels][W] from mel [*][n_mels]: see backend.h mel_chunks */
+cudaError_t cuda_mel_chunks(bf16_t *out, const bf16_t *mel, const int *start, const int *len,
+                            int N, int n_mels, int W, cudaStream_t stream);
+/* col [Cin*9][N*Ho*Wo] im2col of in [Cin][N][Hin][Win] for a 3x3 stride-2 pad-1 conv */
+cudaError_t cuda_im2col3x3s2(bf16_t *col, const bf16_t *in, int Cin, int N, int Hin, int Win,
+                             cudaStream_t stream);
+/* x [C][L] = gelu(x + bias[c]) (exact erf GELU) */
+cudaError_t cuda_bias_gelu_rows(bf16_t *x, const bf16_t *bias, int C, int64_t L, cudaStream_t stream);
+/* in [C][N][F][W] -> out [N*W][C*F] */
+cudaError_t cuda_conv_flatten(bf16_t *out, const bf16_t *in, int C, int N, int F, int W,
+                              cudaStream_t stream);
+/* x [rows][D] += pe [period][D] row (r % period) */
+cudaError_t cuda_add_pos_emb(bf16_t *x, const bf16_t *pe, int rows, int period, int D,
+                             cudaStream_t stream);
+
+/* ---- element-wise and row ops (norm.cu, act.cu, rows.cu) ---- */
+/* x [rows][N] += bias [N] */
+cudaError_t cuda_add_bias(bf16_t *x, const bf16_t *bias, int rows, int N, cudaStream_t stream);
+cudaError_t cuda_layernorm(bf16_t *out, const bf16_t *x, const bf16_t *w, const bf16_t *b,
+                           int rows, int D, float eps, cudaStream_t stream);
+cudaError_t cuda_rmsnorm(bf16_t *out, const bf16_t *x, const bf16_t *w, int rows, int D, float eps,
+                         cudaStream_t stream);
+cudaError_t cuda_gelu(bf16_t *x, int64_t n, cudaStream_t stream);
+/* out [rows][Dff] = silu(gu[:, :Dff]) * gu[:, Dff:] */
+cudaError_t cuda_swiglu(bf16_t *out, const bf16_t *gu, int rows, int Dff, cudaStream_t stream);
+/* out [n][D] = table rows ids[i] */
+cudaError_t cuda_embed(bf16_t *out, const bf16_t *table, const int *ids, int n, int D,
+                       cudaStream_t stream);
+/* out [n][D] = in rows idx[i] */
+cudaError_t cuda_gather_rows(bf16_t *out, const bf16_t *in, const int *idx, int n, int D,
+                             cudaStream_t stream);
+/* ids[i] = argmax of logits row i [n][V]; lowest index on an exact tie */
+cudaError_t cuda_argmax(int *ids, const bf16_t *logits, int n, int V, cudaStream_t stream);
+
+/* ---- attention (attention.cu) ---- */
+/* See backend.h window_attention; max_len = the longest window. */
+cudaError_t cuda_window_attention(bf16_t *out, const bf16_t *qkv, const int *win_start,
+                                  const int *win_len, int n_win, int max_len, int H, int Dh,
+                                  float scale, cudaStream_t stream);
+/* See backend.h qk_norm_rope. */
+cudaError_t cuda_qk_norm_rope(bf16_t *qkv, const bf16_t *qw, const bf16_t *kw, const int *pos,
+                              int rows, int H, int Hkv, int Dh, float eps, float theta,
+                              cudaStream_t stream);
+/* kv: this layer's cache [n_pages][2][Hkv][P][Dh]. See backend.h kv_store. */
+cudaError_t cuda_kv_store(bf16_t *kv, const bf16_t *qkv, const int *slot, int rows, int H, int Hkv,
+                          int Dh, int page_size, cudaStream_t stream);
+/* out [n_rows][H*Dh]; q rows with stride p->q_stride; kv: this layer's cache; the int arrays of
+ * p are device pointers. See backend.h paged_attention. */
+cudaError_t cuda_paged_attention(bf16_t *out, const bf16_t *q, const bf16_t *kv, int page_size,
+                                 const paged_attn_t *p, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
