@@ -7,20 +7,21 @@
 # per second and peak RSS per run.
 #
 # usage: bench/bench_batch.sh [--size 0.6b|1.7b] [--clips 64] [--threads 2] [--work DIR]
+#                             [--only-make: make the checkpoint and manifest, run nothing]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-size=0.6b clips=64 threads=2 work=$root/build/bench
+size=0.6b clips=64 threads=2 work=$root/build/bench only_make=0
 while [ $# -gt 0 ]; do
   case $1 in
     --size) size=$2; shift 2 ;;
     --clips) clips=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
+    --only-make) only_make=1; shift ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
 batch=$root/build/qasr-batch
-[ -x "$batch" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
 model=$work/model-$size
 mkdir -p "$work/mixed"
 if [ ! -f "$model/config.json" ]; then
@@ -50,6 +51,9 @@ if [ ! -f "$manifest" ]; then
   done
   mv "$manifest.tmp" "$manifest"
 fi
+
+[ "$only_make" = 1 ] && exit 0
+[ -x "$batch" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
 
 run() { # run LABEL qasr-batch-options...
   local label=$1; shift

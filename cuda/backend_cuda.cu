@@ -122,7 +122,7 @@ static void *stage(backend_t *be, size_t bytes)
     if (bytes > be->stage_bytes) {
         if (be->h_stage) CUDA_CHECK(cudaFreeHost(be->h_stage));
         be->stage_bytes = round_up(bytes, 1 << 20);
-        CUDA_CHECK(cudaMallocHost(&be->h_stage, be->stage_bytes));
+        CUDA_CHECK(cudaMallocHost((void **)&be->h_stage, be->stage_bytes));
     }
     return be->h_stage;
 }
@@ -255,6 +255,14 @@ static void *cu_kv_alloc(backend_t *be, const kv_geom_t *g)
         return nullptr;
     }
     return kv;
+}
+
+static size_t cu_mem_available(backend_t *be)
+{
+    size_t free_b = 0, total = 0;
+    CUDA_CHECK(cudaSetDevice(be->device));
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
+    return free_b;
 }
 
 static void cu_kv_free(backend_t *, void *p)
@@ -411,8 +419,14 @@ static void cu_paged_attention(backend_t *be, void *out, const void *q, const vo
                                const paged_attn_t *p)
 {
     const kv_cache *kv = (const kv_cache *)kvp;
+    /* workspace for context splits: scratch, stream-ordered, so it is free again at once */
+    const size_t mark = cu_scratch_mark(be);
+    const size_t work_bytes = cuda_paged_attention_work_bytes(p->n_heads, p->n_kv_heads, p->head_dim);
+    float *work = (float *)arena_alloc(be->scratch, work_bytes);
     CUDA_CHECK(cuda_paged_attention((bf16_t *)out, (const bf16_t *)q, kv_layer(kv, layer), kv->g.page_size, p,
+                                    host_ints(be, p->ctx_len), host_ints(be, p->row_seq), work, work_bytes,
                                     be->stream));
+    cu_scratch_release(be, mark);
 }
 
 /* ---------------- output ---------------- */
@@ -469,6 +483,7 @@ static const backend_ops_t cuda_ops = [] {
     o.copy = cu_copy;
     o.kv_alloc = cu_kv_alloc;
     o.kv_free = cu_kv_free;
+    o.mem_available = cu_mem_available;
     o.log_mel = cu_log_mel;
     o.mel_chunks = cu_mel_chunks;
     o.conv3x3s2_gelu = cu_conv3x3s2_gelu;
@@ -515,7 +530,7 @@ extern "C" int backend_cuda_create(backend_ref_t *out, int device, int n_mels)
     CUBLAS_CHECK(cublasSetStream(be->blas, be->stream));
     be->ints_cap = INTS_CAP;
     CUDA_CHECK(cudaMalloc(&be->d_ints, be->ints_cap * sizeof(int)));
-    CUDA_CHECK(cudaMallocHost(&be->h_ints, be->ints_cap * sizeof(int)));
+    CUDA_CHECK(cudaMallocHost((void **)&be->h_ints, be->ints_cap * sizeof(int)));
     mel_t *m = mel_init(n_mels);
     if (!m) {
         free(be);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "cpu_attention.h"
@@ -204,6 +205,12 @@ static void *cpu_kv_alloc(backend_t *be, const kv_geom_t *g)
         return NULL;
     }
     return kv;
+}
+
+static size_t cpu_mem_available(backend_t *be)
+{
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : (size_t)8 << 30;
 }
 
 static void cpu_kv_free(backend_t *be, void *p)
@@ -441,8 +448,8 @@ static void cpu_argmax(backend_t *be, int *ids, const void *logits, int n, int V
     for (int r = 0; r < n; r++) {
         const float *l = (const float *)logits + (size_t)r * V;
         int best = 0;
-        for (int v = 1; v < V; v++)
-            if (l[v] > l[best]) best = v; /* strict: the lowest id wins a tie */
+        for (int v = 1; v < V; v++) /* strict: the lowest id wins a tie; NaN never wins */
+            if (l[v] > l[best] || (isnan(l[best]) && !isnan(l[v]))) best = v;
         ids[r] = best;
     }
 }
@@ -465,6 +472,7 @@ static const backend_ops_t cpu_ops = {
     .copy = cpu_copy,
     .kv_alloc = cpu_kv_alloc,
     .kv_free = cpu_kv_free,
+    .mem_available = cpu_mem_available,
     .log_mel = cpu_log_mel,
     .mel_chunks = cpu_mel_chunks,
     .conv3x3s2_gelu = cpu_conv3x3s2_gelu,

@@ -50,16 +50,20 @@ struct engine {
 
 void engine_opts_default(engine_opts_t *o)
 {
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    double ram_gb = pages > 0 && page > 0 ? (double)pages * page / 1e9 : 8.0;
     *o = (engine_opts_t){
         .max_seqs = 32,
         .max_step_tokens = 2048,
         .enc_max_rows = 16 * 104,
         .enc_max_seconds = 600,
-        .kv_gb = fmin(16.0, fmax(1.0, 0.25 * ram_gb)),
         .page_size = 16,
     };
+}
+
+double engine_default_kv_gb(const backend_ref_t *bk)
+{
+    const double avail_gb = bk->ops->mem_available(bk->be) / 1e9;
+    /* a GPU is there to hold the cache; on the host, leave most memory to everything else */
+    return !strcmp(bk->ops->name, "cpu") ? fmin(16.0, fmax(1.0, 0.25 * avail_gb)) : 0.8 * avail_gb;
 }
 
 int engine_auto_max_new(double seconds) { return 32 + (int)ceil(12.0 * seconds); }

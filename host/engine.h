@@ -27,7 +27,11 @@ typedef struct {
     const char *dump_dir;/* write reference-comparison dumps (single request only) */
 } engine_opts_t;
 
+/* Defaults; kv_gb is left 0: set it, e.g. to engine_default_kv_gb(). */
 void engine_opts_default(engine_opts_t *o);
+/* KV cache size for a backend: a quarter of free RAM (1..16 GB) on the CPU, 80% of the free
+ * device memory (after the weights are loaded) on a GPU. */
+double engine_default_kv_gb(const backend_ref_t *bk);
 
 typedef struct {
     float *samples;       /* 16 kHz mono, conditioned; ownership passes to the engine */

@@ -48,7 +48,7 @@ qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
     if (model_load(&q->model, dir, q->bk) != 0) goto fail;
     engine_opts_default(&q->eopt);
     if (opt->max_batch > 0) q->eopt.max_seqs = opt->max_batch;
-    if (opt->kv_gb > 0) q->eopt.kv_gb = opt->kv_gb;
+    q->eopt.kv_gb = opt->kv_gb > 0 ? opt->kv_gb : engine_default_kv_gb(&q->bk);
     if (opt->step_tokens > 0) q->eopt.max_step_tokens = opt->step_tokens;
     if (opt->encoder_seconds > 0) q->eopt.enc_max_seconds = opt->encoder_seconds;
     q->eopt.static_batching = opt->static_batching;

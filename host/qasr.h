@@ -17,7 +17,8 @@ typedef struct {
     int device;          /* CUDA device index */
     int threads;         /* CPU threads; 0 = all cores */
     int max_batch;       /* sequences decoded together; 0 = default (32) */
-    double kv_gb;        /* KV cache size in GB; 0 = default (a quarter of RAM, 1..16 GB) */
+    double kv_gb;        /* KV cache size in GB; 0 = default (CPU: a quarter of free RAM, 1..16 GB;
+                          * GPU: 80% of the device memory left after the weights) */
     int step_tokens;     /* rows per decoder step (long prompts are prefilled in chunks); 0 = 2048 */
     double encoder_seconds; /* audio admitted and encoded together per step; 0 = 600 */
     int static_batching; /* start a new batch only when the previous one is done (comparisons) */

@@ -67,22 +67,36 @@ cudaError_t cuda_gather_rows(bf16_t *out, const bf16_t *in, const int *idx, int 
 /* ids[i] = argmax of logits row i [n][V]; lowest index on an exact tie */
 cudaError_t cuda_argmax(int *ids, const bf16_t *logits, int n, int V, cudaStream_t stream);
 
-/* ---- attention (attention.cu) ---- */
-/* See backend.h window_attention; max_len = the longest window. */
+/* ---- attention (window_attention.cu, qk_norm_rope.cu, kv_store.cu, paged_attention.cu) ---- */
+/* See backend.h window_attention; max_len >= every win_len (the grid covers max_len rows per
+ * window). Dh <= 128, any value. */
 cudaError_t cuda_window_attention(bf16_t *out, const bf16_t *qkv, const int *win_start,
                                   const int *win_len, int n_win, int max_len, int H, int Dh,
                                   float scale, cudaStream_t stream);
-/* See backend.h qk_norm_rope. */
+/* See backend.h qk_norm_rope; Dh even, <= 256. Rounds like the bf16 reference (MODEL.md 12.7):
+ * see qk_norm_rope.cu. */
 cudaError_t cuda_qk_norm_rope(bf16_t *qkv, const bf16_t *qw, const bf16_t *kw, const int *pos,
                               int rows, int H, int Hkv, int Dh, float eps, float theta,
                               cudaStream_t stream);
-/* kv: this layer's cache [n_pages][2][Hkv][P][Dh]. See backend.h kv_store. */
+/* kv: this layer's cache [n_pages][2][Hkv][P][Dh]. See backend.h kv_store. Dh % 8 == 0; kv and
+ * qkv 16-byte aligned. */
 cudaError_t cuda_kv_store(bf16_t *kv, const bf16_t *qkv, const int *slot, int rows, int H, int Hkv,
                           int Dh, int page_size, cudaStream_t stream);
 /* out [n_rows][H*Dh]; q rows with stride p->q_stride; kv: this layer's cache; the int arrays of
- * p are device pointers. See backend.h paged_attention. */
+ * p are device pointers. See backend.h paged_attention. Dh % 8 == 0, Dh <= 128; q_stride % 8 == 0;
+ * q, kv, work 16-byte aligned.
+ * h_ctx_len, h_row_seq: host copies of p->ctx_len and p->row_seq (same contents), from which the
+ * launcher plans on the host (which rows go to the decode kernel, which runs to the tile kernel,
+ * how far to split long decode contexts); the plan goes in the kernel arguments, so the call can
+ * be captured in a CUDA graph (replays then assume the same ctx_len / row_seq).
+ * work: device workspace for context splits of decode rows, or NULL (no split); splits use at
+ * most work_bytes of it. cuda_paged_attention_work_bytes() is enough for any call on the current
+ * device (about 0.5 MiB for H = 16, Hkv = 8, Dh = 128 on 132 SMs). Several calls on one stream may
+ * share one workspace. */
 cudaError_t cuda_paged_attention(bf16_t *out, const bf16_t *q, const bf16_t *kv, int page_size,
-                                 const paged_attn_t *p, cudaStream_t stream);
+                                 const paged_attn_t *p, const int *h_ctx_len, const int *h_row_seq,
+                                 float *work, size_t work_bytes, cudaStream_t stream);
+size_t cuda_paged_attention_work_bytes(int n_heads, int n_kv_heads, int head_dim);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,224 @@
+/* Encoder front (MODEL.md section 5): cut the log-mel into zero-padded conv chunks, im2col for
+ * the 3x3 stride-2 convs (the backend runs each conv as one cuBLAS GEMM over all chunks), bias +
+ * exact GELU on the GEMM output, the channel-major flatten of each time column, and the
+ * sinusoidal position embedding add. All bf16 in and out.
+ *
+ * The layout changes (mel_chunks, conv_flatten) stage tiles through shared memory so that both
+ * the reads and the writes are coalesced; the element-wise ops use bf16x2 pairs when the row
+ * width is even and the pointers are 4-byte aligned (scalar otherwise). */
+#include "../common.cuh"
+
+#include "kernels.h"
+
+#include <stdint.h>
+
+#define BLOCK 256
+#define MAX_BLOCKS 1024
+#define MAX_GRID_YZ 65535
+#define TILE 32
+#define FLATTEN_TILE_ELEMS 4096 /* bf16 staged per conv_flatten block (8 KiB) when F*W is smaller */
+
+#define SHAPE_ASSERT(cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
+    } while (0)
+
+static inline bool aligned4(const void *p) { return ((uintptr_t)p & 3) == 0; }
+static inline unsigned cap(int64_t v, int64_t max) { return (unsigned)(v < max ? v : max); }
+
+/* Row ops: threads for one row's items (a multiple of 32, at most BLOCK), blocks on y per row. */
+static inline int row_block(int64_t items_per_row)
+{
+    return items_per_row >= BLOCK ? BLOCK : (int)CEIL_DIV(items_per_row, 32) * 32;
+}
+
+/* exact GELU, 0.5 x (1 + erf(x / sqrt 2)) */
+static __device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
+/* grid: (ceil(W / 32), ceil(n_mels / 32), min(N, 65535)); block: (32, 8); a 32 x 32 tile of
+ * (frames, mels) read along mels (the input's contiguous axis), transposed through shared
+ * memory, written along frames; blocks stride over chunks on z. */
+__global__ void mel_chunks_kernel(bf16 *out, /* [N][n_mels][W] */ const bf16 *mel, /* [*][n_mels] */
+                                  const int *start, /* [N] */ const int *len, /* [N] */ int N, int n_mels, int W)
+{
+    __shared__ float tile[TILE][TILE + 1]; /* [frame][mel]; +1: column reads hit distinct banks */
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int w0 = blockIdx.x * TILE, m0 = blockIdx.y * TILE;
+    for (int c = blockIdx.z; c < N; c += gridDim.z) {
+        const int s = start[c], l = len[c];
+        for (int j = ty; j < TILE; j += blockDim.y) {
+            const int w = w0 + j, m = m0 + tx;
+            tile[j][tx] = w < l && w < W && m < n_mels ? __bfloat162float(mel[(size_t)(s + w) * n_mels + m]) : 0.0f;
+        }
+        __syncthreads();
+        for (int j = ty; j < TILE; j += blockDim.y) {
+            const int m = m0 + j, w = w0 + tx;
+            if (m < n_mels && w < W) out[((size_t)c * n_mels + m) * W + w] = __float2bfloat16_rn(tile[tx][j]);
+        }
+        __syncthreads(); /* the tile is rewritten for the next chunk */
+    }
+}
+
+extern "C" cudaError_t cuda_mel_chunks(bf16_t *out, const bf16_t *mel, const int *start, const int *len, int N,
+                                       int n_mels, int W, cudaStream_t stream)
+{
+    SHAPE_ASSERT(N >= 1 && n_mels >= 1 && W >= 1);
+    const dim3 grid(CEIL_DIV(W, TILE), CEIL_DIV(n_mels, TILE), cap(N, MAX_GRID_YZ));
+    CUEMU_LAUNCH(grid, dim3(TILE, 8), 0, stream, mel_chunks_kernel)(
+        reinterpret_cast<bf16 *>(out), reinterpret_cast<const bf16 *>(mel), start, len, N, n_mels, W);
+    return cudaGetLastError();
+}
+
+/* grid: (ceil(N*Ho*Wo / BLOCK) capped, min(Cin, 65535)); block: BLOCK; thread = one output
+ * position j = (n, oy, ox) of one input channel c, writing its 9 taps to col rows c*9 + 3 dy + dx
+ * (each row written coalesced along j); out-of-image taps are 0. */
+__global__ void im2col3x3s2_kernel(bf16 *col, /* [Cin*9][N*Ho*Wo] */ const bf16 *in, /* [Cin][N][Hin][Win] */
+                                   int Cin, int N, int Hin, int Win, int Ho, int Wo)
+{
+    const int P = Ho * Wo, NP = N * P;
+    for (int c = blockIdx.y; c < Cin; c += gridDim.y) {
+        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < NP; j += gridDim.x * blockDim.x) {
+            const int n = j / P, oy = j % P / Wo, ox = j % Wo;
+            const bf16 *img = in + ((size_t)c * N + n) * Hin * Win;
+            bf16 *dst = col + (size_t)c * 9 * NP + j;
+            for (int dy = 0; dy < 3; dy++) {
+                const int iy = 2 * oy + dy - 1;
+                for (int dx = 0; dx < 3; dx++) {
+                    const int ix = 2 * ox + dx - 1;
+                    const bool inside = iy >= 0 && iy < Hin && ix >= 0 && ix < Win;
+                    dst[(size_t)(dy * 3 + dx) * NP] = inside ? img[iy * Win + ix] : __float2bfloat16_rn(0.0f);
+                }
+            }
+        }
+    }
+}
+
+extern "C" cudaError_t cuda_im2col3x3s2(bf16_t *col, const bf16_t *in, int Cin, int N, int Hin, int Win,
+                                        cudaStream_t stream)
+{
+    const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1;
+    SHAPE_ASSERT(Cin >= 1 && N >= 1 && Hin >= 1 && Win >= 1);
+    SHAPE_ASSERT((int64_t)N * Ho * Wo <= INT32_MAX && (int64_t)N * Hin * Win <= INT32_MAX);
+    const int NP = N * Ho * Wo;
+    const dim3 grid(cap(CEIL_DIV(NP, BLOCK), MAX_BLOCKS), cap(Cin, MAX_GRID_YZ));
+    CUEMU_LAUNCH(grid, BLOCK, 0, stream, im2col3x3s2_kernel)(
+        reinterpret_cast<bf16 *>(col), reinterpret_cast<const bf16 *>(in), Cin, N, Hin, Win, Ho, Wo);
+    return cudaGetLastError();
+}
+
+/* gelu(x + b) as the bf16 reference computes it: the conv output with its bias is a bf16 tensor
+ * (MODEL.md 12.2), GELU runs on it in fp32 and is rounded again on store. */
+static __device__ __forceinline__ float bias_gelu1(float x, float b) { return gelu_erf(bf16_round(x + b)); }
+
+/* grid: (ceil(items / BLOCK) capped, min(C, 65535)); block: row_block(items); items = L / 2
+ * bf16x2 pairs or L elements; thread = one item of a channel row, blocks striding over rows. */
+template <bool PAIRS>
+__global__ void bias_gelu_rows_kernel(bf16 *x, /* [C][L] */ const bf16 *bias, /* [C] */ int C, int64_t L)
+{
+    const int64_t first = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, step = (int64_t)gridDim.x * blockDim.x;
+    for (int c = blockIdx.y; c < C; c += gridDim.y) {
+        const float b = __bfloat162float(bias[c]);
+        bf16 *xr = x + (size_t)c * L;
+        if constexpr (PAIRS) {
+            bf16x2 *x2 = reinterpret_cast<bf16x2 *>(xr);
+            for (int64_t i = first; i < L / 2; i += step) {
+                const float2 v = __bfloat1622float2(x2[i]);
+                x2[i] = __floats2bfloat162_rn(bias_gelu1(v.x, b), bias_gelu1(v.y, b));
+            }
+        } else {
+            for (int64_t i = first; i < L; i += step) xr[i] = __float2bfloat16_rn(bias_gelu1(__bfloat162float(xr[i]), b));
+        }
+    }
+}
+
+extern "C" cudaError_t cuda_bias_gelu_rows(bf16_t *x, const bf16_t *bias, int C, int64_t L, cudaStream_t stream)
+{
+    SHAPE_ASSERT(C >= 1 && L >= 1);
+    bf16 *dx = reinterpret_cast<bf16 *>(x);
+    const bf16 *db = reinterpret_cast<const bf16 *>(bias);
+    if (L % 2 == 0 && aligned4(x)) {
+        const dim3 grid(cap(CEIL_DIV(L / 2, (int64_t)BLOCK), MAX_BLOCKS), cap(C, MAX_GRID_YZ));
+        CUEMU_LAUNCH(grid, row_block(L / 2), 0, stream, bias_gelu_rows_kernel<true>)(dx, db, C, L);
+    } else {
+        const dim3 grid(cap(CEIL_DIV(L, (int64_t)BLOCK), MAX_BLOCKS), cap(C, MAX_GRID_YZ));
+        CUEMU_LAUNCH(grid, row_block(L), 0, stream, bias_gelu_rows_kernel<false>)(dx, db, C, L);
+    }
+    return cudaGetLastError();
+}
+
+/* grid: (ceil(C / CB), min(N, 65535)); block: BLOCK; dynamic shared memory: CB*F*W bf16.
+ * A block stages the [F][W] planes of CB consecutive channels of chunk n (each plane contiguous
+ * in the input: coalesced reads), then writes every time column w as the CB*F contiguous
+ * elements (c, f) of output row n*W + w; blocks stride over chunks on y. */
+__global__ void conv_flatten_kernel(bf16 *out, /* [N*W][C*F] */ const bf16 *in, /* [C][N][F][W] */
+                                    int C, int N, int F, int W, int CB)
+{
+    CUEMU_DYNAMIC_SHARED(bf16, tile); /* [cb][F][W] */
+    const int tid = threadIdx.x, nt = blockDim.x, FW = F * W;
+    const int c0 = blockIdx.x * CB, cb = C - c0 < CB ? C - c0 : CB;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
+        for (int e = tid; e < cb * FW; e += nt) {
+            const int cl = e / FW, fw = e % FW;
+            tile[e] = in[((size_t)(c0 + cl) * N + n) * FW + fw];
+        }
+        __syncthreads();
+        for (int e = tid; e < W * cb * F; e += nt) {
+            const int w = e / (cb * F), q = e % (cb * F); /* q = cl * F + f */
+            out[((size_t)n * W + w) * C * F + (size_t)c0 * F + q] = tile[q / F * FW + q % F * W + w];
+        }
+        __syncthreads(); /* the tile is rewritten for the next chunk */
+    }
+}
+
+extern "C" cudaError_t cuda_conv_flatten(bf16_t *out, const bf16_t *in, int C, int N, int F, int W,
+                                         cudaStream_t stream)
+{
+    SHAPE_ASSERT(C >= 1 && N >= 1 && F >= 1 && W >= 1);
+    SHAPE_ASSERT((int64_t)F * W * sizeof(bf16) <= 48 * 1024); /* one channel plane fits a block */
+    const int FW = F * W;
+    const int CB = FW >= FLATTEN_TILE_ELEMS ? 1 : (FLATTEN_TILE_ELEMS / FW < C ? FLATTEN_TILE_ELEMS / FW : C);
+    const size_t smem = (size_t)CB * FW * sizeof(bf16);
+    const dim3 grid(CEIL_DIV(C, CB), cap(N, MAX_GRID_YZ));
+    CUEMU_LAUNCH(grid, BLOCK, smem, stream, conv_flatten_kernel)(
+        reinterpret_cast<bf16 *>(out), reinterpret_cast<const bf16 *>(in), C, N, F, W, CB);
+    return cudaGetLastError();
+}
+
+/* grid: (ceil(items / BLOCK) capped, min(rows, 65535)); block: row_block(items); items = D / 2
+ * bf16x2 pairs or D elements; thread = one item of a row, blocks striding over rows. */
+template <bool PAIRS>
+__global__ void add_pos_emb_kernel(bf16 *x, /* [rows][D] */ const bf16 *pe, /* [period][D] */ int rows, int period,
+                                   int D)
+{
+    const int first = blockIdx.x * blockDim.x + threadIdx.x, step = gridDim.x * blockDim.x;
+    for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+        bf16 *xr = x + (size_t)r * D;
+        const bf16 *p = pe + (size_t)(r % period) * D;
+        if constexpr (PAIRS) {
+            for (int i = first; i < D / 2; i += step) {
+                const float2 a = __bfloat1622float2(reinterpret_cast<bf16x2 *>(xr)[i]);
+                const float2 b = __bfloat1622float2(reinterpret_cast<const bf16x2 *>(p)[i]);
+                reinterpret_cast<bf16x2 *>(xr)[i] = __floats2bfloat162_rn(a.x + b.x, a.y + b.y);
+            }
+        } else {
+            for (int i = first; i < D; i += step)
+                xr[i] = __float2bfloat16_rn(__bfloat162float(xr[i]) + __bfloat162float(p[i]));
+        }
+    }
+}
+
+extern "C" cudaError_t cuda_add_pos_emb(bf16_t *x, const bf16_t *pe, int rows, int period, int D,
+                                        cudaStream_t stream)
+{
+    SHAPE_ASSERT(rows >= 1 && period >= 1 && D >= 1);
+    bf16 *dx = reinterpret_cast<bf16 *>(x);
+    const bf16 *dp = reinterpret_cast<const bf16 *>(pe);
+    if (D % 2 == 0 && aligned4(x) && aligned4(pe)) {
+        const dim3 grid(cap(CEIL_DIV(D / 2, BLOCK), MAX_BLOCKS), cap(rows, MAX_GRID_YZ));
+        CUEMU_LAUNCH(grid, row_block(D / 2), 0, stream, add_pos_emb_kernel<true>)(dx, dp, rows, period, D);
+    } else {
+        const dim3 grid(cap(CEIL_DIV(D, BLOCK), MAX_BLOCKS), cap(rows, MAX_GRID_YZ));
+        CUEMU_LAUNCH(grid, row_block(D), 0, stream, add_pos_emb_kernel<false>)(dx, dp, rows, period, D);
+    }
+    return cudaGetLastError();
+}

@@ -1,0 +1,152 @@
+/* Row normalisations of bf16 activations: LayerNorm (encoder) and RMSNorm (decoder). Statistics
+ * in fp32 over the whole row (one block per row, warp shuffles then one shared partial per
+ * warp); rounding as the bf16 reference (MODEL.md section 12): LayerNorm rounds once at its
+ * output; RMSNorm rounds the normalised value to bf16, then multiplies by the weight and rounds
+ * again (section 6.2).
+ *
+ * The row is read from global memory once, as bf16x2 pairs when D is even and the pointers are
+ * 4-byte aligned (scalar otherwise), and kept in shared memory in fp32 for the later passes:
+ * each thread only reads back its own elements. */
+#include "../common.cuh"
+
+#include "kernels.h"
+
+#include <stdint.h>
+
+#define FULL_MASK 0xffffffffu
+#define MAX_BLOCK 256
+#define MAX_D 8192 /* row in shared memory: 32 KiB of the 48 KiB available without opt-in */
+
+#define SHAPE_ASSERT(cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
+    } while (0)
+
+static inline bool aligned4(const void *p) { return ((uintptr_t)p & 3) == 0; }
+
+/* threads per row: enough for one item (element or pair) each, a multiple of 32, at most 256 */
+static inline int norm_block(int items) { return items >= MAX_BLOCK ? MAX_BLOCK : CEIL_DIV(items, 32) * 32; }
+
+/* Item p of a bf16 vector as VEC fp32 values: element p (VEC = 1) or the pair 2p, 2p+1 (VEC = 2). */
+template <int VEC>
+static __device__ __forceinline__ void load_item(float *dst, const bf16 *src, int p)
+{
+    if constexpr (VEC == 2) {
+        const float2 v = __bfloat1622float2(reinterpret_cast<const bf16x2 *>(src)[p]);
+        dst[0] = v.x;
+        dst[1] = v.y;
+    } else {
+        dst[0] = __bfloat162float(src[p]);
+    }
+}
+
+template <int VEC>
+static __device__ __forceinline__ void store_item(bf16 *dst, int p, const float *v)
+{
+    if constexpr (VEC == 2) reinterpret_cast<bf16x2 *>(dst)[p] = __floats2bfloat162_rn(v[0], v[1]);
+    else dst[p] = __float2bfloat16_rn(v[0]);
+}
+
+/* Sum over the block, returned to every thread. red: 32 floats of shared memory, free again on
+ * return (the second barrier keeps a following call from overwriting partials still being read). */
+static __device__ __forceinline__ float block_sum(float v, float *red)
+{
+    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, warps = blockDim.x / 32;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = lane < warps ? red[lane] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    __syncthreads();
+    return v;
+}
+
+/* grid: rows; block: norm_block(D / VEC) threads over the row's items (VEC = 2: bf16x2 pairs);
+ * dynamic shared memory: the row in fp32, D floats. Two-pass statistics, as the CPU reference. */
+template <int VEC>
+__global__ void layernorm_kernel(bf16 *out, /* [rows][D] */ const bf16 *x, /* [rows][D] */
+                                 const bf16 *w, /* [D] */ const bf16 *b, /* [D] */ int D, float eps)
+{
+    CUEMU_DYNAMIC_SHARED(float, row);
+    __shared__ float red[32];
+    const int tid = threadIdx.x, nt = blockDim.x, items = D / VEC;
+    const size_t off = (size_t)blockIdx.x * D;
+
+    float sum = 0.0f;
+    for (int p = tid; p < items; p += nt) {
+        load_item<VEC>(row + p * VEC, x + off, p);
+        for (int k = 0; k < VEC; k++) sum += row[p * VEC + k];
+    }
+    const float mean = block_sum(sum, red) / (float)D;
+
+    float var = 0.0f;
+    for (int p = tid; p < items; p += nt)
+        for (int k = 0; k < VEC; k++) {
+            const float d = row[p * VEC + k] - mean;
+            var += d * d;
+        }
+    const float inv = rsqrtf(block_sum(var, red) / (float)D + eps);
+
+    for (int p = tid; p < items; p += nt) {
+        float wv[VEC], bv[VEC], y[VEC];
+        load_item<VEC>(wv, w, p);
+        load_item<VEC>(bv, b, p);
+        for (int k = 0; k < VEC; k++) y[k] = (row[p * VEC + k] - mean) * inv * wv[k] + bv[k];
+        store_item<VEC>(out + off, p, y);
+    }
+}
+
+extern "C" cudaError_t cuda_layernorm(bf16_t *out, const bf16_t *x, const bf16_t *w, const bf16_t *b, int rows,
+                                      int D, float eps, cudaStream_t stream)
+{
+    SHAPE_ASSERT(rows >= 1 && D >= 1 && D <= MAX_D);
+    bf16 *o = reinterpret_cast<bf16 *>(out);
+    const bf16 *dx = reinterpret_cast<const bf16 *>(x), *dw = reinterpret_cast<const bf16 *>(w),
+               *db = reinterpret_cast<const bf16 *>(b);
+    const size_t smem = (size_t)D * sizeof(float);
+    if (D % 2 == 0 && aligned4(out) && aligned4(x) && aligned4(w) && aligned4(b))
+        CUEMU_LAUNCH(rows, norm_block(D / 2), smem, stream, layernorm_kernel<2>)(o, dx, dw, db, D, eps);
+    else
+        CUEMU_LAUNCH(rows, norm_block(D), smem, stream, layernorm_kernel<1>)(o, dx, dw, db, D, eps);
+    return cudaGetLastError();
+}
+
+/* grid: rows; block: norm_block(D / VEC) threads over the row's items (VEC = 2: bf16x2 pairs);
+ * dynamic shared memory: the row in fp32, D floats. */
+template <int VEC>
+__global__ void rmsnorm_kernel(bf16 *out, /* [rows][D] */ const bf16 *x, /* [rows][D] */ const bf16 *w, /* [D] */
+                               int D, float eps)
+{
+    CUEMU_DYNAMIC_SHARED(float, row);
+    __shared__ float red[32];
+    const int tid = threadIdx.x, nt = blockDim.x, items = D / VEC;
+    const size_t off = (size_t)blockIdx.x * D;
+
+    float ss = 0.0f;
+    for (int p = tid; p < items; p += nt) {
+        load_item<VEC>(row + p * VEC, x + off, p);
+        for (int k = 0; k < VEC; k++) ss += row[p * VEC + k] * row[p * VEC + k];
+    }
+    const float inv = rsqrtf(block_sum(ss, red) / (float)D + eps);
+
+    for (int p = tid; p < items; p += nt) {
+        float wv[VEC], y[VEC];
+        load_item<VEC>(wv, w, p);
+        for (int k = 0; k < VEC; k++) y[k] = wv[k] * bf16_round(row[p * VEC + k] * inv);
+        store_item<VEC>(out + off, p, y);
+    }
+}
+
+extern "C" cudaError_t cuda_rmsnorm(bf16_t *out, const bf16_t *x, const bf16_t *w, int rows, int D, float eps,
+                                    cudaStream_t stream)
+{
+    SHAPE_ASSERT(rows >= 1 && D >= 1 && D <= MAX_D);
+    bf16 *o = reinterpret_cast<bf16 *>(out);
+    const bf16 *dx = reinterpret_cast<const bf16 *>(x), *dw = reinterpret_cast<const bf16 *>(w);
+    const size_t smem = (size_t)D * sizeof(float);
+    if (D % 2 == 0 && aligned4(out) && aligned4(x) && aligned4(w))
+        CUEMU_LAUNCH(rows, norm_block(D / 2), smem, stream, rmsnorm_kernel<2>)(o, dx, dw, D, eps);
+    else
+        CUEMU_LAUNCH(rows, norm_block(D), smem, stream, rmsnorm_kernel<1>)(o, dx, dw, D, eps);
+    return cudaGetLastError();
+}

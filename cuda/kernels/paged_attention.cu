@@ -1,0 +1,412 @@
+/* Decoder attention over the paged KV cache (backend.h paged_attention, MODEL.md 6.3): causal GQA,
+ * query row i of sequence row_seq[i] sees key positions 0 .. ctx_len[i]-1, found through the
+ * sequence's block table; query head h uses kv head h / G (G = H / Hkv). Softmax and accumulation
+ * in fp32, output rounded to bf16 once.
+ *
+ * The launcher plans on the host from host copies of ctx_len and row_seq (the device arrays are
+ * never read by the host): runs of at least PA_RUN_ROWS consecutive positions of one sequence
+ * (prompt chunks) go to the tile kernel, every other row (decode rows, one per sequence) to the
+ * decode kernel. The plan travels in the kernel arguments (pa_segs_t, batches of PA_MAX_SEGS
+ * segments), so nothing is uploaded and the launches can be captured in a CUDA graph.
+ *
+ * Decode (paged_decode_kernel): one block per (row, kv head, query-head chunk, context split); the
+ * GT query heads sharing the kv head read each key and value once, with 16-byte loads. Keys are
+ * processed in chunks of PA_CHUNK: scores into shared memory, one running max / sum per head for
+ * the whole block (online softmax at chunk granularity), then P V. When the decode rows alone give
+ * too few blocks for the GPU and a workspace is given, the context is split (flash-decoding): each
+ * split writes an unnormalised partial (acc, max, sum) and paged_combine_kernel merges them.
+ * Loads are plain 16-byte loads; a cp.async / TMA double-buffered version (not emulated) would be
+ * the next step on sm_80+ / sm_90, tested against this one on a GPU.
+ *
+ * Prefill (paged_prefill_kernel): the shared tile engine (attention_tile.cuh) on 64 query vectors
+ * = 64/GT consecutive rows x GT heads of one kv head, so each staged key tile serves all of them;
+ * the causal mask is per row (key < ctx_len of that row). */
+#include "../common.cuh"
+
+#include "attention_tile.cuh"
+#include "kernels.h"
+
+#include <stdint.h>
+#include <vector>
+
+#define FULL_MASK 0xffffffffu
+#define PA_THREADS 128
+#define PA_CHUNK 128      /* decode: keys per chunk, one per thread in the softmax step */
+#define PA_RUN_ROWS 4     /* runs this long or longer take the tile kernel: about where its 64 query
+                           * vectors of FMAs per key cost less than reading the keys once per row */
+#define PA_SPLIT_MIN 256  /* decode: keys per context split, at least */
+#define PA_MAX_SEGS 32    /* segments per launch (kernel argument size) */
+#define LOG2E 1.44269504088896341f
+
+#define SHAPE_ASSERT(cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
+    } while (0)
+
+/* What every kernel of the op needs (device pointers and sizes). */
+typedef struct {
+    const int *ctx_len;      /* [n_rows] */
+    const int *row_seq;      /* [n_rows] */
+    const int *block_tables; /* [n_seqs][max_blocks] */
+    int max_blocks, P, H, Hkv, G, GT, Dh, q_stride;
+    float scale_log2; /* scale * log2(e): softmax via exp2f */
+} pa_args_t;
+
+/* A batch of row segments: segment i is rows r0[i] .. r0[i]+len[i]-1 and owns blocks first[i] ..
+ * first[i+1]-1 along grid x (one per row for decode, one per tile for prefill). */
+typedef struct {
+    int r0[PA_MAX_SEGS], len[PA_MAX_SEGS], first[PA_MAX_SEGS + 1];
+} pa_segs_t;
+
+/* The segment owning block b along x. */
+static __device__ __forceinline__ int seg_of(const pa_segs_t &s, int b)
+{
+    int i = 0;
+    while (b >= s.first[i + 1]) i++;
+    return i;
+}
+
+/* Key or value row j (which 0 = K, 1 = V) of kv head g, through the block table bt. Offsets are
+ * 64-bit: a layer of a large page pool exceeds 2^31 elements. */
+static __device__ __forceinline__ const bf16 *kv_row(const bf16 *kv, const int *bt, const pa_args_t &a, int which,
+                                                     int g, int j)
+{
+    return kv + (((size_t)bt[j / a.P] * 2 + which) * a.Hkv + g) * (size_t)a.P * a.Dh + (size_t)(j % a.P) * a.Dh;
+}
+
+/* grid: (decode rows of the batch, Hkv * G / GT, n_splits); block: PA_THREADS. DH: Dh rounded up
+ * to 32, 64 or 128 (chunks past Dh are skipped).
+ * Score step: TPK consecutive lanes per key (each NC uint4 chunks of it and the matching q slices
+ * of the GT heads in registers, pre-scaled), PA_THREADS / TPK keys at a time, partial dots summed
+ * by xor-shuffles. Softmax step: thread t owns key t of the chunk. P V step: DH / 8 threads per
+ * value row (one uint4 each), RG rows at a time; thread accumulates acc[GT][8] for its 8
+ * dimensions over its rows, summed over the RG row groups at the end through shared memory.
+ * Static shared memory: sc [GT][PA_CHUNK], ored [RG][GT][DH] (at most 36 KiB). */
+template <int DH, int GT>
+__global__ void __launch_bounds__(PA_THREADS, GT < 8 ? 4 : 2) /* GT < 8: <= 128 registers, 16 warps per SM */
+paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of batch][H][n_splits][Dh+2] */
+                    const bf16 *q, /* [n_rows][q_stride] */ const bf16 *kv, /* [pages][2][Hkv][P][Dh] */
+                    pa_args_t a, pa_segs_t segs, int split_len, int n_splits)
+{
+    constexpr int TPK = GT * DH / 64 > 2 ? GT * DH / 64 : 2; /* q slices: GT * DH / TPK <= 64 floats */
+    constexpr int NC = DH / 8 / TPK;                          /* uint4 chunks per thread and key */
+    constexpr int KPP = PA_THREADS / TPK;                     /* keys per score pass */
+    constexpr int VT = DH / 8, RG = PA_THREADS / VT;
+    static_assert(NC >= 1 && PA_CHUNK % KPP == 0 && PA_THREADS % VT == 0, "decode mapping");
+    __shared__ float sc[GT][PA_CHUNK];
+    __shared__ float wred[PA_THREADS / 32][GT];
+    __shared__ float ored[RG][GT][DH];
+    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const int seg = seg_of(segs, blockIdx.x), r = segs.r0[seg] + blockIdx.x - segs.first[seg];
+    const int chunks = a.G / GT, g = blockIdx.y / chunks, h0 = g * a.G + (blockIdx.y % chunks) * GT;
+    const int split = blockIdx.z, ctx = a.ctx_len[r], kb = split * split_len;
+    if (kb >= ctx) return; /* block-uniform, before any barrier: this split is past the row's context */
+    const int ke = min(ctx, kb + split_len), Dh = a.Dh;
+    const int *bt = a.block_tables + (size_t)a.row_seq[r] * a.max_blocks;
+
+    const int kg = tid / TPK, kl = tid % TPK; /* score step: key slot, lane within the key */
+    float qf[GT][NC * 8];
+    for (int h = 0; h < GT; h++) {
+        const bf16 *qh = q + (size_t)r * a.q_stride + (size_t)(h0 + h) * Dh;
+        for (int c = 0; c < NC; c++) {
+            if (8 * (kl + TPK * c) < Dh) tile_load8(&qf[h][8 * c], qh, kl + TPK * c, Dh);
+            else for (int e = 0; e < 8; e++) qf[h][8 * c + e] = 0.0f;
+            for (int e = 0; e < 8; e++) qf[h][8 * c + e] *= a.scale_log2;
+        }
+    }
+    const int vr = tid / VT, vc = tid % VT; /* P V step: row group, 8-dimension chunk */
+    float m[GT], lsum[GT], acc[GT][8];
+    for (int h = 0; h < GT; h++) {
+        m[h] = -INFINITY;
+        lsum[h] = 0.0f;
+        for (int e = 0; e < 8; e++) acc[h][e] = 0.0f;
+    }
+
+    for (int c0 = kb; c0 < ke; c0 += PA_CHUNK) {
+        for (int j = 0; j < PA_CHUNK / KPP; j++) {
+            const int kk = kg + KPP * j, k = c0 + kk;
+            float dot[GT] = {};
+            if (k < ke) {
+                const bf16 *kr = kv_row(kv, bt, a, 0, g, k);
+                for (int c = 0; c < NC && 8 * (kl + TPK * c) < Dh; c++) {
+                    float f[8];
+                    tile_load8(f, kr, kl + TPK * c, Dh);
+                    for (int h = 0; h < GT; h++)
+                        for (int e = 0; e < 8; e++) dot[h] = fmaf(qf[h][8 * c + e], f[e], dot[h]);
+                }
+            }
+            for (int h = 0; h < GT; h++)
+                for (int o = 1; o < TPK; o <<= 1) dot[h] += __shfl_xor_sync(FULL_MASK, dot[h], o);
+            if (kl == 0)
+                for (int h = 0; h < GT; h++) sc[h][kk] = k < ke ? dot[h] : -INFINITY;
+        }
+        __syncthreads();
+
+        float corr[GT];
+        for (int h = 0; h < GT; h++) {
+            float v = sc[h][tid];
+            for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+            if (lane == 0) wred[warp][h] = v;
+        }
+        __syncthreads();
+        for (int h = 0; h < GT; h++) {
+            float cm = wred[0][h];
+            for (int w = 1; w < PA_THREADS / 32; w++) cm = fmaxf(cm, wred[w][h]);
+            const float m_new = fmaxf(m[h], cm); /* finite: every chunk has a key */
+            corr[h] = exp2f(m[h] - m_new);
+            const float p = exp2f(sc[h][tid] - m_new);
+            sc[h][tid] = p; /* only this thread reads or writes slot tid in this step */
+            lsum[h] = lsum[h] * corr[h] + p;
+            m[h] = m_new;
+        }
+        __syncthreads();
+
+        for (int h = 0; h < GT; h++)
+            for (int e = 0; e < 8; e++) acc[h][e] *= corr[h];
+        for (int j = 0; j < PA_CHUNK / RG; j++) { /* fixed trip count: unrolled, loads in flight */
+            const int kk = vr + RG * j;
+            if (c0 + kk >= ke || 8 * vc >= Dh) continue;
+            float f[8];
+            tile_load8(f, kv_row(kv, bt, a, 1, g, c0 + kk), vc, Dh);
+            for (int h = 0; h < GT; h++) {
+                const float p = sc[h][kk];
+                for (int e = 0; e < 8; e++) acc[h][e] = fmaf(p, f[e], acc[h][e]);
+            }
+        }
+        __syncthreads(); /* sc is rewritten by the next chunk */
+    }
+
+    for (int h = 0; h < GT; h++) {
+        for (int e = 0; e < 8; e++) ored[vr][h][8 * vc + e] = acc[h][e];
+        float v = lsum[h];
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+        if (lane == 0) wred[warp][h] = v;
+    }
+    __syncthreads();
+    const bool direct = CEIL_DIV(ctx, split_len) == 1; /* the only split of this row */
+    for (int h = 0; h < GT; h++) {
+        float L = 0.0f;
+        for (int w = 0; w < PA_THREADS / 32; w++) L += wred[w][h];
+        for (int d = tid; d < Dh; d += PA_THREADS) {
+            float o = 0.0f;
+            for (int x = 0; x < RG; x++) o += ored[x][h][d];
+            if (direct) {
+                out[(size_t)r * a.H * Dh + (size_t)(h0 + h) * Dh + d] = __float2bfloat16_rn(o / L);
+            } else {
+                float *part = work + (((size_t)blockIdx.x * a.H + h0 + h) * n_splits + split) * (Dh + 2);
+                part[d] = o;
+                if (d == 0) {
+                    part[Dh] = m[h];
+                    part[Dh + 1] = L;
+                }
+            }
+        }
+    }
+}
+
+/* grid: (decode rows of the batch, H); block: Dh rounded up to 32 threads, one output dimension
+ * each. Merges the CEIL_DIV(ctx, split_len) partials of a row and head; rows with one split were
+ * written by the decode kernel. */
+__global__ void __launch_bounds__(128)
+paged_combine_kernel(bf16 *out, /* [n_rows][H*Dh] */ const float *work, /* [rows of batch][H][n_splits][Dh+2] */
+                     pa_args_t a, pa_segs_t segs, int split_len, int n_splits)
+{
+    const int seg = seg_of(segs, blockIdx.x), r = segs.r0[seg] + blockIdx.x - segs.first[seg];
+    const int h = blockIdx.y, d = threadIdx.x, Dh = a.Dh, ns = CEIL_DIV(a.ctx_len[r], split_len);
+    if (ns == 1 || d >= Dh) return;
+    const float *part = work + ((size_t)blockIdx.x * a.H + h) * n_splits * (Dh + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < ns; s++) M = fmaxf(M, part[s * (Dh + 2) + Dh]);
+    float L = 0.0f, o = 0.0f;
+    for (int s = 0; s < ns; s++) {
+        const float w = exp2f(part[s * (Dh + 2) + Dh] - M);
+        L += w * part[s * (Dh + 2) + Dh + 1];
+        o += w * part[s * (Dh + 2) + d];
+    }
+    out[(size_t)r * a.H * Dh + (size_t)h * Dh + d] = __float2bfloat16_rn(o / L);
+}
+
+/* grid: (tiles of the batch's runs, Hkv * G / GT); block: TILE_THREADS; dynamic shared memory:
+ * attention_tile_smem_bytes<DH>() (DH: Dh rounded up to 32, 64 or 128). Tile = TILE_Q / GT
+ * consecutive rows of one run x the GT heads of one query-head chunk; query vector v is row
+ * v / GT, head v % GT. */
+template <int DH>
+__global__ void __launch_bounds__(TILE_THREADS)
+paged_prefill_kernel(bf16 *out, /* [n_rows][H*Dh] */ const bf16 *q, /* [n_rows][q_stride] */
+                     const bf16 *kv, /* [pages][2][Hkv][P][Dh] */ pa_args_t a, pa_segs_t segs)
+{
+    CUEMU_DYNAMIC_SHARED(float, smem);
+    const int seg = seg_of(segs, blockIdx.x), GT = a.GT, TQ = TILE_Q / GT;
+    const int tile = blockIdx.x - segs.first[seg], r0 = segs.r0[seg] + tile * TQ;
+    const int nr = min(TQ, segs.len[seg] - tile * TQ);
+    const int chunks = a.G / GT, g = blockIdx.y / chunks, h0 = g * a.G + (blockIdx.y % chunks) * GT;
+    const int *bt = a.block_tables + (size_t)a.row_seq[r0] * a.max_blocks;
+    const int Dh = a.Dh;
+    const size_t HD = (size_t)a.H * Dh;
+    attention_tile<DH>(
+        smem, Dh, a.scale_log2, a.ctx_len[r0 + nr - 1], /* rows of a run: the last sees the most */
+        [=](int v) { return v / GT < nr ? q + (size_t)(r0 + v / GT) * a.q_stride + (size_t)(h0 + v % GT) * Dh : nullptr; },
+        [=](int v) { return v / GT < nr ? a.ctx_len[r0 + v / GT] : 0; },
+        [=](int j) { return kv_row(kv, bt, a, 0, g, j); },
+        [=](int j) { return kv_row(kv, bt, a, 1, g, j); },
+        [=](int v) { return v / GT < nr ? out + (size_t)(r0 + v / GT) * HD + (size_t)(h0 + v % GT) * Dh : nullptr; });
+}
+
+/* ---------------- host: plan and launches ---------------- */
+
+typedef struct {
+    int r0, len;
+} pa_seg_t;
+
+/* Query heads per block: the largest of 8, 4, 2, 1 dividing G. */
+static int pick_gt(int G) { return G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1; }
+
+/* Decode splits aim at this many blocks (two per SM), when the rows alone give fewer. */
+static int split_target_blocks()
+{
+    int dev = 0, sms = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    return 2 * sms;
+}
+
+extern "C" size_t cuda_paged_attention_work_bytes(int n_heads, int n_kv_heads, int head_dim)
+{
+    SHAPE_ASSERT(n_kv_heads >= 1 && n_heads % n_kv_heads == 0 && head_dim >= 1);
+    /* plan_splits keeps n_dec * H * n_splits below 2 * target * GT (see there) */
+    return (size_t)2 * split_target_blocks() * pick_gt(n_heads / n_kv_heads) * (head_dim + 2) * sizeof(float);
+}
+
+/* Context splits for n_dec decode rows of at most max_ctx keys: none when the rows give
+ * target blocks already; else enough for about target blocks, at least PA_SPLIT_MIN keys each,
+ * within the workspace. base * ceil(target / base) < target + base < 2 target blocks, so the
+ * partials need less than 2 target GT (Dh + 2) floats: cuda_paged_attention_work_bytes. */
+static int plan_splits(int n_dec, int blocks_per_row, int H, int Dh, int max_ctx, size_t work_bytes)
+{
+    const long base = (long)n_dec * blocks_per_row, target = split_target_blocks();
+    if (base >= target) return 1;
+    long ns = CEIL_DIV((long)max_ctx, PA_SPLIT_MIN);
+    ns = ns < CEIL_DIV(target, base) ? ns : CEIL_DIV(target, base);
+    const long fit = (long)(work_bytes / ((size_t)n_dec * H * (Dh + 2) * sizeof(float)));
+    ns = ns < fit ? ns : fit;
+    return ns > 1 ? (int)ns : 1;
+}
+
+/* Segments [i0, i1) of v as kernel arguments; per_block rows per block along x (1: one block per
+ * row; TQ: one per tile). Returns the number of blocks. */
+static int fill_segs(pa_segs_t *s, const std::vector<pa_seg_t> &v, size_t i0, size_t i1, int per_block)
+{
+    s->first[0] = 0;
+    for (size_t i = i0; i < i1; i++) {
+        const int k = (int)(i - i0);
+        s->r0[k] = v[i].r0;
+        s->len[k] = v[i].len;
+        s->first[k + 1] = s->first[k] + CEIL_DIV(v[i].len, per_block);
+    }
+    return s->first[i1 - i0];
+}
+
+template <int DH, int GT>
+static cudaError_t launch_decode(bf16 *out, float *work, const bf16 *q, const bf16 *kv, const pa_args_t &a,
+                                 const std::vector<pa_seg_t> &dec, int split_len, int n_splits, cudaStream_t stream)
+{
+    for (size_t i = 0; i < dec.size(); i += PA_MAX_SEGS) {
+        pa_segs_t s;
+        const int rows = fill_segs(&s, dec, i, i + PA_MAX_SEGS < dec.size() ? i + PA_MAX_SEGS : dec.size(), 1);
+        const dim3 grid(rows, a.Hkv * (a.G / GT), n_splits);
+        CUEMU_LAUNCH(grid, PA_THREADS, 0, stream, paged_decode_kernel<DH, GT>)(out, work, q, kv, a, s, split_len,
+                                                                              n_splits);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+        if (n_splits == 1) continue;
+        CUEMU_LAUNCH(dim3(rows, a.H), DH, 0, stream, paged_combine_kernel)(out, work, a, s, split_len, n_splits);
+        if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+
+template <int DH>
+static cudaError_t launch_decode_dh(bf16 *out, float *work, const bf16 *q, const bf16 *kv, const pa_args_t &a,
+                                    const std::vector<pa_seg_t> &dec, int split_len, int n_splits,
+                                    cudaStream_t stream)
+{
+    switch (a.GT) {
+    case 1: return launch_decode<DH, 1>(out, work, q, kv, a, dec, split_len, n_splits, stream);
+    case 2: return launch_decode<DH, 2>(out, work, q, kv, a, dec, split_len, n_splits, stream);
+    case 4: return launch_decode<DH, 4>(out, work, q, kv, a, dec, split_len, n_splits, stream);
+    default: return launch_decode<DH, 8>(out, work, q, kv, a, dec, split_len, n_splits, stream);
+    }
+}
+
+template <int DH>
+static cudaError_t launch_prefill(bf16 *out, const bf16 *q, const bf16 *kv, const pa_args_t &a,
+                                  const std::vector<pa_seg_t> &runs, cudaStream_t stream)
+{
+    const size_t smem = attention_tile_smem_bytes<DH>();
+    if (smem > 48 * 1024) {
+        const cudaError_t e =
+            cudaFuncSetAttribute(paged_prefill_kernel<DH>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    for (size_t i = 0; i < runs.size(); i += PA_MAX_SEGS) {
+        pa_segs_t s;
+        const int tiles =
+            fill_segs(&s, runs, i, i + PA_MAX_SEGS < runs.size() ? i + PA_MAX_SEGS : runs.size(), TILE_Q / a.GT);
+        const dim3 grid(tiles, a.Hkv * (a.G / a.GT));
+        CUEMU_LAUNCH(grid, TILE_THREADS, smem, stream, paged_prefill_kernel<DH>)(out, q, kv, a, s);
+        const cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+
+extern "C" cudaError_t cuda_paged_attention(bf16_t *out, const bf16_t *q, const bf16_t *kv, int page_size,
+                                            const paged_attn_t *p, const int *h_ctx_len, const int *h_row_seq,
+                                            float *work, size_t work_bytes, cudaStream_t stream)
+{
+    const int n = p->n_rows, H = p->n_heads, Hkv = p->n_kv_heads, Dh = p->head_dim;
+    SHAPE_ASSERT(n >= 1 && Hkv >= 1 && H % Hkv == 0 && Dh >= 8 && Dh <= 128 && Dh % 8 == 0 && page_size >= 1);
+    SHAPE_ASSERT(p->max_blocks >= 1 && p->q_stride >= H * Dh && p->q_stride % 8 == 0);
+    SHAPE_ASSERT((uintptr_t)q % 16 == 0 && (uintptr_t)kv % 16 == 0 && (uintptr_t)work % 16 == 0);
+    const int G = H / Hkv, GT = pick_gt(G);
+    SHAPE_ASSERT(Hkv * (G / GT) <= 65535 && H <= 65535);
+    const pa_args_t a = {p->ctx_len, p->row_seq, p->block_tables, p->max_blocks, page_size, H, Hkv, G, GT, Dh,
+                         p->q_stride, p->scale * LOG2E};
+
+    /* the plan: maximal runs of consecutive positions of one sequence, as the CPU backend */
+    std::vector<pa_seg_t> dec, runs;
+    int n_dec = 0, max_dec = 0;
+    for (int r = 0; r < n;) {
+        int len = 1;
+        while (r + len < n && h_row_seq[r + len] == h_row_seq[r] && h_ctx_len[r + len] == h_ctx_len[r + len - 1] + 1)
+            len++;
+        for (int i = r; i < r + len; i++) SHAPE_ASSERT(h_ctx_len[i] >= 1 && h_ctx_len[i] <= p->max_blocks * page_size);
+        if (len >= PA_RUN_ROWS) {
+            runs.push_back({r, len});
+        } else {
+            for (int i = r; i < r + len; i++) max_dec = h_ctx_len[i] > max_dec ? h_ctx_len[i] : max_dec;
+            if (!dec.empty() && dec.back().r0 + dec.back().len == r) dec.back().len += len;
+            else dec.push_back({r, len});
+            n_dec += len;
+        }
+        r += len;
+    }
+
+    bf16 *o = reinterpret_cast<bf16 *>(out);
+    const bf16 *dq = reinterpret_cast<const bf16 *>(q), *dkv = reinterpret_cast<const bf16 *>(kv);
+    cudaError_t e = cudaSuccess;
+    if (n_dec > 0) {
+        const int ns = work ? plan_splits(n_dec, Hkv * (G / GT), H, Dh, max_dec, work_bytes) : 1;
+        const int split_len = CEIL_DIV(CEIL_DIV(max_dec, ns), PA_CHUNK) * PA_CHUNK;
+        const int n_splits = CEIL_DIV(max_dec, split_len);
+        e = Dh <= 32   ? launch_decode_dh<32>(o, work, dq, dkv, a, dec, split_len, n_splits, stream)
+            : Dh <= 64 ? launch_decode_dh<64>(o, work, dq, dkv, a, dec, split_len, n_splits, stream)
+                       : launch_decode_dh<128>(o, work, dq, dkv, a, dec, split_len, n_splits, stream);
+        if (e != cudaSuccess) return e;
+    }
+    if (!runs.empty())
+        e = Dh <= 32   ? launch_prefill<32>(o, dq, dkv, a, runs, stream)
+            : Dh <= 64 ? launch_prefill<64>(o, dq, dkv, a, runs, stream)
+                       : launch_prefill<128>(o, dq, dkv, a, runs, stream);
+    return e;
+}

@@ -1,0 +1,378 @@
+/* Row and element-wise kernels (norm.cu, act.cu, rows.cu), run on the CUDA emulation, against
+ * the CPU backend's ops (host/backend_cpu.c) on identical bf16-valued inputs.
+ *
+ * Tolerances: the CPU reference is fp32 throughout; a kernel rounds to bf16 (8 significant bits,
+ * unit roundoff u = 2^-8) at each rounding point of the official bf16 model, so k roundings allow
+ * |got - ref| <= ((1 + u)^k - 1) |ref|, plus FP32 (1e-5 relative) for fp32 arithmetic that is
+ * not bit-identical on both sides (accumulation order of row statistics, rsqrtf against
+ * 1 / sqrtf, erff/expf against the CPU's polynomial versions). An absolute term appears only
+ * where the op can cancel (LayerNorm's + b) or where the CPU's erf has an absolute error bound
+ * (GELU); each is derived at its case. Copies and argmax must match exactly.
+ * Shapes cover 1 row, odd widths (scalar paths), even widths (bf16x2 paths), widths that are not
+ * multiples of the block or of 32, and misaligned (odd-element) views. */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../cuda/kernels/kernels.h"
+#include "../../host/backend.h"
+#include "../../host/util.h"
+#include "../test.h"
+
+#define U 0x1p-8    /* bf16 unit roundoff */
+#define FP32 1e-5   /* fp32 arithmetic that differs between the two sides, relative */
+
+static double roundings(int k) { return pow(1.0 + U, k) - 1.0; }
+
+static backend_ref_t ref;
+static cudaStream_t stream;
+
+/* ---------------- helpers ---------------- */
+
+static uint64_t rng_state = 0x243F6A8885A308D3ull;
+
+static float frand(float lo, float hi)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return lo + (hi - lo) * (float)((double)(rng_state >> 11) * 0x1p-53);
+}
+
+static float bf16r(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+
+/* n bf16-representable values uniform in [lo, hi), in a CPU-backend scratch buffer */
+static float *rand_bf16(size_t n, float lo, float hi)
+{
+    float *h = ref.ops->scratch(ref.be, n);
+    for (size_t i = 0; i < n; i++) h[i] = bf16r(frand(lo, hi));
+    return h;
+}
+
+/* A device bf16 copy of h [n], placed `offset` elements into its allocation (offset 1 makes the
+ * pointer 2 mod 4: the kernels' scalar paths). Free with dev_free(p, offset). */
+static bf16_t *to_dev(const float *h, size_t n, size_t offset)
+{
+    uint16_t *tmp = xmalloc((n + offset) * sizeof *tmp);
+    for (size_t i = 0; i < n + offset; i++) tmp[i] = i < offset ? 0 : f32_to_bf16(h[i - offset]);
+    bf16_t *d = NULL;
+    CHECK_INT_EQ(cudaMalloc((void **)&d, (n + offset) * sizeof *d), cudaSuccess);
+    CHECK_INT_EQ(cudaMemcpy(d, tmp, (n + offset) * sizeof *d, cudaMemcpyHostToDevice), cudaSuccess);
+    free(tmp);
+    return d + offset;
+}
+
+static void dev_free(void *d, size_t offset) { cudaFree((bf16_t *)d - offset); }
+
+/* Waits for the stream (where kernels run, in the emulation), then copies d [n] back as fp32. */
+static void from_dev(float *h, const bf16_t *d, size_t n)
+{
+    CHECK_INT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    uint16_t *tmp = xmalloc(n * sizeof *tmp);
+    CHECK_INT_EQ(cudaMemcpy(tmp, d, n * sizeof *tmp, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (size_t i = 0; i < n; i++) h[i] = bf16_to_f32(tmp[i]);
+    free(tmp);
+}
+
+static int *ints_to_dev(const int *h, int n)
+{
+    int *d = NULL;
+    CHECK_INT_EQ(cudaMalloc((void **)&d, (size_t)n * sizeof *d), cudaSuccess);
+    CHECK_INT_EQ(cudaMemcpy(d, h, (size_t)n * sizeof *d, cudaMemcpyHostToDevice), cudaSuccess);
+    return d;
+}
+
+/* |got - ref| <= atol + rtol |ref| element-wise; prints the max abs and rel errors. */
+static void compare(const char *what, const float *got, const float *want, size_t n, double atol, double rtol)
+{
+    double max_abs = 0, max_rel = 0;
+    size_t bad = 0, first_bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs((double)got[i] - want[i]);
+        if (!(d <= atol + rtol * fabs(want[i])) && bad++ == 0) first_bad = i;
+        if (d > max_abs || isnan(d)) max_abs = d;
+        if (want[i] != 0 && d / fabs(want[i]) > max_rel) max_rel = d / fabs(want[i]);
+    }
+    printf("  %-44s max abs %.3g  max rel %.3g  (atol %.3g, rtol %.3g)\n", what, max_abs, max_rel, atol, rtol);
+    if (bad)
+        fprintf(stderr, "  %s: %zu of %zu outside tolerance, first [%zu]: %.9g vs %.9g\n", what, bad, n,
+                first_bad, got[first_bad], want[first_bad]);
+    CHECK(bad == 0);
+}
+
+/* ---------------- norms ---------------- */
+
+static void layernorm_case(int rows, int D, size_t offset)
+{
+    const size_t n = (size_t)rows * D;
+    float *x = rand_bf16(n, -1.5f, 2.5f), *w = rand_bf16(D, 0.5f, 1.5f), *b = rand_bf16(D, -0.5f, 0.5f);
+    float *want = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
+    ref.ops->layernorm(ref.be, want, x, w, b, rows, D, 1e-5f);
+    bf16_t *dx = to_dev(x, n, offset), *dw = to_dev(w, D, offset), *db = to_dev(b, D, offset);
+    bf16_t *dout = to_dev(x, n, offset); /* contents overwritten */
+    CHECK_INT_EQ(cuda_layernorm(dout, dx, dw, db, rows, D, 1e-5f, stream), cudaSuccess);
+    from_dev(got, dout, n);
+    char what[96];
+    snprintf(what, sizeof what, "layernorm rows=%d D=%d%s", rows, D, offset ? " (unaligned)" : "");
+    /* one rounding; (x - mean) inv w reaches |4 * 1.5| and + b cancels: fp32 noise is
+     * FP32 * 8 absolute */
+    compare(what, got, want, n, FP32 * 8, roundings(1));
+    dev_free(dx, offset); dev_free(dw, offset); dev_free(db, offset); dev_free(dout, offset);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+/* In place (out == x), as the backend may call it. */
+static void rmsnorm_case(int rows, int D, int in_place)
+{
+    const size_t n = (size_t)rows * D;
+    float *x = rand_bf16(n, -3.0f, 3.0f), *w = rand_bf16(D, 0.5f, 1.5f);
+    float *want = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
+    ref.ops->rmsnorm(ref.be, want, x, w, rows, D, 1e-6f);
+    bf16_t *dx = to_dev(x, n, 0), *dw = to_dev(w, D, 0);
+    bf16_t *dout = in_place ? dx : to_dev(x, n, 0);
+    CHECK_INT_EQ(cuda_rmsnorm(dout, dx, dw, rows, D, 1e-6f, stream), cudaSuccess);
+    from_dev(got, dout, n);
+    char what[96];
+    snprintf(what, sizeof what, "rmsnorm rows=%d D=%d%s", rows, D, in_place ? " (in place)" : "");
+    /* two roundings (the normalised value, then the product with w: MODEL.md 6.2) */
+    compare(what, got, want, n, 0, roundings(2) + FP32);
+    dev_free(dx, 0); dev_free(dw, 0);
+    if (!in_place) dev_free(dout, 0);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+/* ---------------- activations ---------------- */
+
+static void add_bias_case(int rows, int N, size_t offset)
+{
+    const size_t n = (size_t)rows * N;
+    float *x = rand_bf16(n, -4.0f, 4.0f), *b = rand_bf16(N, -1.0f, 1.0f);
+    float *want = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
+    /* the CPU backend adds biases inside matmul; the reference here is the same fp32 sum */
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < N; i++) want[(size_t)r * N + i] = x[(size_t)r * N + i] + b[i];
+    bf16_t *dx = to_dev(x, n, offset), *db = to_dev(b, N, offset);
+    CHECK_INT_EQ(cuda_add_bias(dx, db, rows, N, stream), cudaSuccess);
+    from_dev(got, dx, n);
+    char what[96];
+    snprintf(what, sizeof what, "add_bias rows=%d N=%d%s", rows, N, offset ? " (unaligned)" : "");
+    compare(what, got, want, n, 0, roundings(1)); /* the same fp32 sum, rounded once */
+    dev_free(dx, offset); dev_free(db, offset);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+static void gelu_case(size_t n, size_t offset)
+{
+    float *x = rand_bf16(n, -6.0f, 6.0f);
+    float *want = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
+    memcpy(want, x, n * sizeof *x);
+    ref.ops->gelu(ref.be, want, n);
+    bf16_t *dx = to_dev(x, n, offset);
+    CHECK_INT_EQ(cuda_gelu(dx, (int64_t)n, stream), cudaSuccess);
+    from_dev(got, dx, n);
+    char what[96];
+    snprintf(what, sizeof what, "gelu n=%zu%s", n, offset ? " (unaligned)" : "");
+    /* one rounding; the CPU's erf is within 1.5e-7 absolute, so its GELU within
+     * 0.5 * 6 * 1.5e-7 = 4.5e-7 absolute on [-6, 6] */
+    compare(what, got, want, n, 4.5e-7, roundings(1) + FP32);
+    dev_free(dx, offset);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+static void swiglu_case(int rows, int Dff, size_t offset)
+{
+    const size_t n = (size_t)rows * Dff;
+    float *gu = rand_bf16(2 * n, -8.0f, 8.0f);
+    float *want = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
+    ref.ops->swiglu(ref.be, want, gu, rows, Dff);
+    bf16_t *dgu = to_dev(gu, 2 * n, offset), *dout = to_dev(want, n, offset);
+    CHECK_INT_EQ(cuda_swiglu(dout, dgu, rows, Dff, stream), cudaSuccess);
+    from_dev(got, dout, n);
+    char what[96];
+    snprintf(what, sizeof what, "swiglu rows=%d Dff=%d%s", rows, Dff, offset ? " (unaligned)" : "");
+    /* two roundings: silu(gate), then the product with up (MODEL.md 12.8) */
+    compare(what, got, want, n, 0, roundings(2) + FP32);
+    dev_free(dgu, offset); dev_free(dout, offset);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+/* ---------------- embed, gather ---------------- */
+
+static void rand_ids(int *ids, int n, int rows)
+{
+    for (int i = 0; i < n; i++) ids[i] = (int)frand(0.0f, (float)rows) % rows;
+    ids[0] = rows - 1; /* the last row is reached */
+}
+
+static void embed_case(int vocab, int n, int D, size_t offset)
+{
+    /* the table is a weight, as the CPU embed op requires (bf16 matrix kept as bf16) */
+    float *h_table = rand_bf16((size_t)vocab * D, -1.0f, 1.0f);
+    uint16_t *h_table16 = xmalloc((size_t)vocab * D * sizeof *h_table16);
+    for (size_t i = 0; i < (size_t)vocab * D; i++) h_table16[i] = f32_to_bf16(h_table[i]);
+    void *table = ref.ops->weight_alloc(ref.be, (size_t)vocab * D, WEIGHT_MATRIX, DTYPE_BF16);
+    ref.ops->weight_upload(ref.be, table, 0, h_table16, DTYPE_BF16, (size_t)vocab * D);
+    int *ids = xmalloc((size_t)n * sizeof *ids);
+    rand_ids(ids, n, vocab);
+    float *want = ref.ops->scratch(ref.be, (size_t)n * D), *got = ref.ops->scratch(ref.be, (size_t)n * D);
+    ref.ops->embed(ref.be, want, table, ref.ops->ints(ref.be, ids, n), n, D);
+    bf16_t *dtable = to_dev(h_table, (size_t)vocab * D, offset), *dout = to_dev(want, (size_t)n * D, offset);
+    int *dids = ints_to_dev(ids, n);
+    CHECK_INT_EQ(cuda_embed(dout, dtable, dids, n, D, stream), cudaSuccess);
+    from_dev(got, dout, (size_t)n * D);
+    char what[96];
+    snprintf(what, sizeof what, "embed vocab=%d n=%d D=%d%s", vocab, n, D, offset ? " (unaligned)" : "");
+    compare(what, got, want, (size_t)n * D, 0, 0);
+    dev_free(dtable, offset); dev_free(dout, offset); cudaFree(dids);
+    free(h_table16); free(ids);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+static void gather_case(int rows, int n, int D, size_t offset)
+{
+    float *in = rand_bf16((size_t)rows * D, -1.0f, 1.0f);
+    int *idx = xmalloc((size_t)n * sizeof *idx);
+    rand_ids(idx, n, rows);
+    float *want = ref.ops->scratch(ref.be, (size_t)n * D), *got = ref.ops->scratch(ref.be, (size_t)n * D);
+    ref.ops->gather_rows(ref.be, want, in, ref.ops->ints(ref.be, idx, n), n, D);
+    bf16_t *din = to_dev(in, (size_t)rows * D, offset), *dout = to_dev(want, (size_t)n * D, 0);
+    int *didx = ints_to_dev(idx, n);
+    CHECK_INT_EQ(cuda_gather_rows(dout, din, didx, n, D, stream), cudaSuccess);
+    from_dev(got, dout, (size_t)n * D);
+    char what[96];
+    snprintf(what, sizeof what, "gather_rows rows=%d n=%d D=%d%s", rows, n, D, offset ? " (unaligned)" : "");
+    compare(what, got, want, (size_t)n * D, 0, 0);
+    dev_free(din, offset); dev_free(dout, 0); cudaFree(didx);
+    free(idx);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+/* ---------------- argmax ---------------- */
+
+/* Runs the kernel on logits [n][V] (bf16 values) and checks every row against `expect`. */
+static void argmax_check(const char *what, const float *logits, int n, int V, size_t offset, const int *expect)
+{
+    bf16_t *dl = to_dev(logits, (size_t)n * V, offset);
+    int *dids = NULL, *got = xmalloc((size_t)n * sizeof *got);
+    CHECK_INT_EQ(cudaMalloc((void **)&dids, (size_t)n * sizeof *dids), cudaSuccess);
+    CHECK_INT_EQ(cuda_argmax(dids, dl, n, V, stream), cudaSuccess);
+    CHECK_INT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    CHECK_INT_EQ(cudaMemcpy(got, dids, (size_t)n * sizeof *got, cudaMemcpyDeviceToHost), cudaSuccess);
+    int wrong = 0;
+    for (int r = 0; r < n; r++)
+        if (got[r] != expect[r] && wrong++ == 0)
+            fprintf(stderr, "  %s: row %d: got %d, expected %d\n", what, r, got[r], expect[r]);
+    printf("  %-44s %d rows, %d wrong\n", what, n, wrong);
+    CHECK(wrong == 0);
+    dev_free(dl, offset); cudaFree(dids); free(got);
+}
+
+/* Random rows (bf16 rounding of a narrow range makes exact ties frequent), with -inf and NaN
+ * planted away from index 0; the expectation is the CPU op's. */
+static void argmax_case(int n, int V, size_t offset)
+{
+    float *l = rand_bf16((size_t)n * V, -4.0f, 4.0f);
+    for (int r = 0; r < n; r++) {
+        float *row = l + (size_t)r * V;
+        if (V >= 3) {
+            row[V / 2] = -INFINITY;
+            row[1 + (r % (V - 1))] = NAN; /* never index 0: see argmax_nan_first */
+        }
+        if (V >= 4 && r % 2 == 1) { /* an exact tie for the maximum, the later copy far away */
+            int best = 0;
+            for (int v = 1; v < V; v++)
+                if (row[v] > row[best]) best = v;
+            row[V - 1] = row[best];
+            if (best == V - 1) row[0] = row[best];
+        }
+    }
+    int *want = xmalloc((size_t)n * sizeof *want);
+    ref.ops->argmax(ref.be, want, l, n, V);
+    char what[96];
+    snprintf(what, sizeof what, "argmax n=%d V=%d%s", n, V, offset ? " (unaligned)" : "");
+    argmax_check(what, l, n, V, offset, want);
+    free(want);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+/* Rows the CPU op cannot judge: its strict ">" scan keeps a NaN at index 0 forever, whereas NaN
+ * must never win. Expected values written out. */
+static void argmax_special(void)
+{
+    enum { V = 40, N = 5 };
+    float *l = ref.ops->scratch(ref.be, (size_t)N * V);
+    for (int i = 0; i < N * V; i++) l[i] = -2.0f;
+    int expect[N];
+    l[0 * V + 0] = NAN; /* NaN first, then a tie */
+    l[0 * V + 7] = l[0 * V + 9] = 1.0f;
+    expect[0] = 7;
+    for (int v = 0; v < V; v++) l[1 * V + v] = NAN; /* all NaN */
+    expect[1] = 0;
+    for (int v = 0; v < V; v++) l[2 * V + v] = -INFINITY; /* all -inf */
+    expect[2] = 0;
+    for (int v = 0; v < V; v++) l[3 * V + v] = v % 2 || v == 0 ? NAN : -INFINITY; /* -inf beats NaN */
+    expect[3] = 2;
+    l[4 * V + 38] = NAN; /* +inf last, after a NaN */
+    l[4 * V + 39] = INFINITY;
+    expect[4] = 39;
+    argmax_check("argmax NaN / inf rows", l, N, V, 0, expect);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+int main(void)
+{
+    CHECK_INT_EQ(backend_cpu_create(&ref, 1, 128), 0);
+    CHECK_INT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+
+    layernorm_case(1, 1, 0);
+    layernorm_case(3, 33, 0);
+    layernorm_case(2, 100, 0);
+    layernorm_case(5, 896, 0);
+    layernorm_case(2, 1024, 1);
+
+    rmsnorm_case(1, 1, 0);
+    rmsnorm_case(4, 127, 0);
+    rmsnorm_case(3, 1024, 0);
+    rmsnorm_case(2, 2048, 1);
+
+    add_bias_case(1, 1, 0);
+    add_bias_case(5, 33, 0);
+    add_bias_case(7, 1024, 0);
+    add_bias_case(3, 600, 1);
+    add_bias_case(65535 + 2, 2, 0); /* more rows than grid.y: blocks stride over rows */
+
+    gelu_case(1, 0);
+    gelu_case(7, 0);
+    gelu_case(4096 + 3, 0);
+    gelu_case(100, 1);
+    gelu_case(2 * 1024 * 256 + 5, 0); /* more pairs than the capped grid has threads: grid-stride */
+
+    swiglu_case(1, 1, 0);
+    swiglu_case(3, 37, 0);
+    swiglu_case(4, 3072, 0);
+    swiglu_case(2, 100, 1);
+
+    embed_case(50, 1, 1, 0);
+    embed_case(50, 7, 6, 0);   /* 4-byte words */
+    embed_case(50, 9, 64, 0);  /* 16-byte words */
+    embed_case(300, 4, 1024, 1);
+    gather_case(20, 1, 3, 0);
+    gather_case(20, 13, 896, 0);
+    gather_case(20, 5, 10, 1);
+
+    argmax_case(1, 1, 0);
+    argmax_case(3, 31, 0);
+    argmax_case(4, 33, 0);
+    argmax_case(6, 1000, 0);
+    argmax_case(2, 4097, 0);
+    argmax_case(3, 2048, 1);
+    argmax_case(1, 151936, 0);
+    argmax_special();
+
+    cudaStreamDestroy(stream);
+    ref.ops->destroy(ref.be);
+    return test_result("test_kernels_rows");
+}
