@@ -24,19 +24,10 @@ done
 batch=$root/build/qasr-batch
 model=$work/model-$size
 mkdir -p "$work/mixed"
-if [ ! -f "$model/config.json" ]; then
-  echo "making a synthetic $size checkpoint in $model" >&2
-  /usr/bin/python3 "$root/scripts/make_synthetic_model.py" "$model" --size "$size" --seed 1 >&2
-fi
+. "$root/bench/common.sh"
+bench_make_model "$model" "$size"
 
-sentences=(
-  "The committee will meet again on Thursday to review the budget for the coming year."
-  "Seven ships sailed into the harbour before the storm reached the northern coast."
-  "Please remember to bring your passport, two photographs and the signed application form."
-  "Researchers measured the temperature of the lake every morning for three months."
-  "Our train was delayed by forty minutes because of a signal failure near the station."
-  "She explained that the new software would be installed on every computer next week."
-)
+sentences=("${bench_sentences[@]:0:6}") # clip i says sentences i .. i+3 of these six
 manifest=$work/mixed-$clips.tsv
 if [ ! -f "$manifest" ]; then
   printf 'path\tid\tduration\n' >"$manifest.tmp"
@@ -45,8 +36,7 @@ if [ ! -f "$manifest" ]; then
     f=$work/mixed/clip-$i.wav
     text=""
     for k in 0 1 2 3; do text="$text ${sentences[$(((i + k) % ${#sentences[@]}))]}"; done
-    espeak-ng -v en-us -s $((140 + (i % 5) * 10)) -w "$work/mixed/raw.wav" "$text"
-    sox -V1 "$work/mixed/raw.wav" -r 16000 -c 1 -b 16 "$f" pad 0 "$secs" trim 0 "$secs"
+    bench_speak "$f" "$secs" en-us $((140 + (i % 5) * 10)) "$text"
     printf '%s\tclip%03d\t%s\n' "$f" "$i" "$secs" >>"$manifest.tmp"
   done
   mv "$manifest.tmp" "$manifest"

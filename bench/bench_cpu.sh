@@ -25,31 +25,17 @@ qasr=$root/build/qasr
 [ -x "$qasr" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
 model=$work/model-$size
 mkdir -p "$work/clips"
-
-if [ ! -f "$model/config.json" ]; then
-  echo "making a synthetic $size checkpoint in $model" >&2
-  /usr/bin/python3 "$root/scripts/make_synthetic_model.py" "$model" --size "$size" --seed 1 >&2
-fi
+. "$root/bench/common.sh"
+bench_make_model "$model" "$size"
 
 # Speech clips: different sentences and voices, padded/trimmed to exactly $seconds at 16 kHz.
-sentences=(
-  "The committee will meet again on Thursday to review the budget for the coming year."
-  "Seven ships sailed into the harbour before the storm reached the northern coast."
-  "Please remember to bring your passport, two photographs and the signed application form."
-  "Researchers measured the temperature of the lake every morning for three months."
-  "Our train was delayed by forty minutes because of a signal failure near the station."
-  "She explained that the new software would be installed on every computer next week."
-  "Fresh bread, cheese and a bottle of water were all we needed for the long walk."
-  "The museum opens at nine o'clock and closes early on the first Monday of each month."
-)
 voices=(en-us en-gb en-us+f3 en-gb+m3 en-us+m7 en-gb+f4)
 files=()
 for i in $(seq 0 $((clips - 1))); do
   f=$work/clips/clip${seconds}s-$i.wav
   if [ ! -f "$f" ]; then
-    text="${sentences[$((i % ${#sentences[@]}))]} ${sentences[$(((i + 3) % ${#sentences[@]}))]}"
-    espeak-ng -v "${voices[$((i % ${#voices[@]}))]}" -s $((140 + (i % 5) * 10)) -w "$work/clips/raw.wav" "$text"
-    sox -V1 "$work/clips/raw.wav" -r 16000 -c 1 -b 16 "$f" pad 0 "$seconds" trim 0 "$seconds"
+    text="${bench_sentences[$((i % ${#bench_sentences[@]}))]} ${bench_sentences[$(((i + 3) % ${#bench_sentences[@]}))]}"
+    bench_speak "$f" "$seconds" "${voices[$((i % ${#voices[@]}))]}" $((140 + (i % 5) * 10)) "$text"
   fi
   files+=("$f")
 done

@@ -132,7 +132,14 @@ static void *stage(backend_t *be, size_t bytes)
 static void *cu_weight_alloc(backend_t *be, size_t n, weight_kind_t, dtype_t) /* all bf16 here */
 {
     void *p;
-    CUDA_CHECK(cudaMalloc(&p, n * sizeof(bf16_t)));
+    if (cudaMalloc(&p, n * sizeof(bf16_t)) != cudaSuccess) { /* start-up: exit 3 with the sizes */
+        cudaGetLastError();
+        size_t free_b = 0, total = 0;
+        cudaMemGetInfo(&free_b, &total);
+        qasr_die(3, "device %d: out of memory loading the model weights (%.1f MB more needed, %.2f of %.2f GB "
+                 "free): use a device with more memory or the smaller model", be->device, n * 2.0 / 1e6,
+                 free_b / 1e9, total / 1e9);
+    }
     if (be->n_weights == be->cap_weights) {
         be->cap_weights = be->cap_weights ? 2 * be->cap_weights : 256;
         be->weights = (void **)xrealloc(be->weights, be->cap_weights * sizeof(void *));

@@ -1,5 +1,6 @@
 /* First include of every project .cu: the CUDA layer (real under nvcc, emulated on the CPU, see
- * cuda/emu/README.md), the error checks, CEIL_DIV and the bf16 types.
+ * cuda/emu/README.md), the error checks, the launchers' SHAPE_ASSERT, CEIL_DIV, the bf16 types
+ * and the few helpers several kernels share.
  *
  * The checks abort with the failing statement, the current device and file:line on stderr, so
  * a debugger or a sanitizer stops at the culprit. Check every launch with
@@ -12,6 +13,7 @@
 
 #include <cublas_v2.h>
 #include <cufft.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -60,6 +62,17 @@ static inline const char *cufft_result_name(cufftResult r)
         if (r_ != CUFFT_SUCCESS) cuda_check_failed(#x, cufft_result_name(r_), __FILE__, __LINE__); \
     } while (0)
 
+/* A launcher's assumption about its shapes or pointer alignment: a violation is a programmer
+ * error, so it aborts like the checks above, in release builds too. */
+#define SHAPE_ASSERT(cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
+    } while (0)
+
+static inline bool aligned(const void *p, size_t a) { return (uintptr_t)p % a == 0; }
+
+#define FULL_MASK 0xffffffffu /* all 32 lanes of a warp, for the *_sync intrinsics */
+
 /* Same definition as host/util.h, so both headers can be included. */
 #ifndef CEIL_DIV
 #define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
@@ -76,5 +89,9 @@ static __host__ __device__ __forceinline__ float bf16_round(float x)
 {
     return __bfloat162float(__float2bfloat16_rn(x));
 }
+
+/* exact GELU, 0.5 x (1 + erf(x / sqrt 2)); one definition, so the conv stem's fused bias + GELU
+ * and the standalone GELU compute the same values */
+static __device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
 #endif

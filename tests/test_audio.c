@@ -4,7 +4,6 @@
 #include "test.h"
 #include "util.h"
 
-#include <errno.h>
 #include <math.h>
 #include <sndfile.h>
 #include <soxr.h>
@@ -13,19 +12,6 @@
 #include <sys/stat.h>
 
 static const char *tmp_dir;
-
-static void mkdir_p(const char *dir)
-{
-    char *p = xstrdup(dir);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = '\0';
-        mkdir(p, 0777);
-        *s = '/';
-    }
-    mkdir(p, 0777);
-    free(p);
-}
 
 /* Writes interleaved frames; NULL when this libsndfile cannot write the format. Caller frees. */
 static char *write_float(const char *name, int format, int rate, int channels, const float *x,
@@ -412,9 +398,7 @@ static void test_truncated(void)
 
 int main(void)
 {
-    tmp_dir = getenv("QASR_TEST_TMP");
-    if (!tmp_dir) tmp_dir = "/tmp/qasr_test";
-    mkdir_p(tmp_dir);
+    tmp_dir = test_tmp_dir("audio");
 
     test_passthrough();
     test_resample_stereo();

@@ -22,7 +22,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_model_reference import CLIPS, write_clip  # noqa: E402  (same clip generator)
+from testlib import CLIPS, Checker, stage_of, write_clip  # noqa: E402
+from testlib import run as run_or_exit  # noqa: E402
 
 # Max |cuda - cpu| relative to max |cpu| per stage. One bf16 rounding is <= 2^-9 (0.2%) relative;
 # each stage output has passed through a few tens of roundings (every op of every layer rounds
@@ -31,22 +32,8 @@ from test_model_reference import CLIPS, write_clip  # noqa: E402  (same clip gen
 TOLERANCE = {"mel": 0.01, "enc": 0.03, "dec": 0.04, "logits": 0.04}
 
 
-def stage_of(name):
-    if name == "mel":
-        return "mel"
-    if name.startswith("enc"):
-        return "enc"
-    if name.endswith("logits"):
-        return "logits"
-    return "dec"
-
-
 def run(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.stderr.write(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}\n")
-        sys.exit(1)
-    return p.stdout
+    return run_or_exit(cmd, out_tail=2000, err_tail=4000)  # the emulator can report at length
 
 
 def trusted_steps(step_logits):
@@ -80,14 +67,8 @@ def main():
     # show), and the default 80% of its memory would cost seconds of memset per run
     common = ["--model", args.model, "--json", "--ignore-eos", "--max-new-tokens", str(args.steps), "-t", "2",
               "--kv-gb", "0.05"]
-    failures, checks, agree, compared = 0, 0, 0, 0
-
-    def ok(cond, msg):
-        nonlocal failures, checks
-        checks += 1
-        if not cond:
-            failures += 1
-            print("FAIL:", msg)
+    chk, agree, compared = Checker(), 0, 0
+    ok = chk.ok
 
     clips = ["short", "ragged", "long"]
     wavs, cpu_tokens, cuda_tokens, trusted = [], {}, {}, {}
@@ -141,8 +122,7 @@ def main():
         ok(r is not None and r["error"] is None and r["n_tokens"] == args.steps, f"qasr-batch{suffix} {name}: {r}")
 
     print(f"token agreement cpu (fp32) vs cuda (bf16): {agree}/{compared}")
-    print(f"{checks - failures}/{checks} checks passed")
-    return 1 if failures or checks == 0 else 0
+    return chk.result()
 
 
 if __name__ == "__main__":

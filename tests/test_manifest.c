@@ -7,43 +7,19 @@
 
 #include "test.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char tmp_dir[512];
-
-static void mkdir_p(const char *dir)
-{
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "cannot create %s: %s\n", buf, strerror(errno));
-        exit(1);
-    }
-}
+static const char *tmp_dir;
 
 /* Write len bytes (strlen when len is 0) to tmp_dir/name; returns the path (static buffer). */
 static const char *write_file(const char *name, const char *text, size_t len)
 {
     static char path[1024];
     snprintf(path, sizeof path, "%s/%s", tmp_dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
-    fwrite(text, 1, len ? len : strlen(text), f);
-    fclose(f);
+    test_write_file(path, text, len ? len : strlen(text));
     return path;
 }
 
@@ -236,7 +212,7 @@ static void test_resolution(void)
 {
     char sub[600];
     snprintf(sub, sizeof sub, "%s/sub/dir", tmp_dir);
-    mkdir_p(sub);
+    test_mkdir_p(sub);
     manifest_t *m = load_text("sub/dir/m.txt", "a.wav\n../b.wav\n/abs/c.wav\n", MANIFEST_AUTO);
     CHECK(m && m->n_entries == 3);
     if (m) {
@@ -492,9 +468,7 @@ static void test_large(void)
 
 int main(void)
 {
-    const char *root = getenv("QASR_TEST_TMP");
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/manifest", root && root[0] ? root : "/tmp/qasr_test");
-    mkdir_p(tmp_dir);
+    tmp_dir = test_tmp_dir("manifest");
     test_large(); /* first, so the peak-RSS delta is this load's */
     test_tsv();
     test_crlf_bom();

@@ -17,22 +17,14 @@ usage: test_model_reference.py --qasr BIN --model DIR --work DIR [--steps N] [--
 import argparse
 import json
 import os
-import subprocess
 import sys
-import wave
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE = os.path.join(ROOT, "scripts", "qasr_reference.py")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import CLIPS, ROOT, Checker, run, stage_of, write_clip  # noqa: E402
 
-# name -> (samples at 16 kHz, seed). Frame counts T = N // 160.
-CLIPS = {
-    "short": (9_000, 1),       # T = 56: shorter than one 100-frame chunk, conv unpadded
-    "ragged": (53_210, 2),     # T = 332: tail chunk of 32 frames, zero-padded to 100
-    "long": (150_000, 3),      # T = 937: 122 tokens, two attention windows (104 + 18)
-    "exact": (32_000, 4),      # T = 200: whole chunks only
-}
+REFERENCE = os.path.join(ROOT, "scripts", "qasr_reference.py")
 
 # Max |c - ref| relative to max |ref| per stage. fp32 everywhere on both sides; the only
 # differences are summation order (BLAS blocking, numpy pairwise sums), the reference's float64
@@ -41,54 +33,6 @@ CLIPS = {
 # 3.4e-6; the limits leave 4-8x headroom, far below what any modelling error produces (a
 # wrong window size or RoPE pairing gives 1e-2 or more).
 TOLERANCE = {"mel": 5e-5, "enc": 1e-5, "dec": 2e-5, "logits": 2e-5}
-
-
-def write_clip(path, n, seed):
-    """Speech-like test signal: a few harmonic tones with vibrato plus noise, with a silent gap."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / 16000.0
-    f0 = 120 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / 16000.0
-    x = sum(0.3 / k * np.sin(k * phase) for k in range(1, 6))
-    x = x * (0.5 + 0.5 * np.sin(2 * np.pi * 1.3 * t)) + 0.02 * rng.standard_normal(n)
-    x[n // 3: n // 3 + n // 10] *= 0.01
-    pcm = np.clip(np.round(x * 16000), -32768, 32767).astype("<i2")
-    with wave.open(path, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm.tobytes())
-
-
-def run(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.stderr.write(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}\n")
-        sys.exit(1)
-    return p.stdout
-
-
-class Checker:
-    def __init__(self):
-        self.failures = 0
-        self.checks = 0
-
-    def ok(self, cond, msg):
-        self.checks += 1
-        if not cond:
-            self.failures += 1
-            print("FAIL:", msg)
-        return cond
-
-
-def stage_of(name):
-    if name == "mel":
-        return "mel"
-    if name.startswith("enc"):
-        return "enc"
-    if name.endswith("logits"):
-        return "logits"
-    return "dec"
 
 
 def compare_dumps(chk, label, c_dir, r_dir):
@@ -180,8 +124,7 @@ def main():
         for name, res in zip(clips, same):
             chk.ok(res["token_ids"] == ref_tokens[name], f"{other} {name}: tokens differ")
 
-    print(f"{chk.checks - chk.failures}/{chk.checks} checks passed")
-    return 1 if chk.failures or chk.checks == 0 else 0
+    return chk.result()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
  * count and queue bounds, and cancelling mid-run frees everything. */
 #include <sndfile.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 
 #include "reader.h"
 #include "test.h"
@@ -52,10 +51,7 @@ static void run(char **paths, int n, int threads, int max_items, int64_t max_sam
 
 int main(void)
 {
-    const char *tmp = getenv("QASR_TEST_TMP") ? getenv("QASR_TEST_TMP") : "/tmp";
-    mkdir(tmp, 0777);
-    char *dir = path_join(tmp, "reader");
-    mkdir(dir, 0777);
+    const char *dir = test_tmp_dir("reader");
     enum { N = 24 };
     char *paths[N + 1];
     for (int i = 0; i < N; i++) paths[i] = write_wav(dir, i, 1000 + 37 * i);
@@ -75,6 +71,5 @@ int main(void)
     reader_free(r);
 
     for (int i = 0; i <= N; i++) free(paths[i]);
-    free(dir);
     return test_result("test_reader");
 }

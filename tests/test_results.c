@@ -10,7 +10,6 @@
 #include "test.h"
 
 #include <cJSON.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,35 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static char tmp_dir[512];
-
-static void mkdir_p(const char *dir)
-{
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "cannot create %s: %s\n", buf, strerror(errno));
-        exit(1);
-    }
-}
+static const char *tmp_dir;
 
 static char *tmp_path(const char *name) { return path_join(tmp_dir, name); }
-
-static void write_bytes(const char *path, const char *s, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(s, 1, n, f) != n) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
-    fclose(f);
-}
 
 static char *read_bytes(const char *path, size_t *n)
 {
@@ -242,7 +215,7 @@ static void test_torn(void)
 
     int cuts = 0, mid_utf8_seen = 0;
     for (size_t cut = second_start - 1; cut <= n; cut++) {
-        write_bytes(path, clean, cut);
+        test_write_file(path, clean, cut);
         size_t keep = cut;
         while (keep > 0 && clean[keep - 1] != '\n') keep--;
         r = results_open(path, RESULTS_RESUME, -1);
@@ -277,7 +250,7 @@ static void test_torn(void)
     size_t keep = k;
     memcpy(text + k, "\0\0\0\0\n", 5);
     k += 5;
-    write_bytes(path, text, k);
+    test_write_file(path, text, k);
     r = results_open(path, RESULTS_RESUME, -1);
     CHECK(r != NULL);
     if (r) {
@@ -334,7 +307,7 @@ static void test_retry(void)
         p += len;
     }
 
-    write_bytes(tmp, "stale tmp from a crashed rewrite", 32);
+    test_write_file(tmp, "stale tmp from a crashed rewrite", 32);
     chmod(path, 0600);
     r = results_open(path, RESULTS_RETRY_ERRORS, -1);
     CHECK(r != NULL);
@@ -393,11 +366,11 @@ static void test_overwrite_lock_refuse(void)
     CHECK(stat(path, &st) == 0 && st.st_size == 0);
 
     /* Resume refuses a file that is not ours; overwrite is explicit. */
-    write_bytes(path, "RIFF....WAVEfmt ", 16);
+    test_write_file(path, "RIFF....WAVEfmt ", 16);
     CHECK(results_open(path, RESULTS_RESUME, -1) == NULL);
     CHECK(strstr(qasr_last_error(), "does not look like a results file") != NULL);
     CHECK(results_open(path, RESULTS_RETRY_ERRORS, -1) == NULL);
-    write_bytes(path, "{\n  \"model_type\": \"qwen3_asr\"\n}\n", 32);
+    test_write_file(path, "{\n  \"model_type\": \"qwen3_asr\"\n}\n", 32);
     CHECK(results_open(path, RESULTS_RESUME, -1) == NULL);
     CHECK(strstr(qasr_last_error(), "its first line is not a JSON object") != NULL);
     r = results_open(path, RESULTS_OVERWRITE, -1);
@@ -644,9 +617,7 @@ static void test_large(void)
 
 int main(void)
 {
-    const char *root = getenv("QASR_TEST_TMP");
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/results", root && root[0] ? root : "/tmp/qasr_test");
-    mkdir_p(tmp_dir);
+    tmp_dir = test_tmp_dir("results");
     test_line();
     test_resume();
     test_torn();

@@ -5,29 +5,11 @@
 
 #include "test.h"
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-static char tmp_root[512];
-
-static void mkdir_p(const char *dir)
-{
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "cannot create %s: %s\n", buf, strerror(errno));
-        exit(1);
-    }
-}
+static const char *tmp_root;
 
 /* tmp_root/name, malloc'd; creates tmp_root/sub when name is "sub/file". */
 static char *tmp_path(const char *name)
@@ -35,18 +17,9 @@ static char *tmp_path(const char *name)
     char *p = path_join(tmp_root, name);
     char *slash = strrchr(p, '/');
     *slash = '\0';
-    mkdir_p(p);
+    test_mkdir_p(p);
     *slash = '/';
     return p;
-}
-
-static void write_bytes(const char *path, const void *bytes, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(bytes, 1, n, f) != n || fclose(f) != 0) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
 }
 
 /* 8-byte little-endian length `len`, then the bytes of header and data. */
@@ -58,7 +31,7 @@ static void write_raw(const char *path, uint64_t len, const char *header, const 
     for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(len >> (8 * i));
     memcpy(buf + 8, header, nh);
     if (n) memcpy(buf + 8 + nh, data, n);
-    write_bytes(path, buf, 8 + nh + n);
+    test_write_file(path, buf, 8 + nh + n);
     free(buf);
 }
 
@@ -287,7 +260,7 @@ static sharded_t write_sharded(const char *name, const char *weight_map)
              weight_map);
     snprintf(rel, sizeof rel, "%s/model.safetensors.index.json", name);
     char *index_path = tmp_path(rel);
-    write_bytes(index_path, index, strlen(index));
+    test_write_file(index_path, index, strlen(index));
     return (sharded_t){ path_join(tmp_root, name), index_path, s1, s2 };
 }
 
@@ -385,9 +358,9 @@ static void test_bad_files(void)
     }
 
     char *path = tmp_path("bad/raw.safetensors");
-    write_bytes(path, "", 0);
+    test_write_file(path, "", 0);
     expect_fail("empty file", path, 0, "0 bytes", NULL, NULL);
-    write_bytes(path, "\x10\0\0\0\0", 5);
+    test_write_file(path, "\x10\0\0\0\0", 5);
     expect_fail("shorter than the length", path, 0, "5 bytes", NULL, NULL);
     write_raw(path, 1000, "{}      ", NULL, 0);
     expect_fail("header length past EOF", path, 0, "header length 1000", NULL, NULL);
@@ -398,7 +371,7 @@ static void test_bad_files(void)
     write_raw(path, 200000000, "{}      ", NULL, 0);
     CHECK(truncate(path, 8 + 200000000) == 0); /* sparse: the length fits, the limit does not */
     expect_fail("header over the limit", path, 0, "limit", NULL, NULL);
-    write_bytes(path, "\x08\0\0\0\0\0\0\0{}\0     ", 16);
+    test_write_file(path, "\x08\0\0\0\0\0\0\0{}\0     ", 16);
     expect_fail("NUL inside the header", path, 0, "after the JSON header", NULL, NULL);
     free(path);
 
@@ -418,7 +391,7 @@ static void test_bad_files(void)
 static void test_bad_dirs(void)
 {
     char *dir = path_join(tmp_root, "empty_dir");
-    mkdir_p(dir);
+    test_mkdir_p(dir);
     expect_fail("no checkpoint", dir, 1, "model.safetensors.index.json", "model.safetensors", NULL);
     free(dir);
 
@@ -452,20 +425,18 @@ static void test_bad_dirs(void)
                   "\"data_offsets\": [0, 36]}}", d, 12));
     expect_fail("malformed shard", c.dir, 1, c.index, c.s2, "'y'");
 
-    write_bytes(c.index, "{\"weight_map\": ", 15);
+    test_write_file(c.index, "{\"weight_map\": ", 15);
     expect_fail("index not JSON", c.dir, 1, c.index, NULL, NULL);
-    write_bytes(c.index, "{\"metadata\": {}}", 16);
+    test_write_file(c.index, "{\"metadata\": {}}", 16);
     expect_fail("index without weight_map", c.dir, 1, c.index, "weight_map", NULL);
-    write_bytes(c.index, "{\"weight_map\": {\"x\": 3}}", 24);
+    test_write_file(c.index, "{\"weight_map\": {\"x\": 3}}", 24);
     expect_fail("weight_map value not a string", c.dir, 1, c.index, "'x'", NULL);
     sharded_free(&c);
 }
 
 int main(void)
 {
-    const char *tmp = getenv("QASR_TEST_TMP");
-    snprintf(tmp_root, sizeof tmp_root, "%s/safetensors", tmp ? tmp : "/tmp/qasr_test");
-    mkdir_p(tmp_root);
+    tmp_root = test_tmp_dir("safetensors");
     test_single_file();
     test_dtypes();
     test_many_tensors();

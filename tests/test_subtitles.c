@@ -1,6 +1,5 @@
 /* Subtitle writers: file naming (safe under the output directory) and the exact SRT/VTT/text. */
 #include <stdlib.h>
-#include <sys/stat.h>
 
 #include "subtitles.h"
 #include "test.h"
@@ -8,9 +7,7 @@
 
 int main(void)
 {
-    const char *tmp = getenv("QASR_TEST_TMP") ? getenv("QASR_TEST_TMP") : "/tmp";
-    mkdir(tmp, 0777);
-    char *dir = path_join(tmp, "subs");
+    char *dir = path_join(test_tmp_dir("subtitles"), "subs"); /* subtitles_write creates it */
     char *p;
     CHECK_STR_EQ(p = subtitles_path("/o", "a/b/c.wav", "srt"), "/o/a/b/c.srt");
     free(p);

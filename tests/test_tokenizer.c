@@ -5,33 +5,15 @@
 #include "tokenizer.h"
 #include "util.h"
 
-#include <errno.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <utf8proc.h>
 
-static char tmp_root[4096];
+static const char *tmp_root;
 
 static const char *fixture_dir(void)
 {
     const char *d = getenv("QASR_SHARED_FIXTURES");
     return d ? d : "fixtures";
-}
-
-static void mkdir_p(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "cannot create %s\n", buf);
-        exit(1);
-    }
 }
 
 /* GPT-2 bytes_to_unicode, written out here independently of the tokenizer: the byte-level
@@ -372,11 +354,7 @@ static char *synth_vocab(int skip_byte, const char *extra)
 static void write_text(const char *dir, const char *name, const char *text)
 {
     char *path = path_join(dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
+    test_write_file(path, text, strlen(text));
     free(path);
 }
 
@@ -384,7 +362,7 @@ static void write_text(const char *dir, const char *name, const char *text)
 static char *write_synth(const char *name, const char *vocab, const char *merges, const char *config)
 {
     char *dir = path_join(tmp_root, name);
-    mkdir_p(dir);
+    test_mkdir_p(dir);
     const char *names[3] = { "vocab.json", "merges.txt", "tokenizer_config.json" };
     const char *texts[3] = { vocab, merges, config };
     for (int k = 0; k < 3; k++) {
@@ -511,9 +489,7 @@ static void test_bad_files(void)
 
 int main(void)
 {
-    const char *tmp = getenv("QASR_TEST_TMP");
-    snprintf(tmp_root, sizeof tmp_root, "%s/tokenizer", tmp ? tmp : "/tmp/qasr_test");
-    mkdir_p(tmp_root);
+    tmp_root = test_tmp_dir("tokenizer");
     test_real();
     test_synthetic();
     test_bad_files();

@@ -15,13 +15,6 @@
 #define MAX_BLOCKS 1024 /* about one full wave on an H100 (132 SMs x 8 blocks); kernels stride beyond */
 #define MAX_GRID_Y 65535
 
-#define SHAPE_ASSERT(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
-    } while (0)
-
-static inline bool aligned4(const void *p) { return ((uintptr_t)p & 3) == 0; }
-
 /* blocks of BLOCK threads for `items` work items, capped (the kernels stride beyond) */
 static inline unsigned grid_blocks(int64_t items)
 {
@@ -39,9 +32,6 @@ static inline dim3 rows_grid(int64_t items_per_row, int rows)
 {
     return dim3(grid_blocks(items_per_row), (unsigned)(rows < MAX_GRID_Y ? rows : MAX_GRID_Y));
 }
-
-/* exact GELU, 0.5 x (1 + erf(x / sqrt 2)) */
-static __device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
 /* silu in fp32: x / (1 + e^-x); for x < -88 e^-x is inf and the result -0 */
 static __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
@@ -76,7 +66,7 @@ extern "C" cudaError_t cuda_add_bias(bf16_t *x, const bf16_t *bias, int rows, in
     SHAPE_ASSERT(rows >= 1 && N >= 1);
     bf16 *dx = reinterpret_cast<bf16 *>(x);
     const bf16 *db = reinterpret_cast<const bf16 *>(bias);
-    if (N % 2 == 0 && aligned4(x) && aligned4(bias))
+    if (N % 2 == 0 && aligned(x, 4) && aligned(bias, 4))
         CUEMU_LAUNCH(rows_grid(N / 2, rows), row_block(N / 2), 0, stream, add_bias_kernel<true>)(dx, db, rows, N);
     else
         CUEMU_LAUNCH(rows_grid(N, rows), row_block(N), 0, stream, add_bias_kernel<false>)(dx, db, rows, N);
@@ -105,7 +95,7 @@ extern "C" cudaError_t cuda_gelu(bf16_t *x, int64_t n, cudaStream_t stream)
 {
     SHAPE_ASSERT(n >= 1);
     bf16 *dx = reinterpret_cast<bf16 *>(x);
-    if (aligned4(x))
+    if (aligned(x, 4))
         CUEMU_LAUNCH(grid_blocks(CEIL_DIV(n, 2)), BLOCK, 0, stream, gelu_kernel<true>)(dx, n);
     else
         CUEMU_LAUNCH(grid_blocks(n), BLOCK, 0, stream, gelu_kernel<false>)(dx, n);
@@ -140,7 +130,7 @@ extern "C" cudaError_t cuda_swiglu(bf16_t *out, const bf16_t *gu, int rows, int 
     SHAPE_ASSERT(rows >= 1 && Dff >= 1);
     bf16 *o = reinterpret_cast<bf16 *>(out);
     const bf16 *g = reinterpret_cast<const bf16 *>(gu);
-    if (Dff % 2 == 0 && aligned4(out) && aligned4(gu))
+    if (Dff % 2 == 0 && aligned(out, 4) && aligned(gu, 4))
         CUEMU_LAUNCH(rows_grid(Dff / 2, rows), row_block(Dff / 2), 0, stream, swiglu_kernel<true>)(o, g, rows, Dff);
     else
         CUEMU_LAUNCH(rows_grid(Dff, rows), row_block(Dff), 0, stream, swiglu_kernel<false>)(o, g, rows, Dff);

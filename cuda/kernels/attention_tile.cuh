@@ -25,7 +25,6 @@
 #define TILE_Q 64       /* query vectors per block */
 #define TILE_K 32       /* keys per shared-memory tile */
 #define TILE_THREADS 128 /* 16 row groups x 8 column groups; each thread owns 4 query vectors */
-#define TILE_FULL_MASK 0xffffffffu
 
 /* Shared memory of attention_tile<DH>, in floats: Qt [DH][TILE_Q], Kt [DH][TILE_K], Vs [TILE_K][DH],
  * Pt [TILE_K][TILE_Q]. 72 KiB for DH = 128 (needs the opt-in above 48 KiB), 40 KiB for DH = 64. */
@@ -123,7 +122,7 @@ static __device__ void attention_tile(float *smem, int Dh, float scale_log2, int
                 s[r][j] = k0 + 4 * cg + j < vis[r] ? s[r][j] * scale_log2 : -INFINITY;
                 mx = fmaxf(mx, s[r][j]);
             }
-            for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(TILE_FULL_MASK, mx, o));
+            for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o));
             const float m_new = fmaxf(m[r], mx);
             const float base = m_new == -INFINITY ? 0.0f : m_new; /* no key visible yet */
             corr[r] = exp2f(m[r] - base);
@@ -132,7 +131,7 @@ static __device__ void attention_tile(float *smem, int Dh, float scale_log2, int
                 s[r][j] = exp2f(s[r][j] - base);
                 sum += s[r][j];
             }
-            for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(TILE_FULL_MASK, sum, o);
+            for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(FULL_MASK, sum, o);
             l[r] = l[r] * corr[r] + sum;
             m[r] = m_new;
         }

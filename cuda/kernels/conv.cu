@@ -18,12 +18,6 @@
 #define TILE 32
 #define FLATTEN_TILE_ELEMS 4096 /* bf16 staged per conv_flatten block (8 KiB) when F*W is smaller */
 
-#define SHAPE_ASSERT(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
-    } while (0)
-
-static inline bool aligned4(const void *p) { return ((uintptr_t)p & 3) == 0; }
 static inline unsigned cap(int64_t v, int64_t max) { return (unsigned)(v < max ? v : max); }
 
 /* Row ops: threads for one row's items (a multiple of 32, at most BLOCK), blocks on y per row. */
@@ -31,9 +25,6 @@ static inline int row_block(int64_t items_per_row)
 {
     return items_per_row >= BLOCK ? BLOCK : (int)CEIL_DIV(items_per_row, 32) * 32;
 }
-
-/* exact GELU, 0.5 x (1 + erf(x / sqrt 2)) */
-static __device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
 /* grid: (ceil(W / 32), ceil(n_mels / 32), min(N, 65535)); block: (32, 8); a 32 x 32 tile of
  * (frames, mels) read along mels (the input's contiguous axis), transposed through shared
@@ -136,7 +127,7 @@ extern "C" cudaError_t cuda_bias_gelu_rows(bf16_t *x, const bf16_t *bias, int C,
     SHAPE_ASSERT(C >= 1 && L >= 1);
     bf16 *dx = reinterpret_cast<bf16 *>(x);
     const bf16 *db = reinterpret_cast<const bf16 *>(bias);
-    if (L % 2 == 0 && aligned4(x)) {
+    if (L % 2 == 0 && aligned(x, 4)) {
         const dim3 grid(cap(CEIL_DIV(L / 2, (int64_t)BLOCK), MAX_BLOCKS), cap(C, MAX_GRID_YZ));
         CUEMU_LAUNCH(grid, row_block(L / 2), 0, stream, bias_gelu_rows_kernel<true>)(dx, db, C, L);
     } else {
@@ -213,7 +204,7 @@ extern "C" cudaError_t cuda_add_pos_emb(bf16_t *x, const bf16_t *pe, int rows, i
     SHAPE_ASSERT(rows >= 1 && period >= 1 && D >= 1);
     bf16 *dx = reinterpret_cast<bf16 *>(x);
     const bf16 *dp = reinterpret_cast<const bf16 *>(pe);
-    if (D % 2 == 0 && aligned4(x) && aligned4(pe)) {
+    if (D % 2 == 0 && aligned(x, 4) && aligned(pe, 4)) {
         const dim3 grid(cap(CEIL_DIV(D / 2, BLOCK), MAX_BLOCKS), cap(rows, MAX_GRID_YZ));
         CUEMU_LAUNCH(grid, row_block(D / 2), 0, stream, add_pos_emb_kernel<true>)(dx, dp, rows, period, D);
     } else {

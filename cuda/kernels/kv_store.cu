@@ -9,11 +9,6 @@
 
 #define KV_STORE_THREADS 128
 
-#define SHAPE_ASSERT(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
-    } while (0)
-
 /* grid: rows; block: KV_STORE_THREADS; thread = one uint4 (8 values) of the row's 2 Hkv Dh k and
  * v values, consecutive threads on consecutive words of a head (coalesced on both sides). Cache
  * offsets are 64-bit: a layer of a large pool exceeds 2^31 elements. */

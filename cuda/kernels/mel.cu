@@ -11,15 +11,9 @@
 
 #include <stdint.h>
 
-#define FULL_MASK 0xffffffffu
 #define BLOCK 256
 #define MAX_BLOCKS 1024
 #define PI_D 3.14159265358979323846
-
-#define SHAPE_ASSERT(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
-    } while (0)
 
 static inline unsigned grid_blocks(int64_t items)
 {

@@ -13,16 +13,8 @@
 
 #include <stdint.h>
 
-#define FULL_MASK 0xffffffffu
 #define MAX_BLOCK 256
 #define MAX_D 8192 /* row in shared memory: 32 KiB of the 48 KiB available without opt-in */
-
-#define SHAPE_ASSERT(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
-    } while (0)
-
-static inline bool aligned4(const void *p) { return ((uintptr_t)p & 3) == 0; }
 
 /* threads per row: enough for one item (element or pair) each, a multiple of 32, at most 256 */
 static inline int norm_block(int items) { return items >= MAX_BLOCK ? MAX_BLOCK : CEIL_DIV(items, 32) * 32; }
@@ -104,7 +96,7 @@ extern "C" cudaError_t cuda_layernorm(bf16_t *out, const bf16_t *x, const bf16_t
     const bf16 *dx = reinterpret_cast<const bf16 *>(x), *dw = reinterpret_cast<const bf16 *>(w),
                *db = reinterpret_cast<const bf16 *>(b);
     const size_t smem = (size_t)D * sizeof(float);
-    if (D % 2 == 0 && aligned4(out) && aligned4(x) && aligned4(w) && aligned4(b))
+    if (D % 2 == 0 && aligned(out, 4) && aligned(x, 4) && aligned(w, 4) && aligned(b, 4))
         CUEMU_LAUNCH(rows, norm_block(D / 2), smem, stream, layernorm_kernel<2>)(o, dx, dw, db, D, eps);
     else
         CUEMU_LAUNCH(rows, norm_block(D), smem, stream, layernorm_kernel<1>)(o, dx, dw, db, D, eps);
@@ -144,7 +136,7 @@ extern "C" cudaError_t cuda_rmsnorm(bf16_t *out, const bf16_t *x, const bf16_t *
     bf16 *o = reinterpret_cast<bf16 *>(out);
     const bf16 *dx = reinterpret_cast<const bf16 *>(x), *dw = reinterpret_cast<const bf16 *>(w);
     const size_t smem = (size_t)D * sizeof(float);
-    if (D % 2 == 0 && aligned4(out) && aligned4(x) && aligned4(w))
+    if (D % 2 == 0 && aligned(out, 4) && aligned(x, 4) && aligned(w, 4))
         CUEMU_LAUNCH(rows, norm_block(D / 2), smem, stream, rmsnorm_kernel<2>)(o, dx, dw, D, eps);
     else
         CUEMU_LAUNCH(rows, norm_block(D), smem, stream, rmsnorm_kernel<1>)(o, dx, dw, D, eps);

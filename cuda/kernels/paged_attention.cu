@@ -29,7 +29,6 @@
 #include <stdint.h>
 #include <vector>
 
-#define FULL_MASK 0xffffffffu
 #define PA_THREADS 128
 #define PA_CHUNK 128      /* decode: keys per chunk, one per thread in the softmax step */
 #define PA_RUN_ROWS 4     /* runs this long or longer take the tile kernel: about where its 64 query
@@ -37,11 +36,6 @@
 #define PA_SPLIT_MIN 256  /* decode: keys per context split, at least */
 #define PA_MAX_SEGS 32    /* segments per launch (kernel argument size) */
 #define LOG2E 1.44269504088896341f
-
-#define SHAPE_ASSERT(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
-    } while (0)
 
 /* What every kernel of the op needs (device pointers and sizes). */
 typedef struct {

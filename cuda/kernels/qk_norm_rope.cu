@@ -20,14 +20,8 @@
 
 #include <math.h>
 
-#define FULL_MASK 0xffffffffu
 #define ROPE_THREADS 128
 #define ROPE_MAX_DH 256 /* pairs per lane: Dh / 64 <= 4 */
-
-#define SHAPE_ASSERT(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
-    } while (0)
 
 /* grid: rows; block: ROPE_THREADS (4 warps). The row's cos/sin table (Dh/2 pairs, bf16-rounded)
  * is computed once into shared memory, then warp w normalises and rotates heads w, w + 4, ...

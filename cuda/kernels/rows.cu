@@ -11,17 +11,9 @@
 
 #include <stdint.h>
 
-#define FULL_MASK 0xffffffffu
 #define COPY_BLOCK 256
 #define MAX_GRID_Y 65535
 #define ARGMAX_BLOCK 1024
-
-#define SHAPE_ASSERT(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
-    } while (0)
-
-static inline bool aligned(const void *p, size_t a) { return (uintptr_t)p % a == 0; }
 
 /* grid: (ceil(words / COPY_BLOCK), min(n, 65535)); block: COPY_BLOCK; thread = one word of a
  * row, blocks striding over the rows. Word = uint4, unsigned or unsigned short. */

@@ -15,11 +15,6 @@
 #include <math.h>
 #include <stdint.h>
 
-#define SHAPE_ASSERT(cond)                                                                         \
-    do {                                                                                           \
-        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
-    } while (0)
-
 /* grid: (n_win, ceil(max_len / TILE_Q), H); block: TILE_THREADS; dynamic shared memory:
  * attention_tile_smem_bytes<DH>(). Query tiles past their window's length exit at once. */
 template <int DH>

@@ -25,37 +25,18 @@
 #include "../../host/cpu_attention.h"
 #include "../../host/util.h"
 #include "../test.h"
+#include "kernel_test.h"
 
-#define U 0x1p-8  /* bf16 unit roundoff */
 #define ATOL 1e-4 /* fp32 arithmetic that differs between the two sides, absolute (see above) */
 #define BF16_NAN 0x7fc0
-
-static backend_ref_t ref;
-static cudaStream_t stream;
 
 /* ---------------- helpers ---------------- */
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 
-static uint32_t urand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
+static uint32_t urand(void) { return (uint32_t)(xorshift64(&rng_state) >> 32); }
 
 static float frand(float lo, float hi) { return lo + (hi - lo) * (float)((double)urand() * 0x1p-32); }
-
-static float bf16r(float x) { return bf16_to_f32(f32_to_bf16(x)); }
-
-/* n bf16-representable values uniform in [lo, hi), in a CPU-backend scratch buffer */
-static float *rand_bf16(size_t n, float lo, float hi)
-{
-    float *h = ref.ops->scratch(ref.be, n);
-    for (size_t i = 0; i < n; i++) h[i] = bf16r(frand(lo, hi));
-    return h;
-}
 
 /* Fisher-Yates: a random permutation of 0 .. n-1 */
 static int *permutation(int n)
@@ -68,53 +49,6 @@ static int *permutation(int n)
         p[j] = t;
     }
     return p;
-}
-
-static bf16_t *to_dev(const float *h, size_t n)
-{
-    uint16_t *tmp = xmalloc(n * sizeof *tmp);
-    for (size_t i = 0; i < n; i++) tmp[i] = f32_to_bf16(h[i]);
-    bf16_t *d = NULL;
-    CHECK_INT_EQ(cudaMalloc((void **)&d, n * sizeof *d), cudaSuccess);
-    CHECK_INT_EQ(cudaMemcpy(d, tmp, n * sizeof *d, cudaMemcpyHostToDevice), cudaSuccess);
-    free(tmp);
-    return d;
-}
-
-/* Waits for the stream (where kernels run, in the emulation), then copies d [n] back as fp32. */
-static void from_dev(float *h, const bf16_t *d, size_t n)
-{
-    CHECK_INT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
-    uint16_t *tmp = xmalloc(n * sizeof *tmp);
-    CHECK_INT_EQ(cudaMemcpy(tmp, d, n * sizeof *tmp, cudaMemcpyDeviceToHost), cudaSuccess);
-    for (size_t i = 0; i < n; i++) h[i] = bf16_to_f32(tmp[i]);
-    free(tmp);
-}
-
-static int *ints_to_dev(const int *h, size_t n)
-{
-    int *d = NULL;
-    CHECK_INT_EQ(cudaMalloc((void **)&d, n * sizeof *d), cudaSuccess);
-    CHECK_INT_EQ(cudaMemcpy(d, h, n * sizeof *d, cudaMemcpyHostToDevice), cudaSuccess);
-    return d;
-}
-
-/* |got - want| <= atol + rtol |want| element-wise (NaN fails); prints the max abs and rel errors */
-static void compare(const char *what, const float *got, const float *want, size_t n, double atol, double rtol)
-{
-    double max_abs = 0, max_rel = 0;
-    size_t bad = 0, first_bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double d = fabs((double)got[i] - want[i]);
-        if (!(d <= atol + rtol * fabs(want[i])) && bad++ == 0) first_bad = i;
-        if (d > max_abs || isnan(d)) max_abs = d;
-        if (want[i] != 0 && d / fabs(want[i]) > max_rel) max_rel = d / fabs(want[i]);
-    }
-    printf("  %-58s max abs %.3g  max rel %.3g\n", what, max_abs, max_rel);
-    if (bad)
-        fprintf(stderr, "  %s: %zu of %zu outside tolerance, first [%zu]: %.9g vs %.9g\n", what, bad, n,
-                first_bad, got[first_bad], want[first_bad]);
-    CHECK(bad == 0);
 }
 
 /* ---------------- window attention ---------------- */
@@ -134,7 +68,7 @@ static void window_case(int H, int Dh, const int *len, int n_win)
     float *qkv = rand_bf16((size_t)rows * 3 * HD, -2.0f, 2.0f);
     float *want = ref.ops->scratch(ref.be, n_out), *got = ref.ops->scratch(ref.be, n_out);
     for (size_t i = 0; i < n_out; i++) want[i] = 7.0f; /* gap rows keep it on both sides */
-    bf16_t *dqkv = to_dev(qkv, (size_t)rows * 3 * HD), *dout = to_dev(want, n_out);
+    bf16_t *dqkv = to_dev(qkv, (size_t)rows * 3 * HD, 0), *dout = to_dev(want, n_out, 0);
     const float scale = 1.0f / sqrtf((float)Dh);
     ref.ops->window_attention(ref.be, want, qkv, start, len, n_win, H, Dh, scale);
 
@@ -209,7 +143,7 @@ static void rope_case(int rows, int H, int Hkv, int Dh)
     ref.ops->qk_norm_rope(ref.be, cpu, qw, kw, pos, rows, H, Hkv, Dh, eps, theta);
     rope_model(model, qw, kw, pos, rows, H, Hkv, Dh, eps, theta, bound);
 
-    bf16_t *dqkv = to_dev(qkv, n), *dqw = to_dev(qw, Dh), *dkw = to_dev(kw, Dh);
+    bf16_t *dqkv = to_dev(qkv, n, 0), *dqw = to_dev(qw, Dh, 0), *dkw = to_dev(kw, Dh, 0);
     int *dpos = ints_to_dev(pos, rows);
     CHECK_INT_EQ(cuda_qk_norm_rope(dqkv, dqw, dkw, dpos, rows, H, Hkv, Dh, eps, theta, stream), cudaSuccess);
     from_dev(got, dqkv, n);
@@ -275,7 +209,7 @@ static cpu_kv_t *cpu_cache(const kv_geom_t *g)
 static bf16_t *dev_layer(const cpu_kv_t *kv, int layer)
 {
     const size_t n = layer_elems(&kv->g);
-    return to_dev(kv->data + n * layer, n);
+    return to_dev(kv->data + n * layer, n, 0);
 }
 
 static void kv_store_case(int rows, int H, int Hkv, int Dh, int P, int n_pages)
@@ -288,7 +222,7 @@ static void kv_store_case(int rows, int H, int Hkv, int Dh, int P, int n_pages)
     float *qkv = rand_bf16((size_t)rows * stride, -2.0f, 2.0f);
     int *perm = permutation(n_pages * P); /* distinct random slots */
     ref.ops->kv_store(ref.be, kv, layer, qkv, perm, rows, H, Hkv, Dh);
-    bf16_t *dqkv = to_dev(qkv, (size_t)rows * stride);
+    bf16_t *dqkv = to_dev(qkv, (size_t)rows * stride, 0);
     int *dslot = ints_to_dev(perm, rows);
     CHECK_INT_EQ(cuda_kv_store(dkv, dqkv, dslot, rows, H, Hkv, Dh, P, stream), cudaSuccess);
     const size_t n = layer_elems(&g);
@@ -416,7 +350,7 @@ static void paged_case(const paged_case_t *c)
     double *dense = xmalloc(n_out * sizeof *dense);
     dense_attention(dense, q, q_stride, kv, layer, &p);
 
-    bf16_t *dkv = dev_layer(kv, layer), *dq = to_dev(q, (size_t)n * q_stride);
+    bf16_t *dkv = dev_layer(kv, layer), *dq = to_dev(q, (size_t)n * q_stride, 0);
     bf16_t *dout = NULL;
     CHECK_INT_EQ(cudaMalloc((void **)&dout, n_out * sizeof *dout), cudaSuccess); /* 0xFF: NaN if unwritten */
     paged_attn_t dp = p;

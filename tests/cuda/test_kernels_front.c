@@ -26,16 +26,12 @@
 #include "../../host/mel.h"
 #include "../../host/util.h"
 #include "../test.h"
+#include "kernel_test.h"
 
-#define U 0x1p-8
 #define FP32 1e-5
 #define N_MELS 128
 #define FFT_BATCH 32 /* frames per cuFFT call, as the backend does it */
 
-static double roundings(int k) { return pow(1.0 + U, k) - 1.0; }
-
-static backend_ref_t ref;
-static cudaStream_t stream;
 static cublasHandle_t blas;
 
 /* ---------------- helpers ---------------- */
@@ -44,76 +40,7 @@ static uint64_t rng_state = 0x13198A2E03707344ull;
 
 static float frand(float lo, float hi)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return lo + (hi - lo) * (float)((double)(rng_state >> 11) * 0x1p-53);
-}
-
-static float bf16r(float x) { return bf16_to_f32(f32_to_bf16(x)); }
-
-/* n bf16-representable values uniform in [lo, hi), in a CPU-backend scratch buffer */
-static float *rand_bf16(size_t n, float lo, float hi)
-{
-    float *h = ref.ops->scratch(ref.be, n);
-    for (size_t i = 0; i < n; i++) h[i] = bf16r(frand(lo, hi));
-    return h;
-}
-
-static void *dev_alloc(size_t bytes)
-{
-    void *d = NULL;
-    CHECK_INT_EQ(cudaMalloc(&d, bytes), cudaSuccess);
-    return d;
-}
-
-/* A device bf16 copy of h [n], `offset` elements into its allocation (offset 1: a pointer that is
- * 2 mod 4, for the kernels' scalar paths). Free with dev_free(p, offset). */
-static bf16_t *to_dev(const float *h, size_t n, size_t offset)
-{
-    uint16_t *tmp = xmalloc((n + offset) * sizeof *tmp);
-    for (size_t i = 0; i < n + offset; i++) tmp[i] = i < offset ? 0 : f32_to_bf16(h[i - offset]);
-    bf16_t *d = dev_alloc((n + offset) * sizeof *d);
-    CHECK_INT_EQ(cudaMemcpy(d, tmp, (n + offset) * sizeof *d, cudaMemcpyHostToDevice), cudaSuccess);
-    free(tmp);
-    return d + offset;
-}
-
-static void dev_free(void *d, size_t offset) { cudaFree((bf16_t *)d - offset); }
-
-/* Waits for the stream (where kernels run, in the emulation), then copies d [n] back as fp32. */
-static void from_dev(float *h, const bf16_t *d, size_t n)
-{
-    CHECK_INT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
-    uint16_t *tmp = xmalloc(n * sizeof *tmp);
-    CHECK_INT_EQ(cudaMemcpy(tmp, d, n * sizeof *tmp, cudaMemcpyDeviceToHost), cudaSuccess);
-    for (size_t i = 0; i < n; i++) h[i] = bf16_to_f32(tmp[i]);
-    free(tmp);
-}
-
-static int *ints_to_dev(const int *h, int n)
-{
-    int *d = dev_alloc((size_t)n * sizeof *d);
-    CHECK_INT_EQ(cudaMemcpy(d, h, (size_t)n * sizeof *d, cudaMemcpyHostToDevice), cudaSuccess);
-    return d;
-}
-
-/* |got - ref| <= atol + rtol |ref| element-wise; prints the max abs and rel errors. */
-static void compare(const char *what, const float *got, const float *want, size_t n, double atol, double rtol)
-{
-    double max_abs = 0, max_rel = 0;
-    size_t bad = 0, first_bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double d = fabs((double)got[i] - want[i]);
-        if (!(d <= atol + rtol * fabs(want[i])) && bad++ == 0) first_bad = i;
-        if (d > max_abs || isnan(d)) max_abs = d;
-        if (want[i] != 0 && d / fabs(want[i]) > max_rel) max_rel = d / fabs(want[i]);
-    }
-    printf("  %-48s max abs %.3g  max rel %.3g  (atol %.3g, rtol %.3g)\n", what, max_abs, max_rel, atol, rtol);
-    if (bad)
-        fprintf(stderr, "  %s: %zu of %zu outside tolerance, first [%zu]: %.9g vs %.9g\n", what, bad, n,
-                first_bad, got[first_bad], want[first_bad]);
-    CHECK(bad == 0);
+    return lo + (hi - lo) * (float)((double)(xorshift64(&rng_state) >> 11) * 0x1p-53);
 }
 
 /* ---------------- log-mel ---------------- */

@@ -4,8 +4,6 @@
 
 #include "bug_kernels.h"
 
-#define FULL_MASK 0xffffffffu
-
 /* grid: 1; block: 256 (32 for the warp bugs). */
 __global__ void bug_kernel(emu_bug bug, float *out)
 {

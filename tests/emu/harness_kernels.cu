@@ -6,8 +6,6 @@
 
 #include "harness_kernels.h"
 
-#define FULL_MASK 0xffffffffu
-
 /* grid: ceil(n / BLOCK); block: BLOCK threads; one shared partial per warp. */
 template <int BLOCK>
 __global__ void block_reduce_kernel(const float *x, int n, float *sum, int *max_int, float *max_cas)

@@ -1,0 +1,81 @@
+"""What the Python end-to-end tests share: the check counter and its summary line, running a
+command that must succeed, the dump stage names, and the synthetic test clips.
+
+The tests run as scripts (/usr/bin/python3 tests/<name>.py) and import this module from their
+own directory."""
+import os
+import subprocess
+import sys
+import wave
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Checker:
+    """Counts checks; a failed one prints "FAIL: msg" and the run goes on."""
+
+    def __init__(self):
+        self.checks = self.failures = 0
+
+    def ok(self, cond, msg):
+        self.checks += 1
+        if not cond:
+            self.failures += 1
+            print("FAIL:", msg)
+        return cond
+
+    def result(self):
+        """Prints the summary; the exit code: 1 if a check failed or none ran."""
+        print(f"{self.checks - self.failures}/{self.checks} checks passed")
+        return 1 if self.failures or self.checks == 0 else 0
+
+
+def run(cmd, out_tail=None, err_tail=None):
+    """cmd's stdout. If cmd fails: its exit code, the command line and its output (only the last
+    out_tail / err_tail characters of stdout / stderr, when given) on stderr, then exit 1."""
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        out = p.stdout[-out_tail:] if out_tail else p.stdout
+        err = p.stderr[-err_tail:] if err_tail else p.stderr
+        sys.stderr.write(f"command failed ({p.returncode}): {' '.join(cmd)}\n{out}\n{err}\n")
+        sys.exit(1)
+    return p.stdout
+
+
+def stage_of(name):
+    """The tolerance class of a dumped tensor (mel, enc, dec or logits) from its name."""
+    if name == "mel":
+        return "mel"
+    if name.startswith("enc"):
+        return "enc"
+    if name.endswith("logits"):
+        return "logits"
+    return "dec"
+
+
+# name -> (samples at 16 kHz, seed). Frame counts T = N // 160.
+CLIPS = {
+    "short": (9_000, 1),       # T = 56: shorter than one 100-frame chunk, conv unpadded
+    "ragged": (53_210, 2),     # T = 332: tail chunk of 32 frames, zero-padded to 100
+    "long": (150_000, 3),      # T = 937: 122 tokens, two attention windows (104 + 18)
+    "exact": (32_000, 4),      # T = 200: whole chunks only
+}
+
+
+def write_clip(path, n, seed):
+    """Speech-like test signal: a few harmonic tones with vibrato plus noise, with a silent gap."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 16000.0
+    f0 = 120 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / 16000.0
+    x = sum(0.3 / k * np.sin(k * phase) for k in range(1, 6))
+    x = x * (0.5 + 0.5 * np.sin(2 * np.pi * 1.3 * t)) + 0.02 * rng.standard_normal(n)
+    x[n // 3: n // 3 + n // 10] *= 0.01
+    pcm = np.clip(np.round(x * 16000), -32768, 32767).astype("<i2")
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
