@@ -109,7 +109,8 @@ struct backend {
     /* staging for download/argmax results */
     void *h_stage;
     size_t stage_bytes;
-    void **weights;
+    void **weights;         /* in allocation order, the same on every device (broadcast) */
+    size_t *weight_elems;
     int n_weights, cap_weights;
     block_cache bufs;
 };
@@ -143,7 +144,9 @@ static void *cu_weight_alloc(backend_t *be, size_t n, weight_kind_t, dtype_t) /*
     if (be->n_weights == be->cap_weights) {
         be->cap_weights = be->cap_weights ? 2 * be->cap_weights : 256;
         be->weights = (void **)xrealloc(be->weights, be->cap_weights * sizeof(void *));
+        be->weight_elems = (size_t *)xrealloc(be->weight_elems, be->cap_weights * sizeof(size_t));
     }
+    be->weight_elems[be->n_weights] = n;
     be->weights[be->n_weights++] = p;
     return p;
 }
@@ -211,8 +214,9 @@ static int *cu_ints(backend_t *be, const int *h, size_t n)
         qasr_die(3, "CUDA backend: more than %zu int parameters in one pass", be->ints_cap);
     int *d = be->d_ints + be->ints_used, *mirror = be->h_ints + be->ints_used;
     memcpy(mirror, h, n * sizeof(int));
-    /* pinned source: the copy reads the mirror when the stream reaches it, so the mirror slot is
-     * not reused before the pass ends (scratch_release(0) waits for the stream first) */
+    /* pinned source: the copy reads the mirror when the stream reaches it, so a mirror slot is
+     * not reused before the pass ends: only scratch_release(0), which waits for the stream
+     * first, frees int slots (a nested release reusing them raced with the queued copies) */
     CUDA_CHECK(cudaMemcpyAsync(d, mirror, n * sizeof(int), cudaMemcpyHostToDevice, be->stream));
     be->ints_used += round_up(n, 64);
     return d;
@@ -229,9 +233,13 @@ static size_t cu_scratch_mark(backend_t *be) { return arena_top(be->scratch) | (
 
 static void cu_scratch_release(backend_t *be, size_t mark)
 {
-    if (mark == 0) CUDA_CHECK(cudaStreamSynchronize(be->stream)); /* mirrors and arena reusable */
+    /* mark 0 (nothing of either stack held): the pass is over; once its copies have run, the int
+     * mirror is free. A partial release frees scratch only: stream-ordered reuse is safe there. */
+    if (mark == 0) {
+        CUDA_CHECK(cudaStreamSynchronize(be->stream));
+        be->ints_used = 0;
+    }
     arena_release(be->scratch, mark & (((size_t)1 << 40) - 1));
-    be->ints_used = mark >> 40;
 }
 
 static void cu_download(backend_t *be, float *h_dst, const void *src, size_t n)
@@ -450,12 +458,16 @@ static void cu_argmax(backend_t *be, int *h_ids, const void *logits, int n, int 
 
 static void cu_sync(backend_t *be) { CUDA_CHECK(cudaStreamSynchronize(be->stream)); }
 
+/* The current device is per host thread: a thread about to use this backend selects its device. */
+static void cu_bind(backend_t *be) { CUDA_CHECK(cudaSetDevice(be->device)); }
+
 static void cu_destroy(backend_t *be)
 {
     CUDA_CHECK(cudaSetDevice(be->device));
     CUDA_CHECK(cudaStreamSynchronize(be->stream));
     for (int i = 0; i < be->n_weights; i++) CUDA_CHECK(cudaFree(be->weights[i]));
     free(be->weights);
+    free(be->weight_elems);
     arena_release(be->scratch, 0);
     CUDA_CHECK(cudaFree(be->scratch.base));
     free(be->scratch.spills);
@@ -509,8 +521,64 @@ static const backend_ops_t cuda_ops = [] {
     o.paged_attention = cu_paged_attention;
     o.argmax = cu_argmax;
     o.sync = cu_sync;
+    o.bind = cu_bind;
     return o;
 }();
+
+#ifdef QASR_HAVE_NCCL
+#include <nccl.h>
+
+/* -1 + qasr_fail() naming the failed NCCL call (the caller falls back to uploads). */
+#define NCCL_TRY(x)                                                                                \
+    do {                                                                                           \
+        ncclResult_t r_ = (x);                                                                     \
+        if (r_ != ncclSuccess) {                                                                   \
+            qasr_fail("%s failed: %s", #x, ncclGetErrorString(r_));                                \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* Copy every weight of bk[0] (loaded) into bk[1..n-1] (allocated by the same model_load, so the
+ * same tensors in the same order): one NCCL communicator over the devices, one broadcast per
+ * tensor from rank 0, grouped (one thread drives every rank), on each backend's stream. */
+extern "C" int backend_cuda_broadcast_weights(const backend_ref_t *bk, int n)
+{
+    const backend_t *root = bk[0].be;
+    int *devs = (int *)xmalloc(n * sizeof(int)), rc = -1;
+    ncclComm_t *comms = (ncclComm_t *)xcalloc(n, sizeof(ncclComm_t));
+    for (int r = 0; r < n; r++) {
+        const backend_t *be = bk[r].be;
+        devs[r] = be->device;
+        QASR_ASSERT(be->n_weights == root->n_weights);
+        for (int w = 0; w < be->n_weights; w++) QASR_ASSERT(be->weight_elems[w] == root->weight_elems[w]);
+    }
+    NCCL_TRY(ncclCommInitAll(comms, n, devs));
+    for (int w0 = 0; w0 < root->n_weights; w0 += 256) { /* bounded groups */
+        NCCL_TRY(ncclGroupStart());
+        for (int w = w0; w < MIN(root->n_weights, w0 + 256); w++)
+            for (int r = 0; r < n; r++)
+                NCCL_TRY(ncclBroadcast(root->weights[w], bk[r].be->weights[w], root->weight_elems[w], ncclBfloat16, 0,
+                                       comms[r], bk[r].be->stream));
+        NCCL_TRY(ncclGroupEnd());
+    }
+    for (int r = 0; r < n; r++) {
+        CUDA_CHECK(cudaSetDevice(devs[r]));
+        CUDA_CHECK(cudaStreamSynchronize(bk[r].be->stream));
+    }
+    rc = 0;
+out:
+    for (int r = 0; r < n; r++)
+        if (comms[r]) ncclCommDestroy(comms[r]);
+    free(comms);
+    free(devs);
+    return rc;
+}
+#else
+extern "C" int backend_cuda_broadcast_weights(const backend_ref_t *, int)
+{
+    return qasr_fail("this build has no NCCL");
+}
+#endif
 
 extern "C" int backend_cuda_device_count(void)
 {

@@ -3,7 +3,8 @@
  * and the few helpers several kernels share.
  *
  * The checks abort with the failing statement, the current device and file:line on stderr, so
- * a debugger or a sanitizer stops at the culprit. Check every launch with
+ * a debugger or a sanitizer stops at the culprit (unless the thread set a device-fault trap,
+ * host/util.h: then they unwind to it). Check every launch with
  * CUDA_CHECK(cudaGetLastError()); a kernel fault surfaces later, at the next synchronising call,
  * as cudaErrorLaunchFailure or cudaErrorIllegalAddress. */
 #ifndef QASR_CUDA_COMMON_CUH
@@ -17,11 +18,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* host/util.c: jumps to the calling thread's device-fault trap if it has one (weak: kernel tests
+ * link no host code, and then every failure aborts). */
+extern "C" void qasr_device_fault(const char *message) __attribute__((weak));
+
 [[noreturn]] static inline void cuda_check_failed(const char *stmt, const char *why, const char *file, int line)
 {
     int device = -1;
     cudaGetDevice(&device);
-    fprintf(stderr, "qasr: %s failed: %s (device %d) at %s:%d\n", stmt, why, device, file, line);
+    char msg[768];
+    snprintf(msg, sizeof msg, "%s failed: %s (device %d) at %s:%d", stmt, why, device, file, line);
+    if (qasr_device_fault) qasr_device_fault(msg); /* returns when the thread has no trap */
+    fprintf(stderr, "qasr: %s\n", msg);
     abort();
 }
 

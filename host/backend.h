@@ -128,6 +128,9 @@ typedef struct backend_ops {
     void (*argmax)(backend_t *be, int *h_ids, const void *logits, int n, int V);
 
     void (*sync)(backend_t *be);
+    /* Make this host thread ready to use the backend (CUDA: select its device); NULL if none is
+     * needed. Called before a thread other than the loading one drives it. */
+    void (*bind)(backend_t *be);
 } backend_ops_t;
 
 /* A backend instance: its ops and its opaque state. */
@@ -148,5 +151,10 @@ int backend_cpu_create(backend_ref_t *out, int threads, int n_mels);
  * default: cuda when this build has it and a device is present, else cpu. -1 + qasr_fail(). */
 int backend_create(backend_ref_t *out, const char *name, int device, int threads, int n_mels);
 const char *backend_default(void);
+int backend_device_count(void); /* CUDA devices this build can use (0 without CUDA) */
+/* Copy the weights of bk[0] into bk[1..n-1], backends of the same kind on which the same
+ * model_load ran (the others without uploading): NCCL broadcast on CUDA. -1 + qasr_fail() where
+ * the build cannot (CPU, CUDA without NCCL): the caller uploads to each instead. */
+int backend_broadcast_weights(const backend_ref_t *bk, int n);
 
 #endif

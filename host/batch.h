@@ -2,9 +2,11 @@
  *
  * manifest -> skip ids already in the output (resume) -> durations from the manifest or file
  * headers -> order by duration (bucketing) -> decoder threads read audio ahead into a bounded
- * queue -> long files split at quiet points into segments -> one session decodes everything with
+ * queue -> long files split at quiet points into segments -> a session decodes everything with
  * continuous batching -> a file's line is written (one write, flushed) when its last segment is
- * done. Signals stop the intake; in-flight files finish; a second signal exits at once. */
+ * done. With several GPUs, one worker thread per device (its own model copy and session) pulls
+ * files from the same reader and writes to the same output; the files of a device that fails go
+ * to the others. Signals stop the intake; in-flight files finish; a second signal exits at once. */
 #ifndef QASR_BATCH_H
 #define QASR_BATCH_H
 
@@ -17,6 +19,7 @@ enum {
     BATCH_USAGE = 2,       /* bad invocation, unreadable manifest, duplicate ids, output unusable */
     BATCH_MODEL = 3,       /* the model could not be loaded */
     BATCH_INTERRUPTED = 4, /* stopped by SIGINT/SIGTERM; rerun to resume */
+    BATCH_DEVICE_FAILED = 5, /* devices failed and no device was left for some files; rerun */
 };
 
 typedef struct {
@@ -27,6 +30,8 @@ typedef struct {
     const char *format;          /* srt|vtt|txt per-file outputs, or NULL */
     const char *output_dir;      /* where per-file outputs go */
     qasr_options_t qopt;
+    const int *gpus;             /* --gpus: CUDA devices, one worker each (n_gpus 0: qopt.device) */
+    int n_gpus;
     const char *language;        /* default for entries without one, or NULL */
     const char *context;         /* default for entries without one, or NULL */
     int max_new_tokens;          /* 0: scaled to each segment's duration */
@@ -36,6 +41,7 @@ typedef struct {
     int readers;                 /* audio decoding threads */
     double progress_interval;    /* seconds between progress lines when stderr is not a tty */
     double fsync_seconds;        /* see results.h */
+    const char *shard;           /* --shard K/N or none; NULL: from the Slurm environment (shard.h) */
 } batch_opts_t;
 
 void batch_opts_default(batch_opts_t *o);

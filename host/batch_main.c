@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "batch.h"
+#include "shard.h"
+#include "util.h"
 
 static void usage(FILE *f)
 {
@@ -29,6 +31,14 @@ static void usage(FILE *f)
           "      --output-dir DIR       ... under DIR, at the entry id's path\n"
           "      --manifest-format F    auto (default), tsv, list or jsonl\n"
           "\n"
+          "many nodes (README \"Many nodes: Slurm\"):\n"
+          "      --shard K/N            transcribe only shard K of N (0 <= K < N) of the manifest,\n"
+          "                             into FILE.K-of-N.EXT (results.0-of-4.jsonl); shards are\n"
+          "                             balanced by duration and every task computes the same split.\n"
+          "                             Default inside Slurm: K/N from SLURM_ARRAY_TASK_ID/_COUNT\n"
+          "                             or SLURM_PROCID/SLURM_NTASKS; none: the whole manifest.\n"
+          "                             qasr-merge checks and joins the shard files.\n"
+          "\n"
           "decoding (as in qasr):\n"
           "  -m, --model DIR            checkpoint directory (required)\n"
           "  -l, --language NAME        force the language of entries that do not name one\n"
@@ -39,6 +49,9 @@ static void usage(FILE *f)
           "  -b, --backend NAME         cpu or cuda (default: cuda when built with CUDA and a\n"
           "                             device is present, else cpu)\n"
           "      --device N             CUDA device index (default 0)\n"
+          "      --gpus LIST            several CUDA devices, e.g. 0,1,2,3 or all: one worker per\n"
+          "                             device pulls files from one queue; the weights are read\n"
+          "                             once and copied to the others over NCCL\n"
           "      --batch N              sequences decoded together (default 32)\n"
           "      --kv-gb X              KV cache size in GB (default: CPU a quarter of free RAM,\n"
           "                             1..16; GPU 80% of the free device memory)\n"
@@ -62,8 +75,49 @@ static void usage(FILE *f)
           "exit status: 0 every entry transcribed; 1 some entries failed (their lines carry\n"
           "\"error\") or manifest lines were skipped; 2 bad invocation, unreadable manifest,\n"
           "duplicate ids or unusable output; 3 the model could not be loaded; 4 interrupted\n"
-          "(SIGINT/SIGTERM; a second signal stops at once; rerun to resume).\n",
+          "(SIGINT/SIGTERM; a second signal stops at once; rerun to resume); 5 devices failed\n"
+          "and no device was left for some files (rerun to resume).\n",
           f);
+}
+
+enum { MAX_GPUS = 64 };
+static int gpus[MAX_GPUS];
+
+/* "all" or a comma-separated list of distinct device indices -> count (0 + *problem if bad). */
+static int parse_gpus(const char *arg, int *out, const char **problem)
+{
+    static char msg[160];
+    const int count = qasr_device_count();
+    int n = 0;
+    if (!strcmp(arg, "all")) {
+        for (; n < count && n < MAX_GPUS; n++) out[n] = n;
+        if (n == 0) *problem = "--gpus all: no CUDA device found";
+        return n;
+    }
+    for (const char *p = arg; *p;) {
+        char *end;
+        const long d = strtol(p, &end, 10);
+        if (end == p || d < 0 || (*end && *end != ',') || n == MAX_GPUS) {
+            snprintf(msg, sizeof msg, "--gpus %s: expected device indices separated by commas, or all", arg);
+            *problem = msg;
+            return 0;
+        }
+        for (int i = 0; i < n; i++)
+            if (out[i] == d) {
+                snprintf(msg, sizeof msg, "--gpus %s: device %ld listed twice", arg, d);
+                *problem = msg;
+                return 0;
+            }
+        if (d >= count) {
+            snprintf(msg, sizeof msg, "--gpus %s: CUDA device %ld does not exist (this machine has %d)", arg, d, count);
+            *problem = msg;
+            return 0;
+        }
+        out[n++] = (int)d;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0) *problem = "--gpus: empty list";
+    return n;
 }
 
 int main(int argc, char **argv)
@@ -72,7 +126,8 @@ int main(int argc, char **argv)
     batch_opts_default(&o);
     enum {
         OPT_RETRY = 256, OPT_OVERWRITE, OPT_FORMAT, OPT_OUTDIR, OPT_MFORMAT, OPT_IGNORE_EOS, OPT_BATCH,
-        OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC, OPT_DEVICE,
+        OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC, OPT_DEVICE, OPT_GPUS,
+        OPT_SHARD,
     };
     static const struct option longopts[] = {
         { "output", required_argument, 0, 'o' },           { "retry-errors", no_argument, 0, OPT_RETRY },
@@ -88,9 +143,11 @@ int main(int argc, char **argv)
         { "static-batching", no_argument, 0, OPT_STATIC }, { "encoder-seconds", required_argument, 0, OPT_ENCSEC },
         { "quiet", no_argument, 0, 'q' },                  { "progress-interval", required_argument, 0, OPT_PINT },
         { "fsync-seconds", required_argument, 0, OPT_FSYNC }, { "help", no_argument, 0, 'h' },
-        { "device", required_argument, 0, OPT_DEVICE },
+        { "device", required_argument, 0, OPT_DEVICE },    { "gpus", required_argument, 0, OPT_GPUS },
+        { "shard", required_argument, 0, OPT_SHARD },
         { 0, 0, 0, 0 },
     };
+    const char *gpus_arg = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "o:m:l:c:n:t:b:qh", longopts, NULL)) != -1) {
         switch (c) {
@@ -120,6 +177,8 @@ int main(int argc, char **argv)
         case OPT_PINT: o.progress_interval = atof(optarg); break;
         case OPT_FSYNC: o.fsync_seconds = atof(optarg); break;
         case OPT_DEVICE: o.qopt.device = atoi(optarg); break;
+        case OPT_GPUS: gpus_arg = optarg; break;
+        case OPT_SHARD: o.shard = optarg; break;
         default: usage(stderr); return BATCH_USAGE;
         }
     }
@@ -138,6 +197,17 @@ int main(int argc, char **argv)
         problem = "--ignore-eos needs --max-new-tokens N";
     else if (o.readers < 1)
         problem = "--readers must be at least 1";
+    else if (o.shard && shard_parse(o.shard, &(shard_t){ 0, 0 }) != 0)
+        problem = qasr_last_error();
+    if (!problem && gpus_arg) {
+        if (o.qopt.backend && strcmp(o.qopt.backend, "cuda"))
+            problem = "--gpus needs the cuda backend";
+        else {
+            o.n_gpus = parse_gpus(gpus_arg, gpus, &problem);
+            o.gpus = gpus;
+            o.qopt.backend = "cuda";
+        }
+    }
     if (problem) {
         fprintf(stderr, "qasr-batch: %s (see --help)\n", problem);
         return BATCH_USAGE;

@@ -14,6 +14,7 @@
 typedef struct {
     const st_model_t *st;
     backend_ref_t bk;
+    int upload;   /* 0: allocate and check only; the data is broadcast from another device */
     int failed;
     size_t n_params;
 } loader_t;
@@ -43,7 +44,7 @@ static void put(loader_t *L, void *dst, size_t off, const char *name, int ndim, 
                               dtype_name(t->dtype));
         return;
     }
-    L->bk.ops->weight_upload(L->bk.be, dst, off, t->data, t->dtype, (size_t)t->numel);
+    if (L->upload) L->bk.ops->weight_upload(L->bk.be, dst, off, t->data, t->dtype, (size_t)t->numel);
     L->n_params += (size_t)t->numel;
 }
 
@@ -113,7 +114,7 @@ static void *make_pos_emb(loader_t *L, int n, int D)
             pe[p * D + half + i] = cosf(a);
         }
     void *w = L->bk.ops->weight_alloc(L->bk.be, (size_t)n * D, WEIGHT_PARAM, DTYPE_F32);
-    L->bk.ops->weight_upload(L->bk.be, w, 0, pe, DTYPE_F32, (size_t)n * D);
+    if (L->upload) L->bk.ops->weight_upload(L->bk.be, w, 0, pe, DTYPE_F32, (size_t)n * D);
     free(pe);
     return w;
 }
@@ -190,14 +191,14 @@ static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t
     d->lm_head = *tied ? d->embed : get(L, WEIGHT_MATRIX, SHAPE(V, Hd), "thinker.lm_head.weight");
 }
 
-int model_load(model_t *m, const char *dir, backend_ref_t bk)
+int model_load(model_t *m, const char *dir, backend_ref_t bk, int upload)
 {
     memset(m, 0, sizeof *m);
     m->bk = bk;
     if (config_load(&m->cfg, dir) != 0) return -1;
     st_model_t *st = st_open_dir(dir);
     if (!st) return -1;
-    loader_t L = { .st = st, .bk = bk };
+    loader_t L = { .st = st, .bk = bk, .upload = upload };
     load_encoder(&L, &m->cfg, &m->enc);
     load_decoder(&L, &m->cfg, &m->dec, &m->lm_head_tied);
     m->n_params = L.n_params;

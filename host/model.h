@@ -62,8 +62,9 @@ typedef struct {
 } model_t;
 
 /* Load config.json and every tensor of the checkpoint in dir onto the backend.
- * -1 + qasr_fail() naming the file/tensor on any problem. */
-int model_load(model_t *m, const char *dir, backend_ref_t bk);
+ * -1 + qasr_fail() naming the file/tensor on any problem. upload 0: allocate every weight and
+ * check every tensor's header, but read no data (backend_broadcast_weights fills them). */
+int model_load(model_t *m, const char *dir, backend_ref_t bk, int upload);
 void model_free(model_t *m);
 
 /* ---- optional tensor dumps for the reference comparison (see tap.h) ---- */

@@ -1,6 +1,7 @@
 /* Library API: model + tokenizer + engine behind qasr.h. */
 #include "qasr.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -28,13 +29,10 @@ void qasr_options_default(qasr_options_t *o)
     memset(o, 0, sizeof *o);
 }
 
-qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
+/* One model instance on `device` (opt->device unless >= 0 given); upload 0: weights allocated
+ * but left for backend_broadcast_weights. */
+static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, int upload)
 {
-    qasr_options_t def;
-    if (!opt) {
-        qasr_options_default(&def);
-        opt = &def;
-    }
     const double t0 = now_seconds();
     qasr_t *q = xcalloc(1, sizeof *q);
     model_config_t cfg;
@@ -44,8 +42,8 @@ qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
         qasr_fail_prefix("%s", dir);
         goto fail;
     }
-    if (backend_create(&q->bk, opt->backend, opt->device, opt->threads, cfg.n_mels) != 0) goto fail;
-    if (model_load(&q->model, dir, q->bk) != 0) goto fail;
+    if (backend_create(&q->bk, opt->backend, device, opt->threads, cfg.n_mels) != 0) goto fail;
+    if (model_load(&q->model, dir, q->bk, upload) != 0) goto fail;
     engine_opts_default(&q->eopt);
     if (opt->max_batch > 0) q->eopt.max_seqs = opt->max_batch;
     q->eopt.kv_gb = opt->kv_gb > 0 ? opt->kv_gb : engine_default_kv_gb(&q->bk);
@@ -58,6 +56,54 @@ qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
 fail:
     qasr_free(q);
     return NULL;
+}
+
+qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
+{
+    qasr_options_t def;
+    if (!opt) {
+        qasr_options_default(&def);
+        opt = &def;
+    }
+    return load_one(dir, opt, opt->device, 1);
+}
+
+/* Copy out[0]'s weights to out[1..n-1] (loaded without uploading). */
+static int broadcast(qasr_t **out, int n)
+{
+    backend_ref_t *bk = xmalloc(n * sizeof *bk);
+    for (int k = 0; k < n; k++) bk[k] = out[k]->bk;
+    const int rc = backend_broadcast_weights(bk, n);
+    free(bk);
+    return rc;
+}
+
+int qasr_load_devices(const char *dir, const qasr_options_t *opt, const int *devices, int n, qasr_t **out)
+{
+    const double t0 = now_seconds();
+    memset(out, 0, n * sizeof *out);
+    int i = 0;
+    for (; i < n; i++)
+        if (!(out[i] = load_one(dir, opt, devices[i], i == 0))) goto fail;
+    const double t1 = now_seconds();
+    if (n > 1 && broadcast(out, n) == 0) {
+        if (opt->verbose)
+            fprintf(stderr, "qasr: weights read once, uploaded to device %d and copied to %d more with NCCL "
+                    "broadcast (%.2f s)\n", devices[0], n - 1, now_seconds() - t1);
+    } else if (n > 1) {
+        if (opt->verbose) fprintf(stderr, "qasr: %s: each device uploads the weights itself\n", qasr_last_error());
+        for (i = 1; i < n; i++) {
+            qasr_free(out[i]);
+            if (!(out[i] = load_one(dir, opt, devices[i], 1))) goto fail;
+        }
+    }
+    for (i = 0; i < n; i++) out[i]->load_seconds = now_seconds() - t0;
+    return 0;
+fail:
+    if (n > 1) qasr_fail_prefix("device %d", devices[i]);
+    for (int k = 0; k < n; k++) qasr_free(out[k]);
+    memset(out, 0, n * sizeof *out);
+    return -1;
 }
 
 void qasr_free(qasr_t *q)
@@ -119,6 +165,7 @@ struct qasr_session {
 
 qasr_session_t *qasr_session_new(qasr_t *q)
 {
+    if (q->bk.ops->bind) q->bk.ops->bind(q->bk.be);
     engine_t *e = engine_create(&q->model, q->tok, &q->sp, &q->eopt);
     if (!e) return NULL;
     qasr_session_t *s = xcalloc(1, sizeof *s);
@@ -165,6 +212,7 @@ int qasr_session_cancel_waiting(qasr_session_t *s) { return engine_cancel_waitin
 
 void qasr_session_step(qasr_session_t *s)
 {
+    if (s->q->bk.ops->bind) s->q->bk.ops->bind(s->q->bk.be); /* a cudaSetDevice: costs nothing */
     if (engine_in_flight(s->e) > engine_ready(s->e)) engine_step(s->e);
 }
 
@@ -249,3 +297,4 @@ void qasr_last_stats(const qasr_t *q, qasr_stats_t *s) { *s = q->stats; }
 int qasr_n_languages(const qasr_t *q) { return q->model.cfg.n_languages; }
 const char *qasr_language(const qasr_t *q, int i) { return q->model.cfg.languages[i]; }
 double qasr_load_seconds(const qasr_t *q) { return q->load_seconds; }
+int qasr_device_count(void) { return backend_device_count(); }

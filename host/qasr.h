@@ -49,6 +49,13 @@ typedef struct {
 
 void qasr_options_default(qasr_options_t *o);
 qasr_t *qasr_load(const char *model_dir, const qasr_options_t *o);
+/* One model per CUDA device of devices[0..n-1] into out[0..n-1] (each then used by one thread
+ * at a time, any thread): the checkpoint is read from disk once, uploaded to devices[0] and
+ * copied to the others with an NCCL broadcast (a build without NCCL uploads to each device from
+ * the same file, which the page cache serves). o->device is ignored. 0, or -1 +
+ * qasr_last_error() naming the device. */
+int qasr_load_devices(const char *model_dir, const qasr_options_t *o, const int *devices, int n,
+                      qasr_t **out);
 void qasr_free(qasr_t *q);
 
 /* Transcribe n inputs into out[0..n-1] (caller frees each with qasr_result_free).
@@ -87,6 +94,9 @@ typedef struct {
 } qasr_stats_t;
 void qasr_last_stats(const qasr_t *q, qasr_stats_t *s);
 void qasr_session_stats(const qasr_session_t *s, qasr_stats_t *st);
+
+/* CUDA devices this build can use (0 in a build without CUDA, or without a device). */
+int qasr_device_count(void);
 
 /* Model facts for callers (e.g. to print or validate). */
 int qasr_n_languages(const qasr_t *q);

@@ -242,9 +242,7 @@ static int copy_range(int src, int dst, off_t off, off_t n, char *buf, size_t ca
     return 0;
 }
 
-/* A crash after the rename could otherwise bring the old directory entry back. Failing here is
- * harmless (the old file is also consistent), so the result is not checked. */
-static void sync_dir_of(const char *path)
+void results_sync_dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
     char *dir = slash ? xstrdup(path) : xstrdup(".");
@@ -289,7 +287,7 @@ static int rewrite_without_errors(results_t *r, const scan_t *s)
             unlink(tmp);
         }
     } else {
-        sync_dir_of(r->path);
+        results_sync_dir_of(r->path);
         close(r->fd); /* releases the lock on the old file, which nobody can open by name any more */
         r->fd = fd;
         r->end = kept;

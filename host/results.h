@@ -98,4 +98,8 @@ int results_append(results_t *r, const result_record_t *rec);
 /* Sync (see above), unlock and close; 0 or -1 + qasr_fail(). Frees r either way. */
 int results_close(results_t *r);
 
+/* fsync the directory holding path, after a rename into it: a crash could otherwise bring the
+ * old directory entry back. Failing is harmless (the old file is also consistent): unchecked. */
+void results_sync_dir_of(const char *path);
+
 #endif

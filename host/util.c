@@ -8,6 +8,18 @@
 #include <time.h>
 
 static _Thread_local char last_error[QASR_ERR_LEN];
+static _Thread_local qasr_fault_trap_t *fault_trap;
+
+void qasr_fault_trap_set(qasr_fault_trap_t *trap) { fault_trap = trap; }
+
+void qasr_device_fault(const char *message)
+{
+    qasr_fault_trap_t *t = fault_trap;
+    if (!t) return;
+    fault_trap = NULL; /* a fault while unwinding aborts */
+    snprintf(t->message, sizeof t->message, "%s", message);
+    longjmp(t->env, 1);
+}
 
 int qasr_fail(const char *fmt, ...)
 {

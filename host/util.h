@@ -9,6 +9,7 @@
 #ifndef QASR_UTIL_H
 #define QASR_UTIL_H
 
+#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,18 @@ void qasr_die(int code, const char *fmt, ...) QASR_PRINTF(2, 3) QASR_NORETURN;
         if (!(cond)) qasr_assert_fail(#cond, __FILE__, __LINE__);                          \
     } while (0)
 void qasr_assert_fail(const char *expr, const char *file, int line) QASR_NORETURN;
+
+/* Device faults. A thread that can survive losing its device (a qasr-batch worker with other
+ * devices to take over its files) sets a trap; a failed CUDA call on that thread then jumps
+ * back to the trap's setjmp with the message, instead of aborting the process. What the thread
+ * was doing on that device is abandoned (its memory too: a faulted device frees nothing). */
+typedef struct {
+    jmp_buf env;
+    char message[QASR_ERR_LEN];
+} qasr_fault_trap_t;
+void qasr_fault_trap_set(qasr_fault_trap_t *trap); /* this thread's; NULL: none (abort) */
+/* Called by the CUDA backend's checks: jumps to this thread's trap, or returns if none. */
+void qasr_device_fault(const char *message);
 
 /* Allocation that aborts on failure: running out of host memory is not a per-input error. */
 void *xmalloc(size_t n);

@@ -13,6 +13,10 @@ packages=(
   python3 python3-numpy python3-regex      # synthetic checkpoints and the reference implementation
   espeak-ng sox                            # demo/test speech and audio conversion
   python3-pip python3-more-itertools       # scripts/score.py: whisper-normalizer (PyPI, below)
+  python3-torch libopenblas0-openmp        # scripts/train_demo_model.py (training; the PyTorch
+                                           # agreement test): torch's BLAS is the system libblas,
+                                           # the reference BLAS until OpenBLAS provides it
+  slurm-wlm munge                          # tests/test_slurm.sh: a private one-node cluster
 )
 
 missing=()
@@ -42,6 +46,15 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 if [ ${#missing[@]} -ne 0 ]; then
   echo "deps.sh: installing ${missing[*]}" >&2
+  # The munge and slurm postinst scripts start their services (a system munged with the
+  # packaged key; the tests run their own daemons): a temporary policy-rc.d (exit 101) stops
+  # that. Only when the host has none, which is then left as it was.
+  rcd=/usr/sbin/policy-rc.d
+  if [ ! -e $rcd ]; then
+    trap '$sudo rm -f $rcd' EXIT
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee $rcd >/dev/null
+    $sudo chmod 755 $rcd
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

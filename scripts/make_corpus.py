@@ -18,8 +18,8 @@ interrupted run resumes, and a larger --train extends an existing corpus.
 
 Text: sentences drawn from the templates below (12 English, 12 German) over word lists of
 names, numbers (1-99 in words, German compounds such as "dreiundzwanzig"), ordinals, days,
-months, cities, everyday nouns (singular and plural), verbs and adjectives: about 700
-distinct words. Sentences are cased and punctuated the way they are written, numbers in
+months, cities, everyday nouns (singular and plural), verbs and adjectives: 782
+distinct words (--count-words). Sentences are cased and punctuated the way they are written, numbers in
 words, since that is what is spoken.
 
 Speech: espeak-ng with a base voice (English: en, en-us, en-gb-scotland, en-gb-x-rp,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for a fresh Debian 12 machine: install dependencies, build, and run the main job
-# (qasr-batch over the bundled demo manifest with the bundled demo model).
+# (qasr-batch over the bundled demo manifest with the bundled demo model), and score it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -9,3 +9,5 @@ echo "== build/qasr-batch manifests/demo.tsv --model tests/models/qasr-demo -o b
 build/qasr-batch manifests/demo.tsv --model tests/models/qasr-demo -o build/demo-results.jsonl --overwrite
 echo "== build/demo-results.jsonl"
 cat build/demo-results.jsonl
+echo "== scripts/score.py build/demo-results.jsonl --manifest manifests/demo.tsv"
+/usr/bin/python3 scripts/score.py build/demo-results.jsonl --manifest manifests/demo.tsv

@@ -41,6 +41,7 @@ import concurrent.futures
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import random
 import shutil
@@ -717,14 +718,17 @@ def greedy(model, prompt, mels_np, max_new):
 
 
 def cmd_infer(args):
+    rows = read_manifest(args.manifest)
+    t0 = time.time()
+    # features first, in fresh processes: workers forked from a process whose torch/OpenMP
+    # threads already ran crawl (measured: minutes for what takes seconds)
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.threads, mp_context=ctx) as pool:
+        mels = list(pool.map(mel_of, [r["abspath"] for r in rows], chunksize=8))
     import torch
     torch.set_num_threads(args.threads)
     model, cfg, tok = load_checkpoint(args.model)
     prompt = Prompt(tok)
-    rows = read_manifest(args.manifest)
-    t0 = time.time()
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.threads) as pool:
-        mels = list(pool.map(mel_of, [r["abspath"] for r in rows], chunksize=8))
     results = []
     with torch.no_grad():
         for k in range(0, len(rows), args.batch):

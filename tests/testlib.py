@@ -1,9 +1,12 @@
-"""What the Python end-to-end tests share: the check counter and its summary line, running a
-command that must succeed, the dump stage names, and the synthetic test clips.
+"""What the Python end-to-end tests share: the check counter and its summary line, the
+--bin/--model/--work arguments, running a command that must succeed, the dump stage names, the synthetic test clips, and a manifest of the
+first entries of a make_corpus.py split.
 
 The tests run as scripts (/usr/bin/python3 tests/<name>.py) and import this module from their
 own directory."""
+import argparse
 import os
+import shutil
 import subprocess
 import sys
 import wave
@@ -30,6 +33,18 @@ class Checker:
         """Prints the summary; the exit code: 1 if a check failed or none ran."""
         print(f"{self.checks - self.failures}/{self.checks} checks passed")
         return 1 if self.failures or self.checks == 0 else 0
+
+
+def bin_model_work_args(doc):
+    """The --bin BUILD_DIR --model DIR --work DIR arguments of an end-to-end test (doc: its
+    usage text); the work directory is emptied."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in ("--bin", "--model", "--work"):
+        ap.add_argument(name, required=True)
+    args = ap.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    return args
 
 
 def run(cmd, out_tail=None, err_tail=None):
@@ -79,3 +94,19 @@ def write_clip(path, n, seed):
         w.setsampwidth(2)
         w.setframerate(16000)
         w.writeframes(pcm.tobytes())
+
+
+def corpus_subset(corpus, limit, path):
+    """Write a manifest (path, id; absolute paths) of the first `limit` entries of corpus/test.tsv
+    (scripts/make_corpus.py) to path; returns their ids, sorted."""
+    with open(os.path.join(corpus, "test.tsv"), encoding="utf-8") as f:
+        header, *rows = f.read().splitlines()
+    cols = header.split("\t")
+    ids = []
+    with open(path, "w", encoding="utf-8") as m:
+        m.write("path\tid\n")
+        for line in rows[:limit]:
+            r = dict(zip(cols, line.split("\t")))
+            m.write(f"{os.path.join(os.path.abspath(corpus), r['path'])}\t{r['id']}\n")
+            ids.append(r["id"])
+    return sorted(ids)

@@ -111,6 +111,12 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const kerne
  * record it while the stream is being captured). fn runs later, in stream order, and returns
  * cudaSuccess or the error that poisons the device (cudaErrorIllegalAddress for a bad range). */
 cudaError_t enqueue(cudaStream_t stream, std::function<cudaError_t()> fn);
+/* runtime.cpp, for the NCCL shim: queue fn on a stream that must belong to `device` (not
+ * necessarily the current one), outside any capture; *pos is the stream's position before fn.
+ * From inside a queued fn, run_stream_to(stream, device, pos) runs that stream's work before pos
+ * (a collective waits for the work every rank queued before it). NULL: the device's legacy stream. */
+cudaError_t enqueue_on(cudaStream_t stream, int device, std::function<cudaError_t()> fn, uint64_t *pos);
+cudaError_t run_stream_to(cudaStream_t stream, int device, uint64_t pos);
 /* True if [p, p + bytes) lies inside one live cudaMalloc allocation; reports why not on stderr. */
 bool device_range(const void *p, size_t bytes, const char *what);
 bool is_device_memory(const void *p);

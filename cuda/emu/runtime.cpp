@@ -85,6 +85,7 @@ struct device_s {
     size_t used, budget;
     std::map<const void *, int> max_dynamic_smem;
     std::vector<bool> peer;
+    long launches, fail_at_launch; /* kernel launches so far; CUEMU_FAIL's (0: never) */
 };
 
 struct alloc_s {
@@ -148,6 +149,28 @@ void init()
         devices[d].legacy = new_stream((int)d, true, true);
         devices[d].budget = (size_t)mb << 20;
         devices[d].peer.assign((size_t)n, false);
+    }
+    /* CUEMU_STATS=1: kernel launches per device on stderr at exit (to aim CUEMU_FAIL) */
+    if (const char *st = getenv("CUEMU_STATS"); st && *st == '1')
+        atexit([] {
+            for (size_t d = 0; d < devices.size(); d++)
+                fprintf(stderr, "cuemu: device %zu: %ld kernel launches\n", d, devices[d].launches);
+        });
+    /* CUEMU_FAIL=DEV:N[,DEV:N...]: the Nth kernel launch on device DEV fails with a sticky
+     * cudaErrorLaunchFailure (a lost or faulting GPU), for tests of what survives it. */
+    if (const char *f = getenv("CUEMU_FAIL"); f && *f) {
+        for (const char *p = f; *p;) {
+            long dev, at;
+            int used = 0;
+            if (sscanf(p, "%ld:%ld%n", &dev, &at, &used) != 2 || dev < 0 || dev >= n || at < 1 ||
+                (p[used] && p[used] != ',')) {
+                fprintf(stderr, "cuemu: CUEMU_FAIL=%s: expected DEVICE:LAUNCH[,DEVICE:LAUNCH...] (device < %ld, "
+                        "launch >= 1)\n", f, n);
+                exit(2);
+            }
+            devices[dev].fail_at_launch = at;
+            p += used + (p[used] == ',');
+        }
     }
 }
 
@@ -495,8 +518,44 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const kerne
         return;
     }
     kernel_info k = info;
+    if (++d.launches == d.fail_at_launch) { /* CUEMU_FAIL: this device dies here, as a GPU can */
+        const long at = d.launches;
+        record(submit(s, [=] {
+            fprintf(stderr, "cuemu: device %d fails at its launch %ld (%s), as CUEMU_FAIL asks\n", s->device, at,
+                    k.name);
+            return cudaErrorLaunchFailure;
+        }, api));
+        return;
+    }
     record(submit(s, [=] { return run_grid(grid, block, smem, k, body, args.get()) ? cudaSuccess : cudaErrorLaunchFailure; },
                   api));
+}
+
+cudaError_t enqueue_on(cudaStream_t stream, int device, std::function<cudaError_t()> fn, uint64_t *pos)
+{
+    entry lock;
+    if (!valid_device(device)) return reject(cudaErrorInvalidDevice, "collective", "device %d", device);
+    if (cudaError_t e = devices[device].sticky) return record(e);
+    if (stream == nullptr || stream == cudaStreamLegacy) stream = devices[device].legacy.get();
+    cudaError_t err;
+    auto s = resolve(stream, "collective", &err);
+    if (!s) return err;
+    if (s->device != device)
+        return reject(cudaErrorInvalidResourceHandle, "collective", "stream belongs to device %d, the communicator to %d",
+                      s->device, device);
+    if (s->cap) return reject(cudaErrorStreamCaptureUnsupported, "collective", "collectives in a captured stream are not emulated");
+    *pos = s->enqueued;
+    return record(submit(s, std::move(fn), "collective"));
+}
+
+cudaError_t run_stream_to(cudaStream_t stream, int device, uint64_t pos)
+{
+    entry lock;
+    if (stream == nullptr || stream == cudaStreamLegacy) return run_to(devices[device].legacy, pos);
+    auto it = streams.find(stream);
+    if (it == streams.end())
+        return reject(cudaErrorInvalidResourceHandle, "collective", "stream %p does not exist", (void *)stream);
+    return run_to(it->second, pos);
 }
 
 cudaError_t enqueue(cudaStream_t stream, std::function<cudaError_t()> fn)
@@ -822,8 +881,10 @@ cudaError_t cudaFreeHost(void *p)
     auto it = allocs.find((uintptr_t)p);
     if (it == allocs.end() || !it->second.pinned)
         return reject(cudaErrorInvalidValue, "cudaFreeHost", "%p was not returned by cudaMallocHost", p);
+    /* any device's queued work may still read it; a fault of another device is that device's
+     * context's error, not this call's */
     for (size_t d = 0; d < devices.size(); d++)
-        if (cudaError_t e = run_device((int)d)) return record(e);
+        if (cudaError_t e = run_device((int)d); e && (int)d == cur_dev) return record(e);
     free(p);
     allocs.erase(it);
     return cudaSuccess;
