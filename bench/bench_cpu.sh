@@ -21,6 +21,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
+extra=("$@") # options after --, for every run
 qasr=$root/build/qasr
 [ -x "$qasr" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
 model=$work/model-$size
@@ -44,7 +45,7 @@ run() { # run LABEL FILES...
   local label=$1; shift
   local log=$work/$label.log
   /usr/bin/time -v "$qasr" --model "$model" --threads "$threads" --ignore-eos --max-new-tokens "$steps" \
-    -v "$@" >/dev/null 2>"$log" || { cat "$log" >&2; exit 1; }
+    -v "${extra[@]}" "$@" >/dev/null 2>"$log" || { cat "$log" >&2; exit 1; }
   /usr/bin/python3 - "$log" "$label" <<'EOF'
 import re, sys
 log = open(sys.argv[1]).read()
@@ -55,10 +56,13 @@ n, audio, wall, rtx = num(r"(\d+) files, ([\d.]+) s of audio in ([\d.]+) s \(([\
 mel, enc, pre, ptok, dec, dtok, steps = num(
     r"mel ([\d.]+) s, encoder ([\d.]+) s, prefill ([\d.]+) s \((\d+) tokens\), decode ([\d.]+) s \((\d+) tokens\), (\d+) decoder steps")
 rss, = num(r"Maximum resident set size \(kbytes\): (\d+)")
+m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", log)
+process = int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+how = re.search(r"model loaded in [\d.]+ s \((.*)\)", log).group(1)
 print(f"{sys.argv[2]:>10}: {int(n)} x {audio / n:.1f} s audio: {wall:.2f} s -> {audio / wall:.2f} s of audio per s | "
       f"mel {mel:.2f} s, encoder {enc:.2f} s ({audio / max(enc, 1e-9):.1f} s audio/s), "
       f"prefill {pre:.2f} s ({ptok / max(pre, 1e-9):.0f} tok/s), decode {dec:.2f} s ({dtok / max(dec, 1e-9):.1f} tok/s, "
-      f"{int(steps)} steps) | load {load:.2f} s, peak RSS {rss / 1048576:.2f} GB")
+      f"{int(steps)} steps) | load {load:.2f} s, whole process {process:.2f} s, peak RSS {rss / 1048576:.2f} GB | {how}")
 EOF
 }
 

@@ -1,5 +1,6 @@
-/* CPU matrix-product benchmark: gemm_xwt (host/cpu_gemm.c) on the shapes of the 0.6B decoder,
- * with the weights of all 28 layers (fp32 or bf16) so that they stream from DRAM as in a real
+/* CPU matrix-product benchmark: gemm_xwt (host/cpu_gemm.c, fp32 and bf16 weights widened) and
+ * gemm_bf16_xwt (host/cpu_gemm_bf16.c, oneDNN bf16 matmul on packed weights) on the shapes of
+ * the 0.6B decoder, with the weights of all 28 layers so that they stream from DRAM as in a real
  * decode step. Prints ms per "step" (all layers once), weight GB/s and GFLOP/s per row count M.
  *
  * usage: bench_gemm [threads] */
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "cpu_gemm.h"
+#include "cpu_gemm_bf16.h"
 #include "util.h"
 
 enum { LAYERS = 28, H = 1024, QKV = 4096, O_IN = 2048, FF = 3072 };
@@ -33,32 +35,56 @@ int main(int argc, char **argv)
         w32[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
         w16[i] = f32_to_bf16(w32[i]);
     }
-    const int max_m = 256;
+    const int max_m = 1024;
     float *x = xmalloc((size_t)max_m * FF * sizeof(float)), *y = xmalloc((size_t)max_m * 2 * FF * sizeof(float));
     for (int i = 0; i < max_m * FF; i++) x[i] = (float)(i % 97) * 1e-2f;
-    printf("gemm_xwt, 0.6B decoder layer shapes x %d layers (%.2f GB fp32 / %.2f GB bf16), %d threads\n",
-           LAYERS, total * 4e-9, total * 2e-9, threads);
-    const int ms[] = { 1, 2, 4, 8, 16, 32, 64, 145, 256 };
-    for (int bf16 = 0; bf16 <= 1; bf16++) {
+    const char *isa;
+    const int native = bf16_gemm_native(&isa);
+    printf("0.6B decoder layer shapes x %d layers (%.2f GB fp32 / %.2f GB bf16), %d threads, oneDNN bf16: %s\n",
+           LAYERS, total * 4e-9, total * 2e-9, threads, isa);
+    bf16_weight_t *packed[LAYERS * N_SHAPES];
+    uint16_t *w16p = native ? xmalloc(total * sizeof(uint16_t)) : NULL; /* packed in place, as at load */
+    if (native) {
+        memcpy(w16p, w16, total * sizeof(uint16_t));
+        const double t0 = now_seconds();
+        size_t off = 0;
+        for (int i = 0; i < LAYERS * N_SHAPES; i++) {
+            const shape_t *sh = &shapes[i % N_SHAPES];
+            packed[i] = bf16_weight_pack(w16p + off, sh->n, sh->k, 1);
+            off += (size_t)sh->n * sh->k;
+        }
+        printf("packed in %.2f s\n", now_seconds() - t0);
+    }
+    static const char *mode_name[] = { "fp32 sgemm", "bf16 widened", "bf16 oneDNN" };
+    const int ms[] = { 1, 2, 4, 8, 16, 32, 64, 145, 256, 1024 };
+    for (int mode = 0; mode < (native ? 3 : 2); mode++) {
         for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
             const int M = ms[mi];
             double best = 1e30;
-            for (int rep = 0; rep < 3; rep++) {
+            for (int rep = 0; rep < (M > 256 ? 1 : 3); rep++) {
                 const double t0 = now_seconds();
                 size_t off = 0;
                 for (int l = 0; l < LAYERS; l++)
                     for (int s = 0; s < N_SHAPES; s++) {
-                        const void *w = bf16 ? (const void *)(w16 + off) : (const void *)(w32 + off);
-                        gemm_xwt(y, x, w, bf16, NULL, M, shapes[s].k, shapes[s].n, 0);
+                        if (mode == 2)
+                            gemm_bf16_xwt(y, x, packed[l * N_SHAPES + s], NULL, M, 0);
+                        else
+                            gemm_xwt(y, x, mode ? (const void *)(w16 + off) : (const void *)(w32 + off), mode, NULL, M,
+                                     shapes[s].k, shapes[s].n, 0);
                         off += (size_t)shapes[s].n * shapes[s].k;
                     }
                 const double t = now_seconds() - t0;
                 best = t < best ? t : best;
             }
-            printf("%s M=%3d: %7.1f ms/step  %6.1f GB/s of weights  %6.1f GFLOP/s\n", bf16 ? "bf16" : "fp32",
-                   M, best * 1e3, total * (bf16 ? 2.0 : 4.0) / best / 1e9, 2.0 * M * total / best / 1e9);
+            printf("%-12s M=%4d: %8.1f ms/step  %6.1f GB/s of weights  %6.1f GFLOP/s\n", mode_name[mode], M,
+                   best * 1e3, total * (mode ? 2.0 : 4.0) / best / 1e9, 2.0 * M * total / best / 1e9);
         }
     }
+    if (native) {
+        printf("%d oneDNN primitives\n", bf16_gemm_primitives());
+        for (int i = 0; i < LAYERS * N_SHAPES; i++) bf16_weight_free(packed[i]);
+    }
+    free(w16p);
     free(w16);
     free(w32);
     free(x);

@@ -69,7 +69,7 @@ static void fill(backend_ref_t bk, void *x, int rows, int D, const void *table)
 
 int main(int argc, char **argv)
 {
-    const char *backend = NULL, *size = "0.6b";
+    const char *backend = NULL, *size = "0.6b", *precision = NULL;
     int rows = 64, ctx = 512, threads = 0, reps = 3;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--backend")) backend = argv[i + 1];
@@ -77,6 +77,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--rows")) rows = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--ctx")) ctx = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--precision")) precision = argv[i + 1];
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else qasr_die(2, "unknown option %s (see the header of bench/bench_ops.c)", argv[i]);
     }
@@ -85,13 +86,13 @@ int main(int argc, char **argv)
         if (!strcmp(DIMS[i].size, size)) d = &DIMS[i];
     if (!d) qasr_die(2, "--size 0.6b or 1.7b");
     backend_ref_t bk;
-    if (backend_create(&bk, backend, 0, threads, 128) != 0) qasr_die(3, "%s", qasr_last_error());
+    if (backend_create(&bk, backend, 0, threads, 128, precision) != 0) qasr_die(3, "%s", qasr_last_error());
     printf("bench_ops: backend %s, Qwen3-ASR-%s shapes, %d decode rows, context %d\n", bk.ops->name, size, rows, ctx);
 
     const int Hd = d->dec_h, I = d->dec_inter, QKV = (16 + 2 * 8) * 128, V = 151936, P = 16;
     const int enc_rows = 13 * 80; /* 80 s of audio in one encoder pass */
     const size_t act = bk.ops->act_size;
-    void *table = rand_weight(bk, (size_t)V * Hd, WEIGHT_MATRIX);
+    void *table = rand_weight(bk, (size_t)V * Hd, WEIGHT_TABLE);
     void *w_qkv = rand_weight(bk, (size_t)QKV * Hd, WEIGHT_MATRIX);
     void *w_o = rand_weight(bk, (size_t)Hd * 2048, WEIGHT_MATRIX);
     void *w_gu = rand_weight(bk, (size_t)2 * I * Hd, WEIGHT_MATRIX);

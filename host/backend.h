@@ -40,11 +40,17 @@ typedef struct {
     int n_layers, n_pages, page_size, n_kv_heads, head_dim;
 } kv_geom_t;
 
-/* How a weight is used. Matrices are the w operand of matmul or the table of embed, and a
- * backend may keep them in the checkpoint's compact dtype (the CPU keeps bf16 matrices as bf16
- * and widens them inside the product: the same fp32 arithmetic at half the memory traffic).
- * Everything else (norms, biases, conv kernels, tables) is read directly by the ops. */
-typedef enum { WEIGHT_MATRIX, WEIGHT_PARAM } weight_kind_t;
+/* How a weight is used. Matrices are the w operand of matmul, and a backend may keep them in
+ * the checkpoint's compact dtype or in a layout of its own (the CPU's fp32 path keeps bf16
+ * matrices as bf16 and widens them inside the product; its bf16 path packs them for oneDNN).
+ * A table is the table of embed, and also a matrix when the LM head is tied to it: its rows
+ * must stay readable as they are. Everything else (norms, biases, conv kernels, positional
+ * tables) is read directly by the ops. */
+typedef enum { WEIGHT_MATRIX, WEIGHT_TABLE, WEIGHT_PARAM } weight_kind_t;
+
+/* CPU arithmetic of the matrix products: fp32 (the reference), or bf16 inputs with fp32
+ * accumulation (oneDNN on AVX512-BF16 / AMX). Norms, softmax and activations are fp32 on both. */
+typedef enum { PRECISION_FP32, PRECISION_BF16 } precision_t;
 
 typedef struct backend_ops {
     const char *name;
@@ -131,6 +137,8 @@ typedef struct backend_ops {
     /* Make this host thread ready to use the backend (CUDA: select its device); NULL if none is
      * needed. Called before a thread other than the loading one drives it. */
     void (*bind)(backend_t *be);
+    /* What it computes with, for logs ("cpu, bf16 (AVX512-BF16)"); NULL: the name says it. */
+    const char *(*describe)(backend_t *be);
 } backend_ops_t;
 
 /* A backend instance: its ops and its opaque state. */
@@ -145,11 +153,14 @@ static inline void *act_offset(const backend_ops_t *ops, const void *p, size_t n
 }
 
 /* CPU backend (backend_cpu.c). threads <= 0: all cores. -1 + qasr_fail() on error. */
-int backend_cpu_create(backend_ref_t *out, int threads, int n_mels);
+int backend_cpu_create(backend_ref_t *out, int threads, int n_mels, precision_t precision);
 
 /* By name (backend_select.c): "cpu", "cuda" (device: CUDA device index), or NULL for the
- * default: cuda when this build has it and a device is present, else cpu. -1 + qasr_fail(). */
-int backend_create(backend_ref_t *out, const char *name, int device, int threads, int n_mels);
+ * default: cuda when this build has it and a device is present, else cpu. precision: "fp32",
+ * "bf16", or "auto"/NULL: bf16 where the CPU runs it natively, else fp32 (CUDA: always bf16,
+ * "fp32" is refused). -1 + qasr_fail(). */
+int backend_create(backend_ref_t *out, const char *name, int device, int threads, int n_mels,
+                   const char *precision);
 const char *backend_default(void);
 int backend_device_count(void); /* CUDA devices this build can use (0 without CUDA) */
 /* Copy the weights of bk[0] into bk[1..n-1], backends of the same kind on which the same

@@ -1,13 +1,15 @@
-/* CPU backend: fp32 activations and weights, oneDNN sgemm for every large product (linear
- * layers, conv stem via im2col, encoder attention), OpenMP for the rest. This is the reference
- * implementation of every backend op (the CUDA kernels are tested against it) and the path
- * users without a GPU run.
+/* CPU backend: fp32 activations; weight matrices in fp32 or the checkpoint's bf16 widened
+ * inside oneDNN sgemm (--precision fp32), or packed bf16 into oneDNN's bf16 matmul (--precision
+ * bf16, cpu_gemm_bf16.c); sgemm for the conv stem and attention, OpenMP for the rest. This is
+ * the reference implementation of every backend op (the CUDA kernels are tested against it)
+ * and the path users without a GPU run.
  * Why oneDNN and not OpenBLAS: Debian 12's OpenBLAS 0.3.21 does not recognise Sapphire Rapids
  * and later Xeons and falls back to its Prescott (SSE3) kernels: 27-37 GFLOP/s against
  * 140-200 for oneDNN on 2 cores of this machine. oneDNN picks its kernels from the CPU's feature
  * flags. It runs on OpenMP, so its threads and ours are one pool, and an sgemm issued inside
  * an OpenMP region runs single-threaded instead of oversubscribing. */
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -16,12 +18,15 @@
 #include "backend.h"
 #include "cpu_attention.h"
 #include "cpu_gemm.h"
+#include "cpu_gemm_bf16.h"
 #include "cpu_math.h"
 #include "mel.h"
 #include "util.h"
 
 struct backend {
     int threads;
+    int bf16; /* matrices go through the bf16 matmul */
+    char desc[96];
     mel_t *mel;
     /* Scratch stack: one base block; when a pass needs more, further allocations go to
      * separate blocks, and the base is grown to the peak at the next full release. */
@@ -30,8 +35,15 @@ struct backend {
     struct { void *p; size_t bytes; } *ovf;
     int n_ovf, cap_ovf;
     /* Weights are owned by the backend and freed with it. A hash on the address tells the
-     * ops which matrices are stored as bf16 (see WEIGHT_MATRIX). */
-    struct weight { void *p; int bf16; } *weights;
+     * ops which matrices are stored as bf16 (see WEIGHT_MATRIX) and, on the bf16 path, where
+     * their packed copy is. */
+    struct weight {
+        void *p;
+        int bf16;
+        int table;              /* read by embed too: packed into a copy, not in place */
+        size_t n;               /* elements */
+        bf16_weight_t *packed;  /* made at the first matmul, in p itself unless a table */
+    } *weights;
     size_t n_weights, cap_weights; /* open addressing, cap a power of two */
 };
 
@@ -59,7 +71,10 @@ static void cpu_destroy(backend_t *be)
     for (int i = 0; i < be->n_ovf; i++) free(be->ovf[i].p);
     free(be->ovf);
     free(be->base);
-    for (size_t i = 0; i < be->cap_weights; i++) free(be->weights[i].p);
+    for (size_t i = 0; i < be->cap_weights; i++) {
+        free(be->weights[i].p);
+        bf16_weight_free(be->weights[i].packed);
+    }
     free(be->weights);
     mel_free(be->mel);
     free(be);
@@ -72,7 +87,7 @@ static size_t weight_slot(const backend_t *be, const void *p)
     return h;
 }
 
-static void weight_insert(backend_t *be, void *p, int bf16)
+static void weight_insert(backend_t *be, struct weight w)
 {
     if (2 * (be->n_weights + 1) > be->cap_weights) { /* grow and rehash */
         struct weight *old = be->weights;
@@ -83,32 +98,44 @@ static void weight_insert(backend_t *be, void *p, int bf16)
             if (old[i].p) be->weights[weight_slot(be, old[i].p)] = old[i];
         free(old);
     }
-    be->weights[weight_slot(be, p)] = (struct weight){ p, bf16 };
+    be->weights[weight_slot(be, w.p)] = w;
     be->n_weights++;
 }
 
-/* 1 if p is a weight stored as bf16, 0 if fp32. */
-static int weight_is_bf16(const backend_t *be, const void *p)
+static struct weight *weight_of(const backend_t *be, const void *p)
 {
-    const struct weight *w = &be->weights[weight_slot(be, p)];
+    struct weight *w = &be->weights[weight_slot(be, p)];
     QASR_ASSERT(w->p == p); /* only allocation base pointers are passed as weights */
-    return w->bf16;
+    return w;
 }
+
+/* 1 if p is a weight stored as bf16, 0 if fp32. */
+static int weight_is_bf16(const backend_t *be, const void *p) { return weight_of(be, p)->bf16; }
 
 static void *cpu_weight_alloc(backend_t *be, size_t n, weight_kind_t kind, dtype_t src)
 {
-    const int bf16 = kind == WEIGHT_MATRIX && src == DTYPE_BF16;
-    void *p = aligned_or_die(n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
-    weight_insert(be, p, bf16);
-    return p;
+    /* the bf16 path keeps every matrix in bf16, the fp32 path those the checkpoint has in bf16 */
+    const int bf16 = kind != WEIGHT_PARAM && (be->bf16 || src == DTYPE_BF16);
+    struct weight w = { .bf16 = bf16, .table = kind == WEIGHT_TABLE, .n = n };
+    w.p = aligned_or_die(n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
+    weight_insert(be, w);
+    return w.p;
 }
 
 static void cpu_weight_upload(backend_t *be, void *dst, size_t off, const void *src, dtype_t dt,
                               size_t n)
 {
     if (weight_is_bf16(be, dst)) {
-        QASR_ASSERT(dt == DTYPE_BF16);
-        memcpy((uint16_t *)dst + off, src, n * sizeof(uint16_t));
+        uint16_t *d = (uint16_t *)dst + off;
+        const uint16_t *s = src;
+        if (dt == DTYPE_BF16)
+            memcpy(d, src, n * sizeof(uint16_t));
+        else if (dt == DTYPE_F32) /* the bf16 path on an fp32 checkpoint: rounded once here */
+            for (size_t i = 0; i < n; i++) d[i] = f32_to_bf16(((const float *)src)[i]);
+        else if (dt == DTYPE_F16)
+            for (size_t i = 0; i < n; i++) d[i] = f32_to_bf16(f16_to_f32(s[i]));
+        else
+            QASR_ASSERT(!"weight dtype must be F32, BF16 or F16");
         return;
     }
     float *d = (float *)dst + off;
@@ -310,10 +337,25 @@ static void cpu_add_pos_emb(backend_t *be, void *xv, const void *pev, int rows, 
 
 /* ---------------- dense ---------------- */
 
+/* A bf16-path matrix [N][K] packed for oneDNN, on first use (every upload is done by then): in
+ * place, so no second copy is kept, except for a table, whose rows embed still reads. */
+static const bf16_weight_t *weight_packed(backend_t *be, const void *p, int N, int K)
+{
+    struct weight *w = weight_of(be, p);
+    if (!w->packed) {
+        QASR_ASSERT(w->bf16 && (size_t)N * K == w->n);
+        w->packed = bf16_weight_pack(w->p, N, K, !w->table);
+    }
+    return w->packed;
+}
+
 static void cpu_matmul(backend_t *be, void *out, const void *x, const void *w, const void *bias,
                        int M, int K, int N, int accumulate)
 {
-    gemm_xwt(out, x, w, weight_is_bf16(be, w), bias, M, K, N, accumulate);
+    if (be->bf16)
+        gemm_bf16_xwt(out, x, weight_packed(be, w, N, K), bias, M, accumulate);
+    else
+        gemm_xwt(out, x, w, weight_is_bf16(be, w), bias, M, K, N, accumulate);
 }
 
 static void cpu_layernorm(backend_t *be, void *out, const void *xv, const void *wv, const void *bv,
@@ -374,7 +416,9 @@ static void cpu_swiglu(backend_t *be, void *out, const void *guv, int rows, int 
 
 static void cpu_embed(backend_t *be, void *out, const void *table, const int *ids, int n, int D)
 {
-    const int bf16 = weight_is_bf16(be, table);
+    const struct weight *w = weight_of(be, table);
+    QASR_ASSERT(!w->packed || w->table); /* a matrix packed in place has no rows any more */
+    const int bf16 = w->bf16;
     for (int i = 0; i < n; i++) {
         float *o = (float *)out + (size_t)i * D;
         if (bf16)
@@ -456,6 +500,15 @@ static void cpu_argmax(backend_t *be, int *ids, const void *logits, int n, int V
 
 static void cpu_sync(backend_t *be) {}
 
+static const char *cpu_describe(backend_t *be)
+{
+    const char *isa;
+    bf16_gemm_native(&isa);
+    snprintf(be->desc, sizeof be->desc, "cpu, %d threads, %s matrix products%s%s%s", be->threads,
+             be->bf16 ? "bf16" : "fp32", be->bf16 ? " (" : "", be->bf16 ? isa : "", be->bf16 ? ")" : "");
+    return be->desc;
+}
+
 static const backend_ops_t cpu_ops = {
     .name = "cpu",
     .act_size = sizeof(float),
@@ -491,11 +544,13 @@ static const backend_ops_t cpu_ops = {
     .paged_attention = cpu_paged_attention,
     .argmax = cpu_argmax,
     .sync = cpu_sync,
+    .describe = cpu_describe,
 };
 
-int backend_cpu_create(backend_ref_t *out, int threads, int n_mels)
+int backend_cpu_create(backend_ref_t *out, int threads, int n_mels, precision_t precision)
 {
     backend_t *be = xcalloc(1, sizeof *be);
+    be->bf16 = precision == PRECISION_BF16;
     be->threads = threads > 0 ? threads : omp_get_num_procs();
     omp_set_num_threads(be->threads);
     be->mel = mel_init(n_mels);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cpu_gemm_bf16.h"
 #include "util.h"
 
 #ifdef QASR_HAVE_CUDA
@@ -19,12 +20,34 @@ const char *backend_default(void)
     return "cpu";
 }
 
-int backend_create(backend_ref_t *out, const char *name, int device, int threads, int n_mels)
+static int cpu_create(backend_ref_t *out, int threads, int n_mels, const char *precision)
+{
+    const char *isa;
+    const int native = bf16_gemm_native(&isa);
+    if (!precision || !strcmp(precision, "auto"))
+        return backend_cpu_create(out, threads, n_mels, native ? PRECISION_BF16 : PRECISION_FP32);
+    if (!strcmp(precision, "fp32")) return backend_cpu_create(out, threads, n_mels, PRECISION_FP32);
+    if (!strcmp(precision, "bf16")) {
+        if (!native)
+            return qasr_fail("--precision bf16: this CPU has no native bf16 arithmetic (oneDNN finds %s; it needs "
+                             "AVX512-BF16 or AMX): use --precision fp32 or auto", isa);
+        return backend_cpu_create(out, threads, n_mels, PRECISION_BF16);
+    }
+    return qasr_fail("--precision '%s': expected fp32, bf16 or auto", precision);
+}
+
+int backend_create(backend_ref_t *out, const char *name, int device, int threads, int n_mels,
+                   const char *precision)
 {
     if (!name) name = backend_default();
-    if (!strcmp(name, "cpu")) return backend_cpu_create(out, threads, n_mels);
+    if (!strcmp(name, "cpu")) return cpu_create(out, threads, n_mels, precision);
 #ifdef QASR_HAVE_CUDA
-    if (!strcmp(name, "cuda")) return backend_cuda_create(out, device, n_mels);
+    if (!strcmp(name, "cuda")) {
+        if (precision && strcmp(precision, "auto") && strcmp(precision, "bf16"))
+            return qasr_fail("--precision %s: the CUDA backend computes in bf16 with fp32 accumulation only (fp32 "
+                             "is a choice of the CPU backend: --backend cpu)", precision);
+        return backend_cuda_create(out, device, n_mels);
+    }
     return qasr_fail("unknown backend '%s' (this build has: cpu, cuda)", name);
 #else
     if (!strcmp(name, "cuda"))

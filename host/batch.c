@@ -592,6 +592,9 @@ int batch_run(const batch_opts_t *o)
             code = BATCH_MODEL;
         }
         run.n_workers = n_models;
+        if (code != BATCH_MODEL && !o->quiet)
+            fprintf(stderr, "qasr-batch: model loaded in %.2f s (%s)\n", qasr_load_seconds(models[0]),
+                    qasr_backend_describe(models[0]));
     } else if (!o->quiet) {
         fprintf(stderr, "qasr-batch: nothing to do: every entry%s of %s has a line in %s\n",
                 sp->shard.n ? " of this shard" : "", o->manifest, output);

@@ -46,6 +46,9 @@ static void usage(FILE *f)
           "  -n, --max-new-tokens N     token limit per segment (default: 32 + 12 per second)\n"
           "      --ignore-eos           decode exactly --max-new-tokens tokens (benchmarks)\n"
           "  -t, --threads N            CPU threads (default: all cores)\n"
+          "      --precision P          CPU matrix products: fp32 (the reference), bf16 (bf16\n"
+          "                             inputs, fp32 sums; needs AVX512-BF16 or AMX) or auto\n"
+          "                             (default: bf16 where the CPU has it, else fp32)\n"
           "  -b, --backend NAME         cpu or cuda (default: cuda when built with CUDA and a\n"
           "                             device is present, else cpu)\n"
           "      --device N             CUDA device index (default 0)\n"
@@ -127,7 +130,7 @@ int main(int argc, char **argv)
     enum {
         OPT_RETRY = 256, OPT_OVERWRITE, OPT_FORMAT, OPT_OUTDIR, OPT_MFORMAT, OPT_IGNORE_EOS, OPT_BATCH,
         OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC, OPT_DEVICE, OPT_GPUS,
-        OPT_SHARD,
+        OPT_SHARD, OPT_PRECISION,
     };
     static const struct option longopts[] = {
         { "output", required_argument, 0, 'o' },           { "retry-errors", no_argument, 0, OPT_RETRY },
@@ -137,6 +140,7 @@ int main(int argc, char **argv)
         { "context", required_argument, 0, 'c' },          { "max-new-tokens", required_argument, 0, 'n' },
         { "ignore-eos", no_argument, 0, OPT_IGNORE_EOS },  { "threads", required_argument, 0, 't' },
         { "backend", required_argument, 0, 'b' },          { "batch", required_argument, 0, OPT_BATCH },
+        { "precision", required_argument, 0, OPT_PRECISION },
         { "kv-gb", required_argument, 0, OPT_KV },         { "step-tokens", required_argument, 0, OPT_STEP },
         { "max-segment-seconds", required_argument, 0, OPT_MAXSEG },
         { "readers", required_argument, 0, OPT_READERS },  { "no-bucketing", no_argument, 0, OPT_NOBUCKET },
@@ -158,6 +162,13 @@ int main(int argc, char **argv)
         case 'n': o.max_new_tokens = atoi(optarg); break;
         case 't': o.qopt.threads = atoi(optarg); break;
         case 'b': o.qopt.backend = optarg; break;
+        case OPT_PRECISION:
+            if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16") && strcmp(optarg, "auto")) {
+                fprintf(stderr, "qasr-batch: --precision '%s': expected fp32, bf16 or auto\n", optarg);
+                return BATCH_USAGE;
+            }
+            o.qopt.precision = optarg;
+            break;
         case 'q': o.quiet = 1; break;
         case 'h': usage(stdout); return BATCH_OK;
         case OPT_RETRY: o.retry_errors = 1; break;

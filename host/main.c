@@ -29,6 +29,9 @@ static void usage(FILE *f)
           "  -n, --max-new-tokens N   token limit per file (default: 32 + 12 per second of audio)\n"
           "      --ignore-eos         decode exactly --max-new-tokens tokens (benchmarks, tests)\n"
           "  -t, --threads N          CPU threads (default: all cores)\n"
+          "      --precision P        CPU matrix products: fp32 (the reference), bf16 (bf16\n"
+          "                           inputs, fp32 sums; needs AVX512-BF16 or AMX) or auto\n"
+          "                           (default: bf16 where the CPU has it, else fp32)\n"
           "  -b, --backend NAME       cpu or cuda (default: cuda when built with CUDA and a\n"
           "                           device is present, else cpu)\n"
           "      --device N           CUDA device index (default 0)\n"
@@ -78,7 +81,7 @@ int main(int argc, char **argv)
     qasr_options_default(&opt);
     const char *model = NULL, *language = NULL, *context = NULL;
     int max_new = 0, ignore_eos = 0, json = 0, list_languages = 0;
-    enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_STEP, OPT_DUMP, OPT_LIST, OPT_DEVICE };
+    enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_STEP, OPT_DUMP, OPT_LIST, OPT_DEVICE, OPT_PRECISION };
     static const struct option longopts[] = {
         { "model", required_argument, 0, 'm' },          { "language", required_argument, 0, 'l' },
         { "context", required_argument, 0, 'c' },        { "max-new-tokens", required_argument, 0, 'n' },
@@ -88,7 +91,7 @@ int main(int argc, char **argv)
         { "json", no_argument, 0, 'j' },
         { "dump-dir", required_argument, 0, OPT_DUMP },  { "list-languages", no_argument, 0, OPT_LIST },
         { "verbose", no_argument, 0, 'v' },              { "help", no_argument, 0, 'h' },
-        { "device", required_argument, 0, OPT_DEVICE },
+        { "device", required_argument, 0, OPT_DEVICE },  { "precision", required_argument, 0, OPT_PRECISION },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -100,6 +103,13 @@ int main(int argc, char **argv)
         case 'n': max_new = atoi(optarg); break;
         case 't': opt.threads = atoi(optarg); break;
         case 'b': opt.backend = optarg; break;
+        case OPT_PRECISION:
+            if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16") && strcmp(optarg, "auto")) {
+                fprintf(stderr, "qasr: --precision '%s': expected fp32, bf16 or auto\n", optarg);
+                return EXIT_USAGE;
+            }
+            opt.precision = optarg;
+            break;
         case 'j': json = 1; break;
         case 'v': opt.verbose = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
@@ -130,7 +140,8 @@ int main(int argc, char **argv)
 
     qasr_t *q = qasr_load(model, &opt);
     if (!q) qasr_die(EXIT_MODEL, "%s", qasr_last_error());
-    if (opt.verbose) fprintf(stderr, "qasr: model loaded in %.2f s\n", qasr_load_seconds(q));
+    if (opt.verbose)
+        fprintf(stderr, "qasr: model loaded in %.2f s (%s)\n", qasr_load_seconds(q), qasr_backend_describe(q));
     if (list_languages) {
         for (int i = 0; i < qasr_n_languages(q); i++) puts(qasr_language(q, i));
         qasr_free(q);

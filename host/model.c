@@ -44,7 +44,10 @@ static void put(loader_t *L, void *dst, size_t off, const char *name, int ndim, 
                               dtype_name(t->dtype));
         return;
     }
-    if (L->upload) L->bk.ops->weight_upload(L->bk.be, dst, off, t->data, t->dtype, (size_t)t->numel);
+    if (L->upload) {
+        L->bk.ops->weight_upload(L->bk.be, dst, off, t->data, t->dtype, (size_t)t->numel);
+        st_release(t);
+    }
     L->n_params += (size_t)t->numel;
 }
 
@@ -165,7 +168,7 @@ static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t
     const int64_t Hd = c->dec_hidden, Dh = c->dec_head_dim, Hq = c->dec_heads * Dh,
                   Hkv = c->dec_kv_heads * Dh, I = c->dec_inter, V = c->vocab;
     const char *p = "thinker.model.";
-    d->embed = get(L, WEIGHT_MATRIX, SHAPE(V, Hd), "%sembed_tokens.weight", p);
+    d->embed = get(L, WEIGHT_TABLE, SHAPE(V, Hd), "%sembed_tokens.weight", p);
     d->layers = xcalloc(c->dec_layers, sizeof *d->layers);
     for (int i = 0; i < c->dec_layers; i++) {
         dec_layer_t *l = &d->layers[i];

@@ -42,7 +42,7 @@ static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, 
         qasr_fail_prefix("%s", dir);
         goto fail;
     }
-    if (backend_create(&q->bk, opt->backend, device, opt->threads, cfg.n_mels) != 0) goto fail;
+    if (backend_create(&q->bk, opt->backend, device, opt->threads, cfg.n_mels, opt->precision) != 0) goto fail;
     if (model_load(&q->model, dir, q->bk, upload) != 0) goto fail;
     engine_opts_default(&q->eopt);
     if (opt->max_batch > 0) q->eopt.max_seqs = opt->max_batch;
@@ -298,3 +298,8 @@ int qasr_n_languages(const qasr_t *q) { return q->model.cfg.n_languages; }
 const char *qasr_language(const qasr_t *q, int i) { return q->model.cfg.languages[i]; }
 double qasr_load_seconds(const qasr_t *q) { return q->load_seconds; }
 int qasr_device_count(void) { return backend_device_count(); }
+
+const char *qasr_backend_describe(const qasr_t *q)
+{
+    return q->bk.ops->describe ? q->bk.ops->describe(q->bk.be) : q->bk.ops->name;
+}

@@ -16,6 +16,8 @@ typedef struct {
     const char *backend; /* "cpu", "cuda", or NULL: cuda if built with it and a device is present */
     int device;          /* CUDA device index */
     int threads;         /* CPU threads; 0 = all cores */
+    const char *precision; /* CPU matrix products: "fp32", "bf16", or NULL/"auto": bf16 where the
+                          * CPU has native bf16 (AVX512-BF16, AMX), else fp32 */
     int max_batch;       /* sequences decoded together; 0 = default (32) */
     double kv_gb;        /* KV cache size in GB; 0 = default (CPU: a quarter of free RAM, 1..16 GB;
                           * GPU: 80% of the device memory left after the weights) */
@@ -104,5 +106,7 @@ const char *qasr_language(const qasr_t *q, int i);
 double qasr_load_seconds(const qasr_t *q);
 
 const char *qasr_last_error(void);
+/* The backend and its arithmetic, for logs ("cpu, 2 threads, bf16 matrix products (AMX)"). */
+const char *qasr_backend_describe(const qasr_t *q);
 
 #endif

@@ -417,3 +417,10 @@ const st_tensor_t *st_get(const st_model_t *m, int i)
     QASR_ASSERT(i >= 0 && i < m->n_tensors);
     return &m->tensors[i];
 }
+
+void st_release(const st_tensor_t *t)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)t->data;
+    const uintptr_t lo = (a + page - 1) / page * page, hi = (a + t->nbytes) / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED); /* whole pages inside t only */
+}

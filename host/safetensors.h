@@ -43,6 +43,9 @@ void st_close(st_model_t *m);
 /* NULL if absent (not an error by itself: callers decide whether the tensor is optional). */
 const st_tensor_t *st_find(const st_model_t *m, const char *name);
 int st_count(const st_model_t *m);
+/* Done reading t: drop its pages from this process (the page cache keeps them; a later read
+ * faults them in again), so that a load never holds the file and the weights at once. */
+void st_release(const st_tensor_t *t);
 const st_tensor_t *st_get(const st_model_t *m, int i);
 
 size_t dtype_size(dtype_t t);

@@ -4,7 +4,9 @@ stage by stage, on a synthetic checkpoint.
 
 For each test clip both implementations dump every stage (mel, conv stem, each encoder layer,
 audio embeddings, prompt ids, decoder input, each decoder layer, last-position logits, the
-logits of every decode step, greedy tokens); tensors must agree to fp32 accuracy and the greedy token sequences must be identical.
+logits of every decode step, greedy tokens); tensors must agree to fp32 accuracy and the greedy
+token sequences must be identical. The engine runs its fp32 path (--precision fp32);
+test_bf16_path.py compares the bf16 path with it.
 The clips cover the encoder's edge cases: a frame count that is not a multiple of 100, a clip
 shorter than one conv chunk, and one longer than one 104-token attention window. Then all clips
 are transcribed in ONE batched call, which must give exactly the single-clip tokens, and (with
@@ -63,7 +65,7 @@ def compare_dumps(chk, label, c_dir, r_dir):
 
 def engine_json(qasr, model, wavs, steps, extra=()):
     out = run([qasr, "--model", model, "--json", "--ignore-eos", "--max-new-tokens", str(steps),
-               "--threads", "2", *extra, *wavs])
+               "--threads", "2", "--precision", "fp32", *extra, *wavs])
     return [json.loads(line) for line in out.splitlines()]
 
 

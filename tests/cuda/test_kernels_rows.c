@@ -144,7 +144,7 @@ static void embed_case(int vocab, int n, int D, size_t offset)
     float *h_table = rand_bf16((size_t)vocab * D, -1.0f, 1.0f);
     uint16_t *h_table16 = xmalloc((size_t)vocab * D * sizeof *h_table16);
     for (size_t i = 0; i < (size_t)vocab * D; i++) h_table16[i] = f32_to_bf16(h_table[i]);
-    void *table = ref.ops->weight_alloc(ref.be, (size_t)vocab * D, WEIGHT_MATRIX, DTYPE_BF16);
+    void *table = ref.ops->weight_alloc(ref.be, (size_t)vocab * D, WEIGHT_TABLE, DTYPE_BF16);
     ref.ops->weight_upload(ref.be, table, 0, h_table16, DTYPE_BF16, (size_t)vocab * D);
     int *ids = xmalloc((size_t)n * sizeof *ids);
     rand_ids(ids, n, vocab);
@@ -255,7 +255,7 @@ static void argmax_special(void)
 
 int main(void)
 {
-    CHECK_INT_EQ(backend_cpu_create(&ref, 1, 128), 0);
+    CHECK_INT_EQ(backend_cpu_create(&ref, 1, 128, PRECISION_FP32), 0);
     CHECK_INT_EQ(cudaStreamCreate(&stream), cudaSuccess);
 
     layernorm_case(1, 1, 0);

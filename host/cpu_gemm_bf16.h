@@ -1,0 +1,36 @@
+/* CPU matrix products in bf16 with fp32 accumulation, on oneDNN's matmul primitive (brgemm
+ * kernels on AVX512-BF16 and AMX). The weight is reordered once into the blocked layout the
+ * kernel reads (bf16_weight_pack); activations are rounded to bf16 on the way in, products come
+ * out in fp32. This is the --precision bf16 path of the CPU backend; gemm_xwt (cpu_gemm.h) is
+ * the fp32 reference. */
+#ifndef QASR_CPU_GEMM_BF16_H
+#define QASR_CPU_GEMM_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bf16_weight bf16_weight_t;
+
+/* 1 when this CPU runs oneDNN's bf16 matmul natively (AVX512-BF16 or AMX), else 0; isa (may be
+ * NULL) names what oneDNN found. */
+int bf16_gemm_native(const char **isa);
+
+/* Pack w [N][K] (PyTorch Linear layout, bf16) for gemm_bf16_xwt. in_place: into w itself when
+ * the packed layout has no padding (w must then outlive the result and is no longer [N][K]),
+ * else into memory of the result's own; in_place 0: always a copy, and the caller may free w. */
+bf16_weight_t *bf16_weight_pack(uint16_t *w, int N, int K, int in_place);
+void bf16_weight_free(bf16_weight_t *w);
+size_t bf16_weight_bytes(const bf16_weight_t *w);
+/* For tests: bf16_weight_pack, with oneDNN's own reorder (by_reorder 1) or as it packs (0), and
+ * the packed bytes. */
+bf16_weight_t *bf16_weight_pack_how(uint16_t *w, int N, int K, int in_place, int by_reorder);
+const void *bf16_weight_data(const bf16_weight_t *w);
+
+/* out [M][N] (= or, with accumulate, +=) bf16(x [M][K]) w^T (+ bias [N] if not NULL). */
+void gemm_bf16_xwt(float *out, const float *x, const bf16_weight_t *w, const float *bias, int M,
+                   int accumulate);
+
+/* Primitives created so far (for benchmarks and tests of the cache). */
+int bf16_gemm_primitives(void);
+
+#endif
