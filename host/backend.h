@@ -161,6 +161,8 @@ int backend_cpu_create(backend_ref_t *out, int threads, int n_mels, precision_t 
  * "fp32" is refused). -1 + qasr_fail(). */
 int backend_create(backend_ref_t *out, const char *name, int device, int threads, int n_mels,
                    const char *precision);
+/* 1 if s names a precision ("fp32", "bf16", "auto"), else 0 (command lines check it early). */
+int backend_precision_known(const char *s);
 const char *backend_default(void);
 int backend_device_count(void); /* CUDA devices this build can use (0 without CUDA) */
 /* Copy the weights of bk[0] into bk[1..n-1], backends of the same kind on which the same

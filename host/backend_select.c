@@ -20,20 +20,24 @@ const char *backend_default(void)
     return "cpu";
 }
 
+int backend_precision_known(const char *s)
+{
+    return !strcmp(s, "fp32") || !strcmp(s, "bf16") || !strcmp(s, "auto");
+}
+
 static int cpu_create(backend_ref_t *out, int threads, int n_mels, const char *precision)
 {
+    if (precision && !backend_precision_known(precision))
+        return qasr_fail("--precision '%s': expected fp32, bf16 or auto", precision);
     const char *isa;
     const int native = bf16_gemm_native(&isa);
     if (!precision || !strcmp(precision, "auto"))
         return backend_cpu_create(out, threads, n_mels, native ? PRECISION_BF16 : PRECISION_FP32);
     if (!strcmp(precision, "fp32")) return backend_cpu_create(out, threads, n_mels, PRECISION_FP32);
-    if (!strcmp(precision, "bf16")) {
-        if (!native)
-            return qasr_fail("--precision bf16: this CPU has no native bf16 arithmetic (oneDNN finds %s; it needs "
-                             "AVX512-BF16 or AMX): use --precision fp32 or auto", isa);
-        return backend_cpu_create(out, threads, n_mels, PRECISION_BF16);
-    }
-    return qasr_fail("--precision '%s': expected fp32, bf16 or auto", precision);
+    if (!native) /* bf16 asked for */
+        return qasr_fail("--precision bf16: this CPU has no native bf16 arithmetic (oneDNN finds %s; it needs "
+                         "AVX512-BF16 or AMX): use --precision fp32 or auto", isa);
+    return backend_cpu_create(out, threads, n_mels, PRECISION_BF16);
 }
 
 int backend_create(backend_ref_t *out, const char *name, int device, int threads, int n_mels,

@@ -220,6 +220,8 @@ def main():
     chk.ok(p.returncode == 3 and "config.json" in p.stderr, f"bad model: exit {p.returncode} {p.stderr[-200:]}")
     p = run([batch, os.path.join(args.work, "nope.tsv"), "--model", args.model])
     chk.ok(p.returncode == 2 and "nope.tsv" in p.stderr, "unreadable manifest")
+    p = run([batch, MANIFEST, "-o", os.path.join(args.work, "x.jsonl"), "--model", args.model, "--precision", "f32"])
+    chk.ok(p.returncode == 2 and "--precision 'f32'" in p.stderr, f"bad --precision: exit {p.returncode} {p.stderr}")
 
     return chk.result()
 

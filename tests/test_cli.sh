@@ -46,6 +46,11 @@ check "no audio is a usage error" rc_is 2
 check "no audio message" err_has "no audio files"
 run --model "$model" --ignore-eos "$demo"
 check "--ignore-eos needs --max-new-tokens" rc_is 2
+run --model "$model" --precision fp16 "$demo"
+check "unknown --precision is a usage error" rc_is 2
+check "unknown --precision message" err_has "--precision 'fp16': expected fp32, bf16 or auto"
+run --model "$model" --precision fp32 --max-new-tokens 8 "$demo"
+check "--precision fp32 transcribes" rc_is 0
 
 # --- good input ---
 run --model "$model" --max-new-tokens 8 "$demo"

@@ -19,6 +19,11 @@ mode=$1
 mkdir -p "$2"
 W=$(cd "$2" && pwd)
 CONF=$W/etc/slurm.conf
+# munged's socket: in /tmp, not under $W, because munged wants every directory above it open to
+# all (a checkout under a 0700 directory, as mktemp -d makes, would fail) and a socket path
+# must fit in 108 bytes. Named by $W so that "down" finds it.
+SOCK_DIR=/tmp/qasr-munge-$(printf %s "$W" | md5sum | cut -c1-12)
+SOCK=$SOCK_DIR/munge.sock
 export SLURM_CONF=$CONF  # (6) every client needs it
 
 # 0 if PID runs and its command line contains WORD. Not kill -0: (13) PID 1 here reaps
@@ -74,8 +79,9 @@ down() {
   fi
   stop_pidfile "$W/slurmd.pid" "$CONF"
   stop_pidfile "$W/slurmctld.pid" "$CONF"
-  stop_pidfile "$W/munge/munged.pid" "$W/munge/munge.sock"
+  stop_pidfile "$W/munge/munged.pid" "$SOCK"
   sweep
+  rm -rf "$SOCK_DIR"
 }
 
 # The first free pair (port, port + 1) of 6817, 16817, ...: a listening socket in
@@ -112,17 +118,17 @@ up() {
   down  # a half-dead earlier one
   rm -rf "$W/state" "$W/spool" "$W/munge"
   # (3) the socket's directories need execute for all and must not be group/other-writable
-  mkdir -p "$W/etc" "$W/state" "$W/log" "$W/munge"
-  chmod 0755 "$W" "$W/munge"
+  mkdir -p "$W/etc" "$W/state" "$W/log" "$W/munge" "$SOCK_DIR"
+  chmod 0755 "$W" "$W/munge" "$SOCK_DIR"
   NODE=$(hostname -s)
   mkdir -p "$W/spool/slurmd-$NODE"  # (11)
 
   # (2, 4) a private key and socket; --origin so munged need not resolve the hostname
   mungekey --create --keyfile="$W/munge/munge.key"
   chmod 0400 "$W/munge/munge.key"
-  munged --socket="$W/munge/munge.sock" --origin=127.0.0.1 --key-file="$W/munge/munge.key" \
+  munged --socket="$SOCK" --origin=127.0.0.1 --key-file="$W/munge/munge.key" \
     --log-file="$W/munge/munged.log" --pid-file="$W/munge/munged.pid" --seed-file="$W/munge/munged.seed"
-  wait_for "munged's socket" test -S "$W/munge/munge.sock"
+  wait_for "munged's socket" test -S "$SOCK"
 
   local port mem
   port=$(free_port)
@@ -140,7 +146,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$W/munge/munge.sock
+AuthInfo=socket=$SOCK
 StateSaveLocation=$W/state
 SlurmdSpoolDir=$W/spool/slurmd-%n
 SlurmctldPidFile=$W/slurmctld.pid
