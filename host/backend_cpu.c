@@ -43,6 +43,7 @@ struct backend {
         int table;              /* read by embed too: packed into a copy, not in place */
         size_t n;               /* elements */
         bf16_weight_t *packed;  /* made at the first matmul, in p itself unless a table */
+        uint16_t *rounded;      /* bf16 copy of an fp32 param the bf16 path multiplies (conv) */
     } *weights;
     size_t n_weights, cap_weights; /* open addressing, cap a power of two */
 };
@@ -73,6 +74,7 @@ static void cpu_destroy(backend_t *be)
     free(be->base);
     for (size_t i = 0; i < be->cap_weights; i++) {
         free(be->weights[i].p);
+        free(be->weights[i].rounded);
         bf16_weight_free(be->weights[i].packed);
     }
     free(be->weights);
@@ -276,33 +278,70 @@ static void cpu_mel_chunks(backend_t *be, void *out, const void *mel, const int 
     }
 }
 
-static void cpu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const void *w,
-                               const void *bias, int Cin, int Cout, int N, int Hin, int Win)
+/* im2col of all N chunks side by side, [Cin*9][N][Ho*Wo] (fp32, or bf16 into colb), so that one
+ * GEMM over N*P columns writes the [Cout][N][Ho][Wo] layout directly: a few parallel regions per
+ * layer, not per chunk (each region costs a barrier, and a barrier costs a time slice on a busy
+ * machine). Each output row is a stride-2 read of one input row between zero edges, with the
+ * bounds found once per row so that the copy vectorises. */
+static void im2col_s2(float *col, uint16_t *colb, const float *x, int Cin, int N, int Hin, int Win)
 {
-    const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, P = Ho * Wo, K = Cin * 9;
+    const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, P = Ho * Wo;
     const size_t NP = (size_t)N * P;
-    const float *x = in, *b = bias;
-    float *o = out;
-    /* im2col of all N chunks side by side, [Cin*9][N][Ho*Wo], so that one GEMM over N*P columns
-     * writes the [Cout][N][Ho][Wo] layout directly: three parallel regions per layer, not per
-     * chunk (each region costs a barrier, and a barrier costs a time slice on a busy machine) */
-    const size_t mark = cpu_scratch_mark(be);
-    float *col = cpu_scratch(be, (size_t)K * NP);
 #pragma omp parallel for collapse(2)
-    for (int k = 0; k < K; k++)
+    for (int k = 0; k < Cin * 9; k++)
         for (int n = 0; n < N; n++) {
             const int c = k / 9, dy = k % 9 / 3, dx = k % 3;
+            /* ox is inside the input for lo <= ox < hi: 0 <= 2 ox + dx - 1 < Win */
+            const int lo = dx == 0, hi = MIN(Wo, (Win - dx + 2) / 2);
             const float *xc = x + ((size_t)c * N + n) * Hin * Win;
-            float *row = col + (size_t)k * NP + (size_t)n * P;
             for (int oy = 0; oy < Ho; oy++) {
-                const int iy = 2 * oy + dy - 1;
-                for (int ox = 0; ox < Wo; ox++) {
-                    const int ix = 2 * ox + dx - 1;
-                    row[oy * Wo + ox] = (iy >= 0 && iy < Hin && ix >= 0 && ix < Win) ? xc[iy * Win + ix] : 0.0f;
+                const int iy = 2 * oy + dy - 1, inside = iy >= 0 && iy < Hin;
+                const float *src = xc + (size_t)(inside ? iy : 0) * Win;
+                const size_t at = (size_t)k * NP + (size_t)n * P + (size_t)oy * Wo;
+                if (colb) {
+                    uint16_t *d = colb + at;
+                    for (int ox = 0; ox < Wo; ox++) d[ox] = 0;
+                    if (inside)
+                        for (int ox = lo; ox < hi; ox++) d[ox] = f32_to_bf16(src[2 * ox + dx - 1]);
+                } else {
+                    float *d = col + at;
+                    for (int ox = 0; ox < Wo; ox++) d[ox] = 0.0f;
+                    if (inside)
+                        for (int ox = lo; ox < hi; ox++) d[ox] = src[2 * ox + dx - 1];
                 }
             }
         }
-    sgemm('N', 'N', Cout, (int)NP, K, 1.0f, w, K, col, (int)NP, 0.0f, o, (int)NP);
+}
+
+/* A conv kernel rounded to bf16 once, for the bf16 path's GEMM (the param itself stays fp32). */
+static const uint16_t *param_bf16(backend_t *be, const void *p)
+{
+    struct weight *w = weight_of(be, p);
+    if (!w->rounded) {
+        w->rounded = aligned_or_die(w->n * sizeof(uint16_t));
+        for (size_t i = 0; i < w->n; i++) w->rounded[i] = f32_to_bf16(((const float *)p)[i]);
+    }
+    return w->rounded;
+}
+
+static void cpu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const void *w,
+                               const void *bias, int Cin, int Cout, int N, int Hin, int Win)
+{
+    const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, K = Cin * 9;
+    const size_t NP = (size_t)N * Ho * Wo;
+    const float *b = bias;
+    float *o = out;
+    const size_t mark = cpu_scratch_mark(be);
+    /* bf16 path: the 3x3 layers after the first (Cin 1: 9 columns, nothing to gain) */
+    if (be->bf16 && Cin > 1) {
+        uint16_t *colb = cpu_scratch(be, (K * NP + 1) / 2);
+        im2col_s2(NULL, colb, in, Cin, N, Hin, Win);
+        gemm_bf16_ab(o, param_bf16(be, w), colb, Cout, K, (int)NP);
+    } else {
+        float *col = cpu_scratch(be, (size_t)K * NP);
+        im2col_s2(col, NULL, in, Cin, N, Hin, Win);
+        sgemm('N', 'N', Cout, (int)NP, K, 1.0f, w, K, col, (int)NP, 0.0f, o, (int)NP);
+    }
 #pragma omp parallel for
     for (int co = 0; co < Cout; co++) {
         float *r = o + (size_t)co * NP;

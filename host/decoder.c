@@ -14,7 +14,7 @@
 #include "util.h"
 
 void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_next,
-                     float *h_logits, tap_t *tap)
+                     float *h_logits, fwd_prof_t *prof, tap_t *tap)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
@@ -41,6 +41,7 @@ void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_ne
     void *gu = o->scratch(be, (size_t)n * 2 * I);
     void *act = o->scratch(be, (size_t)n * I);
 
+    double t = prof_clock(m, prof);
     o->embed(be, x, w->embed, o->ints(be, b->ids, n), n, Hd);
     for (int a = 0; a < b->n_audio; a++) {
         const audio_span_t *s = &b->audio[a];
@@ -68,6 +69,10 @@ void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_ne
         }
     }
 
+    double keys = 0.0; /* q.k and p.v: 2 * ctx * Hq * Dh each per row */
+    for (int r = 0; r < n; r++) keys += b->ctx_len[r];
+    prof_add(m, prof, STAGE_DEC_LAYERS, &t,
+             c->dec_layers * (2.0 * n * Hd * ((double)QKV + Hq * Dh + 3.0 * I) + 4.0 * keys * Hq * Dh));
     if (b->n_out > 0) {
         void *xo = o->scratch(be, (size_t)b->n_out * Hd);
         void *logits = o->scratch(be, (size_t)b->n_out * c->vocab);
@@ -76,6 +81,7 @@ void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_ne
         o->matmul(be, logits, xo, w->lm_head, NULL, b->n_out, Hd, c->vocab, 0);
         if (h_logits) o->download(be, h_logits, logits, (size_t)b->n_out * c->vocab);
         o->argmax(be, h_next, logits, b->n_out, c->vocab);
+        prof_add(m, prof, STAGE_LM_HEAD, &t, 2.0 * b->n_out * Hd * c->vocab);
     }
     o->scratch_release(be, mark);
 }

@@ -62,8 +62,9 @@ static void plan_build(enc_plan_t *p, const model_config_t *c, const enc_item_t 
     }
 }
 
-/* Conv stem of chunks[0..N-1] (same utterance, same width) into X rows [dst, dst + valid). */
-static void conv_stem(const model_t *m, const enc_item_t *item, const chunk_t *chunks, int N, void *X)
+/* Conv stem of chunks[0..N-1] (same utterance, same width) into X rows [dst, dst + valid);
+ * returns its flop. */
+static double conv_stem(const model_t *m, const enc_item_t *item, const chunk_t *chunks, int N, void *X)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
@@ -95,10 +96,12 @@ static void conv_stem(const model_t *m, const enc_item_t *item, const chunk_t *c
     o->add_pos_emb(be, y, e->pos_emb, N * W3, W3, D);
     o->gather_rows(be, X, y, o->ints(be, idx, n_valid), n_valid, D);
     o->scratch_release(be, mark);
+    return 2.0 * 9 * N * Cc * (H1 * W1 + (double)Cc * (H2 * W2 + H3 * W3)) + 2.0 * N * W3 * Cc * H3 * D;
 }
 
-static void layers_and_head(const model_t *m, void *X, int rows, const int *win_start,
-                            const int *win_len, int n_win, void *out, tap_t *tap)
+/* Returns its flop. */
+static double layers_and_head(const model_t *m, void *X, int rows, const int *win_start,
+                              const int *win_len, int n_win, void *out, tap_t *tap)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
@@ -133,11 +136,15 @@ static void layers_and_head(const model_t *m, void *X, int rows, const int *win_
     o->gelu(be, att, (size_t)rows * D);
     o->matmul(be, out, att, e->proj2_w, e->proj2_b, rows, D, c->enc_out, 0);
     o->scratch_release(be, mark);
+    double attn = 0.0; /* q.k and p.v: 2 * L^2 * D each per window */
+    for (int w = 0; w < n_win; w++) attn += 4.0 * win_len[w] * win_len[w] * D;
+    return c->enc_layers * (2.0 * rows * (4.0 * D * D + 2.0 * D * F) + attn) +
+           2.0 * rows * D * ((double)D + c->enc_out);
 }
 
 /* One pass over windows [w0, w1) of the plan. */
 static void encode_pass(const model_t *m, enc_item_t *items, const enc_plan_t *p, int w0, int w1,
-                        tap_t *tap)
+                        fwd_prof_t *prof, tap_t *tap)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
@@ -155,16 +162,19 @@ static void encode_pass(const model_t *m, enc_item_t *items, const enc_plan_t *p
     const int c0 = p->windows[w0].first_chunk;
     const int c1 = p->windows[w1 - 1].first_chunk + p->windows[w1 - 1].n_chunks;
     int dst = 0;
+    double t = prof_clock(m, prof), conv_flop = 0.0;
     for (int k = c0; k < c1;) { /* runs of chunks of one utterance, CONV_BATCH at a time */
         int n = 1, valid = p->chunks[k].valid;
         while (k + n < c1 && n < CONV_BATCH && p->chunks[k + n].item == p->chunks[k].item)
             valid += p->chunks[k + n++].valid;
-        conv_stem(m, &items[p->chunks[k].item], &p->chunks[k], n, act_offset(o, X, (size_t)dst * D));
+        conv_flop += conv_stem(m, &items[p->chunks[k].item], &p->chunks[k], n, act_offset(o, X, (size_t)dst * D));
         dst += valid;
         k += n;
     }
+    prof_add(m, prof, STAGE_CONV, &t, conv_flop);
     tap_tensor(tap, m->bk, "enc_conv", X, rows, D);
-    layers_and_head(m, X, rows, win_start, win_len, n_win, out, tap);
+    const double layer_flop = layers_and_head(m, X, rows, win_start, win_len, n_win, out, tap);
+    prof_add(m, prof, STAGE_ENC_LAYERS, &t, layer_flop);
     tap_tensor(tap, m->bk, "enc_out", out, rows, Hd);
     for (int w = w0; w < w1; w++) {
         const window_t *win = &p->windows[w];
@@ -176,7 +186,8 @@ static void encode_pass(const model_t *m, enc_item_t *items, const enc_plan_t *p
     free(win_len);
 }
 
-void encoder_forward(const model_t *m, enc_item_t *items, int n, int max_rows, tap_t *tap)
+void encoder_forward(const model_t *m, enc_item_t *items, int n, int max_rows, fwd_prof_t *prof,
+                     tap_t *tap)
 {
     enc_plan_t p;
     plan_build(&p, &m->cfg, items, n);
@@ -184,7 +195,7 @@ void encoder_forward(const model_t *m, enc_item_t *items, int n, int max_rows, t
         int w1 = w0 + 1, rows = p.windows[w0].rows;
         while (w1 < p.n_windows && (max_rows <= 0 || rows + p.windows[w1].rows <= max_rows))
             rows += p.windows[w1++].rows;
-        encode_pass(m, items, &p, w0, w1, tap);
+        encode_pass(m, items, &p, w0, w1, prof, tap);
         w0 = w1;
     }
     free(p.chunks);

@@ -286,8 +286,14 @@ static void encode(engine_t *e, seq_t **seqs, int n)
     }
     o->sync(be);
     const double t1 = now_seconds();
-    encoder_forward(e->m, items, n, e->tap ? 0 : e->opt.enc_max_rows, e->tap);
+    fwd_prof_t prof = { 0 };
+    encoder_forward(e->m, items, n, e->tap ? 0 : e->opt.enc_max_rows, e->opt.profile ? &prof : NULL, e->tap);
     o->sync(be);
+    e->stats.stage_seconds[ENGINE_STAGE_MEL] += t1 - t0;
+    e->stats.stage_seconds[ENGINE_STAGE_CONV] += prof.seconds[STAGE_CONV];
+    e->stats.stage_flop[ENGINE_STAGE_CONV] += prof.flop[STAGE_CONV];
+    e->stats.stage_seconds[ENGINE_STAGE_ENC_LAYERS] += prof.seconds[STAGE_ENC_LAYERS];
+    e->stats.stage_flop[ENGINE_STAGE_ENC_LAYERS] += prof.flop[STAGE_ENC_LAYERS];
     e->stats.t_mel += t1 - t0;
     e->stats.t_encoder += now_seconds() - t1;
     e->stats.encoder_calls++;
@@ -412,8 +418,15 @@ void engine_step(engine_t *e)
         logits = e->step_logits + e->n_step_logits++ * V;
     }
     const double t0 = now_seconds();
-    decoder_forward(e->m, e->kv, &b, next, logits, tap);
-    *(r.n_rows > n_decode_rows ? &e->stats.t_prefill : &e->stats.t_decode) += now_seconds() - t0;
+    fwd_prof_t prof = { 0 };
+    decoder_forward(e->m, e->kv, &b, next, logits, e->opt.profile ? &prof : NULL, tap);
+    const int prefill = r.n_rows > n_decode_rows;
+    *(prefill ? &e->stats.t_prefill : &e->stats.t_decode) += now_seconds() - t0;
+    const engine_stage_t layers = prefill ? ENGINE_STAGE_PREFILL : ENGINE_STAGE_DECODE;
+    e->stats.stage_seconds[layers] += prof.seconds[STAGE_DEC_LAYERS];
+    e->stats.stage_flop[layers] += prof.flop[STAGE_DEC_LAYERS];
+    e->stats.stage_seconds[ENGINE_STAGE_LM_HEAD] += prof.seconds[STAGE_LM_HEAD];
+    e->stats.stage_flop[ENGINE_STAGE_LM_HEAD] += prof.flop[STAGE_LM_HEAD];
     e->stats.steps++;
     e->stats.decode_tokens += n_decode_rows;
     e->stats.prefill_tokens += r.n_rows - n_decode_rows;

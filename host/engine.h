@@ -25,6 +25,7 @@ typedef struct {
     double kv_gb;        /* KV cache size in GB */
     int page_size;       /* tokens per KV page */
     const char *dump_dir;/* write reference-comparison dumps (single request only) */
+    int profile;         /* time every stage (engine_stats_t.stage), syncing the device at its edges */
 } engine_opts_t;
 
 /* Defaults; kv_gb is left 0: set it, e.g. to engine_default_kv_gb(). */
@@ -58,12 +59,20 @@ typedef struct {
 
 typedef struct engine engine_t;
 
+/* Stages of engine_stats_t.stage (filled when engine_opts_t.profile is set). Prefill and
+ * decode are the decoder layers of steps with prompt rows / with decode rows only. */
+typedef enum {
+    ENGINE_STAGE_MEL, ENGINE_STAGE_CONV, ENGINE_STAGE_ENC_LAYERS, ENGINE_STAGE_PREFILL,
+    ENGINE_STAGE_DECODE, ENGINE_STAGE_LM_HEAD, ENGINE_N_STAGES
+} engine_stage_t;
+
 /* Where the time went (seconds of wall clock) and how much work was done. */
 typedef struct {
     double t_mel, t_encoder;
     double t_prefill, t_decode; /* decoder steps with prompt rows / with decode rows only */
     long prefill_tokens, decode_tokens, steps, encoder_calls;
     double audio_seconds;
+    double stage_seconds[ENGINE_N_STAGES], stage_flop[ENGINE_N_STAGES];
 } engine_stats_t;
 
 /* NULL + qasr_fail() if the KV cache cannot be allocated. */

@@ -45,7 +45,8 @@ static void usage(FILE *f)
           "                           raw, token_ids, n_tokens, truncated, audio_seconds, error\n"
           "      --dump-dir DIR       write each stage's tensors as .npy (one file only)\n"
           "      --list-languages     print the languages the model supports and exit\n"
-          "  -v, --verbose            timings on stderr\n"
+          "  -v, --verbose            timings on stderr, stage by stage (on a GPU each stage\n"
+          "                           then ends with a sync: a little slower)\n"
           "  -h, --help               this help\n"
           "\n"
           "exit status: 0 all files transcribed, 1 some files failed (each is reported),\n"
@@ -112,7 +113,7 @@ int main(int argc, char **argv)
             opt.precision = optarg;
             break;
         case 'j': json = 1; break;
-        case 'v': opt.verbose = 1; break;
+        case 'v': opt.verbose = opt.profile = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
         case OPT_IGNORE_EOS: ignore_eos = 1; break;
         case OPT_BATCH: opt.max_batch = atoi(optarg); break;
@@ -196,6 +197,13 @@ int main(int argc, char **argv)
                 "%.2f s (%ld tokens), %ld decoder steps\n", st.mel_seconds, st.encoder_seconds,
                 st.prefill_seconds, st.prefill_tokens, st.decode_seconds, st.decode_tokens,
                 st.decoder_steps);
+        fprintf(stderr, "qasr: stages (ms, GFLOP/s):");
+        for (int i = 0; i < QASR_N_STAGES; i++) {
+            const double sec = st.stage[i].seconds, rate = sec > 0 ? st.stage[i].gflop / sec : 0.0;
+            fprintf(stderr, "%s %s %.0f", i ? "," : "", qasr_stage_name(i), sec * 1e3);
+            if (st.stage[i].gflop > 0) fprintf(stderr, " (%.0f)", rate);
+        }
+        fputc('\n', stderr);
     }
 
     for (int i = 0; i < n_in; i++) {

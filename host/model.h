@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "util.h"
 
 typedef struct {
     void *ln1_w, *ln1_b;   /* [D] self_attn_layer_norm */
@@ -70,6 +71,40 @@ void model_free(model_t *m);
 /* ---- optional tensor dumps for the reference comparison (see tap.h) ---- */
 typedef struct tap tap_t;
 
+/* ---- optional stage timing ---- */
+/* Seconds and floating-point operations (matrix products and attention, 2 per multiply-add)
+ * of one stage. A forward call given a fwd_prof_t syncs the backend at its stage edges, so
+ * the times are true on asynchronous devices too (at the cost of those syncs). */
+typedef enum {
+    STAGE_CONV,       /* conv stem, flatten, conv_out, positions */
+    STAGE_ENC_LAYERS, /* encoder layers and output projections */
+    STAGE_DEC_LAYERS, /* embeddings and decoder layers */
+    STAGE_LM_HEAD,    /* final norm, LM head, argmax */
+    N_FWD_STAGES
+} fwd_stage_t;
+
+typedef struct {
+    double seconds[N_FWD_STAGES], flop[N_FWD_STAGES];
+} fwd_prof_t;
+
+/* Now, once the backend has finished its queued work; 0 (and no sync) when p is NULL. */
+static inline double prof_clock(const model_t *m, const fwd_prof_t *p)
+{
+    if (!p) return 0.0;
+    m->bk.ops->sync(m->bk.be);
+    return now_seconds();
+}
+
+/* Charge the time since *t (a prof_clock value) and flop to stage s; *t moves to now. */
+static inline void prof_add(const model_t *m, fwd_prof_t *p, fwd_stage_t s, double *t, double flop)
+{
+    if (!p) return;
+    const double now = prof_clock(m, p);
+    p->seconds[s] += now - *t;
+    p->flop[s] += flop;
+    *t = now;
+}
+
 /* ---- encoder (encoder.c) ---- */
 
 /* Audio of one utterance on its way through the encoder. */
@@ -81,7 +116,8 @@ typedef struct {
 
 /* Encode n utterances together (all their conv chunks and attention windows batched).
  * max_rows bounds the rows of one pass (memory); 0 = everything in one pass. */
-void encoder_forward(const model_t *m, enc_item_t *items, int n, int max_rows, tap_t *tap);
+void encoder_forward(const model_t *m, enc_item_t *items, int n, int max_rows, fwd_prof_t *prof,
+                     tap_t *tap);
 
 /* ---- decoder (decoder.c) ---- */
 
@@ -113,6 +149,6 @@ typedef struct {
 /* Run the step; writes the greedy next token of each out row to h_next[n_out], and, when
  * h_logits is not NULL, the out rows' logits to h_logits[n_out][V] (for comparisons). */
 void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_next,
-                     float *h_logits, tap_t *tap);
+                     float *h_logits, fwd_prof_t *prof, tap_t *tap);
 
 #endif

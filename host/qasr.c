@@ -49,6 +49,7 @@ static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, 
     q->eopt.kv_gb = opt->kv_gb > 0 ? opt->kv_gb : engine_default_kv_gb(&q->bk);
     if (opt->step_tokens > 0) q->eopt.max_step_tokens = opt->step_tokens;
     if (opt->encoder_seconds > 0) q->eopt.enc_max_seconds = opt->encoder_seconds;
+    q->eopt.profile = opt->profile;
     q->eopt.static_batching = opt->static_batching;
     q->eopt.dump_dir = opt->dump_dir;
     q->load_seconds = now_seconds() - t0;
@@ -245,6 +246,18 @@ void qasr_session_stats(const qasr_session_t *s, qasr_stats_t *st)
         .prefill_seconds = es->t_prefill, .decode_seconds = es->t_decode,
         .prefill_tokens = es->prefill_tokens, .decode_tokens = es->decode_tokens, .decoder_steps = es->steps,
     };
+    _Static_assert(QASR_N_STAGES == ENGINE_N_STAGES, "one qasr stage per engine stage");
+    for (int i = 0; i < QASR_N_STAGES; i++) {
+        st->stage[i].seconds = es->stage_seconds[i];
+        st->stage[i].gflop = es->stage_flop[i] / 1e9;
+    }
+}
+
+const char *qasr_stage_name(int i)
+{
+    static const char *const names[QASR_N_STAGES] = { "mel", "conv stem", "encoder layers",
+                                                      "prefill", "decode", "LM head" };
+    return i >= 0 && i < QASR_N_STAGES ? names[i] : "?";
 }
 
 void qasr_session_free(qasr_session_t *s)

@@ -26,6 +26,7 @@ typedef struct {
     int static_batching; /* start a new batch only when the previous one is done (comparisons) */
     const char *dump_dir;/* write stage-by-stage dumps for the reference comparison (1 input) */
     int verbose;
+    int profile;         /* fill qasr_stats_t.stage (syncs a GPU at every stage edge) */
 } qasr_options_t;
 
 typedef struct {
@@ -87,13 +88,22 @@ void qasr_session_step(qasr_session_t *s);
 /* 1 and the next finished result (caller frees it with qasr_result_free), or 0. */
 int qasr_session_poll(qasr_session_t *s, qasr_result_t *out, void **tag);
 
+#define QASR_N_STAGES 6
+
 /* Where the time of the last qasr_transcribe call (or of a session so far) went. */
 typedef struct {
     double wall_seconds, audio_seconds;
     double mel_seconds, encoder_seconds;
     double prefill_seconds, decode_seconds; /* decoder steps with prompt rows / decode rows only */
     long prefill_tokens, decode_tokens, decoder_steps;
+    /* With options.profile: seconds and GFLOP (matrix products and attention) per stage:
+     * mel, conv stem, encoder layers, prefill, decode (decoder layers of steps with prompt
+     * rows / decode rows only), LM head (with the final norm and argmax). */
+    struct {
+        double seconds, gflop;
+    } stage[QASR_N_STAGES];
 } qasr_stats_t;
+const char *qasr_stage_name(int i); /* "mel", "conv stem", ... */
 void qasr_last_stats(const qasr_t *q, qasr_stats_t *s);
 void qasr_session_stats(const qasr_session_t *s, qasr_stats_t *st);
 
