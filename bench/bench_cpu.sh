@@ -2,7 +2,8 @@
 # CPU throughput benchmark: a synthetic checkpoint at real dimensions and espeak-ng speech clips
 # of a fixed length, transcribed one clip alone and then N clips in one batched call, each with
 # exactly --steps generated tokens per clip (--ignore-eos: random weights never stop).
-# Prints seconds of audio per second, prefill and decode tokens/s, stage times and peak RSS.
+# Prints seconds of audio per second, prefill and decode tokens/s, peak RSS, and the engine's
+# per-stage breakdown (mel, conv stem, encoder layers, prefill, decode, LM head: ms, GFLOP/s).
 #
 # usage: bench/bench_cpu.sh [--size 0.6b|1.7b] [--clips 32] [--seconds 10] [--steps 32]
 #                           [--threads 2] [--work DIR] [-- extra qasr options]
@@ -59,10 +60,12 @@ rss, = num(r"Maximum resident set size \(kbytes\): (\d+)")
 m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", log)
 process = int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
 how = re.search(r"model loaded in [\d.]+ s \((.*)\)", log).group(1)
+stages = re.search(r"stages \(ms, GFLOP/s\): (.*)", log).group(1)
 print(f"{sys.argv[2]:>10}: {int(n)} x {audio / n:.1f} s audio: {wall:.2f} s -> {audio / wall:.2f} s of audio per s | "
       f"mel {mel:.2f} s, encoder {enc:.2f} s ({audio / max(enc, 1e-9):.1f} s audio/s), "
       f"prefill {pre:.2f} s ({ptok / max(pre, 1e-9):.0f} tok/s), decode {dec:.2f} s ({dtok / max(dec, 1e-9):.1f} tok/s, "
       f"{int(steps)} steps) | load {load:.2f} s, whole process {process:.2f} s, peak RSS {rss / 1048576:.2f} GB | {how}")
+print(f"{'':>10}  stages, ms (GFLOP/s): {stages}")
 EOF
 }
 

@@ -25,6 +25,10 @@ static const shape_t shapes[] = { { QKV, H }, { H, O_IN }, { 2 * FF, H }, { H, F
 int main(int argc, char **argv)
 {
     const int threads = argc > 1 ? atoi(argv[1]) : 2;
+    if (argc > 2 || threads <= 0) {
+        fprintf(stderr, "usage: bench_gemm [threads > 0] (default 2)\n");
+        return 2;
+    }
     omp_set_num_threads(threads);
     size_t per_layer = 0;
     for (int s = 0; s < N_SHAPES; s++) per_layer += (size_t)shapes[s].n * shapes[s].k;

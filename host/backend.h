@@ -74,6 +74,7 @@ typedef struct backend_ops {
     void (*download)(backend_t *be, float *h_dst, const void *src, size_t n_elems);
     void (*copy)(backend_t *be, void *dst, const void *src, size_t n_elems);
     void *(*kv_alloc)(backend_t *be, const kv_geom_t *g); /* NULL + qasr_fail if too large */
+    size_t (*kv_elem_bytes)(backend_t *be); /* bytes per KV element; NULL: act_size */
     /* Bytes the backend can still allocate (free RAM or free device memory), for defaults. */
     size_t (*mem_available)(backend_t *be);
     void (*kv_free)(backend_t *be, void *kv);

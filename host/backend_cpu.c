@@ -1,6 +1,7 @@
 /* CPU backend: fp32 activations; weight matrices in fp32 or the checkpoint's bf16 widened
  * inside oneDNN sgemm (--precision fp32), or packed bf16 into oneDNN's bf16 matmul (--precision
- * bf16, cpu_gemm_bf16.c); sgemm for the conv stem and attention, OpenMP for the rest. This is
+ * bf16, cpu_gemm_bf16.c, which also runs the conv stem's GEMMs and keeps the KV cache in bf16);
+ * sgemm for attention, OpenMP for the rest. This is
  * the reference implementation of every backend op (the CUDA kernels are tested against it)
  * and the path users without a GPU run.
  * Why oneDNN and not OpenBLAS: Debian 12's OpenBLAS 0.3.21 does not recognise Sapphire Rapids
@@ -222,15 +223,20 @@ static void cpu_copy(backend_t *be, void *dst, const void *src, size_t n)
     memmove(dst, src, n * sizeof(float));
 }
 
+/* The bf16 path keeps keys and values in bf16 too: decode steps read the whole cache. */
+static size_t cpu_kv_elem_bytes(backend_t *be) { return be->bf16 ? sizeof(uint16_t) : sizeof(float); }
+
 static void *cpu_kv_alloc(backend_t *be, const kv_geom_t *g)
 {
     size_t n = (size_t)g->n_layers * g->n_pages * 2 * g->n_kv_heads * g->page_size * g->head_dim;
     cpu_kv_t *kv = xcalloc(1, sizeof *kv);
     kv->g = *g;
-    if (posix_memalign((void **)&kv->data, ALIGN, n * sizeof(float)) != 0) {
+    kv->bf16 = be->bf16;
+    const size_t bytes = n * cpu_kv_elem_bytes(be);
+    if (posix_memalign(&kv->data, ALIGN, bytes) != 0) {
         free(kv);
         qasr_fail("cannot allocate %.2f GB for the KV cache (%d pages of %d tokens)",
-                  n * 4.0 / 1e9, g->n_pages, g->page_size);
+                  bytes / 1e9, g->n_pages, g->page_size);
         return NULL;
     }
     return kv;
@@ -564,6 +570,7 @@ static const backend_ops_t cpu_ops = {
     .copy = cpu_copy,
     .kv_alloc = cpu_kv_alloc,
     .kv_free = cpu_kv_free,
+    .kv_elem_bytes = cpu_kv_elem_bytes,
     .mem_available = cpu_mem_available,
     .log_mel = cpu_log_mel,
     .mel_chunks = cpu_mel_chunks,

@@ -50,11 +50,30 @@ void cpu_attn_window(float *out, const float *qkv, const int *win_start, const i
     }
 }
 
-static inline float *kv_page(const cpu_kv_t *kv, int layer, int page, int which, int g)
+/* Element offset of page `page`, keys (which 0) or values (1), kv head g. */
+static inline size_t kv_page(const cpu_kv_t *kv, int layer, int page, int which, int g)
 {
     const kv_geom_t *k = &kv->g;
     const size_t page_elems = (size_t)k->page_size * k->head_dim;
-    return kv->data + ((((size_t)layer * k->n_pages + page) * 2 + which) * k->n_kv_heads + g) * page_elems;
+    return ((((size_t)layer * k->n_pages + page) * 2 + which) * k->n_kv_heads + g) * page_elems;
+}
+
+static inline void kv_put(const cpu_kv_t *kv, size_t at, const float *src, int n)
+{
+    if (kv->bf16) {
+        uint16_t *d = (uint16_t *)kv->data + at;
+        for (int i = 0; i < n; i++) d[i] = f32_to_bf16(src[i]);
+    } else {
+        memcpy((float *)kv->data + at, src, n * sizeof(float));
+    }
+}
+
+/* n elements at offset at, as fp32: a pointer into the cache, or widened into buf. */
+static inline const float *kv_get(const cpu_kv_t *kv, size_t at, int n, float *buf)
+{
+    if (!kv->bf16) return (const float *)kv->data + at;
+    widen_bf16(buf, (const uint16_t *)kv->data + at, n);
+    return buf;
 }
 
 void cpu_attn_kv_store(cpu_kv_t *kv, int layer, const float *qkv, const int *slot, int rows, int H,
@@ -66,8 +85,8 @@ void cpu_attn_kv_store(cpu_kv_t *kv, int layer, const float *qkv, const int *slo
         const int page = slot[r] / P, off = slot[r] % P;
         const float *k = qkv + (size_t)r * stride + H * Dh, *v = k + Hkv * Dh;
         for (int g = 0; g < Hkv; g++) {
-            memcpy(kv_page(kv, layer, page, 0, g) + off * Dh, k + g * Dh, Dh * sizeof(float));
-            memcpy(kv_page(kv, layer, page, 1, g) + off * Dh, v + g * Dh, Dh * sizeof(float));
+            kv_put(kv, kv_page(kv, layer, page, 0, g) + (size_t)off * Dh, k + g * Dh, Dh);
+            kv_put(kv, kv_page(kv, layer, page, 1, g) + (size_t)off * Dh, v + g * Dh, Dh);
         }
     }
 }
@@ -76,18 +95,23 @@ void cpu_attn_kv_store(cpu_kv_t *kv, int layer, const float *qkv, const int *slo
 static void gather(float *dst, const cpu_kv_t *kv, int layer, const int *bt, int n, int which, int g)
 {
     const int P = kv->g.page_size, Dh = kv->g.head_dim;
-    for (int j0 = 0; j0 < n; j0 += P)
-        memcpy(dst + (size_t)j0 * Dh, kv_page(kv, layer, bt[j0 / P], which, g),
-               (size_t)MIN(P, n - j0) * Dh * sizeof(float));
+    for (int j0 = 0; j0 < n; j0 += P) {
+        const size_t at = kv_page(kv, layer, bt[j0 / P], which, g);
+        const int len = MIN(P, n - j0) * Dh;
+        if (kv->bf16)
+            widen_bf16(dst + (size_t)j0 * Dh, (const uint16_t *)kv->data + at, len);
+        else
+            memcpy(dst + (size_t)j0 * Dh, (const float *)kv->data + at, len * sizeof(float));
+    }
 }
 
 /* One decode-style row: the G query heads of kv head g against positions 0..n-1. */
 static void attend_row(float *out, const float *qg, const cpu_kv_t *kv, int layer, const int *bt, int n,
-                       int g, int G, float scale, float *s, float *acc)
+                       int g, int G, float scale, float *s, float *acc, float *page_buf)
 {
     const int Dh = kv->g.head_dim, P = kv->g.page_size;
     for (int j0 = 0; j0 < n; j0 += P) {
-        const float *kp = kv_page(kv, layer, bt[j0 / P], 0, g);
+        const float *kp = kv_get(kv, kv_page(kv, layer, bt[j0 / P], 0, g), MIN(P, n - j0) * Dh, page_buf);
         for (int j = j0; j < MIN(n, j0 + P); j++) {
             const float *k = kp + (j - j0) * Dh;
             for (int h = 0; h < G; h++) {
@@ -102,7 +126,7 @@ static void attend_row(float *out, const float *qg, const cpu_kv_t *kv, int laye
     for (int h = 0; h < G; h++) softmax_prefix(s + (size_t)h * n, n, n);
     memset(acc, 0, (size_t)G * Dh * sizeof(float));
     for (int j0 = 0; j0 < n; j0 += P) {
-        const float *vp = kv_page(kv, layer, bt[j0 / P], 1, g);
+        const float *vp = kv_get(kv, kv_page(kv, layer, bt[j0 / P], 1, g), MIN(P, n - j0) * Dh, page_buf);
         for (int j = j0; j < MIN(n, j0 + P); j++) {
             const float *v = vp + (j - j0) * Dh;
             for (int h = 0; h < G; h++) {
@@ -162,6 +186,7 @@ void cpu_attn_paged(float *out, const float *q, const cpu_kv_t *kv, int layer, c
     {
         float *K = NULL, *V = NULL, *S = NULL;
         float *s = xmalloc((size_t)G * p->max_ctx * sizeof(float)), *acc = xmalloc((size_t)G * Dh * sizeof(float));
+        float *page_buf = xmalloc((size_t)kv->g.page_size * Dh * sizeof(float));
 #pragma omp for schedule(dynamic)
         for (int t = 0; t < n_tasks; t++) {
             const attn_task_t *k = &tasks[t];
@@ -169,7 +194,7 @@ void cpu_attn_paged(float *out, const float *q, const cpu_kv_t *kv, int layer, c
                 const int *bt = p->block_tables + (size_t)p->row_seq[k->r0] * p->max_blocks;
                 attend_row(out + (size_t)k->r0 * p->n_heads * Dh + (size_t)k->g * G * Dh,
                            q + (size_t)k->r0 * p->q_stride + (size_t)k->g * G * Dh, kv, layer, bt,
-                           p->ctx_len[k->r0], k->g, G, p->scale, s, acc);
+                           p->ctx_len[k->r0], k->g, G, p->scale, s, acc, page_buf);
                 continue;
             }
             if (!K) { /* per-thread blocks for GEMM tiles, sized for the longest context */
@@ -184,6 +209,7 @@ void cpu_attn_paged(float *out, const float *q, const cpu_kv_t *kv, int layer, c
         free(S);
         free(s);
         free(acc);
+        free(page_buf);
     }
     free(tasks);
 }

@@ -2,7 +2,8 @@
  * describes the layouts). Products go through sgemm wherever a block of query rows shares its
  * keys: encoder windows, and runs of consecutive prompt rows of one sequence (causal prefill);
  * single decode rows use vectorised dot products that read each KV page once for the query
- * heads sharing it. */
+ * heads sharing it. The cache holds fp32, or bf16 on the bf16 path (widened a page at a time
+ * as it is read). */
 #ifndef QASR_CPU_ATTENTION_H
 #define QASR_CPU_ATTENTION_H
 
@@ -10,7 +11,8 @@
 
 typedef struct {
     kv_geom_t g;
-    float *data; /* [layers][pages][2 (K, V)][Hkv][P][Dh] */
+    int bf16;    /* elements are bf16 (the bf16 path: half the memory and the bytes read per step) */
+    void *data;  /* [layers][pages][2 (K, V)][Hkv][P][Dh], fp32 or bf16 */
 } cpu_kv_t;
 
 void cpu_attn_window(float *out, const float *qkv, const int *win_start, const int *win_len,

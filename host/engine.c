@@ -80,7 +80,9 @@ engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_
     e->sp = *sp;
     e->opt = *opts;
     e->t0 = now_seconds();
-    const double token_bytes = (double)c->dec_layers * 2 * c->dec_kv_heads * c->dec_head_dim * m->bk.ops->act_size;
+    const backend_ops_t *o = m->bk.ops;
+    const size_t elem = o->kv_elem_bytes ? o->kv_elem_bytes(m->bk.be) : o->act_size;
+    const double token_bytes = (double)c->dec_layers * 2 * c->dec_kv_heads * c->dec_head_dim * elem;
     const int n_pages = (int)fmin(INT_MAX / 2, e->opt.kv_gb * 1e9 / (token_bytes * e->opt.page_size));
     if (n_pages < 1) {
         qasr_fail("--kv-gb %.3f is too small for one KV page (%.1f MB)", e->opt.kv_gb,

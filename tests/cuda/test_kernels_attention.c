@@ -202,14 +202,15 @@ static cpu_kv_t *cpu_cache(const kv_geom_t *g)
     cpu_kv_t *kv = ref.ops->kv_alloc(ref.be, g);
     QASR_ASSERT(kv);
     const size_t n = layer_elems(g) * g->n_layers;
-    for (size_t i = 0; i < n; i++) kv->data[i] = NAN;
+    QASR_ASSERT(!kv->bf16); /* the reference backend is fp32 */
+    for (size_t i = 0; i < n; i++) ((float *)kv->data)[i] = NAN;
     return kv;
 }
 
 static bf16_t *dev_layer(const cpu_kv_t *kv, int layer)
 {
     const size_t n = layer_elems(&kv->g);
-    return to_dev(kv->data + n * layer, n, 0);
+    return to_dev((const float *)kv->data + n * layer, n, 0);
 }
 
 static void kv_store_case(int rows, int H, int Hkv, int Dh, int P, int n_pages)
@@ -228,7 +229,7 @@ static void kv_store_case(int rows, int H, int Hkv, int Dh, int P, int n_pages)
     const size_t n = layer_elems(&g);
     float *got = ref.ops->scratch(ref.be, n);
     from_dev(got, dkv, n);
-    const float *want = kv->data + n * layer;
+    const float *want = (const float *)kv->data + n * layer;
     size_t bad = 0, stored = 0;
     for (size_t i = 0; i < n; i++) {
         stored += !isnan(want[i]);
@@ -284,7 +285,7 @@ static void dense_attention(double *out, const float *q, int q_stride, const cpu
             const float *qh = q + (size_t)i * q_stride + (size_t)h * Dh;
             double mx = -INFINITY, sum = 0;
             for (int j = 0; j < n; j++) {
-                const float *k = kv->data + lay * layer + (((size_t)bt[j / P] * 2 + 0) * kv->g.n_kv_heads + g) * page +
+                const float *k = (const float *)kv->data + lay * layer + (((size_t)bt[j / P] * 2 + 0) * kv->g.n_kv_heads + g) * page +
                                  (size_t)(j % P) * Dh;
                 double dot = 0;
                 for (int d = 0; d < Dh; d++) dot += (double)qh[d] * k[d];
@@ -295,7 +296,7 @@ static void dense_attention(double *out, const float *q, int q_stride, const cpu
             for (int d = 0; d < Dh; d++) {
                 double o = 0;
                 for (int j = 0; j < n; j++) {
-                    const float *v = kv->data + lay * layer + (((size_t)bt[j / P] * 2 + 1) * kv->g.n_kv_heads + g) * page +
+                    const float *v = (const float *)kv->data + lay * layer + (((size_t)bt[j / P] * 2 + 1) * kv->g.n_kv_heads + g) * page +
                                      (size_t)(j % P) * Dh;
                     o += s[j] * v[d];
                 }
@@ -334,7 +335,7 @@ static void paged_case(const paged_case_t *c)
                 for (int kh = 0; kh < Hkv; kh++)
                     for (int off = 0; off < P && b * P + off < seq_len[s]; off++)
                         for (int d = 0; d < Dh; d++)
-                            kv->data[lay * layer + (((size_t)bt[s * max_blocks + b] * 2 + w) * Hkv + kh) * page +
+                            ((float *)kv->data)[lay * layer + (((size_t)bt[s * max_blocks + b] * 2 + w) * Hkv + kh) * page +
                                      (size_t)off * Dh + d] = bf16r(frand(-1.0f, 1.0f));
         }
     const int q_stride = (H + 2 * Hkv) * Dh;
