@@ -53,6 +53,23 @@ run --model "$model" --precision fp32 --max-new-tokens 8 "$demo"
 check "--precision fp32 transcribes" rc_is 0
 
 # --- good input ---
+stages_ok() { # -v: every stage named once, in order, with ms; FLOP rates where there are products
+  $py -c '
+import re, sys
+err = open(sys.argv[1]).read()
+line = re.search(r"stages \(ms, GFLOP/s\): (.*)", err).group(1)
+parts = [re.fullmatch(r"(\D+?) (\d+)(?: \((\d+)\))?", p.strip()) for p in line.split(",")]
+assert all(parts), line
+names = [p.group(1) for p in parts]
+assert names == ["mel", "conv stem", "encoder layers", "prefill", "decode", "LM head"], names
+assert all(p.group(3) is not None for p in parts[1:]), "a stage without a FLOP rate: " + line
+wall = float(re.search(r"s of audio in ([\d.]+) s", err).group(1))
+assert sum(int(p.group(2)) for p in parts) <= wall * 1000 + 5, (line, wall)
+' "$work/err"
+}
+run --model "$model" -v --ignore-eos --max-new-tokens 4 "$demo"
+check "-v transcribes" rc_is 0
+check "-v prints the stage breakdown" stages_ok
 run --model "$model" --max-new-tokens 8 "$demo"
 check "demo transcribes" rc_is 0
 check "demo prints text" test -s "$work/out"
