@@ -64,7 +64,7 @@ stages = re.search(r"stages \(ms, GFLOP/s\): (.*)", log).group(1)
 print(f"{sys.argv[2]:>10}: {int(n)} x {audio / n:.1f} s audio: {wall:.2f} s -> {audio / wall:.2f} s of audio per s | "
       f"mel {mel:.2f} s, encoder {enc:.2f} s ({audio / max(enc, 1e-9):.1f} s audio/s), "
       f"prefill {pre:.2f} s ({ptok / max(pre, 1e-9):.0f} tok/s), decode {dec:.2f} s ({dtok / max(dec, 1e-9):.1f} tok/s, "
-      f"{int(steps)} steps) | load {load:.2f} s, whole process {process:.2f} s, peak RSS {rss / 1048576:.2f} GB | {how}")
+      f"{int(steps)} steps) | load {load:.2f} s, whole process {process:.2f} s, peak RSS {rss / 1048576:.2f} GiB | {how}")
 print(f"{'':>10}  stages, ms (GFLOP/s): {stages}")
 EOF
 }
