@@ -63,6 +63,11 @@ typedef struct backend_ops {
     void *(*weight_alloc)(backend_t *be, size_t n_elems, weight_kind_t kind, dtype_t src_dtype);
     void (*weight_upload)(backend_t *be, void *dst, size_t dst_offset, const void *h_src,
                           dtype_t src_dtype, size_t n_elems);
+    /* Optional (NULL: not offered): the weight is h_src itself, host memory mapped from the
+     * checkpoint that stays valid while the weight is in use; NULL where this backend cannot read
+     * it in place (then weight_alloc + weight_upload). */
+    void *(*weight_map)(backend_t *be, const void *h_src, size_t n_elems, weight_kind_t kind,
+                        dtype_t src_dtype);
     /* Activation buffers that outlive a forward call (mel, audio embeddings). */
     void *(*buf_alloc)(backend_t *be, size_t n_elems);
     void (*buf_free)(backend_t *be, void *p);

@@ -1,12 +1,85 @@
 /* Backend selection by name. Compiled once per kind of executable: without QASR_HAVE_CUDA for
- * builds with the CPU backend only, with it where the CUDA backend (real or emulated) is linked. */
+ * builds with the CPU backend only; with it where the CUDA backend exists, either linked in (the
+ * emulated one) or, with QASR_CUDA_MODULE, as libqasr_cuda.so next to the executable, loaded
+ * only when a CUDA device is there or asked for (CPU runs then never map cuBLAS). */
+#include <stdio.h>
 #include <string.h>
 
 #include "backend.h"
 #include "cpu_gemm_bf16.h"
 #include "util.h"
 
-#ifdef QASR_HAVE_CUDA
+#ifdef QASR_CUDA_MODULE
+#include <dlfcn.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <unistd.h>
+
+static struct {
+    pthread_once_t once;
+    void *handle;
+    char error[PATH_MAX + 256];
+    int (*create)(backend_ref_t *, int, int);
+    int (*device_count)(void);
+    int (*broadcast)(const backend_ref_t *, int);
+} cuda = { .once = PTHREAD_ONCE_INIT };
+
+static void cuda_load(void)
+{
+    char exe[PATH_MAX], path[PATH_MAX + 32];
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        snprintf(cuda.error, sizeof cuda.error, "cannot locate this executable to find libqasr_cuda.so");
+        return;
+    }
+    exe[n] = 0;
+    snprintf(path, sizeof path, "%s/libqasr_cuda.so", dirname(exe));
+    /* RTLD_NOW: a symbol the module needs and this executable lacks fails here, not mid-run */
+    cuda.handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!cuda.handle) {
+        snprintf(cuda.error, sizeof cuda.error, "cannot load the CUDA backend (%s): keep libqasr_cuda.so next to the "
+                 "qasr executables, or use --backend cpu", dlerror());
+        return;
+    }
+    *(void **)&cuda.create = dlsym(cuda.handle, "backend_cuda_create");
+    *(void **)&cuda.device_count = dlsym(cuda.handle, "backend_cuda_device_count");
+    *(void **)&cuda.broadcast = dlsym(cuda.handle, "backend_cuda_broadcast_weights");
+    if (!cuda.create || !cuda.device_count || !cuda.broadcast) {
+        snprintf(cuda.error, sizeof cuda.error, "%s is not a qasr CUDA backend module of this version", path);
+        dlclose(cuda.handle);
+        cuda.handle = NULL;
+    }
+}
+
+/* 0 when the module is loaded, else -1 + qasr_fail saying why. */
+static int cuda_module(void)
+{
+    pthread_once(&cuda.once, cuda_load);
+    return cuda.handle ? 0 : qasr_fail("%s", cuda.error);
+}
+
+static int backend_cuda_create(backend_ref_t *out, int device, int n_mels)
+{
+    return cuda_module() ? -1 : cuda.create(out, device, n_mels);
+}
+
+/* Without the NVIDIA driver there is no device: answered without loading the module. */
+static int backend_cuda_device_count(void)
+{
+    void *driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (!driver) return 0;
+    dlclose(driver);
+    if (cuda_module() == 0) return cuda.device_count();
+    fprintf(stderr, "qasr: warning: %s\n", qasr_last_error()); /* a GPU may go unused: say so */
+    return 0;
+}
+
+static int backend_cuda_broadcast_weights(const backend_ref_t *bk, int n)
+{
+    return cuda_module() ? -1 : cuda.broadcast(bk, n);
+}
+#elif defined(QASR_HAVE_CUDA)
 int backend_cuda_create(backend_ref_t *out, int device, int n_mels);
 int backend_cuda_device_count(void);
 int backend_cuda_broadcast_weights(const backend_ref_t *bk, int n);

@@ -122,11 +122,31 @@ static void pack_by_reorder(void *dst, const dnnl_memory_desc_t *packed, const u
     dnnl_memory_destroy(to);
 }
 
+/* One K x N block (KB x NB) of the layout below: rows n0.. of src ([*][K], row stride K) from
+ * column k0, zero where the block passes N or K. */
+static void pack_block(uint16_t *blk, const uint16_t *src, int64_t n0, int64_t k0, int64_t KB, int64_t NB,
+                       int64_t V, int N, int K)
+{
+    if (V == 2 && n0 + NB <= N && k0 + KB <= K && K % 2 == 0) {
+        /* a whole block: a transpose of k pairs (32 bits, moved by memcpy: no aliasing) */
+        const uint16_t *s = src + n0 * K + k0;
+        for (int64_t kp = 0; kp < KB / 2; kp++)
+            for (int64_t n = 0; n < NB; n++) memcpy(blk + (kp * NB + n) * 2, s + n * K + kp * 2, 4);
+        return;
+    }
+    for (int64_t n = 0; n < NB; n++)
+        for (int64_t k = 0; k < KB; k++)
+            blk[(k / V) * NB * V + n * V + k % V] = n0 + n < N && k0 + k < K ? src[(n0 + n) * K + k0 + k] : 0;
+}
+
 /* The brgemm kernels' layout "BA<X>a<NB>b<V>a": blocks of X*V x NB (K x N), N-blocks outermost,
  * and inside a block V consecutive k of one n side by side (the dot-product instructions take
  * pairs of bf16). oneDNN's jit reorder into it runs at ~1 GB/s here, which would make packing
- * the 0.6B model take seconds; this copy runs at memory speed. 1 if md is that layout and w was
- * packed into dst, else 0 (then the reorder does it). */
+ * the 0.6B model take seconds; this copy runs at memory speed. dst == w packs in place: with
+ * no padding, N-block nb occupies exactly the bytes of w's rows nb*NB .. nb*NB+NB-1, so each
+ * panel of NB rows is copied aside and rewritten where it was (no second copy of the matrix,
+ * which for a 151936-row LM head would be 311 MB at the process's peak). 1 if md is that
+ * layout and w was packed into dst, else 0 (then the reorder does it). */
 static int pack_vnni(uint16_t *dst, const dnnl_memory_desc_t *md, const uint16_t *w, int N, int K)
 {
     const dnnl_blocking_desc_t *bd = &md->format_desc.blocking;
@@ -139,25 +159,25 @@ static int pack_vnni(uint16_t *dst, const dnnl_memory_desc_t *md, const uint16_t
     if (Kp % KB || Np % NB || bd->strides[0] != KB * NB || bd->strides[1] != Kp * NB ||
         dnnl_memory_desc_get_size(md) != (size_t)(Kp * Np) * sizeof(uint16_t))
         return 0;
+    if (dst == w) {
+        if (Kp != K || Np != N) return 0;
+#pragma omp parallel
+        {
+            uint16_t *panel = xmalloc((size_t)NB * K * sizeof *panel);
+#pragma omp for schedule(static)
+            for (int64_t nb = 0; nb < Np / NB; nb++) {
+                memcpy(panel, w + nb * NB * K, (size_t)NB * K * sizeof *panel);
+                for (int64_t kb = 0; kb < Kp / KB; kb++)
+                    pack_block(dst + nb * bd->strides[1] + kb * bd->strides[0], panel, 0, kb * KB, KB, NB, V, NB, K);
+            }
+            free(panel);
+        }
+        return 1;
+    }
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t nb = 0; nb < Np / NB; nb++)
-        for (int64_t kb = 0; kb < Kp / KB; kb++) {
-            uint16_t *blk = dst + nb * bd->strides[1] + kb * bd->strides[0];
-            if (V == 2 && (nb + 1) * NB <= N && (kb + 1) * KB <= K && K % 2 == 0) {
-                /* a whole block: a transpose of k pairs (32 bits, moved by memcpy: no aliasing) */
-                const uint16_t *src = w + nb * NB * K + kb * KB;
-                for (int64_t kp = 0; kp < KB / 2; kp++)
-                    for (int64_t n = 0; n < NB; n++) memcpy(blk + (kp * NB + n) * 2, src + n * K + kp * 2, 4);
-                continue;
-            }
-            for (int64_t n = 0; n < NB; n++) {
-                const int64_t gn = nb * NB + n;
-                for (int64_t k = 0; k < KB; k++) {
-                    const int64_t gk = kb * KB + k;
-                    blk[(k / V) * NB * V + n * V + k % V] = gn < N && gk < K ? w[gn * K + gk] : 0;
-                }
-            }
-        }
+        for (int64_t kb = 0; kb < Kp / KB; kb++)
+            pack_block(dst + nb * bd->strides[1] + kb * bd->strides[0], w, nb * NB, kb * KB, KB, NB, V, N, K);
     return 1;
 }
 
@@ -191,28 +211,28 @@ bf16_weight_t *bf16_weight_pack_how(uint16_t *w, int N, int K, int in_place, int
     bw->N = N, bw->K = K;
     bw->md = packed_layout(N, K);
     bw->bytes = dnnl_memory_desc_get_size(&bw->md);
-    /* In place (no padding): through a reused buffer, so no fresh pages are faulted in, which
-     * costs as much as the packing itself. */
+    /* in place only where the packed layout has no padding */
     bw->owned = !in_place || bw->bytes != (size_t)N * K * sizeof(uint16_t);
     if (bw->owned && posix_memalign(&bw->data, (size_t)2 << 20, bw->bytes) != 0)
         qasr_die(3, "out of host memory (packing a %d x %d bf16 weight)", N, K);
     pthread_mutex_lock(&g.lock); /* the stream and the packing buffer */
-    if (!bw->owned && bw->bytes > g.pack_cap) {
-        free(g.pack_buf);
-        g.pack_cap = bw->bytes;
-        g.pack_buf = xmalloc(g.pack_cap);
-    }
-    void *dst = bw->owned ? bw->data : g.pack_buf;
-    if (by_reorder || !pack_vnni(dst, &bw->md, w, N, K)) pack_by_reorder(dst, &bw->md, w, N, K);
-    if (!bw->owned) {
-        memcpy(w, dst, bw->bytes);
-        bw->data = w;
-        if (g.pack_cap > ((size_t)64 << 20)) { /* an untied LM head: do not keep its size around */
+    if (by_reorder || !pack_vnni(bw->owned ? bw->data : w, &bw->md, w, N, K)) {
+        /* oneDNN's reorder cannot work in place: it goes through a reused buffer then, so no
+         * fresh pages are faulted in for each matrix, which costs as much as the packing */
+        if (!bw->owned && bw->bytes > g.pack_cap) {
+            free(g.pack_buf);
+            g.pack_cap = bw->bytes;
+            g.pack_buf = xmalloc(g.pack_cap);
+        }
+        pack_by_reorder(bw->owned ? bw->data : g.pack_buf, &bw->md, w, N, K);
+        if (!bw->owned) memcpy(w, g.pack_buf, bw->bytes);
+        if (g.pack_cap > ((size_t)64 << 20)) { /* an LM head: do not keep its size around */
             free(g.pack_buf);
             g.pack_buf = NULL;
             g.pack_cap = 0;
         }
     }
+    if (!bw->owned) bw->data = w;
     pthread_mutex_unlock(&g.lock);
     return bw;
 }

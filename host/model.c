@@ -16,17 +16,18 @@ typedef struct {
     backend_ref_t bk;
     int upload;   /* 0: allocate and check only; the data is broadcast from another device */
     int failed;
+    int mapped;   /* a weight uses the checkpoint's mapping: keep it open */
     size_t n_params;
 } loader_t;
 
-/* Upload tensor `name` into dst at element offset off after checking its shape. */
-static void put(loader_t *L, void *dst, size_t off, const char *name, int ndim, const int64_t *shape)
+/* Tensor `name`, its shape and dtype checked; NULL (and L->failed) if it is missing or wrong. */
+static const st_tensor_t *find_checked(loader_t *L, const char *name, int ndim, const int64_t *shape)
 {
-    if (L->failed) return;
+    if (L->failed) return NULL;
     const st_tensor_t *t = st_find(L->st, name);
     if (!t) {
         L->failed = qasr_fail("tensor %s is missing from the checkpoint", name);
-        return;
+        return NULL;
     }
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
@@ -37,15 +38,30 @@ static void put(loader_t *L, void *dst, size_t off, const char *name, int ndim, 
         for (int i = 0; i < t->ndim; i++)
             snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "", (long long)t->shape[i]);
         L->failed = qasr_fail("%s: tensor %s has shape [%s], config.json implies [%s]", t->file, name, got, want);
-        return;
+        return NULL;
     }
     if (t->dtype != DTYPE_BF16 && t->dtype != DTYPE_F32 && t->dtype != DTYPE_F16) {
         L->failed = qasr_fail("%s: tensor %s has dtype %s (expected BF16, F16 or F32)", t->file, name,
                               dtype_name(t->dtype));
-        return;
+        return NULL;
     }
+    return t;
+}
+
+/* Upload tensor `name` into dst at element offset off after checking its shape. */
+static void put(loader_t *L, void *dst, size_t off, const char *name, int ndim, const int64_t *shape)
+{
+    const st_tensor_t *t = find_checked(L, name, ndim, shape);
+    if (!t) return;
     if (L->upload) {
-        L->bk.ops->weight_upload(L->bk.be, dst, off, t->data, t->dtype, (size_t)t->numel);
+        /* in slices, each dropped from the process once copied: a large tensor (the LM head)
+         * is never resident twice, as file pages and as its copy */
+        const size_t slice = ((size_t)32 << 20) / dtype_size(t->dtype), esize = dtype_size(t->dtype);
+        for (size_t i = 0; i < (size_t)t->numel; i += slice) {
+            const size_t n = MIN(slice, (size_t)t->numel - i);
+            L->bk.ops->weight_upload(L->bk.be, dst, off + i, (const char *)t->data + i * esize, t->dtype, n);
+            st_release_bytes((const char *)t->data + i * esize, n * esize);
+        }
         st_release(t);
     }
     L->n_params += (size_t)t->numel;
@@ -79,6 +95,19 @@ static void *get(loader_t *L, weight_kind_t kind, int ndim, const int64_t *shape
     va_end(ap);
     void *w = L->bk.ops->weight_alloc(L->bk.be, numel(ndim, shape), kind, src_dtype(L, 1, names));
     put(L, w, 0, name, ndim, shape);
+    return w;
+}
+
+/* The embedding table: the checkpoint's bytes used in place where the backend can (only the rows
+ * of tokens in use are ever read, so only their pages become resident: ~300 MB less for 0.6B),
+ * else a copy. The checkpoint then stays mapped while the model lives. */
+static void *get_table(loader_t *L, int ndim, const int64_t *shape, const char *name)
+{
+    const st_tensor_t *t = L->upload && L->bk.ops->weight_map ? find_checked(L, name, ndim, shape) : NULL;
+    void *w = t ? L->bk.ops->weight_map(L->bk.be, t->data, (size_t)t->numel, WEIGHT_TABLE, t->dtype) : NULL;
+    if (!w) return get(L, WEIGHT_TABLE, ndim, shape, "%s", name);
+    L->mapped = 1;
+    L->n_params += (size_t)t->numel;
     return w;
 }
 
@@ -168,7 +197,7 @@ static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t
     const int64_t Hd = c->dec_hidden, Dh = c->dec_head_dim, Hq = c->dec_heads * Dh,
                   Hkv = c->dec_kv_heads * Dh, I = c->dec_inter, V = c->vocab;
     const char *p = "thinker.model.";
-    d->embed = get(L, WEIGHT_TABLE, SHAPE(V, Hd), "%sembed_tokens.weight", p);
+    d->embed = get_table(L, SHAPE(V, Hd), "thinker.model.embed_tokens.weight");
     d->layers = xcalloc(c->dec_layers, sizeof *d->layers);
     for (int i = 0; i < c->dec_layers; i++) {
         dec_layer_t *l = &d->layers[i];
@@ -205,7 +234,10 @@ int model_load(model_t *m, const char *dir, backend_ref_t bk, int upload)
     load_encoder(&L, &m->cfg, &m->enc);
     load_decoder(&L, &m->cfg, &m->dec, &m->lm_head_tied);
     m->n_params = L.n_params;
-    st_close(st);
+    if (L.mapped && !L.failed)
+        m->st = st;
+    else
+        st_close(st);
     if (L.failed) {
         qasr_fail_prefix("cannot load the model in %s", dir);
         return -1;
@@ -218,5 +250,6 @@ void model_free(model_t *m)
     /* weight memory belongs to the backend and is freed when it is destroyed */
     free(m->enc.layers);
     free(m->dec.layers);
+    st_close(m->st); /* after the backend's last read of a mapped weight */
     memset(m, 0, sizeof *m);
 }

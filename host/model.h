@@ -60,6 +60,7 @@ typedef struct {
     decoder_weights_t dec;
     int lm_head_tied;      /* 1 if lm_head shares the embedding (no thinker.lm_head.weight) */
     size_t n_params;       /* parameters loaded */
+    st_model_t *st;        /* the checkpoint, kept mapped when a weight reads it in place */
 } model_t;
 
 /* Load config.json and every tensor of the checkpoint in dir onto the backend.

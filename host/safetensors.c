@@ -418,9 +418,11 @@ const st_tensor_t *st_get(const st_model_t *m, int i)
     return &m->tensors[i];
 }
 
-void st_release(const st_tensor_t *t)
+void st_release_bytes(const void *p, size_t n)
 {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)t->data;
-    const uintptr_t lo = (a + page - 1) / page * page, hi = (a + t->nbytes) / page * page;
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED); /* whole pages inside t only */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p;
+    const uintptr_t lo = (a + page - 1) / page * page, hi = (a + n) / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED); /* whole pages inside only */
 }
+
+void st_release(const st_tensor_t *t) { st_release_bytes(t->data, t->nbytes); }

@@ -46,6 +46,8 @@ int st_count(const st_model_t *m);
 /* Done reading t: drop its pages from this process (the page cache keeps them; a later read
  * faults them in again), so that a load never holds the file and the weights at once. */
 void st_release(const st_tensor_t *t);
+/* The same for bytes [p, p + n) of a mapping (whole pages inside it only). */
+void st_release_bytes(const void *p, size_t n);
 const st_tensor_t *st_get(const st_model_t *m, int i);
 
 size_t dtype_size(dtype_t t);

@@ -159,5 +159,32 @@ run --model "$work/m" "$demo"
 check "config/weights mismatch: exit 3" rc_is 3
 check "mismatch names the tensor and shape" err_has "config.json implies"
 
+# --- backends, and what a CPU run holds in memory ---
+LD_DEBUG=files "$qasr" --model "$model" --backend cpu --max-new-tokens 4 "$demo" >"$work/out" 2>"$work/err"
+echo $? >"$work/rc"
+no_cuda_libs() { ! grep -qE "file=[^ ]*libcu(blas|blasLt|fft|dart)" "$work/err"; }
+check "--backend cpu transcribes (LD_DEBUG run)" rc_is 0
+check "--backend cpu maps no CUDA library (~140 MB of resident memory)" no_cuda_libs
+if [ -f "$(dirname "$qasr")/libqasr_cuda.so" ]; then
+  # the module loads with every symbol it takes from qasr resolved (RTLD_NOW), then finds a
+  # device and transcribes, or finds none and says so
+  run --model "$model" --backend cuda --max-new-tokens 4 "$demo"
+  cuda_module_ok() { rc_is 0 || { rc_is 3 && err_has "no CUDA device found"; }; }
+  check "--backend cuda loads libqasr_cuda.so" cuda_module_ok
+fi
+# A checkpoint without thinker.lm_head.weight: the bf16 path packs the head from the embedding
+# table it reads in place from the file; the synthetic head equals the table, so the tokens must.
+nohead=${model}_nohead
+if [ -d "$nohead" ] && "$qasr" --model "$model" --precision bf16 --max-new-tokens 1 "$demo" >/dev/null 2>&1; then
+  run --model "$model" --precision bf16 --json --ignore-eos --max-new-tokens 12 "$demo"
+  cp "$work/out" "$work/head.jsonl"
+  run --model "$nohead" --precision bf16 --json --ignore-eos --max-new-tokens 12 "$demo"
+  same_tokens() {
+    $py -c 'import json, sys; a, b = (json.loads(open(f).readline())["token_ids"] for f in sys.argv[1:]); assert len(a) == 12 and a == b, (a, b)' \
+      "$work/head.jsonl" "$work/out"
+  }
+  check "bf16: tied head = stored head" same_tokens
+fi
+
 echo "$((checks - fails))/$checks checks passed"
 [ $fails -eq 0 ] && [ $checks -gt 0 ]
