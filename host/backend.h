@@ -68,6 +68,10 @@ typedef struct backend_ops {
      * it in place (then weight_alloc + weight_upload). */
     void *(*weight_map)(backend_t *be, const void *h_src, size_t n_elems, weight_kind_t kind,
                         dtype_t src_dtype);
+    /* Optional: matrix w [N][K] (a WEIGHT_MATRIX, or the table when the LM head is tied to it)
+     * is fully uploaded; a backend may put it in a layout of its own now rather than at its
+     * first product (the CPU's bf16 path packs it for oneDNN, at load). */
+    void (*matrix_ready)(backend_t *be, const void *w, int N, int K);
     /* Activation buffers that outlive a forward call (mel, audio embeddings). */
     void *(*buf_alloc)(backend_t *be, size_t n_elems);
     void (*buf_free)(backend_t *be, void *p);

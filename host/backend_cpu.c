@@ -397,8 +397,8 @@ static void cpu_add_pos_emb(backend_t *be, void *xv, const void *pev, int rows, 
 
 /* ---------------- dense ---------------- */
 
-/* A bf16-path matrix [N][K] packed for oneDNN, on first use (every upload is done by then): in
- * place, so no second copy is kept, except for a table, whose rows embed still reads. */
+/* A bf16-path matrix [N][K] packed for oneDNN, at load (matrix_ready) or else at its first
+ * product: in place, so no second copy is kept, except for a table, whose rows embed still reads. */
 static const bf16_weight_t *weight_packed(backend_t *be, const void *p, int N, int K)
 {
     struct weight *w = weight_of(be, p);
@@ -408,6 +408,11 @@ static const bf16_weight_t *weight_packed(backend_t *be, const void *p, int N, i
         if (w->mapped) st_release_bytes(w->p, w->n * sizeof(uint16_t)); /* a tied head, copied */
     }
     return w->packed;
+}
+
+static void cpu_matrix_ready(backend_t *be, const void *w, int N, int K)
+{
+    if (be->bf16) weight_packed(be, w, N, K);
 }
 
 static void cpu_matmul(backend_t *be, void *out, const void *x, const void *w, const void *bias,
@@ -577,6 +582,7 @@ static const backend_ops_t cpu_ops = {
     .weight_alloc = cpu_weight_alloc,
     .weight_map = cpu_weight_map,
     .weight_upload = cpu_weight_upload,
+    .matrix_ready = cpu_matrix_ready,
     .buf_alloc = cpu_buf_alloc,
     .buf_free = cpu_buf_free,
     .scratch = cpu_scratch,
@@ -617,9 +623,9 @@ int backend_cpu_create(backend_ref_t *out, int threads, int n_mels, precision_t 
     be->threads = threads > 0 ? threads : omp_get_num_procs();
     omp_set_num_threads(be->threads);
     /* Blocks from 256 KB up get their own mapping, returned to the system when freed. glibc's
-     * default threshold rises with every large block freed (to 32 MB), after which the per-step
-     * buffers (bf16 activations, logits, audio) pile up in the heap: ~60 MB more at the peak of
-     * a 32-clip batch. */
+     * default threshold rises with every large block freed (to 32 MB), after which per-step
+     * buffers pile up in the heap: ~60 MB more at the peak of a 32-clip batch. Hot loops keep
+     * their blocks between calls instead (thread_scratch), so they pay no mapping per call. */
     mallopt(M_MMAP_THRESHOLD, 256 << 10);
     be->mel = mel_init(n_mels);
     if (!be->mel) {

@@ -198,15 +198,12 @@ void cpu_attn_paged(float *out, const float *q, const cpu_kv_t *kv, int layer, c
                 continue;
             }
             if (!K) { /* per-thread blocks for GEMM tiles, sized for the longest context */
-                K = xmalloc((size_t)p->max_ctx * Dh * sizeof(float));
-                V = xmalloc((size_t)p->max_ctx * Dh * sizeof(float));
-                S = xmalloc((size_t)TILE_ROWS * p->max_ctx * sizeof(float));
+                K = thread_scratch(0, (size_t)p->max_ctx * Dh * sizeof(float));
+                V = thread_scratch(1, (size_t)p->max_ctx * Dh * sizeof(float));
+                S = thread_scratch(2, (size_t)TILE_ROWS * p->max_ctx * sizeof(float));
             }
             attend_rows_gemm(out, q, kv, layer, p, k->r0, k->R, k->g, K, V, S);
         }
-        free(K);
-        free(V);
-        free(S);
         free(s);
         free(acc);
         free(page_buf);

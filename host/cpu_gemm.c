@@ -90,8 +90,8 @@ static void xwt_skinny(float *o, const float *x, const void *w, int w_bf16, cons
     const int NB = MIN(512, MAX(16, BLOCK_ELEMS / K / 16 * 16)), n_blocks = CEIL_DIV(N, NB);
 #pragma omp parallel
     {
-        float *wb = w_bf16 ? xmalloc((size_t)NB * K * sizeof(float)) : NULL;
-        float *t = xmalloc((size_t)NB * M * sizeof(float)); /* [nb][M] */
+        float *wb = w_bf16 ? thread_scratch(0, (size_t)NB * K * sizeof(float)) : NULL;
+        float *t = thread_scratch(1, (size_t)NB * M * sizeof(float)); /* [nb][M] */
 #pragma omp for schedule(dynamic, 1)
         for (int blk = 0; blk < n_blocks; blk++) {
             const int n0 = blk * NB, nb = MIN(NB, N - n0);
@@ -109,8 +109,6 @@ static void xwt_skinny(float *o, const float *x, const void *w, int w_bf16, cons
                     orow[i] = (accumulate ? orow[i] : 0.0f) + (b ? b[n0 + i] : 0.0f) + t[(size_t)i * M + m];
             }
         }
-        free(t);
-        free(wb);
     }
 }
 
@@ -129,7 +127,7 @@ static void xwt_large(float *o, const float *x, const void *w, int w_bf16, const
         return;
     }
     const int NB = MIN(N, MAX(1, BIG_BLOCK_ELEMS / K));
-    float *wb = xmalloc((size_t)NB * K * sizeof(float));
+    float *wb = thread_scratch(0, (size_t)NB * K * sizeof(float));
     for (int n0 = 0; n0 < N; n0 += NB) {
         const int nb = MIN(NB, N - n0);
         const uint16_t *src = (const uint16_t *)w + (size_t)n0 * K;
@@ -137,7 +135,6 @@ static void xwt_large(float *o, const float *x, const void *w, int w_bf16, const
         for (int i = 0; i < nb; i++) widen_bf16(wb + (size_t)i * K, src + (size_t)i * K, K);
         sgemm('N', 'T', M, nb, K, 1.0f, x, K, wb, K, beta, o + n0, N);
     }
-    free(wb);
 }
 
 void gemm_xwt(float *out, const float *x, const void *w, int w_bf16, const float *bias, int M,

@@ -84,6 +84,12 @@ static dtype_t src_dtype(const loader_t *L, int n, const char *const *names)
     return DTYPE_BF16;
 }
 
+/* Matrix w [N][K] is loaded: the backend may pack it now, before any activation exists. */
+static void matrix_ready(loader_t *L, const void *w, int64_t N, int64_t K)
+{
+    if (L->upload && !L->failed && L->bk.ops->matrix_ready) L->bk.ops->matrix_ready(L->bk.be, w, (int)N, (int)K);
+}
+
 /* Allocate and load one tensor. Names are printf formats with one layer index at most. */
 static void *get(loader_t *L, weight_kind_t kind, int ndim, const int64_t *shape, const char *fmt, ...)
 {
@@ -95,6 +101,7 @@ static void *get(loader_t *L, weight_kind_t kind, int ndim, const int64_t *shape
     va_end(ap);
     void *w = L->bk.ops->weight_alloc(L->bk.be, numel(ndim, shape), kind, src_dtype(L, 1, names));
     put(L, w, 0, name, ndim, shape);
+    if (kind == WEIGHT_MATRIX) matrix_ready(L, w, shape[0], shape[1]);
     return w;
 }
 
@@ -127,6 +134,7 @@ static void *get_fused(loader_t *L, weight_kind_t kind, int n, const int64_t *ro
             put(L, w, off, names[i], 1, (int64_t[]){ rows[i] });
         off += (size_t)rows[i] * (cols > 0 ? cols : 1);
     }
+    if (kind == WEIGHT_MATRIX) matrix_ready(L, w, (int64_t)(total / cols), cols);
     return w;
 }
 
@@ -221,6 +229,7 @@ static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t
      * when present, otherwise share the embedding. */
     *tied = st_find(L->st, "thinker.lm_head.weight") == NULL;
     d->lm_head = *tied ? d->embed : get(L, WEIGHT_MATRIX, SHAPE(V, Hd), "thinker.lm_head.weight");
+    if (*tied) matrix_ready(L, d->embed, V, Hd);
 }
 
 int model_load(model_t *m, const char *dir, backend_ref_t bk, int upload)

@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,43 @@ char *xstrdup(const char *s)
 {
     size_t n = strlen(s) + 1;
     return memcpy(xmalloc(n), s, n);
+}
+
+typedef struct {
+    void *p[THREAD_SCRATCH_SLOTS];
+    size_t cap[THREAD_SCRATCH_SLOTS];
+} scratch_set_t;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_set_free(void *v)
+{
+    scratch_set_t *s = v;
+    for (int i = 0; i < THREAD_SCRATCH_SLOTS; i++) free(s->p[i]);
+    free(s);
+}
+
+static void scratch_key_make(void)
+{
+    if (pthread_key_create(&scratch_key, scratch_set_free) != 0) qasr_die(3, "pthread_key_create failed");
+}
+
+void *thread_scratch(int slot, size_t n)
+{
+    QASR_ASSERT(slot >= 0 && slot < THREAD_SCRATCH_SLOTS);
+    pthread_once(&scratch_once, scratch_key_make);
+    scratch_set_t *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = xcalloc(1, sizeof *s);
+        pthread_setspecific(scratch_key, s);
+    }
+    if (s->cap[slot] < n) {
+        free(s->p[slot]);
+        s->p[slot] = xmalloc(n);
+        s->cap[slot] = n;
+    }
+    return s->p[slot];
 }
 
 char *read_text_file(const char *path, size_t *len_out)

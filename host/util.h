@@ -56,6 +56,12 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* Per-thread buffers kept between calls, for hot loops (matrix-product panels, attention
+ * blocks): slot k < THREAD_SCRATCH_SLOTS of the calling thread, at least n bytes, contents
+ * undefined, freed when the thread exits. A malloc per call would cost a fresh mapping and its
+ * page faults every time for blocks above the allocator's mmap threshold. */
+#define THREAD_SCRATCH_SLOTS 3
+void *thread_scratch(int slot, size_t n);
 
 /* Read a whole file into a NUL-terminated buffer; NULL + qasr_fail() on error. */
 char *read_text_file(const char *path, size_t *len_out);
