@@ -19,6 +19,7 @@
 
 #include "backend.h"
 #include "cpu_attention.h"
+#include "cpu_conv_dnnl.h"
 #include "cpu_gemm.h"
 #include "cpu_gemm_bf16.h"
 #include "cpu_math.h"
@@ -46,7 +47,6 @@ struct backend {
         size_t n;               /* elements */
         int mapped;             /* p is the checkpoint's mapping (weight_map): not ours to free */
         bf16_weight_t *packed;  /* made at the first matmul, in p itself unless a table */
-        uint16_t *rounded;      /* bf16 copy of an fp32 param the bf16 path multiplies (conv) */
     } *weights;
     size_t n_weights, cap_weights; /* open addressing, cap a power of two */
 };
@@ -78,7 +78,6 @@ static void cpu_destroy(backend_t *be)
     free(be->base);
     for (size_t i = 0; i < be->cap_weights; i++) {
         if (!be->weights[i].mapped) free(be->weights[i].p);
-        free(be->weights[i].rounded);
         bf16_weight_free(be->weights[i].packed);
     }
     free(be->weights);
@@ -299,12 +298,12 @@ static void cpu_mel_chunks(backend_t *be, void *out, const void *mel, const int 
     }
 }
 
-/* im2col of all N chunks side by side, [Cin*9][N][Ho*Wo] (fp32, or bf16 into colb), so that one
- * GEMM over N*P columns writes the [Cout][N][Ho][Wo] layout directly: a few parallel regions per
- * layer, not per chunk (each region costs a barrier, and a barrier costs a time slice on a busy
- * machine). Each output row is a stride-2 read of one input row between zero edges, with the
- * bounds found once per row so that the copy vectorises. */
-static void im2col_s2(float *col, uint16_t *colb, const float *x, int Cin, int N, int Hin, int Win)
+/* im2col of all N chunks side by side, [Cin*9][N][Ho*Wo], so that one GEMM over N*P columns
+ * writes the [Cout][N][Ho][Wo] layout directly: a few parallel regions per layer, not per chunk
+ * (each region costs a barrier, and a barrier costs a time slice on a busy machine). Each output
+ * row is a stride-2 read of one input row between zero edges, with the bounds found once per
+ * row so that the copy vectorises. */
+static void im2col_s2(float *col, const float *x, int Cin, int N, int Hin, int Win)
 {
     const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, P = Ho * Wo;
     const size_t NP = (size_t)N * P;
@@ -318,31 +317,12 @@ static void im2col_s2(float *col, uint16_t *colb, const float *x, int Cin, int N
             for (int oy = 0; oy < Ho; oy++) {
                 const int iy = 2 * oy + dy - 1, inside = iy >= 0 && iy < Hin;
                 const float *src = xc + (size_t)(inside ? iy : 0) * Win;
-                const size_t at = (size_t)k * NP + (size_t)n * P + (size_t)oy * Wo;
-                if (colb) {
-                    uint16_t *d = colb + at;
-                    for (int ox = 0; ox < Wo; ox++) d[ox] = 0;
-                    if (inside)
-                        for (int ox = lo; ox < hi; ox++) d[ox] = f32_to_bf16(src[2 * ox + dx - 1]);
-                } else {
-                    float *d = col + at;
-                    for (int ox = 0; ox < Wo; ox++) d[ox] = 0.0f;
-                    if (inside)
-                        for (int ox = lo; ox < hi; ox++) d[ox] = src[2 * ox + dx - 1];
-                }
+                float *d = col + (size_t)k * NP + (size_t)n * P + (size_t)oy * Wo;
+                for (int ox = 0; ox < Wo; ox++) d[ox] = 0.0f;
+                if (inside)
+                    for (int ox = lo; ox < hi; ox++) d[ox] = src[2 * ox + dx - 1];
             }
         }
-}
-
-/* A conv kernel rounded to bf16 once, for the bf16 path's GEMM (the param itself stays fp32). */
-static const uint16_t *param_bf16(backend_t *be, const void *p)
-{
-    struct weight *w = weight_of(be, p);
-    if (!w->rounded) {
-        w->rounded = aligned_or_die(w->n * sizeof(uint16_t));
-        for (size_t i = 0; i < w->n; i++) w->rounded[i] = f32_to_bf16(((const float *)p)[i]);
-    }
-    return w->rounded;
 }
 
 static void cpu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const void *w,
@@ -353,16 +333,17 @@ static void cpu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const v
     const float *b = bias;
     float *o = out;
     const size_t mark = cpu_scratch_mark(be);
-    /* bf16 path: the 3x3 layers after the first (Cin 1: 9 columns, nothing to gain) */
+    /* bf16 path: the layers after the first on oneDNN (the first, one input channel, is 1/50 of
+     * the FLOPs, and im2col + sgemm does it in half the time oneDNN's fp32 kernel takes) */
     if (be->bf16 && Cin > 1) {
-        uint16_t *colb = cpu_scratch(be, (K * NP + 1) / 2);
-        im2col_s2(NULL, colb, in, Cin, N, Hin, Win);
-        gemm_bf16_ab(o, param_bf16(be, w), colb, Cout, K, (int)NP);
-    } else {
-        float *col = cpu_scratch(be, (size_t)K * NP);
-        im2col_s2(col, NULL, in, Cin, N, Hin, Win);
-        sgemm('N', 'N', Cout, (int)NP, K, 1.0f, w, K, col, (int)NP, 0.0f, o, (int)NP);
+        const size_t work = conv3x3s2_bf16_work_bytes(w, Cin, Cout, N, Hin, Win);
+        conv3x3s2_gelu_bf16(o, in, w, b, Cin, Cout, N, Hin, Win, cpu_scratch(be, (work + 3) / 4));
+        cpu_scratch_release(be, mark);
+        return;
     }
+    float *col = cpu_scratch(be, (size_t)K * NP);
+    im2col_s2(col, in, Cin, N, Hin, Win);
+    sgemm('N', 'N', Cout, (int)NP, K, 1.0f, w, K, col, (int)NP, 0.0f, o, (int)NP);
 #pragma omp parallel for
     for (int co = 0; co < Cout; co++) {
         float *r = o + (size_t)co * NP;

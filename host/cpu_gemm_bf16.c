@@ -9,22 +9,16 @@
  * serves all. */
 #include "cpu_gemm_bf16.h"
 
-#include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dnnl_check.h"
 #include "util.h"
 
 #define PIECE 1024      /* rows per primitive call at most */
 #define MAX_PRIMS 1024  /* cache entries; past this the cache starts over */
 #define PACK_ROWS 256   /* the M the packed layout is queried at */
-
-#define DNNL_OK(call)                                                                    \
-    do {                                                                                 \
-        const dnnl_status_t st_ = (call);                                                \
-        if (st_ != dnnl_success) qasr_die(3, "oneDNN: %s failed (status %d)", #call, (int)st_); \
-    } while (0)
 
 struct bf16_weight {
     int N, K;
@@ -35,7 +29,7 @@ struct bf16_weight {
 };
 
 typedef struct {
-    int m, K, N, bias, accumulate, plain; /* plain: weights [K][N] row-major, not packed */
+    int m, K, N, bias, accumulate;
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, dst, b; /* handles set per call */
 } prim_t;
@@ -262,29 +256,25 @@ static void prim_destroy(prim_t *p)
     if (p->b) dnnl_memory_destroy(p->b);
 }
 
-/* The primitive for one shape, made on first use; with g.lock held. w: the packed weight, or
- * NULL for plain [K][N] weights. */
+/* The primitive for one shape, made on first use; with g.lock held. */
 static prim_t *prim_get(int m, int K, int N, const bf16_weight_t *w, int bias, int accumulate)
 {
-    const int plain = w == NULL;
     for (int i = 0; i < g.n_prims; i++) {
         prim_t *p = &g.prims[i];
-        if (p->m == m && p->K == K && p->N == N && p->bias == bias && p->accumulate == accumulate &&
-            p->plain == plain)
-            return p;
+        if (p->m == m && p->K == K && p->N == N && p->bias == bias && p->accumulate == accumulate) return p;
     }
     if (g.n_prims == MAX_PRIMS) { /* shapes this varied are not expected: start over */
         for (int i = 0; i < g.n_prims; i++) prim_destroy(&g.prims[i]);
         g.n_prims = 0;
     }
-    dnnl_primitive_desc_t pd = make_pd(m, K, N, bias, accumulate, plain ? dnnl_ab : dnnl_format_tag_any);
+    dnnl_primitive_desc_t pd = make_pd(m, K, N, bias, accumulate, dnnl_format_tag_any);
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     /* The packed layout (queried at PACK_ROWS rows) is what this M must read too. */
-    if (!plain && !dnnl_memory_desc_equal(wmd, &w->md))
+    if (!dnnl_memory_desc_equal(wmd, &w->md))
         qasr_die(3, "oneDNN asks for another bf16 weight layout at M = %d (K = %d, N = %d) than at M = %d: run with "
                  "--precision fp32 and report this", m, K, N, PACK_ROWS);
     prim_t *p = &g.prims[g.n_prims++];
-    *p = (prim_t){ .m = m, .K = K, .N = N, .bias = bias, .accumulate = accumulate, .plain = plain };
+    *p = (prim_t){ .m = m, .K = K, .N = N, .bias = bias, .accumulate = accumulate };
     DNNL_OK(dnnl_primitive_create(&p->prim, pd));
     const dnnl_memory_desc_t *src = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *dst = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
@@ -299,12 +289,12 @@ static prim_t *prim_get(int m, int K, int N, const bf16_weight_t *w, int bias, i
     return p;
 }
 
-static void run_rows(float *out, const uint16_t *x, int K, int N, const bf16_weight_t *w, const void *wdata,
-                     const float *bias, int m, int accumulate)
+static void run_rows(float *out, const uint16_t *x, int K, int N, const bf16_weight_t *w, const float *bias, int m,
+                     int accumulate)
 {
     prim_t *p = prim_get(m, K, N, w, bias != NULL, accumulate);
     DNNL_OK(dnnl_memory_set_data_handle(p->src, (void *)x));
-    DNNL_OK(dnnl_memory_set_data_handle(p->wei, (void *)wdata));
+    DNNL_OK(dnnl_memory_set_data_handle(p->wei, w->data));
     DNNL_OK(dnnl_memory_set_data_handle(p->dst, out));
     dnnl_exec_arg_t args[4] = { { DNNL_ARG_SRC, p->src }, { DNNL_ARG_WEIGHTS, p->wei }, { DNNL_ARG_DST, p->dst } };
     int n = 3;
@@ -331,19 +321,9 @@ void gemm_bf16_xwt(float *out, const float *x, const bf16_weight_t *w, const flo
     for (size_t i = 0; i < n; i++) xb[i] = f32_to_bf16(x[i]);
     for (int r = 0; r < M;) {
         const int left = M - r, m = left >= PIECE ? PIECE : left >= 64 ? left / 64 * 64 : left;
-        run_rows(out + (size_t)r * N, xb + (size_t)r * K, K, N, w, w->data, bias, m, accumulate);
+        run_rows(out + (size_t)r * N, xb + (size_t)r * K, K, N, w, bias, m, accumulate);
         r += m;
     }
-    DNNL_OK(dnnl_stream_wait(g.stream));
-    pthread_mutex_unlock(&g.lock);
-}
-
-void gemm_bf16_ab(float *c, const uint16_t *a, const uint16_t *b, int M, int K, int N)
-{
-    if (M <= 0 || N <= 0) return;
-    pthread_once(&g.once, init_once);
-    pthread_mutex_lock(&g.lock);
-    run_rows(c, a, K, N, NULL, b, NULL, M, 0);
     DNNL_OK(dnnl_stream_wait(g.stream));
     pthread_mutex_unlock(&g.lock);
 }

@@ -30,10 +30,6 @@ const void *bf16_weight_data(const bf16_weight_t *w);
 void gemm_bf16_xwt(float *out, const float *x, const bf16_weight_t *w, const float *bias, int M,
                    int accumulate);
 
-/* c [M][N] = a [M][K] b [K][N], bf16 operands in plain row-major layout (b is an activation,
- * e.g. an im2col block: read as it is, not packed), fp32 products. One primitive per shape. */
-void gemm_bf16_ab(float *c, const uint16_t *a, const uint16_t *b, int M, int K, int N);
-
 /* Primitives created so far (for benchmarks and tests of the cache). */
 int bf16_gemm_primitives(void);
 
