@@ -77,6 +77,7 @@ static void cpu_destroy(backend_t *be)
     free(be->ovf);
     free(be->base);
     for (size_t i = 0; i < be->cap_weights; i++) {
+        if (be->weights[i].p && !be->weights[i].bf16) conv3x3s2_bf16_forget(be->weights[i].p);
         if (!be->weights[i].mapped) free(be->weights[i].p);
         bf16_weight_free(be->weights[i].packed);
     }

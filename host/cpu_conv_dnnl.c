@@ -5,8 +5,8 @@
  * for: per call a reorder rounds the input to bf16 in its layout, the convolution writes fp32
  * in its own layout, and a reorder puts that back in ours (oneDNN has only reference kernels for
  * our layout itself: 1 GFLOP/s); the kernel is reordered to bf16 once, when the primitive for a
- * shape is made. Shapes are few (up to 8 chunks of one width: 100
- * frames, or a short clip's own), so primitives are cached by shape and kernel address. */
+ * shape is made. Shapes are few (up to 8 chunks of one width: 100 frames, or a short clip's
+ * own), so primitives are cached by shape and kernel address, until the kernel is forgotten. */
 #include "cpu_conv_dnnl.h"
 
 #include <pthread.h>
@@ -134,6 +134,19 @@ static conv_t *conv_get(const float *w, int Cin, int Cout, int N, int Hin, int W
     dnnl_memory_destroy(from);
     dnnl_primitive_desc_destroy(pd);
     return c;
+}
+
+void conv3x3s2_bf16_forget(const float *w)
+{
+    pthread_mutex_lock(&g.lock);
+    for (int i = 0; i < g.n_convs;)
+        if (g.convs[i].w == w) {
+            conv_destroy(&g.convs[i]);
+            g.convs[i] = g.convs[--g.n_convs];
+        } else {
+            i++;
+        }
+    pthread_mutex_unlock(&g.lock);
 }
 
 size_t conv3x3s2_bf16_work_bytes(const float *w, int Cin, int Cout, int N, int Hin, int Win)

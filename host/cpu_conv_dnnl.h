@@ -12,6 +12,8 @@
  * stride 2, zero padding 1, Ho = (Hin-1)/2+1, Wo = (Win-1)/2+1. work: at least
  * conv3x3s2_bf16_work_bytes (the input in bf16 and the output, in oneDNN's layouts), 64-byte
  * aligned. w must stay at its address: its bf16 copy in oneDNN's layout is made once per shape. */
+/* Drop what was made for kernel w; call before w is freed (its address may be reused). */
+void conv3x3s2_bf16_forget(const float *w);
 size_t conv3x3s2_bf16_work_bytes(const float *w, int Cin, int Cout, int N, int Hin, int Win);
 void conv3x3s2_gelu_bf16(float *out, const float *in, const float *w, const float *bias, int Cin, int Cout,
                          int N, int Hin, int Win, void *work);

@@ -3,8 +3,8 @@
  * bf16 x bf16 products are exact in fp32, so what differs is the fp32 accumulation and
  * oneDNN's erf, and the fp32 matrix-product tolerance applies. Shapes: the stem's second and
  * third layers over 1 and 8 chunks, a short clip's odd width, odd sizes and few channels, and a
- * kernel seen at two shapes (one bf16 copy per shape). Skipped (77) on a CPU without native
- * bf16. */
+ * kernel seen at two shapes (one bf16 copy per shape), and new values at a forgotten kernel's
+ * address. Skipped (77) on a CPU without native bf16. */
 #include <stdlib.h>
 
 #include "cpu_conv_dnnl.h"
@@ -76,6 +76,10 @@ int main(void)
     check_conv(C, C, 1, 64, 19, w, b, 4);  /* a short clip's own width */
     check_conv(7, 5, 2, 9, 13, w, b, 5);   /* odd sizes, few channels */
     check_conv(C, C, 1, 2, 1, w, b, 6);    /* a 1-pixel-wide output */
+    /* a kernel freed and another allocated at its address (a second model): forgotten first */
+    for (size_t i = 0; i < (size_t)C * C * 9; i++) w[i] = -w[i];
+    conv3x3s2_bf16_forget(w);
+    check_conv(C, C, 1, 64, 50, w, b, 7);
     free(w), free(b);
     return test_result("test_cpu_conv_bf16");
 }
