@@ -46,7 +46,7 @@ struct backend {
         int table;              /* read by embed too: packed into a copy, not in place */
         size_t n;               /* elements */
         int mapped;             /* p is the checkpoint's mapping (weight_map): not ours to free */
-        bf16_weight_t *packed;  /* made at the first matmul, in p itself unless a table */
+        bf16_weight_t *packed;  /* made at load (matrix_ready), in p itself unless a table */
     } *weights;
     size_t n_weights, cap_weights; /* open addressing, cap a power of two */
 };
