@@ -18,8 +18,8 @@
 #include "kernels/kernels.h"
 
 extern "C" {
-#include "../host/mel.h"
-#include "../host/util.h"
+#include "mel.h"
+#include "util.h"
 }
 
 namespace {

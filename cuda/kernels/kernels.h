@@ -11,7 +11,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#include "../../host/backend.h"
+#include "backend.h"
 
 #ifdef __cplusplus
 extern "C" {

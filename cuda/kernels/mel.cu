@@ -7,7 +7,7 @@
 #include "../common.cuh"
 
 #include "kernels.h"
-#include "../../host/mel.h"
+#include "mel.h"
 
 #include <stdint.h>
 

@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../../host/backend.h"
-#include "../../host/util.h"
+#include "backend.h"
+#include "util.h"
 #include "../test.h"
 
 #define U 0x1p-8 /* bf16 unit roundoff */

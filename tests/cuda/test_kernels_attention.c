@@ -21,9 +21,9 @@
 #include <string.h>
 
 #include "../../cuda/kernels/kernels.h"
-#include "../../host/backend.h"
-#include "../../host/cpu_attention.h"
-#include "../../host/util.h"
+#include "backend.h"
+#include "cpu_attention.h"
+#include "util.h"
 #include "../test.h"
 #include "kernel_test.h"
 

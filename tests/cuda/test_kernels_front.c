@@ -21,10 +21,10 @@
 #include <string.h>
 
 #include "../../cuda/kernels/kernels.h"
-#include "../../host/backend.h"
-#include "../../host/cpu_math.h"
-#include "../../host/mel.h"
-#include "../../host/util.h"
+#include "backend.h"
+#include "cpu_math.h"
+#include "mel.h"
+#include "util.h"
 #include "../test.h"
 #include "kernel_test.h"
 

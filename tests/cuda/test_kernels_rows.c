@@ -18,8 +18,8 @@
 #include <string.h>
 
 #include "../../cuda/kernels/kernels.h"
-#include "../../host/backend.h"
-#include "../../host/util.h"
+#include "backend.h"
+#include "util.h"
 #include "../test.h"
 #include "kernel_test.h"
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../host/util.h"
+#include "util.h"
 #include "../test.h"
 
 static cublasHandle_t handle;

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../host/util.h"
+#include "util.h"
 #include "../test.h"
 #include "harness_kernels.h"
 
