@@ -7,18 +7,27 @@ Usage:
 
 The directory receives config.json, generation_config.json, preprocessor_config.json,
 chat_template.json, tokenizer_config.json, vocab.json, merges.txt and BF16 safetensors
-with the official tensor names and shapes (spec section 2.6):
+with the official tensor names and shapes (spec section 2.6). The non-weight files come from
+tests/fixtures/qwen3-asr-0.6b (the published Qwen3-ASR-0.6B files, byte for byte):
 
-  * 0.6b  -- config/tokenizer files copied verbatim from tests/fixtures/qwen3-asr-0.6b,
-             one model.safetensors (612 tensors, ~0.94 G parameters incl. lm_head).
-  * 1.7b  -- the same files, config dims changed to the 1.7B column of spec 2.2,
-             two shards model-0000i-of-00002.safetensors + model.safetensors.index.json.
+  * 0.6b  -- all of them copied verbatim; one model.safetensors (612 tensors, ~0.94 G
+             parameters incl. lm_head).
+  * 1.7b  -- the same files; config.json differs only in the dimensions, set to the 1.7B
+             column of spec 2.2; two shards model-0000i-of-00002.safetensors +
+             model.safetensors.index.json.
   * tiny  -- small dims (encoder 64 wide x 2 layers, decoder 64 wide x 2 layers) and a
              small, self-consistent byte-level BPE tokenizer: the 256 byte tokens and the
              first 1744 merges of the real vocabulary (V0 = 2000 ids, 0..1999, the same
              strings as ids 0..1999 of the real vocabulary), followed by the same 62 added
              tokens at ids 2000..2061 (so the special ids differ from the real model and
              must be read from the files). vocab_size = 2112 (2062 rounded up to 64).
+             preprocessor_config.json and chat_template.json are copied verbatim; in the
+             other JSON files only what depends on the dimensions or the ids changes
+             (tokenizer_config.json: the keys of added_tokens_decoder; generation_config.json
+             and config.json: the token ids; config.json: the dimensions).
+
+Changed files are edited as text (patch_json_text): key order, layout and every other value
+stay exactly as published.
 
 `--shards K` forces K shards for any size (K = 1: single model.safetensors, no index).
 `--no-lm-head` omits thinker.lm_head.weight (tests the tied-embedding fallback).
@@ -27,8 +36,8 @@ Weights are drawn from numpy's default_rng, seeded per tensor *and per row chunk
 (seed, crc32(tensor name), chunk index), so the values do not depend on the shard layout
 or on the thread schedule; thinker.lm_head.weight is generated from the seed of
 thinker.model.embed_tokens.weight and is therefore bit-identical to it. Values are rounded
-float32 -> bf16 with round-to-nearest-even. Large tensors are streamed in row chunks (two
-worker threads), so memory stays bounded (~ a few hundred MB) at the real sizes.
+float32 -> bf16 with round-to-nearest-even. Large tensors are streamed in row chunks (up to
+four worker threads), so memory stays bounded (~ a few hundred MB) at the real sizes.
 
 Distributions (chosen so activations neither explode nor vanish, and so the logits have
 a spread of ~3 units with clear top-1 margins; see weight_init()):
@@ -55,6 +64,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import sys
 import zlib
@@ -117,6 +127,128 @@ def write_json(path, obj, indent=2):
         f.write("\n")
 
 
+_JSON_WS = " \t\r\n"
+_JSON_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
+
+
+def json_spans(text):
+    """Character spans of every value and every object key of a JSON document.
+
+    -> (values, keys): values maps a path (tuple of object keys and list indices; () is the
+    document) to the (start, end) of its value; keys maps the path of an object member to the
+    span of its quoted key. Duplicate keys are refused (a path would be ambiguous)."""
+    values, keys = {}, {}
+
+    def ws(i):
+        while i < len(text) and text[i] in _JSON_WS:
+            i += 1
+        return i
+
+    def at(i):
+        return text[i] if i < len(text) else ""
+
+    def value(i, path):
+        i = ws(i)
+        start = i
+        c = at(i)
+        if c in ("{", "["):
+            close, n = ("}" if c == "{" else "]"), 0
+            i = ws(i + 1)
+            if at(i) == close:
+                i += 1
+            else:
+                while True:
+                    if c == "{":
+                        i = ws(i)
+                        if at(i) != '"':
+                            raise ValueError("JSON: key expected at %d" % i)
+                        key, end = json.decoder.scanstring(text, i + 1)
+                        if path + (key,) in keys:
+                            raise ValueError("JSON: duplicate key %r" % (path + (key,),))
+                        keys[path + (key,)] = (i, end)
+                        i = ws(end)
+                        if at(i) != ":":
+                            raise ValueError("JSON: ':' expected at %d" % i)
+                        i = value(i + 1, path + (key,))
+                    else:
+                        i = value(i, path + (n,))
+                        n += 1
+                    i = ws(i)
+                    if at(i) == close:
+                        i += 1
+                        break
+                    if at(i) != ",":
+                        raise ValueError("JSON: ',' or %r expected at %d" % (close, i))
+                    i += 1
+        elif c == '"':
+            _, i = json.decoder.scanstring(text, i + 1)
+        else:
+            m = _JSON_SCALAR.match(text, i)
+            if not m:
+                raise ValueError("JSON: value expected at %d" % i)
+            i = m.end()
+        values[path] = (start, i)
+        return i
+
+    end = ws(value(0, ()))
+    if end != len(text):
+        raise ValueError("JSON: trailing data at %d" % end)
+    return values, keys
+
+
+def _json_get(obj, path):
+    for k in path:
+        obj = obj[k]
+    return obj
+
+
+def patch_json_text(text, values=None, keys=None):
+    """Edit a JSON document in place, as text: replace the values at the given paths
+    ({path: new value}, each written with json.dumps) and rename the object keys at the given
+    paths ({path: new key}). Every other byte (layout, key order, number spelling, a missing
+    final newline) stays as it was. Every path must exist."""
+    values, keys = values or {}, keys or {}
+    vspans, kspans = json_spans(text)
+    edits = []
+    for path, val in values.items():
+        if path not in vspans:
+            raise KeyError("JSON: no value at %r" % (path,))
+        edits.append(vspans[path] + (json.dumps(val, ensure_ascii=False),))
+    for path, key in keys.items():
+        if path not in kspans:
+            raise KeyError("JSON: no key at %r" % (path,))
+        edits.append(kspans[path] + (json.dumps(key, ensure_ascii=False),))
+    edits.sort()
+    for a, b in zip(edits, edits[1:]):
+        if a[1] > b[0]:
+            raise ValueError("JSON: overlapping edits")
+    out = text
+    for start, end, rep in reversed(edits):
+        out = out[:start] + rep + out[end:]
+    # the result must parse as the original with exactly these changes (paths name the
+    # original keys: values first, then renames, deepest first)
+    want = json.loads(text, object_pairs_hook=OrderedDict)
+    for path, val in values.items():
+        _json_get(want, path[:-1])[path[-1]] = val
+    for path, key in sorted(keys.items(), key=lambda kv: -len(kv[0])):
+        parent = _json_get(want, path[:-1])
+        renamed = [(key if k == path[-1] else k, v) for k, v in parent.items()]
+        parent.clear()
+        parent.update(renamed)
+    got = json.loads(out, object_pairs_hook=OrderedDict)
+    if json.dumps(got) != json.dumps(want):
+        raise AssertionError("patch_json_text: the edited text does not parse as intended")
+    return out
+
+
+def patch_json_file(src, dst, values=None, keys=None):
+    """Copy the JSON file src to dst with patch_json_text's changes (byte copy if none)."""
+    with open(src, "r", encoding="utf-8", newline="") as f:
+        text = f.read()
+    with open(dst, "w", encoding="utf-8", newline="") as f:
+        f.write(patch_json_text(text, values, keys))
+
+
 def bytes_to_unicode():
     """GPT-2 byte -> printable unicode character table."""
     bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1))
@@ -163,35 +295,110 @@ def build_tiny_tokenizer(out_dir, v0=TINY_V0):
     with open(os.path.join(out_dir, "merges.txt"), "w", encoding="utf-8") as f:
         f.write(header + "\n" + "\n".join(small_merges) + "\n")
 
+    ids = write_tokenizer_config(out_dir, v0)
+    return v0 + len(ids), ids
+
+
+def fixture_added_tokens():
+    """[(id, added_tokens_decoder entry)] of the fixture's tokenizer_config.json, by id."""
     tc = load_json(os.path.join(FIXTURE_DIR, "tokenizer_config.json"))
-    old = tc["added_tokens_decoder"]
-    new = OrderedDict()
-    ids = {}
-    for j, (oid, entry) in enumerate(sorted(old.items(), key=lambda kv: int(kv[0]))):
-        new[str(v0 + j)] = entry
-        ids[entry["content"]] = v0 + j
-    tc["added_tokens_decoder"] = new
-    write_json(os.path.join(out_dir, "tokenizer_config.json"), tc)
-    return v0 + len(new), ids
+    return sorted(((int(k), e) for k, e in tc["added_tokens_decoder"].items()), key=lambda t: t[0])
 
 
-def make_config(size, tok_ids=None, n_tok=None):
-    cfg = load_json(os.path.join(FIXTURE_DIR, "config.json"))
+def write_tokenizer_config(out_dir, first_id):
+    """The fixture's tokenizer_config.json with its added tokens moved, in id order, to the
+    ids first_id, first_id + 1, ... (for a tokenizer whose vocab.json holds first_id tokens).
+    Only the keys of added_tokens_decoder change; every other byte is the published file's
+    (token names are referenced by content elsewhere in the file, never by id).
+    Returns {content: new id}."""
+    keys, ids = {}, {}
+    for j, (old, entry) in enumerate(fixture_added_tokens()):
+        keys[("added_tokens_decoder", str(old))] = str(first_id + j)
+        ids[entry["content"]] = first_id + j
+    patch_json_file(os.path.join(FIXTURE_DIR, "tokenizer_config.json"),
+                    os.path.join(out_dir, "tokenizer_config.json"), keys=keys)
+    return ids
+
+
+def added_id_map(ids):
+    """{fixture id: new id} of the added tokens, from write_tokenizer_config's result."""
+    return {old: ids[e["content"]] for old, e in fixture_added_tokens()}
+
+
+def _token_ids(doc, path=()):
+    """(path, id) of every integer under a key ending in "token_id", alone or in a list."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k.endswith("token_id"):
+                if isinstance(v, int) and not isinstance(v, bool):
+                    yield path + (k,), v
+                elif isinstance(v, list):
+                    for i, x in enumerate(v):
+                        if isinstance(x, int) and not isinstance(x, bool):
+                            yield path + (k, i), x
+            yield from _token_ids(v, path + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _token_ids(v, path + (i,))
+
+
+def token_id_changes(doc, id_map):
+    """{path: new id} for every token id of the document (e.g. config.json's
+    thinker_config.audio_token_id, generation_config.json's eos_token_id list), mapped through
+    id_map {old id: new id}."""
+    found = dict(_token_ids(doc))
+    missing = sorted(set(found.values()) - set(id_map))
+    if missing:
+        raise SystemExit("token ids %s have no counterpart in the new tokenizer" % missing)
+    return {p: id_map[v] for p, v in found.items()}
+
+
+def write_fixture_json(out_dir, fn, values=None, id_map=None):
+    """The fixture's JSON file fn written to out_dir with only the given values changed
+    ({path: value}) and, with id_map, every token id renumbered (token_id_changes); a byte
+    copy when nothing changes. Returns the written document."""
+    src = os.path.join(FIXTURE_DIR, fn)
+    changes = dict(values or {})
+    if id_map is not None:
+        changes.update(token_id_changes(load_json(src), id_map))
+    patch_json_file(src, os.path.join(out_dir, fn), values=changes)
+    return load_json(os.path.join(out_dir, fn))
+
+
+def config_changes(size, n_tok=None):
+    """{path: value} that turn the fixture's 0.6B config.json into the given size's
+    (dimensions of spec 2.2 / AUDIO_DIMS, TEXT_DIMS; for tiny also the vocabulary size,
+    n_tok rounded up to a multiple of 64). Nothing for 0.6b."""
     if size == "0.6b":
-        return cfg
-    th = cfg["thinker_config"]
-    ac, tc = th["audio_config"], th["text_config"]
-    for key, val in AUDIO_DIMS[size].items():
-        ac[key] = val
-    ac["num_hidden_layers"] = AUDIO_DIMS[size]["encoder_layers"]
-    for key, val in TEXT_DIMS[size].items():
-        tc[key] = val
+        return {}
+    A, T = ("thinker_config", "audio_config"), ("thinker_config", "text_config")
+    ch = {A + (k,): v for k, v in AUDIO_DIMS[size].items()}
+    ch[A + ("num_hidden_layers",)] = AUDIO_DIMS[size]["encoder_layers"]
+    ch.update({T + (k,): v for k, v in TEXT_DIMS[size].items()})
     if size == "tiny":
-        th["audio_end_token_id"] = tok_ids["<|audio_end|>"]
-        th["audio_start_token_id"] = tok_ids["<|audio_start|>"]
-        th["audio_token_id"] = tok_ids["<|audio_pad|>"]
-        tc["vocab_size"] = (n_tok + 63) // 64 * 64
-    return cfg
+        ch[T + ("vocab_size",)] = (n_tok + 63) // 64 * 64
+    return ch
+
+
+def write_files(out, size):
+    """Every file of the checkpoint except the weights. -> (config, n_real, n_tok): n_real
+    ordinary (vocab.json) tokens, n_tok with the added tokens."""
+    os.makedirs(out, exist_ok=True)
+    for fn in ("preprocessor_config.json", "chat_template.json"):
+        shutil.copyfile(os.path.join(FIXTURE_DIR, fn), os.path.join(out, fn))
+    if size == "tiny":
+        n_tok, tok_ids = build_tiny_tokenizer(out)
+        n_real = TINY_V0
+        id_map = added_id_map(tok_ids)
+        write_fixture_json(out, "generation_config.json", id_map=id_map)
+        cfg = write_fixture_json(out, "config.json", config_changes("tiny", n_tok), id_map)
+    else:
+        for fn in ("vocab.json", "merges.txt", "tokenizer_config.json", "generation_config.json"):
+            shutil.copyfile(os.path.join(FIXTURE_DIR, fn), os.path.join(out, fn))
+        n_real = len(load_json(os.path.join(FIXTURE_DIR, "vocab.json")))
+        n_tok = n_real + len(fixture_added_tokens())
+        cfg = write_fixture_json(out, "config.json", config_changes(size))
+    return cfg, n_real, n_tok
 
 
 # ----------------------------------------------------------------------------------------
@@ -392,30 +599,7 @@ def main(argv=None):
         ap.error("--shards must be >= 1")
 
     out = args.out_dir
-    os.makedirs(out, exist_ok=True)
-    for fn in ("generation_config.json", "preprocessor_config.json", "chat_template.json"):
-        shutil.copyfile(os.path.join(FIXTURE_DIR, fn), os.path.join(out, fn))
-    if args.size == "tiny":
-        n_tok, tok_ids = build_tiny_tokenizer(out)
-        n_real = TINY_V0
-        cfg = make_config("tiny", tok_ids, n_tok)
-        gc = load_json(os.path.join(FIXTURE_DIR, "generation_config.json"))
-        gc["eos_token_id"] = [tok_ids["<|endoftext|>"], tok_ids["<|im_end|>"]]
-        gc["pad_token_id"] = tok_ids["<|endoftext|>"]
-        write_json(os.path.join(out, "generation_config.json"), gc)
-        write_json(os.path.join(out, "config.json"), cfg)
-    else:
-        for fn in ("vocab.json", "merges.txt", "tokenizer_config.json"):
-            shutil.copyfile(os.path.join(FIXTURE_DIR, fn), os.path.join(out, fn))
-        n_real = len(load_json(os.path.join(FIXTURE_DIR, "vocab.json")))
-        n_tok = n_real + len(load_json(os.path.join(FIXTURE_DIR, "tokenizer_config.json"))
-                             ["added_tokens_decoder"])
-        cfg = make_config(args.size)
-        if args.size == "0.6b":
-            shutil.copyfile(os.path.join(FIXTURE_DIR, "config.json"),
-                            os.path.join(out, "config.json"))
-        else:
-            write_json(os.path.join(out, "config.json"), cfg)
+    cfg, n_real, n_tok = write_files(out, args.size)
 
     # remove stale weight files from an earlier run into the same directory
     for fn in os.listdir(out):

@@ -25,7 +25,9 @@ Qwen3 decoder (RMSNorm, GQA, per-head QK RMSNorm, rotate-half RoPE, SwiGLU), tie
 Tokenizer: byte-level BPE trained here on the training texts (GPT-2 byte alphabet, the Qwen2
 pre-tokenizer regex, merges by frequency, ties broken by the pair's strings), written as
 vocab.json + merges.txt, then the 62 added tokens of the real tokenizer (same names and
-special flags, new ids) in tokenizer_config.json.
+special flags, new ids) in tokenizer_config.json. The JSON files are the published 0.6B files
+of tests/fixtures/qwen3-asr-0.6b with only what depends on the dimensions or the ids changed
+(write_tokenizer, write_config): preprocessor_config.json and chat_template.json are copies.
 
 Training: teacher-forced cross-entropy on the assistant's answer
 "language English<asr_text>{text}<|im_end|>" after the official prompt (empty system
@@ -64,6 +66,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import qasr_reference as ref            # noqa: E402  (mel, tokenizer, tables, checkpoint reader)
+import make_synthetic_model as msm      # noqa: E402  (fixture files, JSON editing)
 from make_synthetic_model import f32_to_bf16_bits, FIXTURE_DIR   # noqa: E402
 
 DIMS = dict(
@@ -177,7 +180,9 @@ def train_bpe(texts, extra, n_merges):
 
 
 def write_tokenizer(out_dir, merges):
-    """vocab.json, merges.txt, tokenizer_config.json. Returns (n_tokens, added ids)."""
+    """vocab.json and merges.txt of the trained BPE; tokenizer_config.json: the fixture's
+    (published) file with its 62 added tokens renumbered to follow the vocabulary (only the
+    keys of added_tokens_decoder change). Returns (n_tokens, {added token: id})."""
     vocab = OrderedDict((c, i) for i, c in enumerate(ref.bytes_to_unicode().values()))
     for a, b in merges:
         vocab[a + b] = len(vocab)
@@ -186,42 +191,24 @@ def write_tokenizer(out_dir, merges):
         json.dump(vocab, f, ensure_ascii=False, separators=(",", ":"))
     with open(os.path.join(out_dir, "merges.txt"), "w", encoding="utf-8") as f:
         f.write("#version: 0.2\n" + "".join("%s %s\n" % m for m in merges))
-    with open(os.path.join(FIXTURE_DIR, "tokenizer_config.json"), encoding="utf-8") as f:
-        tc = json.load(f, object_pairs_hook=OrderedDict)
-    new, ids = OrderedDict(), {}
-    for j, (_, e) in enumerate(sorted(tc["added_tokens_decoder"].items(), key=lambda kv: int(kv[0]))):
-        new[str(len(vocab) + j)] = e
-        ids[e["content"]] = len(vocab) + j
-    tc["added_tokens_decoder"] = new
-    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-        json.dump(tc, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    return len(vocab) + len(new), ids
+    ids = msm.write_tokenizer_config(out_dir, len(vocab))
+    return len(vocab) + len(ids), ids
 
 
 def write_config(out_dir, tok_ids, n_tok):
-    with open(os.path.join(FIXTURE_DIR, "config.json"), encoding="utf-8") as f:
-        cfg = json.load(f, object_pairs_hook=OrderedDict)
-    th = cfg["thinker_config"]
-    ac, tc = th["audio_config"], th["text_config"]
-    ac.update(DIMS["audio"])
-    ac["num_hidden_layers"] = DIMS["audio"]["encoder_layers"]
-    ac["output_dim"] = DIMS["text"]["hidden_size"]
-    tc.update(DIMS["text"])
-    tc["vocab_size"] = (n_tok + 63) // 64 * 64
-    th["audio_start_token_id"] = tok_ids["<|audio_start|>"]
-    th["audio_end_token_id"] = tok_ids["<|audio_end|>"]
-    th["audio_token_id"] = tok_ids["<|audio_pad|>"]
-    with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(cfg, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    with open(os.path.join(FIXTURE_DIR, "generation_config.json"), encoding="utf-8") as f:
-        gc = json.load(f, object_pairs_hook=OrderedDict)
-    gc["eos_token_id"] = [tok_ids["<|endoftext|>"], tok_ids["<|im_end|>"]]
-    gc["pad_token_id"] = tok_ids["<|endoftext|>"]
-    with open(os.path.join(out_dir, "generation_config.json"), "w", encoding="utf-8") as f:
-        json.dump(gc, f, indent=2)
-        f.write("\n")
+    """config.json, generation_config.json, preprocessor_config.json, chat_template.json:
+    the fixture's (published) files, with only the demo's dimensions and token ids changed
+    (edited as text: layout, key order and other values as published); the last two are
+    byte copies. Returns the config."""
+    A, T = ("thinker_config", "audio_config"), ("thinker_config", "text_config")
+    changes = {A + (k,): v for k, v in DIMS["audio"].items()}
+    changes[A + ("num_hidden_layers",)] = DIMS["audio"]["encoder_layers"]
+    changes[A + ("output_dim",)] = DIMS["text"]["hidden_size"]
+    changes.update({T + (k,): v for k, v in DIMS["text"].items()})
+    changes[T + ("vocab_size",)] = (n_tok + 63) // 64 * 64
+    id_map = msm.added_id_map(tok_ids)
+    cfg = msm.write_fixture_json(out_dir, "config.json", changes, id_map)
+    msm.write_fixture_json(out_dir, "generation_config.json", id_map=id_map)
     for fn in ("preprocessor_config.json", "chat_template.json"):
         shutil.copyfile(os.path.join(FIXTURE_DIR, fn), os.path.join(out_dir, fn))
     return cfg

@@ -1,4 +1,5 @@
-/* config.json parsing: the real 0.6B file, a 1.7B variant, derived sizes, malformed inputs.
+/* config.json parsing: the published 0.6B file (tests/fixtures/qwen3-asr-0.6b, byte for byte, its
+ * layout included), a 1.7B variant, derived sizes, malformed inputs.
  * Expected values are the spec's (section 2.2 tables, 5.5 token counts), not this code's output. */
 #include "config.h"
 #include "util.h"

@@ -7,18 +7,24 @@ Usage:
 Checks the reference against facts stated in the specification (MODEL.md)
 and against independent re-computations: audio-token formula vs the spec table (5.5),
 encoder windows (5.6), the mel frontend (zero signal -> -1.5, filterbank properties, a naive
-DFT re-computation), prompt ids of the real tokenizer (7.2-7.4), RoPE/GELU/bf16 facts, and a
-round trip through a tiny synthetic checkpoint made by scripts/make_synthetic_model.py
-(file layout, dump shapes, conv stem vs a naive convolution, logits vs the final norm of the
-last layer, tied-head fallback, sharded loading, KV cache vs a cache-free forward pass).
+DFT re-computation), prompt ids of the real tokenizer (7.2-7.4), RoPE/GELU/bf16 facts, the
+fixture's files against the published sha256s, the non-weight files of synthetic 0.6B, 1.7B
+and tiny checkpoints against the published bytes (copies where nothing depends on the size or
+the ids; otherwise only those lines differ), the demo model's files against what its export
+writes, and a round trip through a tiny synthetic checkpoint made by
+scripts/make_synthetic_model.py (file layout, dump shapes, conv stem vs a naive convolution,
+logits vs the final norm of the last layer, tied-head fallback, sharded loading, KV cache vs a
+cache-free forward pass).
 Exit code 0 if every check passes, 1 otherwise; the last line is a summary.
 Needs only numpy, regex and the standard library; runs in well under a minute.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -376,6 +382,130 @@ def tiny_checkpoint_layout():
     ck3 = ref.Checkpoint(os.path.join(Tiny.tmp, "model_3"))
     for name in ck.entries:
         assert np.array_equal(ck.raw(name), ck3.raw(name)), name
+
+
+# sha256 of the published Qwen3-ASR-0.6B files (tests/fixtures/qwen3-asr-0.6b/README.md)
+PUBLISHED_SHA256 = {
+    "chat_template.json": "75a8cfca24f00de72d796fbfed6858fc9614ef3dabd8696684cc3bc03a9c58ff",
+    "config.json": "76d3ae4601ce939830b2517f4a6cadb86cc51316c3900af6b020b051c21a478c",
+    "generation_config.json": "1da527824d81e07118facff437e03f2e24a23311e3bdeb2368973fe77e5f275c",
+    "merges.txt": "8831e4f1a044471340f7c0a83d7bd71306a5b867e95fd870f74d0c5308a904d5",
+    "preprocessor_config.json": "45e120a4eda2c20c5d7f2ea9354e63536bf35e27aa573fb7cdf78017b378770d",
+    "tokenizer_config.json": "4942d005604266809309cabc9f4e9cb89ce855d59b14681fdc0e1cc62ea26c4c",
+    "vocab.json": "ca10d7e9fb3ed18575dd1e277a2579c16d108e32f27439684afa0e10b1440910",
+}
+
+
+def _read_bytes(*p):
+    with open(os.path.join(*p), "rb") as f:
+        return f.read()
+
+
+def _changed_lines(published, derived):
+    """[(published line, derived line)] that differ; the line structure must be the same."""
+    a, b = published.decode("utf-8").split("\n"), derived.decode("utf-8").split("\n")
+    assert len(a) == len(b), (len(a), len(b))
+    return [(x, y) for x, y in zip(a, b) if x != y]
+
+
+def _member(line):
+    """'  "key": value,' -> (indentation, key, value text without the comma)."""
+    m = re.fullmatch(r'( *)"([^"]*)": (.*?)(,?)', line)
+    assert m, line
+    return m.group(1), m.group(2), m.group(3)
+
+
+@check
+def fixture_files_published():
+    names = sorted(f for f in os.listdir(FIXTURE) if f != "README.md")
+    assert names == sorted(PUBLISHED_SHA256), names
+    for fn, want in PUBLISHED_SHA256.items():
+        got = hashlib.sha256(_read_bytes(FIXTURE, fn)).hexdigest()
+        assert got == want, (fn, got)
+    # facts of the published files that differ from what ports reproduce
+    pre = json.loads(_read_bytes(FIXTURE, "preprocessor_config.json"))
+    assert "sampling_rate" not in pre and pre["feature_size"] == 128 and pre["hop_length"] == 160
+    gen = json.loads(_read_bytes(FIXTURE, "generation_config.json"))
+    assert gen["do_sample"] is False and gen["temperature"] == 1e-06
+    assert gen["eos_token_id"] == [151643, 151645] and gen["pad_token_id"] == 151643
+    tc = json.loads(_read_bytes(FIXTURE, "tokenizer_config.json"))
+    assert sorted(map(int, tc["added_tokens_decoder"])) == list(range(151643, 151705))
+
+
+@check
+def checkpoint_files_as_published():
+    """Non-weight files of synthetic checkpoints (make_synthetic_model.write_files, what its
+    main() writes before the weights) against the published bytes."""
+    tmp = tempfile.mkdtemp(prefix="qasr_selfcheck_files_", dir=Tiny.tmp)
+    for size in ("0.6b", "1.7b"):
+        msm.write_files(os.path.join(tmp, size), size)
+    # 0.6b: every file is the published one
+    for fn in PUBLISHED_SHA256:
+        assert _read_bytes(tmp, "0.6b", fn) == _read_bytes(FIXTURE, fn), ("0.6b", fn)
+    # 1.7b: config.json differs only in the dimension lines (spec 2.2, 1.7B column)
+    for fn in PUBLISHED_SHA256:
+        if fn != "config.json":
+            assert _read_bytes(tmp, "1.7b", fn) == _read_bytes(FIXTURE, fn), ("1.7b", fn)
+    want = {"d_model": "1024", "encoder_attention_heads": "16", "encoder_ffn_dim": "4096",
+            "encoder_layers": "24", "num_hidden_layers": "24", "output_dim": "2048",
+            "hidden_size": "2048", "intermediate_size": "6144"}
+    changed = _changed_lines(_read_bytes(FIXTURE, "config.json"),
+                             _read_bytes(tmp, "1.7b", "config.json"))
+    assert len(changed) == 8, changed   # 6 audio_config lines, hidden_size, intermediate_size
+    for old, new in changed:
+        (i0, k0, _), (i1, k1, v1) = _member(old), _member(new)
+        assert i0 == i1 and k0 == k1 and want.get(k0) == v1, (old, new)
+        assert old.endswith(",") == new.endswith(",")
+    c17 = json.loads(_read_bytes(tmp, "1.7b", "config.json"))["thinker_config"]
+    ac, tc = c17["audio_config"], c17["text_config"]
+    assert (ac["d_model"], ac["encoder_layers"], ac["num_hidden_layers"], ac["encoder_attention_heads"],
+            ac["encoder_ffn_dim"], ac["output_dim"], ac["downsample_hidden_size"]) == \
+        (1024, 24, 24, 16, 4096, 2048, 480)
+    assert (tc["hidden_size"], tc["intermediate_size"], tc["num_hidden_layers"],
+            tc["num_attention_heads"], tc["num_key_value_heads"], tc["head_dim"], tc["vocab_size"]) == \
+        (2048, 6144, 28, 16, 8, 128, 151936)
+    # tiny: preprocessor/chat template verbatim; tokenizer_config and generation_config are the
+    # published text with only the added-token ids renumbered (151643 + j -> 2000 + j)
+    d = Tiny.model
+    for fn in ("preprocessor_config.json", "chat_template.json"):
+        assert _read_bytes(d, fn) == _read_bytes(FIXTURE, fn), ("tiny", fn)
+    back = lambda m: str(int(m.group(0)) - 2000 + 151643)
+    tok = _read_bytes(d, "tokenizer_config.json").decode("utf-8")
+    keys = re.findall(r'^    "(\d+)": \{$', tok, flags=re.M)
+    assert keys == [str(2000 + j) for j in range(62)], keys[:3]
+    restored = re.sub(r'(?<=^    ")\d+(?=": \{$)', back, tok, flags=re.M)
+    assert restored.encode("utf-8") == _read_bytes(FIXTURE, "tokenizer_config.json")
+    gen = _read_bytes(d, "generation_config.json").decode("utf-8")
+    assert json.loads(gen)["eos_token_id"] == [2000, 2002] and json.loads(gen)["pad_token_id"] == 2000
+    restored = re.sub(r"\b20\d\d\b", back, gen)
+    assert restored.encode("utf-8") == _read_bytes(FIXTURE, "generation_config.json")
+    # tiny config.json: only dimension and token-id lines differ, same keys and layout
+    allowed = {"d_model", "downsample_hidden_size", "encoder_attention_heads", "encoder_ffn_dim",
+               "encoder_layers", "num_hidden_layers", "output_dim", "audio_end_token_id",
+               "audio_start_token_id", "audio_token_id", "head_dim", "hidden_size",
+               "intermediate_size", "num_attention_heads", "num_key_value_heads", "vocab_size"}
+    for old, new in _changed_lines(_read_bytes(FIXTURE, "config.json"), _read_bytes(d, "config.json")):
+        (i0, k0, _), (i1, k1, _) = _member(old), _member(new)
+        assert i0 == i1 and k0 == k1 and k0 in allowed, (old, new)
+
+
+@check
+def demo_files_as_exported():
+    """tests/models/qasr-demo's tokenizer and JSON files are what train_demo_model.py's export
+    writes for the demo's own merges (the published files with the demo's dimensions and ids)."""
+    import train_demo_model as tdm
+    demo = os.path.join(ROOT, "tests", "models", "qasr-demo")
+    lines = _read_bytes(demo, "merges.txt").decode("utf-8").split("\n")
+    merges = [tuple(l.split(" ")) for l in lines[1:] if l]
+    tmp = tempfile.mkdtemp(prefix="qasr_selfcheck_demo_", dir=Tiny.tmp)
+    n_tok, ids = tdm.write_tokenizer(tmp, merges)
+    tdm.write_config(tmp, ids, n_tok)
+    written = sorted(os.listdir(tmp))
+    assert written == sorted(f for f in os.listdir(demo) if f != "model.safetensors"), written
+    for fn in written:
+        assert _read_bytes(tmp, fn) == _read_bytes(demo, fn), fn
+    for fn in ("preprocessor_config.json", "chat_template.json"):
+        assert _read_bytes(demo, fn) == _read_bytes(FIXTURE, fn), fn
 
 
 def naive_conv_stem(mel, ck, D):

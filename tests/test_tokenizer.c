@@ -106,12 +106,30 @@ static void test_spec_ids(const tokenizer_t *t)
     CHECK_INT_EQ(tokenizer_token_id(t, "<|endoftext|>"), 151643);
     CHECK_INT_EQ(tokenizer_token_id(t, "<|audio_pad|>"), 151676);
     CHECK_INT_EQ(tokenizer_token_id(t, "<asr_text>"), 151704);
+    CHECK_INT_EQ(tokenizer_token_id(t, "<|audio_start|>"), 151669);
+    CHECK_INT_EQ(tokenizer_token_id(t, "<|audio_end|>"), 151670);
+    CHECK_INT_EQ(tokenizer_token_id(t, "<non_speech>"), 151675);
     CHECK_INT_EQ(tokenizer_token_id(t, "\xC4\xA0" "English"), 6364); /* "ĠEnglish" */
     CHECK_INT_EQ(tokenizer_token_id(t, "no such token"), -1);
-    CHECK(tokenizer_is_special(t, 151645));
-    CHECK(tokenizer_is_special(t, 151676));
+    CHECK(tokenizer_is_special(t, 151643)); /* <|endoftext|> */
+    CHECK(tokenizer_is_special(t, 151644)); /* <|im_start|> */
+    CHECK(tokenizer_is_special(t, 151645)); /* <|im_end|> */
+    CHECK(tokenizer_is_special(t, 151669)); /* <|audio_start|> */
+    CHECK(tokenizer_is_special(t, 151670)); /* <|audio_end|> */
+    CHECK(tokenizer_is_special(t, 151676)); /* <|audio_pad|> */
     CHECK(!tokenizer_is_special(t, 151704)); /* <asr_text> */
     CHECK(!tokenizer_is_special(t, 151675)); /* <non_speech> */
+    /* The published tokenizer_config.json's additional_special_tokens names only 19 of the 48
+     * tokens that added_tokens_decoder marks "special": true (and extra_special_tokens only
+     * image/video/audio aliases): the flags come from added_tokens_decoder alone. */
+    CHECK_INT_EQ(tokenizer_token_id(t, "<tts_text_eod>"), 151673);
+    CHECK(tokenizer_is_special(t, 151673));
+    CHECK_INT_EQ(tokenizer_token_id(t, "<blank27>"), 151703);
+    CHECK(tokenizer_is_special(t, 151703));
+    CHECK_INT_EQ(tokenizer_token_id(t, "<|image_pad|>"), 151655);
+    CHECK(tokenizer_is_special(t, 151655));
+    CHECK_INT_EQ(tokenizer_token_id(t, "<tool_call>"), 151657);
+    CHECK(!tokenizer_is_special(t, 151657));
     CHECK(!tokenizer_is_special(t, 8948));
     CHECK(!tokenizer_is_special(t, -1));
     CHECK(!tokenizer_is_special(t, 151705));
