@@ -1,5 +1,5 @@
-/* CPU matrix-product benchmark: gemm_xwt (host/cpu_gemm.c, fp32 and bf16 weights widened) and
- * gemm_bf16_xwt (host/cpu_gemm_bf16.c, oneDNN bf16 matmul on packed weights) on the shapes of
+/* CPU matrix-product benchmark: gemm_xwt (host/cpu/cpu_gemm.c, fp32 and bf16 weights widened) and
+ * gemm_bf16_xwt (host/cpu/cpu_gemm_bf16.c, oneDNN bf16 matmul on packed weights) on the shapes of
  * the 0.6B decoder, with the weights of all 28 layers so that they stream from DRAM as in a real
  * decode step. Prints ms per "step" (all layers once), weight GB/s and GFLOP/s per row count M.
  *
@@ -47,6 +47,7 @@ int main(int argc, char **argv)
     printf("0.6B decoder layer shapes x %d layers (%.2f GB fp32 / %.2f GB bf16), %d threads, oneDNN bf16: %s\n",
            LAYERS, total * 4e-9, total * 2e-9, threads, isa);
     bf16_weight_t *packed[LAYERS * N_SHAPES];
+    bf16_gemm_t *g = native ? bf16_gemm_new() : NULL;
     uint16_t *w16p = native ? xmalloc(total * sizeof(uint16_t)) : NULL; /* packed in place, as at load */
     if (native) {
         memcpy(w16p, w16, total * sizeof(uint16_t));
@@ -54,7 +55,7 @@ int main(int argc, char **argv)
         size_t off = 0;
         for (int i = 0; i < LAYERS * N_SHAPES; i++) {
             const shape_t *sh = &shapes[i % N_SHAPES];
-            packed[i] = bf16_weight_pack(w16p + off, sh->n, sh->k, 1);
+            packed[i] = bf16_weight_pack(g, w16p + off, sh->n, sh->k, 1);
             off += (size_t)sh->n * sh->k;
         }
         printf("packed in %.2f s\n", now_seconds() - t0);
@@ -71,7 +72,7 @@ int main(int argc, char **argv)
                 for (int l = 0; l < LAYERS; l++)
                     for (int s = 0; s < N_SHAPES; s++) {
                         if (mode == 2)
-                            gemm_bf16_xwt(y, x, packed[l * N_SHAPES + s], NULL, M, 0);
+                            gemm_bf16_xwt(g, y, x, packed[l * N_SHAPES + s], NULL, M, 0);
                         else
                             gemm_xwt(y, x, mode ? (const void *)(w16 + off) : (const void *)(w32 + off), mode, NULL, M,
                                      shapes[s].k, shapes[s].n, 0);
@@ -85,8 +86,9 @@ int main(int argc, char **argv)
         }
     }
     if (native) {
-        printf("%d oneDNN primitives\n", bf16_gemm_primitives());
+        printf("%d oneDNN primitives\n", bf16_gemm_primitives(g));
         for (int i = 0; i < LAYERS * N_SHAPES; i++) bf16_weight_free(packed[i]);
+        bf16_gemm_free(g);
     }
     free(w16p);
     free(w16);

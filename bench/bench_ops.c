@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_select.h"
 #include "util.h"
 
 typedef struct {
@@ -29,11 +30,12 @@ typedef struct {
     double best;
 } timer_t_;
 
-static void *rand_weight(backend_ref_t bk, size_t n, weight_kind_t kind)
+static weight_t *rand_weight(backend_ref_t bk, size_t n, weight_kind_t kind)
 {
     uint16_t *h = xmalloc(n * sizeof(uint16_t));
     for (size_t i = 0; i < n; i++) h[i] = f32_to_bf16((float)((i * 2654435761u) % 2001) * 1e-3f - 1.0f);
-    void *w = bk.ops->weight_alloc(bk.be, n, kind, DTYPE_BF16);
+    weight_t *w = bk.ops->weight_alloc(bk.be, n, kind, DTYPE_BF16);
+    if (!w) qasr_die(3, "%s", qasr_last_error());
     bk.ops->weight_upload(bk.be, w, 0, h, DTYPE_BF16, n);
     free(h);
     return w;
@@ -41,7 +43,7 @@ static void *rand_weight(backend_ref_t bk, size_t n, weight_kind_t kind)
 
 /* Fill an activation buffer with small values (through a weight upload of the same size would
  * not work: activations have their own dtype), via embed from a random table. */
-static void fill(backend_ref_t bk, void *x, int rows, int D, const void *table)
+static void fill(backend_ref_t bk, void *x, int rows, int D, const weight_t *table)
 {
     int *ids = xmalloc(rows * sizeof(int));
     for (int i = 0; i < rows; i++) ids[i] = i % 64;
@@ -86,22 +88,23 @@ int main(int argc, char **argv)
         if (!strcmp(DIMS[i].size, size)) d = &DIMS[i];
     if (!d) qasr_die(2, "--size 0.6b or 1.7b");
     backend_ref_t bk;
-    if (backend_create(&bk, backend, 0, threads, 128, precision) != 0) qasr_die(3, "%s", qasr_last_error());
+    const backend_params_t bp = { .device = 0, .threads = threads, .n_mels = 128, .precision = precision };
+    if (backend_create(&bk, backend, &bp) != 0) qasr_die(3, "%s", qasr_last_error());
     printf("bench_ops: backend %s, Qwen3-ASR-%s shapes, %d decode rows, context %d\n", bk.ops->name, size, rows, ctx);
 
     const int Hd = d->dec_h, I = d->dec_inter, QKV = (16 + 2 * 8) * 128, V = 151936, P = 16;
     const int enc_rows = 13 * 80; /* 80 s of audio in one encoder pass */
     const size_t act = bk.ops->act_size;
-    void *table = rand_weight(bk, (size_t)V * Hd, WEIGHT_TABLE);
-    void *w_qkv = rand_weight(bk, (size_t)QKV * Hd, WEIGHT_MATRIX);
-    void *w_o = rand_weight(bk, (size_t)Hd * 2048, WEIGHT_MATRIX);
-    void *w_gu = rand_weight(bk, (size_t)2 * I * Hd, WEIGHT_MATRIX);
-    void *w_down = rand_weight(bk, (size_t)Hd * I, WEIGHT_MATRIX);
-    void *w_enc_qkv = rand_weight(bk, (size_t)3 * d->enc_d * d->enc_d, WEIGHT_MATRIX);
-    void *w_fc1 = rand_weight(bk, (size_t)d->enc_ffn * d->enc_d, WEIGHT_MATRIX);
-    void *w_conv = rand_weight(bk, (size_t)480 * 480 * 9, WEIGHT_PARAM);
-    void *b_conv = rand_weight(bk, 480, WEIGHT_PARAM);
-    void *norm_w = rand_weight(bk, (size_t)MAX(Hd, d->enc_d), WEIGHT_PARAM);
+    weight_t *table = rand_weight(bk, (size_t)V * Hd, WEIGHT_TABLE);
+    weight_t *w_qkv = rand_weight(bk, (size_t)QKV * Hd, WEIGHT_MATRIX);
+    weight_t *w_o = rand_weight(bk, (size_t)Hd * 2048, WEIGHT_MATRIX);
+    weight_t *w_gu = rand_weight(bk, (size_t)2 * I * Hd, WEIGHT_MATRIX);
+    weight_t *w_down = rand_weight(bk, (size_t)Hd * I, WEIGHT_MATRIX);
+    weight_t *w_enc_qkv = rand_weight(bk, (size_t)3 * d->enc_d * d->enc_d, WEIGHT_MATRIX);
+    weight_t *w_fc1 = rand_weight(bk, (size_t)d->enc_ffn * d->enc_d, WEIGHT_MATRIX);
+    weight_t *w_conv = rand_weight(bk, (size_t)480 * 480 * 9, WEIGHT_PARAM);
+    weight_t *b_conv = rand_weight(bk, 480, WEIGHT_PARAM);
+    weight_t *norm_w = rand_weight(bk, (size_t)MAX(Hd, d->enc_d), WEIGHT_PARAM);
 
     void *x = bk.ops->buf_alloc(bk.be, (size_t)MAX(rows, enc_rows) * MAX(Hd, d->enc_d));
     void *y = bk.ops->buf_alloc(bk.be, (size_t)MAX(rows, enc_rows) * MAX(2 * I, d->enc_ffn));
@@ -133,7 +136,7 @@ int main(int argc, char **argv)
     /* paged decode attention: rows sequences of ctx tokens each, pages scattered */
     const int pages_per = CEIL_DIV(ctx, P);
     const kv_geom_t g = { 1, rows * pages_per, P, 8, 128 };
-    void *kv = bk.ops->kv_alloc(bk.be, &g);
+    kv_cache_t *kv = bk.ops->kv_alloc(bk.be, &g);
     if (!kv) qasr_die(3, "%s", qasr_last_error());
     int *tables = xmalloc((size_t)rows * pages_per * sizeof(int)), *seq = xmalloc(rows * sizeof(int));
     int *len = xmalloc(rows * sizeof(int)), *pos = xmalloc(rows * sizeof(int)), *slot = xmalloc(rows * sizeof(int));

@@ -1,4 +1,4 @@
-/* CUDA backend: the ops of host/backend.h on one device, one stream.
+/* CUDA backend: the ops of host/model/backend.h on one device, one stream.
  *
  * Activations and weights are bf16; math inside kernels and cuBLAS GEMMs is fp32
  * (CUBLAS_COMPUTE_32F), results rounded to bf16 at each op's output, as the official bf16 model
@@ -9,8 +9,13 @@
  *  - small int arrays (positions, slots, block tables, windows) go to their own device arena
  *    through a pinned host mirror, so kernels read them on the device and launchers can plan
  *    with the host copy without reading device memory;
- *  - persistent buffers (mel, audio embeddings) come from a caching allocator (size classes).
- * Nothing here synchronises except download and argmax, which hand results to the host. */
+ *  - persistent buffers (audio embeddings) come from a caching allocator (size classes).
+ * Nothing here synchronises except download and argmax, which hand results to the host.
+ *
+ * Errors: an allocation that finds no device memory returns NULL with the sizes (qasr_fail);
+ * any other failed CUDA, cuBLAS or cuFFT call is the device's fault, kept for good (the `fault`
+ * op): from then on every op returns at once and download and argmax give zeros, so the caller
+ * learns of it at the end of the pass, by return codes, and nothing unwinds through this code. */
 #include "common.cuh"
 
 #include <string.h>
@@ -19,68 +24,25 @@
 
 extern "C" {
 #include "mel.h"
+#include "stack_arena.h"
 #include "util.h"
 }
 
-namespace {
-
-/* A device stack allocator; allocations past the block spill into separate cudaMallocs until
- * the next full release, which regrows the block to the peak seen. */
-struct arena {
-    char *base = nullptr;
-    size_t cap = 0, used = 0, peak = 0;
-    struct spill { void *p; size_t bytes; };
-    spill *spills = nullptr;
-    int n_spills = 0, cap_spills = 0;
+/* A weight on the device. */
+struct weight {
+    bf16_t *d;
+    size_t n;
 };
 
-size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
-
-size_t arena_top(const arena &a)
-{
-    size_t t = a.used;
-    for (int i = 0; i < a.n_spills; i++) t += a.spills[i].bytes;
-    return t;
-}
-
-void *arena_alloc(arena &a, size_t bytes)
-{
-    bytes = round_up(bytes ? bytes : 1, 256);
-    void *p;
-    if (a.n_spills == 0 && a.used + bytes <= a.cap) {
-        p = a.base + a.used;
-        a.used += bytes;
-    } else {
-        if (a.n_spills == a.cap_spills) {
-            a.cap_spills = a.cap_spills ? 2 * a.cap_spills : 16;
-            a.spills = (arena::spill *)xrealloc(a.spills, a.cap_spills * sizeof *a.spills);
-        }
-        CUDA_CHECK(cudaMalloc(&p, bytes));
-        a.spills[a.n_spills++] = { p, bytes };
-    }
-    a.peak = MAX(a.peak, arena_top(a));
-    return p;
-}
-
-void arena_release(arena &a, size_t mark)
-{
-    size_t top = arena_top(a);
-    while (a.n_spills > 0 && top - a.spills[a.n_spills - 1].bytes >= mark) {
-        top -= a.spills[a.n_spills - 1].bytes;
-        CUDA_CHECK(cudaFree(a.spills[--a.n_spills].p)); /* waits for the work using it */
-    }
-    if (a.n_spills == 0 && mark < a.used) a.used = mark;
-    if (mark == 0 && a.peak > a.cap) { /* warm-up: grow to the peak so later steps fit */
-        CUDA_CHECK(cudaFree(a.base));
-        a.cap = round_up(a.peak + a.peak / 8, 1 << 20);
-        CUDA_CHECK(cudaMalloc(&a.base, a.cap));
-    }
-}
-
+/* The KV cache. */
 struct kv_cache {
     kv_geom_t g;
     bf16_t *data; /* [layers][pages][2][Hkv][P][Dh] */
 };
+
+namespace {
+
+size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 /* Caching allocator for buf_alloc: freed blocks are kept by size class (powers of two). */
 struct block_cache {
@@ -95,9 +57,11 @@ struct block_cache {
 
 struct backend {
     int device;
+    char fault[QASR_ERR_LEN]; /* the device's failure, for good; "" while it works */
+    char op_error[QASR_ERR_LEN]; /* an op that found no memory for its work space, or "" */
     cudaStream_t stream;
     cublasHandle_t blas;
-    arena scratch;
+    stack_arena_t scratch;
     /* int arrays: device arena + pinned host mirror at the same offsets */
     int *d_ints, *h_ints;
     size_t ints_cap, ints_used;
@@ -109,56 +73,130 @@ struct backend {
     /* staging for download/argmax results */
     void *h_stage;
     size_t stage_bytes;
-    void **weights;         /* in allocation order, the same on every device (broadcast) */
-    size_t *weight_elems;
+    weight_t **weights;     /* in allocation order, the same on every device (broadcast) */
     int n_weights, cap_weights;
     block_cache bufs;
 };
 
+/* ---------------- errors ---------------- */
+
+/* A failed call: the device is lost from now on; the first failure is the reason. */
+static void device_failed(backend_t *be, const char *stmt, const char *why, const char *file, int line)
+{
+    if (!be->fault[0])
+        snprintf(be->fault, sizeof be->fault, "device %d failed: %s: %s (at %s:%d)", be->device, stmt, why, file, line);
+}
+
+static bool cuda_ok(backend_t *be, cudaError_t e, const char *stmt, const char *file, int line)
+{
+    if (e == cudaSuccess) return true;
+    device_failed(be, stmt, cudaGetErrorString(e), file, line);
+    return false;
+}
+static bool cublas_ok(backend_t *be, cublasStatus_t s, const char *stmt, const char *file, int line)
+{
+    if (s == CUBLAS_STATUS_SUCCESS) return true;
+    device_failed(be, stmt, cublasGetStatusName(s), file, line);
+    return false;
+}
+static bool cufft_ok(backend_t *be, cufftResult r, const char *stmt, const char *file, int line)
+{
+    if (r == CUFFT_SUCCESS) return true;
+    device_failed(be, stmt, cufft_result_name(r), file, line);
+    return false;
+}
+/* true if the call succeeded; else the device is marked failed */
+#define CU_OK(be, x) cuda_ok(be, (x), #x, __FILE__, __LINE__)
+#define BLAS_OK(be, x) cublas_ok(be, (x), #x, __FILE__, __LINE__)
+#define FFT_OK(be, x) cufft_ok(be, (x), #x, __FILE__, __LINE__)
+
+static bool dead(const backend_t *be) { return be->fault[0] != 0; }
+
+/* bytes of device memory, or NULL + qasr_fail(): out of memory (with the sizes), or the device's
+ * failure. */
+static void *dev_alloc(backend_t *be, size_t bytes, const char *what)
+{
+    void *p = nullptr;
+    if (dead(be)) {
+        qasr_fail("%s", be->fault);
+        return nullptr;
+    }
+    const cudaError_t e = cudaMalloc(&p, bytes);
+    if (e == cudaSuccess) return p;
+    if (e != cudaErrorMemoryAllocation) {
+        CU_OK(be, e);
+        qasr_fail("%s", be->fault);
+        return nullptr;
+    }
+    cudaGetLastError(); /* not sticky: clear it */
+    size_t free_b = 0, total = 0;
+    cudaMemGetInfo(&free_b, &total);
+    qasr_fail("device %d: out of memory for %s (%.1f MB more needed, %.2f of %.2f GB free)", be->device, what,
+              bytes / 1e6, free_b / 1e9, total / 1e9);
+    return nullptr;
+}
+
+static void dev_free(backend_t *be, void *p)
+{
+    if (p && !dead(be)) CU_OK(be, cudaFree(p)); /* a failed device's memory goes with its context */
+}
+
+static void *arena_block(void *ctx, size_t bytes) { return dev_alloc((backend_t *)ctx, bytes, "scratch"); }
+static void arena_free(void *ctx, void *p) { dev_free((backend_t *)ctx, p); }
+
+/* Work space of an op; NULL (the op does nothing, op_failed says why) when there is none. */
+static void *op_scratch(backend_t *be, size_t bytes, const char *op)
+{
+    void *p = stack_arena_alloc(&be->scratch, bytes);
+    if (!p && !dead(be) && !be->op_error[0])
+        snprintf(be->op_error, sizeof be->op_error, "%s: %s", op, qasr_last_error());
+    return p;
+}
+
 static const size_t INTS_CAP = (size_t)16 << 20; /* ints per forward pass (64 MB) */
 static const int FFT_BATCH = 256;                 /* frames per FFT call: one plan serves every length */
 
+/* Pinned host memory for results on their way to the host; NULL when the device failed. */
 static void *stage(backend_t *be, size_t bytes)
 {
     if (bytes > be->stage_bytes) {
-        if (be->h_stage) CUDA_CHECK(cudaFreeHost(be->h_stage));
+        if (be->h_stage) CU_OK(be, cudaFreeHost(be->h_stage));
+        be->h_stage = nullptr;
         be->stage_bytes = round_up(bytes, 1 << 20);
-        CUDA_CHECK(cudaMallocHost((void **)&be->h_stage, be->stage_bytes));
+        if (!CU_OK(be, cudaMallocHost((void **)&be->h_stage, be->stage_bytes))) {
+            be->h_stage = nullptr;
+            be->stage_bytes = 0;
+        }
     }
     return be->h_stage;
 }
 
 /* ---------------- memory ---------------- */
 
-static void *cu_weight_alloc(backend_t *be, size_t n, weight_kind_t, dtype_t) /* all bf16 here */
+static weight_t *cu_weight_alloc(backend_t *be, size_t n, weight_kind_t, dtype_t) /* all bf16 here */
 {
-    void *p;
-    if (cudaMalloc(&p, n * sizeof(bf16_t)) != cudaSuccess) { /* start-up: exit 3 with the sizes */
-        cudaGetLastError();
-        size_t free_b = 0, total = 0;
-        cudaMemGetInfo(&free_b, &total);
-        qasr_die(3, "device %d: out of memory loading the model weights (%.1f MB more needed, %.2f of %.2f GB "
-                 "free): use a device with more memory or the smaller model", be->device, n * 2.0 / 1e6,
-                 free_b / 1e9, total / 1e9);
-    }
+    bf16_t *d = (bf16_t *)dev_alloc(be, n * sizeof(bf16_t), "the model weights");
+    if (!d) return nullptr;
     if (be->n_weights == be->cap_weights) {
         be->cap_weights = be->cap_weights ? 2 * be->cap_weights : 256;
-        be->weights = (void **)xrealloc(be->weights, be->cap_weights * sizeof(void *));
-        be->weight_elems = (size_t *)xrealloc(be->weight_elems, be->cap_weights * sizeof(size_t));
+        be->weights = (weight_t **)xrealloc(be->weights, be->cap_weights * sizeof *be->weights);
     }
-    be->weight_elems[be->n_weights] = n;
-    be->weights[be->n_weights++] = p;
-    return p;
+    weight_t *w = (weight_t *)xmalloc(sizeof *w);
+    *w = { d, n };
+    be->weights[be->n_weights++] = w;
+    return w;
 }
 
-static void cu_weight_upload(backend_t *, void *dst, size_t off, const void *src, dtype_t dt, size_t n)
+static void cu_weight_upload(backend_t *be, weight_t *w, size_t off, const void *src, dtype_t dt, size_t n)
 {
+    QASR_ASSERT(off + n <= w->n);
+    if (dead(be)) return;
     bf16_t *h = (bf16_t *)xmalloc(n * sizeof(bf16_t));
     const uint16_t *s16 = (const uint16_t *)src;
     const float *s32 = (const float *)src;
     for (size_t i = 0; i < n; i++)
         h[i] = dt == DTYPE_BF16 ? s16[i] : f32_to_bf16(dt == DTYPE_F32 ? s32[i] : f16_to_f32(s16[i]));
-    CUDA_CHECK(cudaMemcpy((bf16_t *)dst + off, h, n * sizeof(bf16_t), cudaMemcpyHostToDevice));
+    CU_OK(be, cudaMemcpy(w->d + off, h, n * sizeof(bf16_t), cudaMemcpyHostToDevice));
     free(h);
 }
 
@@ -180,7 +218,7 @@ static void *cu_buf_alloc(backend_t *be, size_t n)
             bc.free_list[i] = bc.free_list[--bc.n_free];
             break;
         }
-    if (!p) CUDA_CHECK(cudaMalloc(&p, (size_t)1 << cls));
+    if (!p && !(p = dev_alloc(be, (size_t)1 << cls, "activations"))) return nullptr;
     if (bc.n_live == bc.cap_live) {
         bc.cap_live = bc.cap_live ? 2 * bc.cap_live : 64;
         bc.live = (block_cache::entry *)xrealloc(bc.live, bc.cap_live * sizeof *bc.live);
@@ -206,18 +244,25 @@ static void cu_buf_free(backend_t *be, void *p)
     QASR_ASSERT(!"buf_free of a pointer buf_alloc did not return");
 }
 
-static void *cu_scratch(backend_t *be, size_t n) { return arena_alloc(be->scratch, n * sizeof(bf16_t)); }
+static void *cu_scratch(backend_t *be, size_t n) { return stack_arena_alloc(&be->scratch, n * sizeof(bf16_t)); }
 
 static int *cu_ints(backend_t *be, const int *h, size_t n)
 {
-    if (be->ints_used + n > be->ints_cap)
-        qasr_die(3, "CUDA backend: more than %zu int parameters in one pass", be->ints_cap);
+    if (dead(be)) {
+        qasr_fail("%s", be->fault);
+        return nullptr;
+    }
+    if (be->ints_used + n > be->ints_cap) {
+        qasr_fail("device %d: more than %zu int parameters in one pass (lower --batch or --step-tokens)", be->device,
+                  be->ints_cap);
+        return nullptr;
+    }
     int *d = be->d_ints + be->ints_used, *mirror = be->h_ints + be->ints_used;
     memcpy(mirror, h, n * sizeof(int));
     /* pinned source: the copy reads the mirror when the stream reaches it, so a mirror slot is
      * not reused before the pass ends: only scratch_release(0), which waits for the stream
      * first, frees int slots (a nested release reusing them raced with the queued copies) */
-    CUDA_CHECK(cudaMemcpyAsync(d, mirror, n * sizeof(int), cudaMemcpyHostToDevice, be->stream));
+    CU_OK(be, cudaMemcpyAsync(d, mirror, n * sizeof(int), cudaMemcpyHostToDevice, be->stream));
     be->ints_used += round_up(n, 64);
     return d;
 }
@@ -229,65 +274,67 @@ static const int *host_ints(const backend_t *be, const int *d)
 }
 
 /* Marks encode both stacks: scratch bytes in the low 40 bits, int slots above. */
-static size_t cu_scratch_mark(backend_t *be) { return arena_top(be->scratch) | (size_t)be->ints_used << 40; }
+static size_t cu_scratch_mark(backend_t *be) { return stack_arena_mark(&be->scratch) | (size_t)be->ints_used << 40; }
 
 static void cu_scratch_release(backend_t *be, size_t mark)
 {
     /* mark 0 (nothing of either stack held): the pass is over; once its copies have run, the int
      * mirror is free. A partial release frees scratch only: stream-ordered reuse is safe there. */
     if (mark == 0) {
-        CUDA_CHECK(cudaStreamSynchronize(be->stream));
+        if (!dead(be)) CU_OK(be, cudaStreamSynchronize(be->stream));
         be->ints_used = 0;
     }
-    arena_release(be->scratch, mark & (((size_t)1 << 40) - 1));
+    /* a base block that cannot be regrown leaves the arena spilling: slower, not wrong */
+    if (stack_arena_release(&be->scratch, mark & (((size_t)1 << 40) - 1)) != 0 && !dead(be))
+        fprintf(stderr, "qasr: warning: %s\n", qasr_last_error());
 }
 
 static void cu_download(backend_t *be, float *h_dst, const void *src, size_t n)
 {
-    uint16_t *h = (uint16_t *)stage(be, n * sizeof(bf16_t));
-    CUDA_CHECK(cudaMemcpyAsync(h, src, n * sizeof(bf16_t), cudaMemcpyDeviceToHost, be->stream));
-    CUDA_CHECK(cudaStreamSynchronize(be->stream));
+    uint16_t *h = dead(be) ? nullptr : (uint16_t *)stage(be, n * sizeof(bf16_t));
+    if (!h || !CU_OK(be, cudaMemcpyAsync(h, src, n * sizeof(bf16_t), cudaMemcpyDeviceToHost, be->stream)) ||
+        !CU_OK(be, cudaStreamSynchronize(be->stream))) {
+        memset(h_dst, 0, n * sizeof(float));
+        return;
+    }
     for (size_t i = 0; i < n; i++) h_dst[i] = bf16_to_f32(h[i]);
 }
 
 static void cu_copy(backend_t *be, void *dst, const void *src, size_t n)
 {
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(bf16_t), cudaMemcpyDeviceToDevice, be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cudaMemcpyAsync(dst, src, n * sizeof(bf16_t), cudaMemcpyDeviceToDevice, be->stream));
 }
 
-static void *cu_kv_alloc(backend_t *be, const kv_geom_t *g)
+static kv_cache_t *cu_kv_alloc(backend_t *be, const kv_geom_t *g)
 {
     const size_t n = (size_t)g->n_layers * g->n_pages * 2 * g->n_kv_heads * g->page_size * g->head_dim;
-    kv_cache *kv = (kv_cache *)xcalloc(1, sizeof *kv);
-    kv->g = *g;
-    if (cudaMalloc(&kv->data, n * sizeof(bf16_t)) != cudaSuccess) {
-        cudaGetLastError();
-        size_t free_b = 0, total = 0;
-        cudaMemGetInfo(&free_b, &total);
-        free(kv);
-        qasr_fail("device %d: cannot allocate %.2f GB for the KV cache (%.2f GB free of %.2f GB): lower --kv-gb",
-                  be->device, n * 2.0 / 1e9, free_b / 1e9, total / 1e9);
+    bf16_t *d = (bf16_t *)dev_alloc(be, n * sizeof(bf16_t), "the KV cache");
+    if (!d) {
+        char why[QASR_ERR_LEN];
+        snprintf(why, sizeof why, "%s", qasr_last_error());
+        qasr_fail("%s: lower --kv-gb", why);
         return nullptr;
     }
+    kv_cache_t *kv = (kv_cache_t *)xcalloc(1, sizeof *kv);
+    *kv = { *g, d };
     return kv;
 }
 
 static size_t cu_mem_available(backend_t *be)
 {
     size_t free_b = 0, total = 0;
-    CUDA_CHECK(cudaSetDevice(be->device));
-    CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
+    if (!CU_OK(be, cudaSetDevice(be->device)) || !CU_OK(be, cudaMemGetInfo(&free_b, &total))) return 0;
     return free_b;
 }
 
-static void cu_kv_free(backend_t *, void *p)
+static void cu_kv_free(backend_t *be, kv_cache_t *kv)
 {
-    kv_cache *kv = (kv_cache *)p;
-    if (kv) CUDA_CHECK(cudaFree(kv->data));
+    if (kv) dev_free(be, kv->data);
     free(kv);
 }
 
-static bf16_t *kv_layer(const kv_cache *kv, int layer)
+static bf16_t *kv_layer(const kv_cache_t *kv, int layer)
 {
     const kv_geom_t &g = kv->g;
     return kv->data + (size_t)layer * g.n_pages * 2 * g.n_kv_heads * g.page_size * g.head_dim;
@@ -297,110 +344,123 @@ static bf16_t *kv_layer(const kv_cache *kv, int layer)
 
 /* Row-major out [M][N] (= or +=) x [M][K] w^T + bias, w [N][K], all bf16, fp32 accumulation. In
  * cuBLAS's column-major terms: out^T [N][M] = op_T(w as [K][N]) * (x as [K][M]). */
-static void cu_matmul(backend_t *be, void *out, const void *x, const void *w, const void *bias,
+static void cu_matmul(backend_t *be, void *out, const void *x, const weight_t *w, const weight_t *bias,
                       int M, int K, int N, int accumulate)
 {
+    if (dead(be)) return;
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    CUBLAS_CHECK(cublasGemmEx(be->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w, CUDA_R_16BF, K, x,
-                              CUDA_R_16BF, K, &beta, out, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    if (bias) CUDA_CHECK(cuda_add_bias((bf16_t *)out, (const bf16_t *)bias, M, N, be->stream));
+    if (BLAS_OK(be, cublasGemmEx(be->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w->d, CUDA_R_16BF, K, x,
+                                 CUDA_R_16BF, K, &beta, out, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)) &&
+        bias)
+        CU_OK(be, cuda_add_bias((bf16_t *)out, bias->d, M, N, be->stream));
 }
 
 /* ---------------- audio front end ---------------- */
 
 static void cu_log_mel(backend_t *be, void *out, const float *h_samples, int64_t n, int n_mels)
 {
-    QASR_ASSERT(n_mels == be->n_mels && n >= 201);
-    const int T = (int)(n / QASR_HOP);
+    QASR_ASSERT(n_mels == be->n_mels && n >= MEL_MIN_SAMPLES);
+    if (dead(be)) return;
+    const int T = (int)mel_frames(n);
     const size_t mark = cu_scratch_mark(be);
-    float *d_x = (float *)arena_alloc(be->scratch, n * sizeof(float));
-    float *frames = (float *)arena_alloc(be->scratch, (size_t)FFT_BATCH * QASR_N_FFT * sizeof(float));
-    float *spec = (float *)arena_alloc(be->scratch, (size_t)FFT_BATCH * QASR_N_FREQ * 2 * sizeof(float));
-    float *power = (float *)arena_alloc(be->scratch, (size_t)T * QASR_N_FREQ * sizeof(float));
-    float *mel = (float *)arena_alloc(be->scratch, (size_t)T * n_mels * sizeof(float));
-    float *d_max = (float *)arena_alloc(be->scratch, sizeof(float));
-    CUDA_CHECK(cudaMemcpyAsync(d_x, h_samples, n * sizeof(float), cudaMemcpyHostToDevice, be->stream));
+    float *d_x = (float *)op_scratch(be, n * sizeof(float), "log-mel");
+    float *frames = (float *)op_scratch(be, (size_t)FFT_BATCH * QASR_N_FFT * sizeof(float), "log-mel");
+    float *spec = (float *)op_scratch(be, (size_t)FFT_BATCH * QASR_N_FREQ * 2 * sizeof(float), "log-mel");
+    float *power = (float *)op_scratch(be, (size_t)T * QASR_N_FREQ * sizeof(float), "log-mel");
+    float *mel = (float *)op_scratch(be, (size_t)T * n_mels * sizeof(float), "log-mel");
+    float *d_max = (float *)op_scratch(be, sizeof(float), "log-mel");
+    bool ok = d_x && frames && spec && power && mel && d_max &&
+              CU_OK(be, cudaMemcpyAsync(d_x, h_samples, n * sizeof(float), cudaMemcpyHostToDevice, be->stream));
     /* frames and FFTs in fixed batches: one cuFFT plan serves every length */
-    for (int t0 = 0; t0 < T; t0 += FFT_BATCH) {
+    for (int t0 = 0; ok && t0 < T; t0 += FFT_BATCH) {
         const int nt = MIN(FFT_BATCH, T - t0);
-        CUDA_CHECK(cuda_mel_frames(frames, d_x, n, t0, nt, be->stream));
-        CUFFT_CHECK(cufftExecR2C(be->fft, frames, (cufftComplex *)spec));
-        CUDA_CHECK(cuda_mel_power(power + (size_t)t0 * QASR_N_FREQ, spec, nt, be->stream));
+        ok = CU_OK(be, cuda_mel_frames(frames, d_x, n, t0, nt, be->stream)) &&
+             FFT_OK(be, cufftExecR2C(be->fft, frames, (cufftComplex *)spec)) &&
+             CU_OK(be, cuda_mel_power(power + (size_t)t0 * QASR_N_FREQ, spec, nt, be->stream));
     }
     /* mel [T][n_mels] = power [T][201] x filters [201][n_mels] (fp32) */
     const float alpha = 1.0f, beta = 0.0f;
-    CUBLAS_CHECK(cublasGemmEx(be->blas, CUBLAS_OP_N, CUBLAS_OP_N, n_mels, T, QASR_N_FREQ, &alpha, be->d_filters,
-                              CUDA_R_32F, n_mels, power, CUDA_R_32F, QASR_N_FREQ, &beta, mel, CUDA_R_32F, n_mels,
-                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    CUDA_CHECK(cuda_mel_log(mel, (int64_t)T * n_mels, d_max, be->stream));
-    CUDA_CHECK(cuda_mel_finish((bf16_t *)out, mel, (int64_t)T * n_mels, d_max, be->stream));
+    ok = ok && BLAS_OK(be, cublasGemmEx(be->blas, CUBLAS_OP_N, CUBLAS_OP_N, n_mels, T, QASR_N_FREQ, &alpha,
+                                        be->d_filters, CUDA_R_32F, n_mels, power, CUDA_R_32F, QASR_N_FREQ, &beta, mel,
+                                        CUDA_R_32F, n_mels, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    ok = ok && CU_OK(be, cuda_mel_log(mel, (int64_t)T * n_mels, d_max, be->stream));
+    ok = ok && CU_OK(be, cuda_mel_finish((bf16_t *)out, mel, (int64_t)T * n_mels, d_max, be->stream));
     cu_scratch_release(be, mark);
 }
 
 static void cu_mel_chunks(backend_t *be, void *out, const void *mel, const int *start, const int *len, int N,
                           int n_mels, int W)
 {
-    CUDA_CHECK(cuda_mel_chunks((bf16_t *)out, (const bf16_t *)mel, start, len, N, n_mels, W, be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cuda_mel_chunks((bf16_t *)out, (const bf16_t *)mel, start, len, N, n_mels, W, be->stream));
 }
 
-static void cu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const void *w, const void *bias,
+static void cu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const weight_t *w, const weight_t *bias,
                               int Cin, int Cout, int N, int Hin, int Win)
 {
+    if (dead(be)) return;
     const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, K = Cin * 9;
     const int NP = N * Ho * Wo;
     const size_t mark = cu_scratch_mark(be);
-    bf16_t *col = (bf16_t *)cu_scratch(be, (size_t)K * NP);
-    CUDA_CHECK(cuda_im2col3x3s2(col, (const bf16_t *)in, Cin, N, Hin, Win, be->stream));
+    bf16_t *col = (bf16_t *)op_scratch(be, (size_t)K * NP * sizeof(bf16_t), "conv stem");
     /* out [Cout][NP] = w [Cout][K] . col [K][NP]: column-major out^T [NP][Cout] = col^T w^T */
     const float alpha = 1.0f, beta = 0.0f;
-    CUBLAS_CHECK(cublasGemmEx(be->blas, CUBLAS_OP_N, CUBLAS_OP_N, NP, Cout, K, &alpha, col, CUDA_R_16BF, NP, w,
-                              CUDA_R_16BF, K, &beta, out, CUDA_R_16BF, NP, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    CUDA_CHECK(cuda_bias_gelu_rows((bf16_t *)out, (const bf16_t *)bias, Cout, NP, be->stream));
+    if (col && CU_OK(be, cuda_im2col3x3s2(col, (const bf16_t *)in, Cin, N, Hin, Win, be->stream)) &&
+        BLAS_OK(be, cublasGemmEx(be->blas, CUBLAS_OP_N, CUBLAS_OP_N, NP, Cout, K, &alpha, col, CUDA_R_16BF, NP, w->d,
+                                 CUDA_R_16BF, K, &beta, out, CUDA_R_16BF, NP, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)))
+        CU_OK(be, cuda_bias_gelu_rows((bf16_t *)out, bias->d, Cout, NP, be->stream));
     cu_scratch_release(be, mark);
 }
 
 static void cu_conv_flatten(backend_t *be, void *out, const void *in, int C, int N, int F, int W)
 {
-    CUDA_CHECK(cuda_conv_flatten((bf16_t *)out, (const bf16_t *)in, C, N, F, W, be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cuda_conv_flatten((bf16_t *)out, (const bf16_t *)in, C, N, F, W, be->stream));
 }
 
-static void cu_add_pos_emb(backend_t *be, void *x, const void *pe, int rows, int period, int D)
+static void cu_add_pos_emb(backend_t *be, void *x, const weight_t *pe, int rows, int period, int D)
 {
-    CUDA_CHECK(cuda_add_pos_emb((bf16_t *)x, (const bf16_t *)pe, rows, period, D, be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cuda_add_pos_emb((bf16_t *)x, pe->d, rows, period, D, be->stream));
 }
 
 /* ---------------- dense ---------------- */
 
-static void cu_layernorm(backend_t *be, void *out, const void *x, const void *w, const void *b, int rows, int D,
-                         float eps)
+static void cu_layernorm(backend_t *be, void *out, const void *x, const weight_t *w, const weight_t *b, int rows,
+                         int D, float eps)
 {
-    CUDA_CHECK(cuda_layernorm((bf16_t *)out, (const bf16_t *)x, (const bf16_t *)w, (const bf16_t *)b, rows, D, eps,
-                              be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cuda_layernorm((bf16_t *)out, (const bf16_t *)x, w->d, b->d, rows, D, eps, be->stream));
 }
 
-static void cu_rmsnorm(backend_t *be, void *out, const void *x, const void *w, int rows, int D, float eps)
+static void cu_rmsnorm(backend_t *be, void *out, const void *x, const weight_t *w, int rows, int D, float eps)
 {
-    CUDA_CHECK(cuda_rmsnorm((bf16_t *)out, (const bf16_t *)x, (const bf16_t *)w, rows, D, eps, be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cuda_rmsnorm((bf16_t *)out, (const bf16_t *)x, w->d, rows, D, eps, be->stream));
 }
 
 static void cu_gelu(backend_t *be, void *x, size_t n)
 {
-    CUDA_CHECK(cuda_gelu((bf16_t *)x, (int64_t)n, be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cuda_gelu((bf16_t *)x, (int64_t)n, be->stream));
 }
 
 static void cu_swiglu(backend_t *be, void *out, const void *gu, int rows, int Dff)
 {
-    CUDA_CHECK(cuda_swiglu((bf16_t *)out, (const bf16_t *)gu, rows, Dff, be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cuda_swiglu((bf16_t *)out, (const bf16_t *)gu, rows, Dff, be->stream));
 }
 
-static void cu_embed(backend_t *be, void *out, const void *table, const int *ids, int n, int D)
+static void cu_embed(backend_t *be, void *out, const weight_t *table, const int *ids, int n, int D)
 {
-    CUDA_CHECK(cuda_embed((bf16_t *)out, (const bf16_t *)table, ids, n, D, be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cuda_embed((bf16_t *)out, table->d, ids, n, D, be->stream));
 }
 
 static void cu_gather_rows(backend_t *be, void *out, const void *in, const int *idx, int n, int D)
 {
-    CUDA_CHECK(cuda_gather_rows((bf16_t *)out, (const bf16_t *)in, idx, n, D, be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cuda_gather_rows((bf16_t *)out, (const bf16_t *)in, idx, n, D, be->stream));
 }
 
 /* ---------------- attention ---------------- */
@@ -408,39 +468,43 @@ static void cu_gather_rows(backend_t *be, void *out, const void *in, const int *
 static void cu_window_attention(backend_t *be, void *out, const void *qkv, const int *win_start,
                                 const int *win_len, int n_win, int H, int Dh, float scale)
 {
+    if (dead(be)) return;
     const int *h_len = host_ints(be, win_len);
     int max_len = 1;
     for (int w = 0; w < n_win; w++) max_len = MAX(max_len, h_len[w]);
-    CUDA_CHECK(cuda_window_attention((bf16_t *)out, (const bf16_t *)qkv, win_start, win_len, n_win, max_len, H, Dh,
-                                     scale, be->stream));
+    CU_OK(be, cuda_window_attention((bf16_t *)out, (const bf16_t *)qkv, win_start, win_len, n_win, max_len, H, Dh,
+                                    scale, be->stream));
 }
 
-static void cu_qk_norm_rope(backend_t *be, void *qkv, const void *qw, const void *kw, const int *pos, int rows,
+static void cu_qk_norm_rope(backend_t *be, void *qkv, const weight_t *qw, const weight_t *kw, const int *pos, int rows,
                             int H, int Hkv, int Dh, float eps, float theta)
 {
-    CUDA_CHECK(cuda_qk_norm_rope((bf16_t *)qkv, (const bf16_t *)qw, (const bf16_t *)kw, pos, rows, H, Hkv, Dh, eps,
-                                 theta, be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cuda_qk_norm_rope((bf16_t *)qkv, qw->d, kw->d, pos, rows, H, Hkv, Dh, eps, theta, be->stream));
 }
 
-static void cu_kv_store(backend_t *be, void *kvp, int layer, const void *qkv, const int *slot, int rows, int H,
+static void cu_kv_store(backend_t *be, kv_cache_t *kv, int layer, const void *qkv, const int *slot, int rows, int H,
                         int Hkv, int Dh)
 {
-    const kv_cache *kv = (const kv_cache *)kvp;
-    CUDA_CHECK(cuda_kv_store(kv_layer(kv, layer), (const bf16_t *)qkv, slot, rows, H, Hkv, Dh, kv->g.page_size,
-                             be->stream));
+    if (dead(be)) return;
+    CU_OK(be, cuda_kv_store(kv_layer(kv, layer), (const bf16_t *)qkv, slot, rows, H, Hkv, Dh, kv->g.page_size,
+                            be->stream));
 }
 
-static void cu_paged_attention(backend_t *be, void *out, const void *q, const void *kvp, int layer,
+static void cu_paged_attention(backend_t *be, void *out, const void *q, const kv_cache_t *kv, int layer,
                                const paged_attn_t *p)
 {
-    const kv_cache *kv = (const kv_cache *)kvp;
+    if (dead(be)) return;
     /* workspace for context splits: scratch, stream-ordered, so it is free again at once */
     const size_t mark = cu_scratch_mark(be);
-    const size_t work_bytes = cuda_paged_attention_work_bytes(p->n_heads, p->n_kv_heads, p->head_dim);
-    float *work = (float *)arena_alloc(be->scratch, work_bytes);
-    CUDA_CHECK(cuda_paged_attention((bf16_t *)out, (const bf16_t *)q, kv_layer(kv, layer), kv->g.page_size, p,
-                                    host_ints(be, p->ctx_len), host_ints(be, p->row_seq), work, work_bytes,
-                                    be->stream));
+    size_t work_bytes = 0;
+    if (CU_OK(be, cuda_paged_attention_work_bytes(p->n_heads, p->n_kv_heads, p->head_dim, &work_bytes))) {
+        float *work = (float *)op_scratch(be, work_bytes, "decoder attention");
+        if (work)
+            CU_OK(be, cuda_paged_attention((bf16_t *)out, (const bf16_t *)q, kv_layer(kv, layer), kv->g.page_size, p,
+                                           host_ints(be, p->ctx_len), host_ints(be, p->row_seq), work, work_bytes,
+                                           be->stream));
+    }
     cu_scratch_release(be, mark);
 }
 
@@ -448,42 +512,115 @@ static void cu_paged_attention(backend_t *be, void *out, const void *q, const vo
 
 static void cu_argmax(backend_t *be, int *h_ids, const void *logits, int n, int V)
 {
-    int *d_ids = (int *)arena_alloc(be->scratch, n * sizeof(int));
-    CUDA_CHECK(cuda_argmax(d_ids, (const bf16_t *)logits, n, V, be->stream));
-    int *h = (int *)stage(be, n * sizeof(int));
-    CUDA_CHECK(cudaMemcpyAsync(h, d_ids, n * sizeof(int), cudaMemcpyDeviceToHost, be->stream));
-    CUDA_CHECK(cudaStreamSynchronize(be->stream));
+    int *d_ids = dead(be) ? nullptr : (int *)op_scratch(be, n * sizeof(int), "argmax");
+    int *h = d_ids ? (int *)stage(be, n * sizeof(int)) : nullptr;
+    if (!h || !CU_OK(be, cuda_argmax(d_ids, (const bf16_t *)logits, n, V, be->stream)) ||
+        !CU_OK(be, cudaMemcpyAsync(h, d_ids, n * sizeof(int), cudaMemcpyDeviceToHost, be->stream)) ||
+        !CU_OK(be, cudaStreamSynchronize(be->stream))) {
+        memset(h_ids, 0, n * sizeof(int));
+        return;
+    }
     memcpy(h_ids, h, n * sizeof(int));
 }
 
-static void cu_sync(backend_t *be) { CUDA_CHECK(cudaStreamSynchronize(be->stream)); }
+static void cu_sync(backend_t *be)
+{
+    if (!dead(be)) CU_OK(be, cudaStreamSynchronize(be->stream));
+}
+
+static int cu_op_failed(backend_t *be)
+{
+    if (!be->op_error[0]) return 0;
+    qasr_fail("%s", be->op_error);
+    be->op_error[0] = '\0';
+    return -1;
+}
+
+static const char *cu_fault(backend_t *be) { return dead(be) ? be->fault : nullptr; }
 
 /* The current device is per host thread: a thread about to use this backend selects its device. */
-static void cu_bind(backend_t *be) { CUDA_CHECK(cudaSetDevice(be->device)); }
+static void cu_bind(backend_t *be)
+{
+    if (!dead(be)) CU_OK(be, cudaSetDevice(be->device));
+}
 
+/* Everything of the instance. On a failed device nothing is asked of it any more: its memory
+ * goes with its context when the process ends. */
 static void cu_destroy(backend_t *be)
 {
-    CUDA_CHECK(cudaSetDevice(be->device));
-    CUDA_CHECK(cudaStreamSynchronize(be->stream));
-    for (int i = 0; i < be->n_weights; i++) CUDA_CHECK(cudaFree(be->weights[i]));
+    const bool live = !dead(be) && CU_OK(be, cudaSetDevice(be->device)) && CU_OK(be, cudaStreamSynchronize(be->stream));
+    stack_arena_destroy(&be->scratch);
+    for (int i = 0; i < be->n_weights; i++) {
+        dev_free(be, be->weights[i]->d);
+        free(be->weights[i]);
+    }
     free(be->weights);
-    free(be->weight_elems);
-    arena_release(be->scratch, 0);
-    CUDA_CHECK(cudaFree(be->scratch.base));
-    free(be->scratch.spills);
-    for (int i = 0; i < be->bufs.n_free; i++) CUDA_CHECK(cudaFree(be->bufs.free_list[i].p));
-    for (int i = 0; i < be->bufs.n_live; i++) CUDA_CHECK(cudaFree(be->bufs.live[i].p));
+    for (int i = 0; i < be->bufs.n_free; i++) dev_free(be, be->bufs.free_list[i].p);
+    for (int i = 0; i < be->bufs.n_live; i++) dev_free(be, be->bufs.live[i].p);
     free(be->bufs.free_list);
     free(be->bufs.live);
-    CUDA_CHECK(cudaFree(be->d_ints));
-    CUDA_CHECK(cudaFreeHost(be->h_ints));
-    if (be->h_stage) CUDA_CHECK(cudaFreeHost(be->h_stage));
-    CUDA_CHECK(cudaFree(be->d_filters));
-    CUFFT_CHECK(cufftDestroy(be->fft));
-    CUBLAS_CHECK(cublasDestroy(be->blas));
-    CUDA_CHECK(cudaStreamDestroy(be->stream));
+    if (live) {
+        dev_free(be, be->d_ints);
+        if (be->h_ints) CU_OK(be, cudaFreeHost(be->h_ints));
+        if (be->h_stage) CU_OK(be, cudaFreeHost(be->h_stage));
+        dev_free(be, be->d_filters);
+        if (be->fft) FFT_OK(be, cufftDestroy(be->fft));
+        if (be->blas) BLAS_OK(be, cublasDestroy(be->blas));
+        if (be->stream) CU_OK(be, cudaStreamDestroy(be->stream));
+    }
     free(be);
 }
+
+#ifdef QASR_HAVE_NCCL
+#include <nccl.h>
+
+/* -1 + qasr_fail() naming the failed NCCL call (the caller falls back to uploads). */
+#define NCCL_TRY(x)                                                                                \
+    do {                                                                                           \
+        ncclResult_t r_ = (x);                                                                     \
+        if (r_ != ncclSuccess) {                                                                   \
+            qasr_fail("%s failed: %s", #x, ncclGetErrorString(r_));                                \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* Copy every weight of bes[0] (loaded) into bes[1..n-1] (allocated by the same model_load, so the
+ * same tensors in the same order): one NCCL communicator over the devices, one broadcast per
+ * tensor from rank 0, grouped (one thread drives every rank), on each backend's stream. */
+static int cu_broadcast_weights(backend_t *const *bes, int n)
+{
+    const backend_t *root = bes[0];
+    int *devs = (int *)xmalloc(n * sizeof(int)), rc = -1;
+    ncclComm_t *comms = (ncclComm_t *)xcalloc(n, sizeof(ncclComm_t));
+    for (int r = 0; r < n; r++) {
+        const backend_t *be = bes[r];
+        devs[r] = be->device;
+        QASR_ASSERT(be->n_weights == root->n_weights);
+        for (int w = 0; w < be->n_weights; w++) QASR_ASSERT(be->weights[w]->n == root->weights[w]->n);
+    }
+    NCCL_TRY(ncclCommInitAll(comms, n, devs));
+    for (int w0 = 0; w0 < root->n_weights; w0 += 256) { /* bounded groups */
+        NCCL_TRY(ncclGroupStart());
+        for (int w = w0; w < MIN(root->n_weights, w0 + 256); w++)
+            for (int r = 0; r < n; r++)
+                NCCL_TRY(ncclBroadcast(root->weights[w]->d, bes[r]->weights[w]->d, root->weights[w]->n, ncclBfloat16, 0,
+                                       comms[r], bes[r]->stream));
+        NCCL_TRY(ncclGroupEnd());
+    }
+    for (int r = 0; r < n; r++)
+        if (!CU_OK(bes[r], cudaSetDevice(devs[r])) || !CU_OK(bes[r], cudaStreamSynchronize(bes[r]->stream))) {
+            qasr_fail("%s", bes[r]->fault);
+            goto out;
+        }
+    rc = 0;
+out:
+    for (int r = 0; r < n; r++)
+        if (comms[r]) ncclCommDestroy(comms[r]);
+    free(comms);
+    free(devs);
+    return rc;
+}
+#endif
 
 static const backend_ops_t cuda_ops = [] {
     backend_ops_t o = {};
@@ -521,66 +658,16 @@ static const backend_ops_t cuda_ops = [] {
     o.paged_attention = cu_paged_attention;
     o.argmax = cu_argmax;
     o.sync = cu_sync;
+    o.op_failed = cu_op_failed;
+    o.fault = cu_fault;
     o.bind = cu_bind;
+#ifdef QASR_HAVE_NCCL
+    o.broadcast_weights = cu_broadcast_weights;
+#endif
     return o;
 }();
 
-#ifdef QASR_HAVE_NCCL
-#include <nccl.h>
-
-/* -1 + qasr_fail() naming the failed NCCL call (the caller falls back to uploads). */
-#define NCCL_TRY(x)                                                                                \
-    do {                                                                                           \
-        ncclResult_t r_ = (x);                                                                     \
-        if (r_ != ncclSuccess) {                                                                   \
-            qasr_fail("%s failed: %s", #x, ncclGetErrorString(r_));                                \
-            goto out;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-/* Copy every weight of bk[0] (loaded) into bk[1..n-1] (allocated by the same model_load, so the
- * same tensors in the same order): one NCCL communicator over the devices, one broadcast per
- * tensor from rank 0, grouped (one thread drives every rank), on each backend's stream. */
-extern "C" int backend_cuda_broadcast_weights(const backend_ref_t *bk, int n)
-{
-    const backend_t *root = bk[0].be;
-    int *devs = (int *)xmalloc(n * sizeof(int)), rc = -1;
-    ncclComm_t *comms = (ncclComm_t *)xcalloc(n, sizeof(ncclComm_t));
-    for (int r = 0; r < n; r++) {
-        const backend_t *be = bk[r].be;
-        devs[r] = be->device;
-        QASR_ASSERT(be->n_weights == root->n_weights);
-        for (int w = 0; w < be->n_weights; w++) QASR_ASSERT(be->weight_elems[w] == root->weight_elems[w]);
-    }
-    NCCL_TRY(ncclCommInitAll(comms, n, devs));
-    for (int w0 = 0; w0 < root->n_weights; w0 += 256) { /* bounded groups */
-        NCCL_TRY(ncclGroupStart());
-        for (int w = w0; w < MIN(root->n_weights, w0 + 256); w++)
-            for (int r = 0; r < n; r++)
-                NCCL_TRY(ncclBroadcast(root->weights[w], bk[r].be->weights[w], root->weight_elems[w], ncclBfloat16, 0,
-                                       comms[r], bk[r].be->stream));
-        NCCL_TRY(ncclGroupEnd());
-    }
-    for (int r = 0; r < n; r++) {
-        CUDA_CHECK(cudaSetDevice(devs[r]));
-        CUDA_CHECK(cudaStreamSynchronize(bk[r].be->stream));
-    }
-    rc = 0;
-out:
-    for (int r = 0; r < n; r++)
-        if (comms[r]) ncclCommDestroy(comms[r]);
-    free(comms);
-    free(devs);
-    return rc;
-}
-#else
-extern "C" int backend_cuda_broadcast_weights(const backend_ref_t *, int)
-{
-    return qasr_fail("this build has no NCCL");
-}
-#endif
-
-extern "C" int backend_cuda_device_count(void)
+static int cu_device_count(void)
 {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -590,37 +677,46 @@ extern "C" int backend_cuda_device_count(void)
     return n;
 }
 
-extern "C" int backend_cuda_create(backend_ref_t *out, int device, int n_mels)
+/* An instance on p->device: bf16 arithmetic (fp32 accumulation) only. */
+static int cu_create(backend_ref_t *out, const backend_params_t *p)
 {
-    const int count = backend_cuda_device_count();
+    if (p->precision && strcmp(p->precision, "auto") && strcmp(p->precision, "bf16"))
+        return qasr_fail("--precision %s: the CUDA backend computes in bf16 with fp32 accumulation only (fp32 "
+                         "is a choice of the CPU backend: --backend cpu)", p->precision);
+    const int count = cu_device_count(), device = p->device;
     if (device < 0 || device >= count)
         return qasr_fail(count == 0 ? "no CUDA device found (use --backend cpu)"
                                     : "CUDA device %d does not exist (this machine has %d)", device, count);
-    CUDA_CHECK(cudaSetDevice(device));
     backend_t *be = (backend_t *)xcalloc(1, sizeof *be);
     be->device = device;
-    be->n_mels = n_mels;
-    CUDA_CHECK(cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking));
-    CUBLAS_CHECK(cublasCreate(&be->blas));
-    CUBLAS_CHECK(cublasSetStream(be->blas, be->stream));
+    be->n_mels = p->n_mels;
     be->ints_cap = INTS_CAP;
-    CUDA_CHECK(cudaMalloc(&be->d_ints, be->ints_cap * sizeof(int)));
-    CUDA_CHECK(cudaMallocHost((void **)&be->h_ints, be->ints_cap * sizeof(int)));
-    mel_t *m = mel_init(n_mels);
-    if (!m) {
-        free(be);
+    be->fft_batch = FFT_BATCH;
+    stack_arena_init(&be->scratch, arena_block, arena_free, be, 256, (size_t)1 << 20);
+    mel_t *m = mel_init(p->n_mels);
+    int nfft = QASR_N_FFT;
+    const bool ok = m && CU_OK(be, cudaSetDevice(device)) &&
+                    CU_OK(be, cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking)) &&
+                    BLAS_OK(be, cublasCreate(&be->blas)) && BLAS_OK(be, cublasSetStream(be->blas, be->stream)) &&
+                    (be->d_ints = (int *)dev_alloc(be, be->ints_cap * sizeof(int), "int parameters")) &&
+                    CU_OK(be, cudaMallocHost((void **)&be->h_ints, be->ints_cap * sizeof(int))) &&
+                    (be->d_filters = (float *)dev_alloc(be, (size_t)QASR_N_FREQ * p->n_mels * sizeof(float),
+                                                        "the mel filterbank")) &&
+                    CU_OK(be, cudaMemcpy(be->d_filters, mel_filters(m), (size_t)QASR_N_FREQ * p->n_mels * sizeof(float),
+                                         cudaMemcpyHostToDevice)) &&
+                    FFT_OK(be, cufftPlanMany(&be->fft, 1, &nfft, nullptr, 1, QASR_N_FFT, nullptr, 1, QASR_N_FREQ,
+                                             CUFFT_R2C, be->fft_batch)) &&
+                    FFT_OK(be, cufftSetStream(be->fft, be->stream));
+    mel_free(m);
+    if (!ok) {
+        if (dead(be)) qasr_fail("%s", be->fault); /* else dev_alloc or mel_init said why */
+        cu_destroy(be);
         return -1;
     }
-    CUDA_CHECK(cudaMalloc(&be->d_filters, (size_t)QASR_N_FREQ * n_mels * sizeof(float)));
-    CUDA_CHECK(cudaMemcpy(be->d_filters, mel_filters(m), (size_t)QASR_N_FREQ * n_mels * sizeof(float),
-                          cudaMemcpyHostToDevice));
-    mel_free(m);
-    int nfft = QASR_N_FFT;
-    be->fft_batch = FFT_BATCH;
-    CUFFT_CHECK(cufftPlanMany(&be->fft, 1, &nfft, nullptr, 1, QASR_N_FFT, nullptr, 1, QASR_N_FREQ, CUFFT_R2C,
-                              be->fft_batch));
-    CUFFT_CHECK(cufftSetStream(be->fft, be->stream));
     out->ops = &cuda_ops;
     out->be = be;
     return 0;
 }
+
+/* What backend selection (engine/backend_select.c) finds, linked in or through dlsym. */
+extern "C" const backend_kind_t backend_cuda_kind = { "cuda", cu_device_count, cu_create };

@@ -2,11 +2,13 @@
  * cuda/emu/README.md), the error checks, the launchers' SHAPE_ASSERT, CEIL_DIV, the bf16 types
  * and the few helpers several kernels share.
  *
- * The checks abort with the failing statement, the current device and file:line on stderr, so
- * a debugger or a sanitizer stops at the culprit (unless the thread set a device-fault trap,
- * host/util.h: then they unwind to it). Check every launch with
- * CUDA_CHECK(cudaGetLastError()); a kernel fault surfaces later, at the next synchronising call,
- * as cudaErrorLaunchFailure or cudaErrorIllegalAddress. */
+ * Launchers return the cudaError_t of what they enqueued (cudaGetLastError after each launch);
+ * a kernel fault surfaces later, at the next synchronising call, as cudaErrorLaunchFailure or
+ * cudaErrorIllegalAddress. The backend (backend_cuda.cu) turns errors into its device fault,
+ * never an exit. CUDA_CHECK is for tests and tools: it aborts with the failing statement, the
+ * current device and file:line on stderr, so a debugger or a sanitizer stops at the culprit.
+ * SHAPE_ASSERT is an assertion: a violated shape assumption is a programmer error and aborts
+ * (in release builds too), never a device fault. */
 #ifndef QASR_CUDA_COMMON_CUH
 #define QASR_CUDA_COMMON_CUH
 
@@ -18,18 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* host/util.c: jumps to the calling thread's device-fault trap if it has one (weak: kernel tests
- * link no host code, and then every failure aborts). */
-extern "C" void qasr_device_fault(const char *message) __attribute__((weak));
-
 [[noreturn]] static inline void cuda_check_failed(const char *stmt, const char *why, const char *file, int line)
 {
     int device = -1;
     cudaGetDevice(&device);
-    char msg[768];
-    snprintf(msg, sizeof msg, "%s failed: %s (device %d) at %s:%d", stmt, why, device, file, line);
-    if (qasr_device_fault) qasr_device_fault(msg); /* returns when the thread has no trap */
-    fprintf(stderr, "qasr: %s\n", msg);
+    fprintf(stderr, "qasr: %s failed: %s (device %d) at %s:%d\n", stmt, why, device, file, line);
     abort();
 }
 
@@ -71,22 +66,27 @@ static inline const char *cufft_result_name(cufftResult r)
     } while (0)
 
 /* A launcher's assumption about its shapes or pointer alignment: a violation is a programmer
- * error, so it aborts like the checks above, in release builds too. */
+ * error, so it aborts, in release builds too. */
+[[noreturn]] static inline void shape_assert_failed(const char *cond, const char *file, int line)
+{
+    fprintf(stderr, "qasr: internal error: launcher shape assumption '%s' violated at %s:%d\n", cond, file, line);
+    abort();
+}
 #define SHAPE_ASSERT(cond)                                                                         \
     do {                                                                                           \
-        if (!(cond)) cuda_check_failed(#cond, "launcher shape assumption", __FILE__, __LINE__);    \
+        if (!(cond)) shape_assert_failed(#cond, __FILE__, __LINE__);                               \
     } while (0)
 
 static inline bool aligned(const void *p, size_t a) { return (uintptr_t)p % a == 0; }
 
 #define FULL_MASK 0xffffffffu /* all 32 lanes of a warp, for the *_sync intrinsics */
 
-/* Same definition as host/util.h, so both headers can be included. */
+/* Same definition as host/base/util.h, so both headers can be included. */
 #ifndef CEIL_DIV
 #define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
 #endif
 
-/* Device activations are bf16. Its bits are those of host/util.h's uint16_t bf16 (the upper half
+/* Device activations are bf16. Its bits are those of host/base/util.h's uint16_t bf16 (the upper half
  * of an fp32), so host buffers upload unchanged; conversions round to nearest even. */
 typedef __nv_bfloat16 bf16;
 typedef __nv_bfloat162 bf16x2;

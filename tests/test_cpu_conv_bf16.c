@@ -3,10 +3,12 @@
  * bf16 x bf16 products are exact in fp32, so what differs is the fp32 accumulation and
  * oneDNN's erf, and the fp32 matrix-product tolerance applies. Shapes: the stem's second and
  * third layers over 1 and 8 chunks, a short clip's odd width, odd sizes and few channels, and a
- * kernel seen at two shapes (one bf16 copy per shape), and new values at a forgotten kernel's
- * address. Skipped (77) on a CPU without native bf16. */
+ * kernel seen at two shapes (one bf16 copy per shape), and a new kernel object for new values at
+ * a freed one's address (what a second model loaded in the same process sees: nothing stale).
+ * Skipped (77) on a CPU without native bf16. */
 #include <stdlib.h>
 
+#include "conv_ref.h"
 #include "cpu_conv_dnnl.h"
 #include "cpu_gemm_bf16.h"
 #include "test.h"
@@ -18,9 +20,8 @@ static float frand(unsigned *s)
     return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-static double round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
-
-static void check_conv(int Cin, int Cout, int N, int Hin, int Win, const float *w, const float *b, unsigned seed)
+static void check_conv(conv_bf16_t *c, int Cin, int Cout, int N, int Hin, int Win, const float *w, const float *b,
+                       unsigned seed)
 {
     const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, K = Cin * 9;
     const size_t n_in = (size_t)Cin * N * Hin * Win, n_out = (size_t)Cout * N * Ho * Wo;
@@ -28,9 +29,9 @@ static void check_conv(int Cin, int Cout, int N, int Hin, int Win, const float *
     for (size_t i = 0; i < n_in; i++) in[i] = frand(&seed);
     for (size_t i = 0; i < n_out; i++) out[i] = 12345.0f; /* every element must be written */
     void *work = NULL;
-    CHECK(posix_memalign(&work, 64, conv3x3s2_bf16_work_bytes(w, Cin, Cout, N, Hin, Win)) == 0);
+    CHECK(posix_memalign(&work, 64, conv3x3s2_bf16_work_bytes(c, Cin, Cout, N, Hin, Win)) == 0);
 
-    conv3x3s2_gelu_bf16(out, in, w, b, Cin, Cout, N, Hin, Win, work);
+    conv3x3s2_gelu_bf16(c, out, in, b, Cin, Cout, N, Hin, Win, work);
 
     double worst = 0;
     /* every 31st output channel and the last (the double sums cost ~K multiplies each) */
@@ -38,16 +39,7 @@ static void check_conv(int Cin, int Cout, int N, int Hin, int Win, const float *
         for (int n = 0; n < N; n++)
             for (int oy = 0; oy < Ho; oy++)
                 for (int ox = 0; ox < Wo; ox++) {
-                    double acc = b[co];
-                    for (int ci = 0; ci < Cin; ci++)
-                        for (int dy = 0; dy < 3; dy++)
-                            for (int dx = 0; dx < 3; dx++) {
-                                const int iy = 2 * oy + dy - 1, ix = 2 * ox + dx - 1;
-                                if (iy < 0 || iy >= Hin || ix < 0 || ix >= Win) continue;
-                                acc += round_bf16(w[((size_t)co * Cin + ci) * 9 + dy * 3 + dx]) *
-                                       round_bf16(in[(((size_t)ci * N + n) * Hin + iy) * Win + ix]);
-                            }
-                    const double ref = 0.5 * acc * (1.0 + erf(acc / sqrt(2.0)));
+                    const double ref = conv3x3s2_gelu_ref(in, w, b, Cin, N, Hin, Win, co, n, oy, ox, 1);
                     const float got = out[(((size_t)co * N + n) * Ho + oy) * Wo + ox];
                     const double err = fabs(got - ref) / (1.0 + sqrt((double)K));
                     worst = err > worst ? err : worst;
@@ -70,16 +62,21 @@ int main(void)
     float *w = xmalloc((size_t)C * C * 9 * sizeof *w), *b = xmalloc(C * sizeof *b);
     for (size_t i = 0; i < (size_t)C * C * 9; i++) w[i] = frand(&seed) * 0.05f;
     for (int i = 0; i < C; i++) b[i] = frand(&seed);
-    check_conv(C, C, 1, 64, 50, w, b, 1);  /* layer 2, one chunk */
-    check_conv(C, C, 8, 64, 50, w, b, 2);  /* layer 2, CONV_BATCH chunks */
-    check_conv(C, C, 3, 32, 25, w, b, 3);  /* layer 3 (the same kernel at another shape) */
-    check_conv(C, C, 1, 64, 19, w, b, 4);  /* a short clip's own width */
-    check_conv(7, 5, 2, 9, 13, w, b, 5);   /* odd sizes, few channels */
-    check_conv(C, C, 1, 2, 1, w, b, 6);    /* a 1-pixel-wide output */
-    /* a kernel freed and another allocated at its address (a second model): forgotten first */
+    conv_bf16_t *c = conv3x3s2_bf16_new(w), *small = conv3x3s2_bf16_new(w);
+    check_conv(c, C, C, 1, 64, 50, w, b, 1);  /* layer 2, one chunk */
+    check_conv(c, C, C, 8, 64, 50, w, b, 2);  /* layer 2, CONV_BATCH chunks */
+    check_conv(c, C, C, 3, 32, 25, w, b, 3);  /* layer 3 (the same kernel at another shape) */
+    check_conv(c, C, C, 1, 64, 19, w, b, 4);  /* a short clip's own width */
+    check_conv(small, 7, 5, 2, 9, 13, w, b, 5); /* odd sizes, few channels (another kernel: w's first 7*5*9) */
+    check_conv(c, C, C, 1, 2, 1, w, b, 6);    /* a 1-pixel-wide output */
+    conv3x3s2_bf16_free(small);
+    /* the kernel freed, new values at its address (a second model's): its new object makes its
+     * own bf16 copy, nothing of the first one's is found */
+    conv3x3s2_bf16_free(c);
     for (size_t i = 0; i < (size_t)C * C * 9; i++) w[i] = -w[i];
-    conv3x3s2_bf16_forget(w);
-    check_conv(C, C, 1, 64, 50, w, b, 7);
+    c = conv3x3s2_bf16_new(w);
+    check_conv(c, C, C, 1, 64, 50, w, b, 7);
+    conv3x3s2_bf16_free(c);
     free(w), free(b);
     return test_result("test_cpu_conv_bf16");
 }

@@ -9,6 +9,8 @@
 #include "test.h"
 #include "util.h"
 
+static bf16_gemm_t *g; /* the oneDNN state of the products below */
+
 static float frand(unsigned *s)
 {
     *s = *s * 1664525u + 1013904223u;
@@ -27,11 +29,11 @@ static void check_packing(int N, int K)
     unsigned seed = (unsigned)(N * 31 + K);
     uint16_t *w = rand_bf16((size_t)N * K, &seed), *copy = xmalloc((size_t)N * K * sizeof *copy);
     memcpy(copy, w, (size_t)N * K * sizeof *copy);
-    bf16_weight_t *ref = bf16_weight_pack_how(w, N, K, 0, 1), *fast = bf16_weight_pack_how(w, N, K, 0, 0);
+    bf16_weight_t *ref = bf16_weight_pack_how(g, w, N, K, 0, 1), *fast = bf16_weight_pack_how(g, w, N, K, 0, 0);
     CHECK_INT_EQ(bf16_weight_bytes(ref), bf16_weight_bytes(fast));
     CHECK(!memcmp(bf16_weight_data(ref), bf16_weight_data(fast), bf16_weight_bytes(ref)));
     CHECK(!memcmp(w, copy, (size_t)N * K * sizeof *w)); /* not in place: w untouched */
-    bf16_weight_t *inplace = bf16_weight_pack(copy, N, K, 1);
+    bf16_weight_t *inplace = bf16_weight_pack(g, copy, N, K, 1);
     CHECK(!memcmp(bf16_weight_data(ref), bf16_weight_data(inplace), bf16_weight_bytes(ref)));
     if (bf16_weight_bytes(ref) == (size_t)N * K * sizeof *w) CHECK(bf16_weight_data(inplace) == copy);
     bf16_weight_free(ref), bf16_weight_free(fast), bf16_weight_free(inplace);
@@ -47,9 +49,9 @@ static void check_product(int M, int K, int N, int with_bias, int accumulate)
     for (size_t i = 0; i < (size_t)M * K; i++) x[i] = frand(&seed);
     for (int n = 0; n < N; n++) b[n] = frand(&seed);
     for (size_t i = 0; i < (size_t)M * N; i++) out[i] = before[i] = accumulate ? frand(&seed) : 12345.0f;
-    bf16_weight_t *pw = bf16_weight_pack(w, N, K, 0);
+    bf16_weight_t *pw = bf16_weight_pack(g, w, N, K, 0);
 
-    gemm_bf16_xwt(out, x, pw, with_bias ? b : NULL, M, accumulate);
+    gemm_bf16_xwt(g, out, x, pw, with_bias ? b : NULL, M, accumulate);
 
     double worst = 0;
     for (int m = 0; m < M; m++)
@@ -74,6 +76,7 @@ int main(void)
         printf("test_cpu_gemm_bf16: SKIPPED: this CPU has %s (the bf16 path needs AVX512-BF16 or AMX)\n", isa);
         return 77;
     }
+    g = bf16_gemm_new();
     const int KNs[][2] = { { 64, 64 }, { 1024, 192 }, { 1000, 13 }, { 96, 1027 }, { 1100, 530 } };
     for (size_t j = 0; j < sizeof KNs / sizeof KNs[0]; j++) check_packing(KNs[j][1], KNs[j][0]);
     const int Ms[] = { 1, 2, 5, 63, 64, 65, 130, 1100 };
@@ -81,8 +84,9 @@ int main(void)
         for (size_t j = 0; j < sizeof KNs / sizeof KNs[0]; j++)
             for (int v = 0; v < 3; v++) check_product(Ms[i], KNs[j][0], KNs[j][1], v >= 1, v == 2);
     /* 1100 rows = 1024 + 64 + 12: row counts come from a bounded set, each made once */
-    const int before = bf16_gemm_primitives();
+    const int before = bf16_gemm_primitives(g);
     check_product(1100, 96, 1027, 1, 1);
-    CHECK_INT_EQ(bf16_gemm_primitives(), before);
+    CHECK_INT_EQ(bf16_gemm_primitives(g), before);
+    bf16_gemm_free(g);
     return test_result("test_cpu_gemm_bf16");
 }

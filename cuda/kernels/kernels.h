@@ -3,7 +3,7 @@
  * Every pointer is device memory. Activations and weights are bf16 (stored as the bits of
  * __nv_bfloat16); math inside the kernels is fp32, results rounded to bf16 on store (round to
  * nearest even), as the official bf16 model rounds at each op's output (MODEL.md section 12).
- * Shapes follow host/backend.h, whose CPU implementation (host/backend_cpu.c) is the reference
+ * Shapes follow host/model/backend.h, whose CPU implementation (host/cpu/backend_cpu.c) is the reference
  * each kernel is tested against. */
 #ifndef QASR_CUDA_KERNELS_H
 #define QASR_CUDA_KERNELS_H
@@ -90,13 +90,13 @@ cudaError_t cuda_kv_store(bf16_t *kv, const bf16_t *qkv, const int *slot, int ro
  * how far to split long decode contexts); the plan goes in the kernel arguments, so the call can
  * be captured in a CUDA graph (replays then assume the same ctx_len / row_seq).
  * work: device workspace for context splits of decode rows, or NULL (no split); splits use at
- * most work_bytes of it. cuda_paged_attention_work_bytes() is enough for any call on the current
- * device (about 0.5 MiB for H = 16, Hkv = 8, Dh = 128 on 132 SMs). Several calls on one stream may
- * share one workspace. */
+ * most work_bytes of it. cuda_paged_attention_work_bytes() gives enough for any call on the
+ * current device (about 0.5 MiB for H = 16, Hkv = 8, Dh = 128 on 132 SMs). Several calls on one
+ * stream may share one workspace. */
 cudaError_t cuda_paged_attention(bf16_t *out, const bf16_t *q, const bf16_t *kv, int page_size,
                                  const paged_attn_t *p, const int *h_ctx_len, const int *h_row_seq,
                                  float *work, size_t work_bytes, cudaStream_t stream);
-size_t cuda_paged_attention_work_bytes(int n_heads, int n_kv_heads, int head_dim);
+cudaError_t cuda_paged_attention_work_bytes(int n_heads, int n_kv_heads, int head_dim, size_t *bytes);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
 /* Log-mel front end on the GPU (MODEL.md section 4), around two library calls made by the host:
  *   cuda_mel_frames -> cuFFT R2C (n = 400, batched over frames) -> cuda_mel_power
  *   -> cuBLAS fp32 GEMM with the filterbank [201][n_mels] -> cuda_mel_log -> cuda_mel_finish.
- * Everything is fp32 until the final bf16 store, as host/mel.c (the reference) computes it: the
+ * Everything is fp32 until the final bf16 store, as host/model/mel.c (the reference) computes it: the
  * same window values (built in double, cast to float), the same reflect padding, log10 of the
  * energies floored at 1e-10, then the per-utterance dynamic range clamp and (x + 4) / 4. */
 #include "../common.cuh"
@@ -30,7 +30,7 @@ __global__ void mel_frames_kernel(float *frames, /* [T][400] */ const float *x, 
     float window[K];
     for (int k = 0; k < K; k++) {
         const int i = tid + k * BLOCK;
-        /* the periodic Hann window as host/mel.c computes it (in double), so both sides hold
+        /* the periodic Hann window as host/model/mel.c computes it (in double), so both sides hold
          * identical floats */
         window[k] = i < QASR_N_FFT ? (float)(0.5 - 0.5 * cos(2.0 * PI_D * i / QASR_N_FFT)) : 0.0f;
     }

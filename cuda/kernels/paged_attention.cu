@@ -255,29 +255,34 @@ typedef struct {
 /* Query heads per block: the largest of 8, 4, 2, 1 dividing G. */
 static int pick_gt(int G) { return G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1; }
 
-/* Decode splits aim at this many blocks (two per SM), when the rows alone give fewer. */
-static int split_target_blocks()
+/* Decode splits aim at this many blocks (two per SM of the current device), when the rows alone
+ * give fewer. */
+static cudaError_t split_target_blocks(long *target)
 {
     int dev = 0, sms = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    return 2 * sms;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    *target = 2L * sms;
+    return e;
 }
 
-extern "C" size_t cuda_paged_attention_work_bytes(int n_heads, int n_kv_heads, int head_dim)
+extern "C" cudaError_t cuda_paged_attention_work_bytes(int n_heads, int n_kv_heads, int head_dim, size_t *bytes)
 {
     SHAPE_ASSERT(n_kv_heads >= 1 && n_heads % n_kv_heads == 0 && head_dim >= 1);
+    long target = 0;
+    const cudaError_t e = split_target_blocks(&target);
     /* plan_splits keeps n_dec * H * n_splits below 2 * target * GT (see there) */
-    return (size_t)2 * split_target_blocks() * pick_gt(n_heads / n_kv_heads) * (head_dim + 2) * sizeof(float);
+    *bytes = (size_t)2 * target * pick_gt(n_heads / n_kv_heads) * (head_dim + 2) * sizeof(float);
+    return e;
 }
 
 /* Context splits for n_dec decode rows of at most max_ctx keys: none when the rows give
  * target blocks already; else enough for about target blocks, at least PA_SPLIT_MIN keys each,
  * within the workspace. base * ceil(target / base) < target + base < 2 target blocks, so the
  * partials need less than 2 target GT (Dh + 2) floats: cuda_paged_attention_work_bytes. */
-static int plan_splits(int n_dec, int blocks_per_row, int H, int Dh, int max_ctx, size_t work_bytes)
+static int plan_splits(long target, int n_dec, int blocks_per_row, int H, int Dh, int max_ctx, size_t work_bytes)
 {
-    const long base = (long)n_dec * blocks_per_row, target = split_target_blocks();
+    const long base = (long)n_dec * blocks_per_row;
     if (base >= target) return 1;
     long ns = CEIL_DIV((long)max_ctx, PA_SPLIT_MIN);
     ns = ns < CEIL_DIV(target, base) ? ns : CEIL_DIV(target, base);
@@ -390,7 +395,9 @@ extern "C" cudaError_t cuda_paged_attention(bf16_t *out, const bf16_t *q, const 
     const bf16 *dq = reinterpret_cast<const bf16 *>(q), *dkv = reinterpret_cast<const bf16 *>(kv);
     cudaError_t e = cudaSuccess;
     if (n_dec > 0) {
-        const int ns = work ? plan_splits(n_dec, Hkv * (G / GT), H, Dh, max_dec, work_bytes) : 1;
+        long target = 0;
+        if (work && (e = split_target_blocks(&target)) != cudaSuccess) return e;
+        const int ns = work ? plan_splits(target, n_dec, Hkv * (G / GT), H, Dh, max_dec, work_bytes) : 1;
         const int split_len = CEIL_DIV(CEIL_DIV(max_dec, ns), PA_CHUNK) * PA_CHUNK;
         const int n_splits = CEIL_DIV(max_dec, split_len);
         e = Dh <= 32   ? launch_decode_dh<32>(o, work, dq, dkv, a, dec, split_len, n_splits, stream)

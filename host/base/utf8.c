@@ -1,29 +1,75 @@
-/* UTF-8 validation and U+FFFD replacement on top of utf8proc_iterate (see utf8.h). */
+/* UTF-8 decoding, encoding and repair (see utf8.h). */
 #include "utf8.h"
+
+#include <string.h>
 
 #include "util.h"
 
-#include <string.h>
-#include <utf8proc.h>
-
-/* Length of the valid sequence at s (at most len bytes), or 0 if s does not start one. */
-static size_t seq_len(const char *s, size_t len)
+int utf8_decode(const char *str, size_t n, uint32_t *cp)
 {
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, &cp);
-    return n > 0 ? (size_t)n : 0;
+    const unsigned char *s = (const unsigned char *)str;
+    const unsigned char b = s[0];
+    unsigned char lo = 0x80, hi = 0xBF;
+    int need;
+    if (b < 0x80) {
+        *cp = b;
+        return 1;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+        need = 1;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        need = 2;
+        if (b == 0xE0) lo = 0xA0; /* overlong */
+        if (b == 0xED) hi = 0x9F; /* surrogates */
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        need = 3;
+        if (b == 0xF0) lo = 0x90; /* overlong */
+        if (b == 0xF4) hi = 0x8F; /* above U+10FFFF */
+    } else {
+        return -1;
+    }
+    uint32_t c = b & (0x7Fu >> (need + 1));
+    for (int k = 1; k <= need; k++) {
+        if ((size_t)k >= n || s[k] < lo || s[k] > hi) return -k;
+        c = c << 6 | (s[k] & 0x3Fu);
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    *cp = c;
+    return need + 1;
+}
+
+int utf8_encode(uint32_t c, char *out)
+{
+    unsigned char *o = (unsigned char *)out;
+    if (c < 0x80) {
+        o[0] = (unsigned char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        o[0] = (unsigned char)(0xC0 | c >> 6);
+        o[1] = (unsigned char)(0x80 | (c & 0x3F));
+        return 2;
+    }
+    if (c < 0x10000) {
+        o[0] = (unsigned char)(0xE0 | c >> 12);
+        o[1] = (unsigned char)(0x80 | (c >> 6 & 0x3F));
+        o[2] = (unsigned char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    o[0] = (unsigned char)(0xF0 | c >> 18);
+    o[1] = (unsigned char)(0x80 | (c >> 12 & 0x3F));
+    o[2] = (unsigned char)(0x80 | (c >> 6 & 0x3F));
+    o[3] = (unsigned char)(0x80 | (c & 0x3F));
+    return 4;
 }
 
 int utf8_valid(const char *s, size_t len)
 {
+    uint32_t cp;
     for (size_t i = 0; i < len;) {
-        if ((unsigned char)s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n = seq_len(s + i, len - i);
-        if (!n) return 0;
-        i += n;
+        const int k = utf8_decode(s + i, len - i, &cp);
+        if (k < 0) return 0;
+        i += (size_t)k;
     }
     return 1;
 }
@@ -31,12 +77,13 @@ int utf8_valid(const char *s, size_t len)
 char *utf8_sanitize(const char *s, size_t len, size_t *out_len)
 {
     char *out = xmalloc(3 * len + 1), *o = out; /* U+FFFD is 3 bytes: the worst case */
+    uint32_t cp;
     for (size_t i = 0; i < len;) {
-        size_t n = (unsigned char)s[i] < 0x80 ? 1 : seq_len(s + i, len - i);
-        if (n) {
-            memcpy(o, s + i, n);
-            o += n;
-            i += n;
+        const int k = utf8_decode(s + i, len - i, &cp);
+        if (k > 0) {
+            memcpy(o, s + i, (size_t)k);
+            o += k;
+            i += (size_t)k;
         } else {
             memcpy(o, "\xef\xbf\xbd", 3);
             o += 3;
@@ -46,4 +93,20 @@ char *utf8_sanitize(const char *s, size_t len, size_t *out_len)
     *o = '\0';
     if (out_len) *out_len = (size_t)(o - out);
     return out;
+}
+
+uint32_t utf8_first(const char *s)
+{
+    uint32_t cp = 0xFFFD;
+    if (*s) utf8_decode(s, strlen(s), &cp);
+    return cp;
+}
+
+uint32_t utf8_last(const char *s, size_t n)
+{
+    size_t i = n - 1;
+    while (i > 0 && n - i < 4 && ((unsigned char)s[i] & 0xC0) == 0x80) i--;
+    uint32_t cp = 0xFFFD;
+    if (utf8_decode(s + i, n - i, &cp) != (int)(n - i)) cp = 0xFFFD;
+    return cp;
 }

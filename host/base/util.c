@@ -9,18 +9,6 @@
 #include <time.h>
 
 static _Thread_local char last_error[QASR_ERR_LEN];
-static _Thread_local qasr_fault_trap_t *fault_trap;
-
-void qasr_fault_trap_set(qasr_fault_trap_t *trap) { fault_trap = trap; }
-
-void qasr_device_fault(const char *message)
-{
-    qasr_fault_trap_t *t = fault_trap;
-    if (!t) return;
-    fault_trap = NULL; /* a fault while unwinding aborts */
-    snprintf(t->message, sizeof t->message, "%s", message);
-    longjmp(t->env, 1);
-}
 
 int qasr_fail(const char *fmt, ...)
 {
@@ -70,7 +58,9 @@ void qasr_assert_fail(const char *expr, const char *file, int line)
 
 static void out_of_memory(size_t n)
 {
-    qasr_die(3, "out of host memory (allocating %zu bytes)", n);
+    fflush(stdout);
+    fprintf(stderr, "qasr: out of host memory (allocating %zu bytes)\n", n);
+    abort();
 }
 
 void *xmalloc(size_t n)
@@ -117,7 +107,8 @@ static void scratch_set_free(void *v)
 
 static void scratch_key_make(void)
 {
-    if (pthread_key_create(&scratch_key, scratch_set_free) != 0) qasr_die(3, "pthread_key_create failed");
+    const int rc = pthread_key_create(&scratch_key, scratch_set_free);
+    QASR_ASSERT(rc == 0); /* only fails when the process has used up its keys */
 }
 
 void *thread_scratch(int slot, size_t n)

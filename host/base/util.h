@@ -1,15 +1,17 @@
 /* Small shared helpers: error reporting, assertions, allocation, timing.
  *
  * Errors come in three kinds (see README "Errors"):
- *  - programmer error: QASR_ASSERT, active in release builds, aborts;
- *  - bad input (file, manifest line, audio): the function records a message with qasr_fail()
- *    and returns -1 / NULL; the caller reports it and carries on with the next input;
- *  - unrecoverable start-up or resource failure in a CLI: qasr_die() prints and exits.
+ *  - programmer error: QASR_ASSERT, active in release builds, aborts (so does running out of
+ *    host memory for the small bookkeeping allocations of xmalloc);
+ *  - bad input (file, manifest line, audio) or a resource that fails (a large allocation, a
+ *    device): the function records a message with qasr_fail() and returns -1 / NULL; the caller
+ *    reports it and carries on with the next input, or gives up cleanly;
+ *  - in the commands only (host/cli, host/batch): qasr_die() prints and exits with an exit code.
+ *    The library below them never exits the process (scripts/check_layers.py checks it).
  * The message recorded by qasr_fail() is thread-local, like errno. */
 #ifndef QASR_UTIL_H
 #define QASR_UTIL_H
 
-#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,7 +32,7 @@ int qasr_fail_prefix(const char *fmt, ...) QASR_PRINTF(1, 2);
 /* The last message recorded on this thread ("" if none). */
 const char *qasr_last_error(void);
 
-/* Print "qasr: <message>" to stderr and exit(code). */
+/* Print "qasr: <message>" to stderr and exit(code). For the commands only. */
 void qasr_die(int code, const char *fmt, ...) QASR_PRINTF(2, 3) QASR_NORETURN;
 
 #define QASR_ASSERT(cond)                                                                  \
@@ -39,19 +41,9 @@ void qasr_die(int code, const char *fmt, ...) QASR_PRINTF(2, 3) QASR_NORETURN;
     } while (0)
 void qasr_assert_fail(const char *expr, const char *file, int line) QASR_NORETURN;
 
-/* Device faults. A thread that can survive losing its device (a qasr-batch worker with other
- * devices to take over its files) sets a trap; a failed CUDA call on that thread then jumps
- * back to the trap's setjmp with the message, instead of aborting the process. What the thread
- * was doing on that device is abandoned (its memory too: a faulted device frees nothing). */
-typedef struct {
-    jmp_buf env;
-    char message[QASR_ERR_LEN];
-} qasr_fault_trap_t;
-void qasr_fault_trap_set(qasr_fault_trap_t *trap); /* this thread's; NULL: none (abort) */
-/* Called by the CUDA backend's checks: jumps to this thread's trap, or returns if none. */
-void qasr_device_fault(const char *message);
-
-/* Allocation that aborts on failure: running out of host memory is not a per-input error. */
+/* Allocation that aborts on failure: running out of host memory for bookkeeping is not an
+ * error anything could recover from. Large blocks (weights, activations, caches) are the
+ * backends' and their failures are returned (backend.h). */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);

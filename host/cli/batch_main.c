@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
 #include "batch.h"
 #include "shard.h"
 #include "util.h"
@@ -164,7 +163,7 @@ int main(int argc, char **argv)
         case 't': o.qopt.threads = atoi(optarg); break;
         case 'b': o.qopt.backend = optarg; break;
         case OPT_PRECISION:
-            if (!backend_precision_known(optarg)) {
+            if (!qasr_precision_known(optarg)) {
                 fprintf(stderr, "qasr-batch: --precision '%s': expected fp32, bf16 or auto\n", optarg);
                 return BATCH_USAGE;
             }

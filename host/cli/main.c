@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "audio.h"
-#include "backend.h"
 #include "qasr.h"
 #include "util.h"
 
@@ -106,7 +105,7 @@ int main(int argc, char **argv)
         case 't': opt.threads = atoi(optarg); break;
         case 'b': opt.backend = optarg; break;
         case OPT_PRECISION:
-            if (!backend_precision_known(optarg)) {
+            if (!qasr_precision_known(optarg)) {
                 fprintf(stderr, "qasr: --precision '%s': expected fp32, bf16 or auto\n", optarg);
                 return EXIT_USAGE;
             }

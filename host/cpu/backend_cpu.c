@@ -1,14 +1,17 @@
 /* CPU backend: fp32 activations; weight matrices in fp32 or the checkpoint's bf16 widened
  * inside oneDNN sgemm (--precision fp32), or packed bf16 into oneDNN's bf16 matmul (--precision
- * bf16, cpu_gemm_bf16.c, which also runs the conv stem's GEMMs and keeps the KV cache in bf16);
- * sgemm for attention, OpenMP for the rest. This is
- * the reference implementation of every backend op (the CUDA kernels are tested against it)
- * and the path users without a GPU run.
+ * bf16: cpu_gemm_bf16.c; the conv stem's later layers on oneDNN's bf16 convolution,
+ * cpu_conv_dnnl.c; the KV cache in bf16); sgemm for attention, OpenMP for the rest. Every oneDNN
+ * object (primitives, packed weights, converted kernels) belongs to one instance and goes with
+ * it. This is the reference implementation of every backend op (the CUDA kernels are tested
+ * against it) and the path users without a GPU run.
  * Why oneDNN and not OpenBLAS: Debian 12's OpenBLAS 0.3.21 does not recognise Sapphire Rapids
  * and later Xeons and falls back to its Prescott (SSE3) kernels: 27-37 GFLOP/s against
  * 140-200 for oneDNN on 2 cores of this machine. oneDNN picks its kernels from the CPU's feature
  * flags. It runs on OpenMP, so its threads and ours are one pool, and an sgemm issued inside
  * an OpenMP region runs single-threaded instead of oversubscribing. */
+#include "backend_cpu.h"
+
 #include <malloc.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,38 +20,36 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "backend.h"
 #include "cpu_attention.h"
 #include "cpu_conv_dnnl.h"
 #include "cpu_gemm.h"
 #include "cpu_gemm_bf16.h"
 #include "cpu_math.h"
 #include "mel.h"
+#include "stack_arena.h"
 #include "util.h"
 
+/* A weight: its elements and what the bf16 path makes of it, all freed with the backend. */
+struct weight {
+    void *p;               /* [n] fp32, or bf16 (matrices of the bf16 path, bf16 checkpoint matrices) */
+    size_t n;
+    int bf16;
+    int table;             /* read by embed too: packed into a copy, not in place */
+    int mapped;            /* p is the checkpoint's mapping (weight_map): not ours to free */
+    bf16_weight_t *packed; /* bf16 path: packed for oneDNN at load (matrix_ready), in p itself unless a table */
+    conv_bf16_t *conv;     /* bf16 path: a conv kernel's oneDNN convolutions, made at its first use */
+    struct weight *next;   /* the backend's weights */
+};
+
 struct backend {
+    char op_error[QASR_ERR_LEN]; /* an op that could not run since op_failed last asked, or "" */
     int threads;
     int bf16; /* matrices go through the bf16 matmul */
     char desc[96];
     mel_t *mel;
-    /* Scratch stack: one base block; when a pass needs more, further allocations go to
-     * separate blocks, and the base is grown to the peak at the next full release. */
-    char *base;
-    size_t cap, used, peak;
-    struct { void *p; size_t bytes; } *ovf;
-    int n_ovf, cap_ovf;
-    /* Weights are owned by the backend and freed with it. A hash on the address tells the
-     * ops which matrices are stored as bf16 (see WEIGHT_MATRIX) and, on the bf16 path, where
-     * their packed copy is. */
-    struct weight {
-        void *p;
-        int bf16;
-        int table;              /* read by embed too: packed into a copy, not in place */
-        size_t n;               /* elements */
-        int mapped;             /* p is the checkpoint's mapping (weight_map): not ours to free */
-        bf16_weight_t *packed;  /* made at load (matrix_ready), in p itself unless a table */
-    } *weights;
-    size_t n_weights, cap_weights; /* open addressing, cap a power of two */
+    stack_arena_t scratch;
+    bf16_gemm_t *gemm;       /* bf16 path: oneDNN's engine, stream, primitives */
+    struct weight *weights;  /* every weight of this instance */
 };
 
 #define ALIGN 64
@@ -56,95 +57,75 @@ struct backend {
 /* Large blocks are 2 MB aligned and their whole 2 MB pages marked for transparent huge pages:
  * loading the 0.6B model otherwise spends much of its time in 4 KB page faults, and huge pages
  * also spare the TLB when every decode step streams all the weights. The tail stays in small
- * pages: a huge page there would make a 6.1 MB encoder matrix cost 8 MB (90 MB over 0.6B). */
-static void *aligned_or_die(size_t bytes)
+ * pages: a huge page there would make a 6.1 MB encoder matrix cost 8 MB (90 MB over 0.6B).
+ * NULL + qasr_fail() when the host has no memory for it. */
+static void *host_block(size_t bytes)
 {
     const size_t huge = (size_t)2 << 20;
     const size_t align = bytes >= 2 * huge ? huge : ALIGN;
     void *p = NULL;
     bytes = (bytes + ALIGN - 1) / ALIGN * ALIGN;
-    if (posix_memalign(&p, align, bytes ? bytes : align) != 0)
-        qasr_die(3, "out of host memory (allocating %zu bytes)", bytes);
+    if (posix_memalign(&p, align, bytes ? bytes : align) != 0) {
+        qasr_fail("out of host memory (allocating %zu bytes)", bytes);
+        return NULL;
+    }
     if (align == huge) madvise(p, bytes / huge * huge, MADV_HUGEPAGE);
     return p;
 }
+
+static void *arena_block(void *ctx, size_t bytes) { return host_block(bytes); }
+static void arena_free(void *ctx, void *p) { free(p); }
 
 /* ---------------- memory ---------------- */
 
 static void cpu_destroy(backend_t *be)
 {
-    for (int i = 0; i < be->n_ovf; i++) free(be->ovf[i].p);
-    free(be->ovf);
-    free(be->base);
-    for (size_t i = 0; i < be->cap_weights; i++) {
-        if (be->weights[i].p && !be->weights[i].bf16) conv3x3s2_bf16_forget(be->weights[i].p);
-        if (!be->weights[i].mapped) free(be->weights[i].p);
-        bf16_weight_free(be->weights[i].packed);
+    stack_arena_destroy(&be->scratch);
+    for (struct weight *w = be->weights, *next; w; w = next) {
+        next = w->next;
+        if (!w->mapped) free(w->p);
+        bf16_weight_free(w->packed);
+        conv3x3s2_bf16_free(w->conv);
+        free(w);
     }
-    free(be->weights);
+    bf16_gemm_free(be->gemm);
     mel_free(be->mel);
     free(be);
 }
 
-static size_t weight_slot(const backend_t *be, const void *p)
+static weight_t *weight_new(backend_t *be, struct weight w)
 {
-    size_t h = ((uintptr_t)p >> 6) * 0x9E3779B97F4A7C15ull, mask = be->cap_weights - 1;
-    for (h &= mask; be->weights[h].p && be->weights[h].p != p; h = (h + 1) & mask) {}
+    weight_t *h = xmalloc(sizeof *h);
+    *h = w;
+    h->next = be->weights;
+    be->weights = h;
     return h;
 }
 
-static void weight_insert(backend_t *be, struct weight w)
-{
-    if (2 * (be->n_weights + 1) > be->cap_weights) { /* grow and rehash */
-        struct weight *old = be->weights;
-        size_t old_cap = be->cap_weights;
-        be->cap_weights = old_cap ? 2 * old_cap : 1024;
-        be->weights = xcalloc(be->cap_weights, sizeof *be->weights);
-        for (size_t i = 0; i < old_cap; i++)
-            if (old[i].p) be->weights[weight_slot(be, old[i].p)] = old[i];
-        free(old);
-    }
-    be->weights[weight_slot(be, w.p)] = w;
-    be->n_weights++;
-}
-
-static struct weight *weight_of(const backend_t *be, const void *p)
-{
-    struct weight *w = &be->weights[weight_slot(be, p)];
-    QASR_ASSERT(w->p == p); /* only allocation base pointers are passed as weights */
-    return w;
-}
-
-/* 1 if p is a weight stored as bf16, 0 if fp32. */
-static int weight_is_bf16(const backend_t *be, const void *p) { return weight_of(be, p)->bf16; }
-
-static void *cpu_weight_alloc(backend_t *be, size_t n, weight_kind_t kind, dtype_t src)
+static weight_t *cpu_weight_alloc(backend_t *be, size_t n, weight_kind_t kind, dtype_t src)
 {
     /* the bf16 path keeps every matrix in bf16, the fp32 path those the checkpoint has in bf16 */
     const int bf16 = kind != WEIGHT_PARAM && (be->bf16 || src == DTYPE_BF16);
-    struct weight w = { .bf16 = bf16, .table = kind == WEIGHT_TABLE, .n = n };
-    w.p = aligned_or_die(n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
-    weight_insert(be, w);
-    return w.p;
+    void *p = host_block(n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
+    if (!p) return NULL;
+    return weight_new(be, (struct weight){ .p = p, .n = n, .bf16 = bf16, .table = kind == WEIGHT_TABLE });
 }
 
 /* A table read in place from the checkpoint's mapping, when it is stored as this path would
  * store it (bf16 on the bf16 path, the checkpoint's bf16 or fp32 on the fp32 path). */
-static void *cpu_weight_map(backend_t *be, const void *src, size_t n, weight_kind_t kind, dtype_t dt)
+static weight_t *cpu_weight_map(backend_t *be, const void *src, size_t n, weight_kind_t kind, dtype_t dt)
 {
     const int bf16 = be->bf16 || dt == DTYPE_BF16;
     if (kind != WEIGHT_TABLE || dt != (bf16 ? DTYPE_BF16 : DTYPE_F32) || (uintptr_t)src % dtype_size(dt))
         return NULL;
-    struct weight w = { .p = (void *)src, .bf16 = bf16, .table = 1, .mapped = 1, .n = n };
-    weight_insert(be, w);
-    return w.p;
+    return weight_new(be, (struct weight){ .p = (void *)src, .n = n, .bf16 = bf16, .table = 1, .mapped = 1 });
 }
 
-static void cpu_weight_upload(backend_t *be, void *dst, size_t off, const void *src, dtype_t dt,
-                              size_t n)
+static void cpu_weight_upload(backend_t *be, weight_t *w, size_t off, const void *src, dtype_t dt, size_t n)
 {
-    if (weight_is_bf16(be, dst)) {
-        uint16_t *d = (uint16_t *)dst + off;
+    QASR_ASSERT(off + n <= w->n);
+    if (w->bf16) {
+        uint16_t *d = (uint16_t *)w->p + off;
         const uint16_t *s = src;
         if (dt == DTYPE_BF16)
             memcpy(d, src, n * sizeof(uint16_t));
@@ -156,7 +137,7 @@ static void cpu_weight_upload(backend_t *be, void *dst, size_t off, const void *
             QASR_ASSERT(!"weight dtype must be F32, BF16 or F16");
         return;
     }
-    float *d = (float *)dst + off;
+    float *d = (float *)w->p + off;
     switch (dt) {
     case DTYPE_F32:
         memcpy(d, src, n * sizeof(float));
@@ -174,58 +155,31 @@ static void cpu_weight_upload(backend_t *be, void *dst, size_t off, const void *
     }
 }
 
-static void *cpu_buf_alloc(backend_t *be, size_t n) { return aligned_or_die(n * sizeof(float)); }
+/* Activations and weights other than bf16 matrices are fp32: their elements, as floats. */
+static const float *fp32_of(const weight_t *w)
+{
+    QASR_ASSERT(!w->bf16);
+    return w->p;
+}
+
+static void *cpu_buf_alloc(backend_t *be, size_t n) { return host_block(n * sizeof(float)); }
 static void cpu_buf_free(backend_t *be, void *p) { free(p); }
 
-static size_t scratch_top(const backend_t *be)
-{
-    size_t top = be->used;
-    for (int i = 0; i < be->n_ovf; i++) top += be->ovf[i].bytes;
-    return top;
-}
-
-static void *cpu_scratch(backend_t *be, size_t n)
-{
-    size_t bytes = (n * sizeof(float) + ALIGN - 1) / ALIGN * ALIGN;
-    if (bytes == 0) bytes = ALIGN;
-    void *p;
-    if (be->n_ovf == 0 && be->used + bytes <= be->cap) {
-        p = be->base + be->used;
-        be->used += bytes;
-    } else {
-        if (be->n_ovf == be->cap_ovf) {
-            be->cap_ovf = be->cap_ovf ? 2 * be->cap_ovf : 16;
-            be->ovf = xrealloc(be->ovf, be->cap_ovf * sizeof *be->ovf);
-        }
-        p = be->ovf[be->n_ovf].p = aligned_or_die(bytes);
-        be->ovf[be->n_ovf++].bytes = bytes;
-    }
-    be->peak = MAX(be->peak, scratch_top(be));
-    return p;
-}
+static void *cpu_scratch(backend_t *be, size_t n) { return stack_arena_alloc(&be->scratch, n * sizeof(float)); }
 
 static int *cpu_ints(backend_t *be, const int *src, size_t n)
 {
     int *p = cpu_scratch(be, n); /* sizeof(int) == sizeof(float) */
-    memcpy(p, src, n * sizeof(int));
+    if (p) memcpy(p, src, n * sizeof(int));
     return p;
 }
 
-static size_t cpu_scratch_mark(backend_t *be) { return scratch_top(be); }
+static size_t cpu_scratch_mark(backend_t *be) { return stack_arena_mark(&be->scratch); }
 
 static void cpu_scratch_release(backend_t *be, size_t mark)
 {
-    size_t top = scratch_top(be);
-    while (be->n_ovf > 0 && top - be->ovf[be->n_ovf - 1].bytes >= mark) {
-        top -= be->ovf[be->n_ovf - 1].bytes;
-        free(be->ovf[--be->n_ovf].p);
-    }
-    if (be->n_ovf == 0 && mark < be->used) be->used = mark;
-    if (mark == 0 && be->peak > be->cap) {
-        free(be->base);
-        be->cap = be->peak;
-        be->base = aligned_or_die(be->cap);
-    }
+    /* a base block that cannot be regrown leaves the arena spilling: slower, not wrong */
+    if (stack_arena_release(&be->scratch, mark) != 0) fprintf(stderr, "qasr: warning: %s\n", qasr_last_error());
 }
 
 static void cpu_download(backend_t *be, float *dst, const void *src, size_t n)
@@ -241,10 +195,10 @@ static void cpu_copy(backend_t *be, void *dst, const void *src, size_t n)
 /* The bf16 path keeps keys and values in bf16 too: decode steps read the whole cache. */
 static size_t cpu_kv_elem_bytes(backend_t *be) { return be->bf16 ? sizeof(uint16_t) : sizeof(float); }
 
-static void *cpu_kv_alloc(backend_t *be, const kv_geom_t *g)
+static kv_cache_t *cpu_kv_alloc(backend_t *be, const kv_geom_t *g)
 {
     size_t n = (size_t)g->n_layers * g->n_pages * 2 * g->n_kv_heads * g->page_size * g->head_dim;
-    cpu_kv_t *kv = xcalloc(1, sizeof *kv);
+    kv_cache_t *kv = xcalloc(1, sizeof *kv);
     kv->g = *g;
     kv->bf16 = be->bf16;
     const size_t bytes = n * cpu_kv_elem_bytes(be);
@@ -263,9 +217,8 @@ static size_t cpu_mem_available(backend_t *be)
     return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : (size_t)8 << 30;
 }
 
-static void cpu_kv_free(backend_t *be, void *p)
+static void cpu_kv_free(backend_t *be, kv_cache_t *kv)
 {
-    cpu_kv_t *kv = p;
     if (kv) free(kv->data);
     free(kv);
 }
@@ -326,25 +279,46 @@ static void im2col_s2(float *col, const float *x, int Cin, int N, int Hin, int W
         }
 }
 
-static void cpu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const void *w,
-                               const void *bias, int Cin, int Cout, int N, int Hin, int Win)
+/* Work space of an op from the scratch stack; NULL (the op does nothing, op_failed says why)
+ * when there is no memory for it. */
+static void *op_scratch(backend_t *be, size_t n, const char *op)
+{
+    void *p = cpu_scratch(be, n);
+    if (!p && !be->op_error[0]) snprintf(be->op_error, sizeof be->op_error, "%s: %s", op, qasr_last_error());
+    return p;
+}
+
+static int cpu_op_failed(backend_t *be)
+{
+    if (!be->op_error[0]) return 0;
+    qasr_fail("%s", be->op_error);
+    be->op_error[0] = '\0';
+    return -1;
+}
+
+static void cpu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const weight_t *w,
+                               const weight_t *bias, int Cin, int Cout, int N, int Hin, int Win)
 {
     const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, K = Cin * 9;
     const size_t NP = (size_t)N * Ho * Wo;
-    const float *b = bias;
+    const float *b = fp32_of(bias), *k = fp32_of(w);
     float *o = out;
     const size_t mark = cpu_scratch_mark(be);
     /* bf16 path: the layers after the first on oneDNN (the first, one input channel, is 1/50 of
      * the FLOPs, and im2col + sgemm does it in half the time oneDNN's fp32 kernel takes) */
     if (be->bf16 && Cin > 1) {
-        const size_t work = conv3x3s2_bf16_work_bytes(w, Cin, Cout, N, Hin, Win);
-        conv3x3s2_gelu_bf16(o, in, w, b, Cin, Cout, N, Hin, Win, cpu_scratch(be, (work + 3) / 4));
+        weight_t *kw = (weight_t *)w; /* its convolutions are made at first use, kept with it */
+        if (!kw->conv) kw->conv = conv3x3s2_bf16_new(k);
+        const size_t work = conv3x3s2_bf16_work_bytes(kw->conv, Cin, Cout, N, Hin, Win);
+        void *ws = op_scratch(be, (work + 3) / 4, "conv stem");
+        if (ws) conv3x3s2_gelu_bf16(kw->conv, o, in, b, Cin, Cout, N, Hin, Win, ws);
         cpu_scratch_release(be, mark);
         return;
     }
-    float *col = cpu_scratch(be, (size_t)K * NP);
+    float *col = op_scratch(be, (size_t)K * NP, "conv stem");
+    if (!col) return;
     im2col_s2(col, in, Cin, N, Hin, Win);
-    sgemm('N', 'N', Cout, (int)NP, K, 1.0f, w, K, col, (int)NP, 0.0f, o, (int)NP);
+    sgemm('N', 'N', Cout, (int)NP, K, 1.0f, k, K, col, (int)NP, 0.0f, o, (int)NP);
 #pragma omp parallel for
     for (int co = 0; co < Cout; co++) {
         float *r = o + (size_t)co * NP;
@@ -366,10 +340,10 @@ static void cpu_conv_flatten(backend_t *be, void *out, const void *in, int C, in
     }
 }
 
-static void cpu_add_pos_emb(backend_t *be, void *xv, const void *pev, int rows, int period, int D)
+static void cpu_add_pos_emb(backend_t *be, void *xv, const weight_t *pew, int rows, int period, int D)
 {
     float *x = xv;
-    const float *pe = pev;
+    const float *pe = fp32_of(pew);
 #pragma omp parallel for if (rows > 64)
     for (int r = 0; r < rows; r++) {
         const float *p = pe + (size_t)(r % period) * D;
@@ -379,37 +353,42 @@ static void cpu_add_pos_emb(backend_t *be, void *xv, const void *pev, int rows, 
 
 /* ---------------- dense ---------------- */
 
-/* A bf16-path matrix [N][K] packed for oneDNN, at load (matrix_ready) or else at its first
- * product: in place, so no second copy is kept, except for a table, whose rows embed still reads. */
-static const bf16_weight_t *weight_packed(backend_t *be, const void *p, int N, int K)
+/* A bf16-path matrix [N][K] packed for oneDNN, at load (matrix_ready): in place, so no second
+ * copy is kept, except for a table, whose rows embed still reads. 0, or -1 + qasr_fail(). */
+static int pack_matrix(backend_t *be, weight_t *w, int N, int K)
 {
-    struct weight *w = weight_of(be, p);
-    if (!w->packed) {
-        QASR_ASSERT(w->bf16 && (size_t)N * K == w->n);
-        w->packed = bf16_weight_pack(w->p, N, K, !w->table);
-        if (w->mapped) st_release_bytes(w->p, w->n * sizeof(uint16_t)); /* a tied head, copied */
-    }
-    return w->packed;
+    if (w->packed) return 0;
+    QASR_ASSERT(w->bf16 && (size_t)N * K == w->n);
+    if (!(w->packed = bf16_weight_pack(be->gemm, w->p, N, K, !w->table))) return -1;
+    if (w->mapped) st_release_bytes(w->p, w->n * sizeof(uint16_t)); /* a tied head, copied */
+    return 0;
 }
 
-static void cpu_matrix_ready(backend_t *be, const void *w, int N, int K)
+static int cpu_matrix_ready(backend_t *be, weight_t *w, int N, int K)
 {
-    if (be->bf16) weight_packed(be, w, N, K);
+    return be->bf16 ? pack_matrix(be, w, N, K) : 0;
 }
 
-static void cpu_matmul(backend_t *be, void *out, const void *x, const void *w, const void *bias,
+static void cpu_matmul(backend_t *be, void *out, const void *x, const weight_t *w, const weight_t *bias,
                        int M, int K, int N, int accumulate)
 {
-    if (be->bf16)
-        gemm_bf16_xwt(out, x, weight_packed(be, w, N, K), bias, M, accumulate);
-    else
-        gemm_xwt(out, x, w, weight_is_bf16(be, w), bias, M, K, N, accumulate);
+    const float *b = bias ? fp32_of(bias) : NULL;
+    if (be->bf16) {
+        /* packed at load; a caller that skipped matrix_ready (a benchmark) packs at first use */
+        if (!w->packed && pack_matrix(be, (weight_t *)w, N, K) != 0) {
+            fprintf(stderr, "qasr: %s\n", qasr_last_error());
+            QASR_ASSERT(!"matrices are packed at load");
+        }
+        gemm_bf16_xwt(be->gemm, out, x, w->packed, b, M, accumulate);
+    } else {
+        gemm_xwt(out, x, w->p, w->bf16, b, M, K, N, accumulate);
+    }
 }
 
-static void cpu_layernorm(backend_t *be, void *out, const void *xv, const void *wv, const void *bv,
+static void cpu_layernorm(backend_t *be, void *out, const void *xv, const weight_t *wv, const weight_t *bv,
                           int rows, int D, float eps)
 {
-    const float *x = xv, *w = wv, *b = bv;
+    const float *x = xv, *w = fp32_of(wv), *b = fp32_of(bv);
     float *o = out;
 #pragma omp parallel for if (rows > 8)
     for (int r = 0; r < rows; r++) {
@@ -435,9 +414,10 @@ static inline void rmsnorm_row(float *o, const float *x, const float *w, int D, 
     for (int d = 0; d < D; d++) o[d] = w[d] * (x[d] * inv);
 }
 
-static void cpu_rmsnorm(backend_t *be, void *out, const void *x, const void *w, int rows, int D,
+static void cpu_rmsnorm(backend_t *be, void *out, const void *x, const weight_t *wv, int rows, int D,
                         float eps)
 {
+    const float *w = fp32_of(wv);
 #pragma omp parallel for if (rows > 8)
     for (int r = 0; r < rows; r++)
         rmsnorm_row((float *)out + (size_t)r * D, (const float *)x + (size_t)r * D, w, D, eps);
@@ -462,17 +442,15 @@ static void cpu_swiglu(backend_t *be, void *out, const void *guv, int rows, int 
     }
 }
 
-static void cpu_embed(backend_t *be, void *out, const void *table, const int *ids, int n, int D)
+static void cpu_embed(backend_t *be, void *out, const weight_t *w, const int *ids, int n, int D)
 {
-    const struct weight *w = weight_of(be, table);
     QASR_ASSERT(!w->packed || w->table); /* a matrix packed in place has no rows any more */
-    const int bf16 = w->bf16;
     for (int i = 0; i < n; i++) {
         float *o = (float *)out + (size_t)i * D;
-        if (bf16)
-            widen_bf16(o, (const uint16_t *)table + (size_t)ids[i] * D, D);
+        if (w->bf16)
+            widen_bf16(o, (const uint16_t *)w->p + (size_t)ids[i] * D, D);
         else
-            memcpy(o, (const float *)table + (size_t)ids[i] * D, D * sizeof(float));
+            memcpy(o, (const float *)w->p + (size_t)ids[i] * D, D * sizeof(float));
     }
 }
 
@@ -482,15 +460,14 @@ static void cpu_gather_rows(backend_t *be, void *out, const void *in, const int 
         memmove((float *)out + (size_t)i * D, (const float *)in + (size_t)idx[i] * D, D * sizeof(float));
 }
 
-/* ---------------- attention ---------------- */
-
 /* ---------------- attention (cpu_attention.c) ---------------- */
 
-static void cpu_qk_norm_rope(backend_t *be, void *qkvv, const void *qw, const void *kw,
+static void cpu_qk_norm_rope(backend_t *be, void *qkvv, const weight_t *qww, const weight_t *kww,
                              const int *pos, int rows, int H, int Hkv, int Dh, float eps,
                              float theta)
 {
     float *qkv = qkvv;
+    const float *qw = fp32_of(qww), *kw = fp32_of(kww);
     const int half = Dh / 2, stride = (H + 2 * Hkv) * Dh;
 #pragma omp parallel for if (rows > 4)
     for (int r = 0; r < rows; r++) {
@@ -520,13 +497,13 @@ static void cpu_window_attention(backend_t *be, void *out, const void *qkv, cons
     cpu_attn_window(out, qkv, win_start, win_len, n_win, H, Dh, scale);
 }
 
-static void cpu_kv_store(backend_t *be, void *kv, int layer, const void *qkv, const int *slot, int rows,
+static void cpu_kv_store(backend_t *be, kv_cache_t *kv, int layer, const void *qkv, const int *slot, int rows,
                          int H, int Hkv, int Dh)
 {
     cpu_attn_kv_store(kv, layer, qkv, slot, rows, H, Hkv, Dh);
 }
 
-static void cpu_paged_attention(backend_t *be, void *out, const void *q, const void *kv, int layer,
+static void cpu_paged_attention(backend_t *be, void *out, const void *q, const kv_cache_t *kv, int layer,
                                 const paged_attn_t *p)
 {
     cpu_attn_paged(out, q, kv, layer, p);
@@ -559,6 +536,7 @@ static const char *cpu_describe(backend_t *be)
 
 static const backend_ops_t cpu_ops = {
     .name = "cpu",
+    .flags = BACKEND_HOST_MEMORY,
     .act_size = sizeof(float),
     .destroy = cpu_destroy,
     .weight_alloc = cpu_weight_alloc,
@@ -595,6 +573,7 @@ static const backend_ops_t cpu_ops = {
     .paged_attention = cpu_paged_attention,
     .argmax = cpu_argmax,
     .sync = cpu_sync,
+    .op_failed = cpu_op_failed,
     .describe = cpu_describe,
 };
 
@@ -609,12 +588,29 @@ int backend_cpu_create(backend_ref_t *out, int threads, int n_mels, precision_t 
      * buffers pile up in the heap: ~60 MB more at the peak of a 32-clip batch. Hot loops keep
      * their blocks between calls instead (thread_scratch), so they pay no mapping per call. */
     mallopt(M_MMAP_THRESHOLD, 256 << 10);
-    be->mel = mel_init(n_mels);
-    if (!be->mel) {
-        free(be);
+    stack_arena_init(&be->scratch, arena_block, arena_free, be, ALIGN, (size_t)2 << 20);
+    if (be->bf16) be->gemm = bf16_gemm_new();
+    if (!(be->mel = mel_init(n_mels))) {
+        cpu_destroy(be);
         return -1;
     }
     out->ops = &cpu_ops;
     out->be = be;
     return 0;
 }
+
+/* The precision asked for, or bf16 where this CPU has it natively (auto), else fp32. */
+static int cpu_create(backend_ref_t *out, const backend_params_t *p)
+{
+    const char *isa;
+    const int native = bf16_gemm_native(&isa);
+    if (!p->precision || !strcmp(p->precision, "auto"))
+        return backend_cpu_create(out, p->threads, p->n_mels, native ? PRECISION_BF16 : PRECISION_FP32);
+    if (!strcmp(p->precision, "fp32")) return backend_cpu_create(out, p->threads, p->n_mels, PRECISION_FP32);
+    if (!native) /* bf16 asked for */
+        return qasr_fail("--precision bf16: this CPU has no native bf16 arithmetic (oneDNN finds %s; it needs "
+                         "AVX512-BF16 or AMX): use --precision fp32 or auto", isa);
+    return backend_cpu_create(out, p->threads, p->n_mels, PRECISION_BF16);
+}
+
+const backend_kind_t backend_cpu_kind = { .name = "cpu", .create = cpu_create };

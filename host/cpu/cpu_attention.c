@@ -51,14 +51,14 @@ void cpu_attn_window(float *out, const float *qkv, const int *win_start, const i
 }
 
 /* Element offset of page `page`, keys (which 0) or values (1), kv head g. */
-static inline size_t kv_page(const cpu_kv_t *kv, int layer, int page, int which, int g)
+static inline size_t kv_page(const kv_cache_t *kv, int layer, int page, int which, int g)
 {
     const kv_geom_t *k = &kv->g;
     const size_t page_elems = (size_t)k->page_size * k->head_dim;
     return ((((size_t)layer * k->n_pages + page) * 2 + which) * k->n_kv_heads + g) * page_elems;
 }
 
-static inline void kv_put(const cpu_kv_t *kv, size_t at, const float *src, int n)
+static inline void kv_put(const kv_cache_t *kv, size_t at, const float *src, int n)
 {
     if (kv->bf16) {
         uint16_t *d = (uint16_t *)kv->data + at;
@@ -69,14 +69,14 @@ static inline void kv_put(const cpu_kv_t *kv, size_t at, const float *src, int n
 }
 
 /* n elements at offset at, as fp32: a pointer into the cache, or widened into buf. */
-static inline const float *kv_get(const cpu_kv_t *kv, size_t at, int n, float *buf)
+static inline const float *kv_get(const kv_cache_t *kv, size_t at, int n, float *buf)
 {
     if (!kv->bf16) return (const float *)kv->data + at;
     widen_bf16(buf, (const uint16_t *)kv->data + at, n);
     return buf;
 }
 
-void cpu_attn_kv_store(cpu_kv_t *kv, int layer, const float *qkv, const int *slot, int rows, int H,
+void cpu_attn_kv_store(kv_cache_t *kv, int layer, const float *qkv, const int *slot, int rows, int H,
                        int Hkv, int Dh)
 {
     const int P = kv->g.page_size, stride = (H + 2 * Hkv) * Dh;
@@ -92,7 +92,7 @@ void cpu_attn_kv_store(cpu_kv_t *kv, int layer, const float *qkv, const int *slo
 }
 
 /* Copy keys (which 0) or values (1) at positions 0..n-1 of kv head g into dst [n][Dh]. */
-static void gather(float *dst, const cpu_kv_t *kv, int layer, const int *bt, int n, int which, int g)
+static void gather(float *dst, const kv_cache_t *kv, int layer, const int *bt, int n, int which, int g)
 {
     const int P = kv->g.page_size, Dh = kv->g.head_dim;
     for (int j0 = 0; j0 < n; j0 += P) {
@@ -106,7 +106,7 @@ static void gather(float *dst, const cpu_kv_t *kv, int layer, const int *bt, int
 }
 
 /* One decode-style row: the G query heads of kv head g against positions 0..n-1. */
-static void attend_row(float *out, const float *qg, const cpu_kv_t *kv, int layer, const int *bt, int n,
+static void attend_row(float *out, const float *qg, const kv_cache_t *kv, int layer, const int *bt, int n,
                        int g, int G, float scale, float *s, float *acc, float *page_buf)
 {
     const int Dh = kv->g.head_dim, P = kv->g.page_size;
@@ -142,7 +142,7 @@ static void attend_row(float *out, const float *qg, const cpu_kv_t *kv, int laye
 /* Rows r0..r0+R-1: consecutive positions of one sequence (a prompt chunk), kv head g. Keys and
  * values are gathered once into contiguous blocks; scores and outputs are two sgemms per query
  * head; row i of the tile sees only keys 0..ctx_len[r0+i]-1 (causal). */
-static void attend_rows_gemm(float *out, const float *q, const cpu_kv_t *kv, int layer,
+static void attend_rows_gemm(float *out, const float *q, const kv_cache_t *kv, int layer,
                              const paged_attn_t *p, int r0, int R, int g, float *K, float *V, float *S)
 {
     const int Dh = p->head_dim, G = p->n_heads / p->n_kv_heads, HD = p->n_heads * Dh;
@@ -161,7 +161,7 @@ typedef struct {
     int r0, R, g; /* R > 1: GEMM tile; R == 1: single row */
 } attn_task_t;
 
-void cpu_attn_paged(float *out, const float *q, const cpu_kv_t *kv, int layer, const paged_attn_t *p)
+void cpu_attn_paged(float *out, const float *q, const kv_cache_t *kv, int layer, const paged_attn_t *p)
 {
     const int Dh = p->head_dim, Hkv = p->n_kv_heads, G = p->n_heads / Hkv;
     /* Plan: runs of consecutive positions of one sequence become GEMM tiles, other rows single

@@ -9,16 +9,17 @@
 
 #include "backend.h"
 
-typedef struct {
+/* The CPU backend's KV cache. */
+struct kv_cache {
     kv_geom_t g;
     int bf16;    /* elements are bf16 (the bf16 path: half the memory and the bytes read per step) */
     void *data;  /* [layers][pages][2 (K, V)][Hkv][P][Dh], fp32 or bf16 */
-} cpu_kv_t;
+};
 
 void cpu_attn_window(float *out, const float *qkv, const int *win_start, const int *win_len,
                      int n_win, int H, int Dh, float scale);
-void cpu_attn_kv_store(cpu_kv_t *kv, int layer, const float *qkv, const int *slot, int rows,
+void cpu_attn_kv_store(kv_cache_t *kv, int layer, const float *qkv, const int *slot, int rows,
                        int H, int Hkv, int Dh);
-void cpu_attn_paged(float *out, const float *q, const cpu_kv_t *kv, int layer, const paged_attn_t *p);
+void cpu_attn_paged(float *out, const float *q, const kv_cache_t *kv, int layer, const paged_attn_t *p);
 
 #endif

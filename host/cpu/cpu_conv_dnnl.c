@@ -19,26 +19,29 @@
 
 typedef struct {
     int Cin, Cout, N, Hin, Win;
-    const float *w;
     dnnl_primitive_t conv, to_conv, from_conv; /* the convolution and the reorders around it */
     dnnl_memory_t usr_src, usr_dst, src, dst, wei, bias; /* handles set per call */
     void *wei_data;                            /* the kernel in oneDNN's layout */
     size_t src_bytes, dst_bytes;
 } conv_t;
 
-static struct {
-    pthread_once_t once;
-    pthread_mutex_t lock;
+struct conv_bf16 {
+    const float *w;       /* the kernel [Cout][Cin][3][3], fp32 */
+    pthread_mutex_t lock; /* the stream and the cache */
     dnnl_engine_t eng;
     dnnl_stream_t stream;
     conv_t convs[MAX_CONVS];
     int n_convs;
-} g = { .once = PTHREAD_ONCE_INIT, .lock = PTHREAD_MUTEX_INITIALIZER };
+};
 
-static void init_once(void)
+conv_bf16_t *conv3x3s2_bf16_new(const float *w)
 {
-    DNNL_OK(dnnl_engine_create(&g.eng, dnnl_cpu, 0));
-    DNNL_OK(dnnl_stream_create(&g.stream, g.eng, dnnl_stream_default_flags));
+    conv_bf16_t *g = xcalloc(1, sizeof *g);
+    g->w = w;
+    pthread_mutex_init(&g->lock, NULL);
+    DNNL_OK(dnnl_engine_create(&g->eng, dnnl_cpu, 0));
+    DNNL_OK(dnnl_stream_create(&g->stream, g->eng, dnnl_stream_default_flags));
+    return g;
 }
 
 static void md_4d(dnnl_memory_desc_t *md, int a, int b, int c, int d, dnnl_data_type_t dt, dnnl_format_tag_t tag)
@@ -47,20 +50,21 @@ static void md_4d(dnnl_memory_desc_t *md, int a, int b, int c, int d, dnnl_data_
     DNNL_OK(dnnl_memory_desc_init_by_tag(md, 4, dims, dt, tag));
 }
 
-static dnnl_primitive_t reorder_prim(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to)
+static dnnl_primitive_t reorder_prim(const conv_bf16_t *g, const dnnl_memory_desc_t *from,
+                                     const dnnl_memory_desc_t *to)
 {
     dnnl_primitive_desc_t pd;
-    DNNL_OK(dnnl_reorder_primitive_desc_create(&pd, from, g.eng, to, g.eng, NULL));
+    DNNL_OK(dnnl_reorder_primitive_desc_create(&pd, from, g->eng, to, g->eng, NULL));
     dnnl_primitive_t p;
     DNNL_OK(dnnl_primitive_create(&p, pd));
     dnnl_primitive_desc_destroy(pd);
     return p;
 }
 
-static void run_reorder(dnnl_primitive_t p, dnnl_memory_t from, dnnl_memory_t to)
+static void run_reorder(const conv_bf16_t *g, dnnl_primitive_t p, dnnl_memory_t from, dnnl_memory_t to)
 {
     dnnl_exec_arg_t args[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
-    DNNL_OK(dnnl_primitive_execute(p, g.stream, 2, args));
+    DNNL_OK(dnnl_primitive_execute(p, g->stream, 2, args));
 }
 
 static void conv_destroy(conv_t *c)
@@ -73,16 +77,16 @@ static void conv_destroy(conv_t *c)
     free(c->wei_data);
 }
 
-/* The primitives for one shape and kernel, made on first use; with g.lock held. */
-static conv_t *conv_get(const float *w, int Cin, int Cout, int N, int Hin, int Win)
+/* The primitives for one shape of the kernel, made on first use; with g->lock held. */
+static conv_t *conv_get(conv_bf16_t *g, int Cin, int Cout, int N, int Hin, int Win)
 {
-    for (int i = 0; i < g.n_convs; i++) {
-        conv_t *c = &g.convs[i];
-        if (c->w == w && c->Cin == Cin && c->Cout == Cout && c->N == N && c->Hin == Hin && c->Win == Win) return c;
+    for (int i = 0; i < g->n_convs; i++) {
+        conv_t *c = &g->convs[i];
+        if (c->Cin == Cin && c->Cout == Cout && c->N == N && c->Hin == Hin && c->Win == Win) return c;
     }
-    if (g.n_convs == MAX_CONVS) { /* shapes this varied are not expected: start over */
-        for (int i = 0; i < g.n_convs; i++) conv_destroy(&g.convs[i]);
-        g.n_convs = 0;
+    if (g->n_convs == MAX_CONVS) { /* shapes this varied are not expected: start over */
+        for (int i = 0; i < g->n_convs; i++) conv_destroy(&g->convs[i]);
+        g->n_convs = 0;
     }
     const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1;
     dnnl_memory_desc_t usr_src, usr_dst, usr_w, src, dst, wei, bias;
@@ -106,75 +110,70 @@ static conv_t *conv_get(const float *w, int Cin, int Cout, int N, int Hin, int W
     DNNL_OK(dnnl_primitive_attr_set_post_ops(attr, po));
     dnnl_post_ops_destroy(po);
     dnnl_primitive_desc_t pd;
-    DNNL_OK(dnnl_primitive_desc_create(&pd, &desc, attr, g.eng, NULL));
+    DNNL_OK(dnnl_primitive_desc_create(&pd, &desc, attr, g->eng, NULL));
     dnnl_primitive_attr_destroy(attr);
     const dnnl_memory_desc_t *csrc = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *cdst = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     const dnnl_memory_desc_t *cwei = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
 
-    conv_t *c = &g.convs[g.n_convs++];
-    *c = (conv_t){ .Cin = Cin, .Cout = Cout, .N = N, .Hin = Hin, .Win = Win, .w = w,
+    conv_t *c = &g->convs[g->n_convs++];
+    *c = (conv_t){ .Cin = Cin, .Cout = Cout, .N = N, .Hin = Hin, .Win = Win,
                    .src_bytes = dnnl_memory_desc_get_size(csrc), .dst_bytes = dnnl_memory_desc_get_size(cdst) };
     DNNL_OK(dnnl_primitive_create(&c->conv, pd));
-    c->to_conv = reorder_prim(&usr_src, csrc);
-    c->from_conv = reorder_prim(cdst, &usr_dst);
-    DNNL_OK(dnnl_memory_create(&c->usr_src, &usr_src, g.eng, DNNL_MEMORY_NONE));
-    DNNL_OK(dnnl_memory_create(&c->usr_dst, &usr_dst, g.eng, DNNL_MEMORY_NONE));
-    DNNL_OK(dnnl_memory_create(&c->src, csrc, g.eng, DNNL_MEMORY_NONE));
-    DNNL_OK(dnnl_memory_create(&c->dst, cdst, g.eng, DNNL_MEMORY_NONE));
-    DNNL_OK(dnnl_memory_create(&c->bias, &bias, g.eng, DNNL_MEMORY_NONE));
+    c->to_conv = reorder_prim(g, &usr_src, csrc);
+    c->from_conv = reorder_prim(g, cdst, &usr_dst);
+    DNNL_OK(dnnl_memory_create(&c->usr_src, &usr_src, g->eng, DNNL_MEMORY_NONE));
+    DNNL_OK(dnnl_memory_create(&c->usr_dst, &usr_dst, g->eng, DNNL_MEMORY_NONE));
+    DNNL_OK(dnnl_memory_create(&c->src, csrc, g->eng, DNNL_MEMORY_NONE));
+    DNNL_OK(dnnl_memory_create(&c->dst, cdst, g->eng, DNNL_MEMORY_NONE));
+    DNNL_OK(dnnl_memory_create(&c->bias, &bias, g->eng, DNNL_MEMORY_NONE));
     c->wei_data = xmalloc(dnnl_memory_desc_get_size(cwei));
-    DNNL_OK(dnnl_memory_create(&c->wei, cwei, g.eng, c->wei_data));
+    DNNL_OK(dnnl_memory_create(&c->wei, cwei, g->eng, c->wei_data));
     dnnl_memory_t from;
-    DNNL_OK(dnnl_memory_create(&from, &usr_w, g.eng, (void *)w));
-    dnnl_primitive_t r = reorder_prim(&usr_w, cwei);
-    run_reorder(r, from, c->wei);
-    DNNL_OK(dnnl_stream_wait(g.stream));
+    DNNL_OK(dnnl_memory_create(&from, &usr_w, g->eng, (void *)g->w));
+    dnnl_primitive_t r = reorder_prim(g, &usr_w, cwei);
+    run_reorder(g, r, from, c->wei);
+    DNNL_OK(dnnl_stream_wait(g->stream));
     dnnl_primitive_destroy(r);
     dnnl_memory_destroy(from);
     dnnl_primitive_desc_destroy(pd);
     return c;
 }
 
-void conv3x3s2_bf16_forget(const float *w)
+void conv3x3s2_bf16_free(conv_bf16_t *g)
 {
-    pthread_mutex_lock(&g.lock);
-    for (int i = 0; i < g.n_convs;)
-        if (g.convs[i].w == w) {
-            conv_destroy(&g.convs[i]);
-            g.convs[i] = g.convs[--g.n_convs];
-        } else {
-            i++;
-        }
-    pthread_mutex_unlock(&g.lock);
+    if (!g) return;
+    for (int i = 0; i < g->n_convs; i++) conv_destroy(&g->convs[i]);
+    dnnl_stream_destroy(g->stream);
+    dnnl_engine_destroy(g->eng);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
 }
 
-size_t conv3x3s2_bf16_work_bytes(const float *w, int Cin, int Cout, int N, int Hin, int Win)
+size_t conv3x3s2_bf16_work_bytes(conv_bf16_t *g, int Cin, int Cout, int N, int Hin, int Win)
 {
-    pthread_once(&g.once, init_once);
-    pthread_mutex_lock(&g.lock);
-    const conv_t *c = conv_get(w, Cin, Cout, N, Hin, Win);
+    pthread_mutex_lock(&g->lock);
+    const conv_t *c = conv_get(g, Cin, Cout, N, Hin, Win);
     const size_t bytes = (c->src_bytes + 63) / 64 * 64 + c->dst_bytes;
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_unlock(&g->lock);
     return bytes;
 }
 
-void conv3x3s2_gelu_bf16(float *out, const float *in, const float *w, const float *bias, int Cin, int Cout,
-                         int N, int Hin, int Win, void *work)
+void conv3x3s2_gelu_bf16(conv_bf16_t *g, float *out, const float *in, const float *bias, int Cin, int Cout, int N,
+                         int Hin, int Win, void *work)
 {
-    pthread_once(&g.once, init_once);
-    pthread_mutex_lock(&g.lock);
-    conv_t *c = conv_get(w, Cin, Cout, N, Hin, Win);
+    pthread_mutex_lock(&g->lock);
+    conv_t *c = conv_get(g, Cin, Cout, N, Hin, Win);
     DNNL_OK(dnnl_memory_set_data_handle(c->usr_src, (void *)in));
     DNNL_OK(dnnl_memory_set_data_handle(c->usr_dst, out));
     DNNL_OK(dnnl_memory_set_data_handle(c->src, work));
     DNNL_OK(dnnl_memory_set_data_handle(c->dst, (char *)work + (c->src_bytes + 63) / 64 * 64));
     DNNL_OK(dnnl_memory_set_data_handle(c->bias, (void *)bias));
-    run_reorder(c->to_conv, c->usr_src, c->src);
+    run_reorder(g, c->to_conv, c->usr_src, c->src);
     dnnl_exec_arg_t args[4] = { { DNNL_ARG_SRC, c->src }, { DNNL_ARG_WEIGHTS, c->wei }, { DNNL_ARG_BIAS, c->bias },
                                 { DNNL_ARG_DST, c->dst } };
-    DNNL_OK(dnnl_primitive_execute(c->conv, g.stream, 4, args));
-    run_reorder(c->from_conv, c->dst, c->usr_dst);
-    DNNL_OK(dnnl_stream_wait(g.stream));
-    pthread_mutex_unlock(&g.lock);
+    DNNL_OK(dnnl_primitive_execute(c->conv, g->stream, 4, args));
+    run_reorder(g, c->from_conv, c->dst, c->usr_dst);
+    DNNL_OK(dnnl_stream_wait(g->stream));
+    pthread_mutex_unlock(&g->lock);
 }

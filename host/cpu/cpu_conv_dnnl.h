@@ -8,14 +8,18 @@
 
 #include <stddef.h>
 
-/* out [Cout][N][Ho][Wo] = GELU(conv(in [Cin][N][Hin][Win], w [Cout][Cin][3][3]) + bias [Cout]),
- * stride 2, zero padding 1, Ho = (Hin-1)/2+1, Wo = (Win-1)/2+1. work: at least
- * conv3x3s2_bf16_work_bytes (the input in bf16 and the output, in oneDNN's layouts), 64-byte
- * aligned. w must stay at its address: its bf16 copy in oneDNN's layout is made once per shape. */
-/* Drop what was made for kernel w; call before w is freed (its address may be reused). */
-void conv3x3s2_bf16_forget(const float *w);
-size_t conv3x3s2_bf16_work_bytes(const float *w, int Cin, int Cout, int N, int Hin, int Win);
-void conv3x3s2_gelu_bf16(float *out, const float *in, const float *w, const float *bias, int Cin, int Cout,
-                         int N, int Hin, int Win, void *work);
+/* One kernel w [Cout][Cin][3][3] (fp32) with what oneDNN makes for it: per shape, the primitives
+ * and the kernel's bf16 copy in oneDNN's layout, all freed with it. w must stay at its address,
+ * unchanged, while the object lives. */
+typedef struct conv_bf16 conv_bf16_t;
+conv_bf16_t *conv3x3s2_bf16_new(const float *w);
+void conv3x3s2_bf16_free(conv_bf16_t *c);
+
+/* out [Cout][N][Ho][Wo] = GELU(conv(in [Cin][N][Hin][Win], w) + bias [Cout]), stride 2, zero
+ * padding 1, Ho = (Hin-1)/2+1, Wo = (Win-1)/2+1. work: at least conv3x3s2_bf16_work_bytes (the
+ * input in bf16 and the output, in oneDNN's layouts), 64-byte aligned. */
+size_t conv3x3s2_bf16_work_bytes(conv_bf16_t *c, int Cin, int Cout, int N, int Hin, int Win);
+void conv3x3s2_gelu_bf16(conv_bf16_t *c, float *out, const float *in, const float *bias, int Cin, int Cout, int N,
+                         int Hin, int Win, void *work);
 
 #endif

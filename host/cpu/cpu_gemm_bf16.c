@@ -10,6 +10,7 @@
 #include "cpu_gemm_bf16.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,24 +35,34 @@ typedef struct {
     dnnl_memory_t src, wei, dst, b; /* handles set per call */
 } prim_t;
 
-static struct {
-    pthread_once_t once;
-    pthread_mutex_t lock;
+typedef struct {
+    int N, K;
+    dnnl_memory_desc_t md;
+} layout_t;
+
+/* Everything of oneDNN one backend instance uses, freed with it. */
+struct bf16_gemm {
+    pthread_mutex_t lock; /* the stream and the caches */
     dnnl_engine_t eng;
     dnnl_stream_t stream;
     prim_t *prims;
     int n_prims;
-    uint16_t *xbuf; /* activations rounded to bf16 */
+    layout_t known[64];   /* packed layouts by shape */
+    int n_known;
+    uint16_t *xbuf;       /* activations rounded to bf16 */
     size_t xcap;
-    void *pack_buf; /* in-place packing goes through it */
+    void *pack_buf;       /* in-place packing goes through it */
     size_t pack_cap;
-} g = { .once = PTHREAD_ONCE_INIT, .lock = PTHREAD_MUTEX_INITIALIZER };
+};
 
-static void init_once(void)
+bf16_gemm_t *bf16_gemm_new(void)
 {
-    DNNL_OK(dnnl_engine_create(&g.eng, dnnl_cpu, 0));
-    DNNL_OK(dnnl_stream_create(&g.stream, g.eng, dnnl_stream_default_flags));
-    g.prims = xcalloc(MAX_PRIMS, sizeof *g.prims);
+    bf16_gemm_t *g = xcalloc(1, sizeof *g);
+    pthread_mutex_init(&g->lock, NULL);
+    DNNL_OK(dnnl_engine_create(&g->eng, dnnl_cpu, 0));
+    DNNL_OK(dnnl_stream_create(&g->stream, g->eng, dnnl_stream_default_flags));
+    g->prims = xcalloc(MAX_PRIMS, sizeof *g->prims);
+    return g;
 }
 
 int bf16_gemm_native(const char **isa)
@@ -70,7 +81,8 @@ static void md_2d(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, dnnl_data_
 }
 
 /* The matmul descriptor src [m][K] bf16 x wei [K][N] (layout wtag, or any) -> dst [m][N] f32. */
-static dnnl_primitive_desc_t make_pd(int m, int K, int N, int bias, int accumulate, dnnl_format_tag_t wtag)
+static dnnl_primitive_desc_t make_pd(const bf16_gemm_t *g, int m, int K, int N, int bias, int accumulate,
+                                     dnnl_format_tag_t wtag)
 {
     dnnl_memory_desc_t src, wei, dst, b;
     md_2d(&src, m, K, dnnl_bf16, dnnl_ab);
@@ -89,27 +101,28 @@ static dnnl_primitive_desc_t make_pd(int m, int K, int N, int bias, int accumula
         dnnl_post_ops_destroy(po);
     }
     dnnl_primitive_desc_t pd;
-    DNNL_OK(dnnl_primitive_desc_create(&pd, &desc, attr, g.eng, NULL));
+    DNNL_OK(dnnl_primitive_desc_create(&pd, &desc, attr, g->eng, NULL));
     dnnl_primitive_attr_destroy(attr);
     return pd;
 }
 
 /* oneDNN's reorder into the packed layout (any layout oneDNN may ask for). */
-static void pack_by_reorder(void *dst, const dnnl_memory_desc_t *packed, const uint16_t *w, int N, int K)
+static void pack_by_reorder(bf16_gemm_t *g, void *dst, const dnnl_memory_desc_t *packed, const uint16_t *w, int N,
+                            int K)
 {
     /* PyTorch's [N][K] is the matmul's [K][N] with the K stride 1: tag "ba" */
     dnnl_memory_desc_t plain;
     md_2d(&plain, K, N, dnnl_bf16, dnnl_ba);
     dnnl_memory_t from, to;
-    DNNL_OK(dnnl_memory_create(&from, &plain, g.eng, (void *)w));
-    DNNL_OK(dnnl_memory_create(&to, packed, g.eng, dst));
+    DNNL_OK(dnnl_memory_create(&from, &plain, g->eng, (void *)w));
+    DNNL_OK(dnnl_memory_create(&to, packed, g->eng, dst));
     dnnl_primitive_desc_t rpd;
-    DNNL_OK(dnnl_reorder_primitive_desc_create(&rpd, &plain, g.eng, packed, g.eng, NULL));
+    DNNL_OK(dnnl_reorder_primitive_desc_create(&rpd, &plain, g->eng, packed, g->eng, NULL));
     dnnl_primitive_t reorder;
     DNNL_OK(dnnl_primitive_create(&reorder, rpd));
     dnnl_exec_arg_t args[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
-    DNNL_OK(dnnl_primitive_execute(reorder, g.stream, 2, args)); /* g.stream: callers hold g.lock */
-    DNNL_OK(dnnl_stream_wait(g.stream));
+    DNNL_OK(dnnl_primitive_execute(reorder, g->stream, 2, args)); /* g->stream: callers hold g->lock */
+    DNNL_OK(dnnl_stream_wait(g->stream));
     dnnl_primitive_destroy(reorder);
     dnnl_primitive_desc_destroy(rpd);
     dnnl_memory_destroy(from);
@@ -176,64 +189,63 @@ static int pack_vnni(uint16_t *dst, const dnnl_memory_desc_t *md, const uint16_t
 }
 
 /* The packed layout for K x N, from a cache: making the descriptor costs more than small copies. */
-static dnnl_memory_desc_t packed_layout(int N, int K)
+static dnnl_memory_desc_t packed_layout(bf16_gemm_t *g, int N, int K)
 {
-    typedef struct { int N, K; dnnl_memory_desc_t md; } layout_t;
-    static layout_t known[64];
-    static int n_known;
-    pthread_mutex_lock(&g.lock);
-    for (int i = 0; i < n_known; i++)
-        if (known[i].N == N && known[i].K == K) {
-            const dnnl_memory_desc_t md = known[i].md;
-            pthread_mutex_unlock(&g.lock);
+    pthread_mutex_lock(&g->lock);
+    for (int i = 0; i < g->n_known; i++)
+        if (g->known[i].N == N && g->known[i].K == K) {
+            const dnnl_memory_desc_t md = g->known[i].md;
+            pthread_mutex_unlock(&g->lock);
             return md;
         }
-    pthread_mutex_unlock(&g.lock);
-    dnnl_primitive_desc_t pd = make_pd(PACK_ROWS, K, N, 0, 0, dnnl_format_tag_any);
+    pthread_mutex_unlock(&g->lock);
+    dnnl_primitive_desc_t pd = make_pd(g, PACK_ROWS, K, N, 0, 0, dnnl_format_tag_any);
     const dnnl_memory_desc_t md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_primitive_desc_destroy(pd);
-    pthread_mutex_lock(&g.lock);
-    if (n_known < 64) known[n_known++] = (layout_t){ N, K, md };
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_lock(&g->lock);
+    if (g->n_known < 64) g->known[g->n_known++] = (layout_t){ N, K, md };
+    pthread_mutex_unlock(&g->lock);
     return md;
 }
 
-bf16_weight_t *bf16_weight_pack_how(uint16_t *w, int N, int K, int in_place, int by_reorder)
+bf16_weight_t *bf16_weight_pack_how(bf16_gemm_t *g, uint16_t *w, int N, int K, int in_place, int by_reorder)
 {
-    pthread_once(&g.once, init_once);
     bf16_weight_t *bw = xcalloc(1, sizeof *bw);
     bw->N = N, bw->K = K;
-    bw->md = packed_layout(N, K);
+    bw->md = packed_layout(g, N, K);
     bw->bytes = dnnl_memory_desc_get_size(&bw->md);
     /* in place only where the packed layout has no padding */
     bw->owned = !in_place || bw->bytes != (size_t)N * K * sizeof(uint16_t);
-    if (bw->owned && posix_memalign(&bw->data, (size_t)2 << 20, bw->bytes) != 0)
-        qasr_die(3, "out of host memory (packing a %d x %d bf16 weight)", N, K);
-    pthread_mutex_lock(&g.lock); /* the stream and the packing buffer */
+    if (bw->owned && posix_memalign(&bw->data, (size_t)2 << 20, bw->bytes) != 0) {
+        qasr_fail("out of host memory packing a %d x %d bf16 weight (%zu bytes)", N, K, bw->bytes);
+        free(bw);
+        return NULL;
+    }
+    pthread_mutex_lock(&g->lock); /* the stream and the packing buffer */
     if (by_reorder || !pack_vnni(bw->owned ? bw->data : w, &bw->md, w, N, K)) {
         /* oneDNN's reorder cannot work in place: it goes through a reused buffer then, so no
          * fresh pages are faulted in for each matrix, which costs as much as the packing */
-        if (!bw->owned && bw->bytes > g.pack_cap) {
-            free(g.pack_buf);
-            g.pack_cap = bw->bytes;
-            g.pack_buf = xmalloc(g.pack_cap);
+        if (!bw->owned && bw->bytes > g->pack_cap) {
+            free(g->pack_buf);
+            g->pack_cap = bw->bytes;
+            g->pack_buf = xmalloc(g->pack_cap);
         }
-        pack_by_reorder(bw->owned ? bw->data : g.pack_buf, &bw->md, w, N, K);
-        if (!bw->owned) memcpy(w, g.pack_buf, bw->bytes);
-        if (g.pack_cap > ((size_t)64 << 20)) { /* an LM head: do not keep its size around */
-            free(g.pack_buf);
-            g.pack_buf = NULL;
-            g.pack_cap = 0;
+        pack_by_reorder(g, bw->owned ? bw->data : g->pack_buf, &bw->md, w, N, K);
+        if (!bw->owned) memcpy(w, g->pack_buf, bw->bytes);
+        if (g->pack_cap > ((size_t)64 << 20)) { /* an LM head: do not keep its size around */
+            free(g->pack_buf);
+            g->pack_buf = NULL;
+            g->pack_cap = 0;
         }
     }
     if (!bw->owned) bw->data = w;
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_unlock(&g->lock);
     return bw;
 }
 
-bf16_weight_t *bf16_weight_pack(uint16_t *w, int N, int K, int in_place)
+bf16_weight_t *bf16_weight_pack(bf16_gemm_t *g, uint16_t *w, int N, int K, int in_place)
 {
-    return bf16_weight_pack_how(w, N, K, in_place, 0);
+    return bf16_weight_pack_how(g, w, N, K, in_place, 0);
 }
 
 const void *bf16_weight_data(const bf16_weight_t *w) { return w->data; }
@@ -256,43 +268,46 @@ static void prim_destroy(prim_t *p)
     if (p->b) dnnl_memory_destroy(p->b);
 }
 
-/* The primitive for one shape, made on first use; with g.lock held. */
-static prim_t *prim_get(int m, int K, int N, const bf16_weight_t *w, int bias, int accumulate)
+/* The primitive for one shape, made on first use; with g->lock held. */
+static prim_t *prim_get(bf16_gemm_t *g, int m, int K, int N, const bf16_weight_t *w, int bias, int accumulate)
 {
-    for (int i = 0; i < g.n_prims; i++) {
-        prim_t *p = &g.prims[i];
+    for (int i = 0; i < g->n_prims; i++) {
+        prim_t *p = &g->prims[i];
         if (p->m == m && p->K == K && p->N == N && p->bias == bias && p->accumulate == accumulate) return p;
     }
-    if (g.n_prims == MAX_PRIMS) { /* shapes this varied are not expected: start over */
-        for (int i = 0; i < g.n_prims; i++) prim_destroy(&g.prims[i]);
-        g.n_prims = 0;
+    if (g->n_prims == MAX_PRIMS) { /* shapes this varied are not expected: start over */
+        for (int i = 0; i < g->n_prims; i++) prim_destroy(&g->prims[i]);
+        g->n_prims = 0;
     }
-    dnnl_primitive_desc_t pd = make_pd(m, K, N, bias, accumulate, dnnl_format_tag_any);
+    dnnl_primitive_desc_t pd = make_pd(g, m, K, N, bias, accumulate, dnnl_format_tag_any);
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    /* The packed layout (queried at PACK_ROWS rows) is what this M must read too. */
-    if (!dnnl_memory_desc_equal(wmd, &w->md))
-        qasr_die(3, "oneDNN asks for another bf16 weight layout at M = %d (K = %d, N = %d) than at M = %d: run with "
-                 "--precision fp32 and report this", m, K, N, PACK_ROWS);
-    prim_t *p = &g.prims[g.n_prims++];
+    /* The packed layout (queried at PACK_ROWS rows) is what this M must read too: a oneDNN that
+     * asks for another is one this code does not know (an internal error, not a user's). */
+    if (!dnnl_memory_desc_equal(wmd, &w->md)) {
+        fprintf(stderr, "qasr: oneDNN asks for another bf16 weight layout at M = %d (K = %d, N = %d) than at M = %d: "
+                "run with --precision fp32 and report this\n", m, K, N, PACK_ROWS);
+        QASR_ASSERT(!"one packed bf16 layout for every row count");
+    }
+    prim_t *p = &g->prims[g->n_prims++];
     *p = (prim_t){ .m = m, .K = K, .N = N, .bias = bias, .accumulate = accumulate };
     DNNL_OK(dnnl_primitive_create(&p->prim, pd));
     const dnnl_memory_desc_t *src = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *dst = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-    DNNL_OK(dnnl_memory_create(&p->src, src, g.eng, DNNL_MEMORY_NONE));
-    DNNL_OK(dnnl_memory_create(&p->wei, wmd, g.eng, DNNL_MEMORY_NONE));
-    DNNL_OK(dnnl_memory_create(&p->dst, dst, g.eng, DNNL_MEMORY_NONE));
+    DNNL_OK(dnnl_memory_create(&p->src, src, g->eng, DNNL_MEMORY_NONE));
+    DNNL_OK(dnnl_memory_create(&p->wei, wmd, g->eng, DNNL_MEMORY_NONE));
+    DNNL_OK(dnnl_memory_create(&p->dst, dst, g->eng, DNNL_MEMORY_NONE));
     if (bias) {
         const dnnl_memory_desc_t *b = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
-        DNNL_OK(dnnl_memory_create(&p->b, b, g.eng, DNNL_MEMORY_NONE));
+        DNNL_OK(dnnl_memory_create(&p->b, b, g->eng, DNNL_MEMORY_NONE));
     }
     dnnl_primitive_desc_destroy(pd);
     return p;
 }
 
-static void run_rows(float *out, const uint16_t *x, int K, int N, const bf16_weight_t *w, const float *bias, int m,
-                     int accumulate)
+static void run_rows(bf16_gemm_t *g, float *out, const uint16_t *x, int K, int N, const bf16_weight_t *w,
+                     const float *bias, int m, int accumulate)
 {
-    prim_t *p = prim_get(m, K, N, w, bias != NULL, accumulate);
+    prim_t *p = prim_get(g, m, K, N, w, bias != NULL, accumulate);
     DNNL_OK(dnnl_memory_set_data_handle(p->src, (void *)x));
     DNNL_OK(dnnl_memory_set_data_handle(p->wei, w->data));
     DNNL_OK(dnnl_memory_set_data_handle(p->dst, out));
@@ -302,36 +317,50 @@ static void run_rows(float *out, const uint16_t *x, int K, int N, const bf16_wei
         DNNL_OK(dnnl_memory_set_data_handle(p->b, (void *)bias));
         args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, p->b };
     }
-    DNNL_OK(dnnl_primitive_execute(p->prim, g.stream, n, args));
+    DNNL_OK(dnnl_primitive_execute(p->prim, g->stream, n, args));
 }
 
-void gemm_bf16_xwt(float *out, const float *x, const bf16_weight_t *w, const float *bias, int M, int accumulate)
+void gemm_bf16_xwt(bf16_gemm_t *g, float *out, const float *x, const bf16_weight_t *w, const float *bias, int M,
+                   int accumulate)
 {
     if (M <= 0) return;
     const int K = w->K, N = w->N;
-    pthread_mutex_lock(&g.lock);
+    pthread_mutex_lock(&g->lock);
     const size_t n = (size_t)M * K;
-    if (n > g.xcap) {
-        free(g.xbuf);
-        g.xcap = n;
-        g.xbuf = xmalloc(n * sizeof *g.xbuf);
+    if (n > g->xcap) {
+        free(g->xbuf);
+        g->xcap = n;
+        g->xbuf = xmalloc(n * sizeof *g->xbuf);
     }
-    uint16_t *xb = g.xbuf;
+    uint16_t *xb = g->xbuf;
 #pragma omp parallel for if (n > 65536)
     for (size_t i = 0; i < n; i++) xb[i] = f32_to_bf16(x[i]);
     for (int r = 0; r < M;) {
         const int left = M - r, m = left >= PIECE ? PIECE : left >= 64 ? left / 64 * 64 : left;
-        run_rows(out + (size_t)r * N, xb + (size_t)r * K, K, N, w, bias, m, accumulate);
+        run_rows(g, out + (size_t)r * N, xb + (size_t)r * K, K, N, w, bias, m, accumulate);
         r += m;
     }
-    DNNL_OK(dnnl_stream_wait(g.stream));
-    pthread_mutex_unlock(&g.lock);
+    DNNL_OK(dnnl_stream_wait(g->stream));
+    pthread_mutex_unlock(&g->lock);
 }
 
-int bf16_gemm_primitives(void)
+int bf16_gemm_primitives(bf16_gemm_t *g)
 {
-    pthread_mutex_lock(&g.lock);
-    const int n = g.n_prims;
-    pthread_mutex_unlock(&g.lock);
+    pthread_mutex_lock(&g->lock);
+    const int n = g->n_prims;
+    pthread_mutex_unlock(&g->lock);
     return n;
+}
+
+void bf16_gemm_free(bf16_gemm_t *g)
+{
+    if (!g) return;
+    for (int i = 0; i < g->n_prims; i++) prim_destroy(&g->prims[i]);
+    free(g->prims);
+    free(g->xbuf);
+    free(g->pack_buf);
+    dnnl_stream_destroy(g->stream);
+    dnnl_engine_destroy(g->eng);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
 }

@@ -10,27 +10,34 @@
 #include <stdint.h>
 
 typedef struct bf16_weight bf16_weight_t;
+/* The oneDNN engine, stream and caches (primitives by shape, packed layouts, buffers) of one
+ * CPU backend instance: everything is freed with it, nothing is shared between instances. */
+typedef struct bf16_gemm bf16_gemm_t;
 
 /* 1 when this CPU runs oneDNN's bf16 matmul natively (AVX512-BF16 or AMX), else 0; isa (may be
  * NULL) names what oneDNN found. */
 int bf16_gemm_native(const char **isa);
 
+bf16_gemm_t *bf16_gemm_new(void);
+void bf16_gemm_free(bf16_gemm_t *g);
+
 /* Pack w [N][K] (PyTorch Linear layout, bf16) for gemm_bf16_xwt. in_place: into w itself when
  * the packed layout has no padding (w must then outlive the result and is no longer [N][K]),
- * else into memory of the result's own; in_place 0: always a copy, and the caller may free w. */
-bf16_weight_t *bf16_weight_pack(uint16_t *w, int N, int K, int in_place);
+ * else into memory of the result's own; in_place 0: always a copy, and the caller may free w.
+ * NULL + qasr_fail() when there is no memory for the copy. */
+bf16_weight_t *bf16_weight_pack(bf16_gemm_t *g, uint16_t *w, int N, int K, int in_place);
 void bf16_weight_free(bf16_weight_t *w);
 size_t bf16_weight_bytes(const bf16_weight_t *w);
 /* For tests: bf16_weight_pack, with oneDNN's own reorder (by_reorder 1) or as it packs (0), and
  * the packed bytes. */
-bf16_weight_t *bf16_weight_pack_how(uint16_t *w, int N, int K, int in_place, int by_reorder);
+bf16_weight_t *bf16_weight_pack_how(bf16_gemm_t *g, uint16_t *w, int N, int K, int in_place, int by_reorder);
 const void *bf16_weight_data(const bf16_weight_t *w);
 
 /* out [M][N] (= or, with accumulate, +=) bf16(x [M][K]) w^T (+ bias [N] if not NULL). */
-void gemm_bf16_xwt(float *out, const float *x, const bf16_weight_t *w, const float *bias, int M,
+void gemm_bf16_xwt(bf16_gemm_t *g, float *out, const float *x, const bf16_weight_t *w, const float *bias, int M,
                    int accumulate);
 
 /* Primitives created so far (for benchmarks and tests of the cache). */
-int bf16_gemm_primitives(void);
+int bf16_gemm_primitives(bf16_gemm_t *g);
 
 #endif

@@ -6,10 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "audio.h"
+#include "dump.h"
 #include "kv_pages.h"
-#include "tap.h"
+#include "observe.h"
 #include "util.h"
 
 typedef enum { SEQ_PREFILL, SEQ_DECODE } seq_state_t;
@@ -26,26 +27,39 @@ typedef struct {
     engine_result_t res;
 } seq_t;
 
+/* The host side of one decoder step: its rows and what the model needs to know of them. The
+ * arrays are the engine's, kept from step to step and grown when a step needs more. */
+typedef struct {
+    int *ids, *pos, *slot, *row_seq, *ctx_len; /* [n_rows] */
+    int *out_rows, *out_seq;                   /* [n_out]: rows whose next token is wanted, their sequence */
+    audio_span_t *audio;                       /* [n_audio] */
+    int *tables;                               /* [n_active][max_blocks] */
+    int n_rows, n_out, n_audio, n_decode_rows, max_blocks, max_ctx;
+    int cap_rows, cap_seqs;
+    size_t cap_tables;
+} step_plan_t;
+
 struct engine {
     const model_t *m;
     const tokenizer_t *tok;
     special_ids_t sp;
     engine_opts_t opt;
     kv_pool_t pool;
-    void *kv;
-    tap_t *tap;
+    kv_cache_t *kv;
+    engine_observer_t obs;
     double t0;
 
     seq_t **waiting;      /* FIFO ring */
     int w_head, w_count, w_cap;
     seq_t **active;       /* admission order */
     int n_active;
+    seq_t **fresh;        /* admitted this step, to encode */
     engine_result_t *done;/* FIFO of finished results */
     int d_head, d_count, d_cap;
     int in_flight;
+    step_plan_t plan;
+    int *next;            /* [max_seqs] the step's greedy tokens */
     engine_stats_t stats;
-    float *step_logits;   /* dump mode: logits of every generated token, [n][V] */
-    int n_step_logits;
 };
 
 void engine_opts_default(engine_opts_t *o)
@@ -62,13 +76,16 @@ void engine_opts_default(engine_opts_t *o)
 double engine_default_kv_gb(const backend_ref_t *bk)
 {
     const double avail_gb = bk->ops->mem_available(bk->be) / 1e9;
-    /* a GPU is there to hold the cache; on the host, leave most memory to everything else */
-    return !strcmp(bk->ops->name, "cpu") ? fmin(16.0, fmax(1.0, 0.25 * avail_gb)) : 0.8 * avail_gb;
+    /* a device is there to hold the cache; in host memory, leave most to everything else */
+    return bk->ops->flags & BACKEND_HOST_MEMORY ? fmin(16.0, fmax(1.0, 0.25 * avail_gb)) : 0.8 * avail_gb;
 }
 
 int engine_auto_max_new(double seconds) { return 32 + (int)ceil(12.0 * seconds); }
 
 static double clock_now(const engine_t *e) { return now_seconds() - e->t0; }
+
+/* The observer for the forward passes (NULL when nothing watches). */
+static observer_t *observer(engine_t *e) { return engine_observer(&e->obs); }
 
 engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_ids_t *sp,
                         const engine_opts_t *opts)
@@ -92,17 +109,14 @@ engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_
     }
     kv_pool_init(&e->pool, n_pages, e->opt.page_size);
     const kv_geom_t g = { c->dec_layers, n_pages, e->opt.page_size, c->dec_kv_heads, c->dec_head_dim };
-    e->kv = m->bk.ops->kv_alloc(m->bk.be, &g);
-    if (!e->kv) {
-        kv_pool_free(&e->pool);
-        free(e);
-        return NULL;
-    }
-    if (opts->dump_dir && !(e->tap = tap_open(opts->dump_dir))) {
+    if (!(e->kv = m->bk.ops->kv_alloc(m->bk.be, &g)) ||
+        engine_observer_init(&e->obs, m->bk, opts->profile, opts->dump_dir, c->vocab) != 0) {
         engine_free(e, NULL);
         return NULL;
     }
     e->active = xcalloc(e->opt.max_seqs, sizeof *e->active);
+    e->fresh = xcalloc(e->opt.max_seqs, sizeof *e->fresh);
+    e->next = xcalloc(e->opt.max_seqs, sizeof *e->next);
     return e;
 }
 
@@ -114,6 +128,12 @@ static void seq_free(const engine_t *e, seq_t *s)
     prompt_free(&s->prompt);
     if (s->audio) e->m->bk.ops->buf_free(e->m->bk.be, s->audio);
     free(s);
+}
+
+static void plan_free(step_plan_t *p)
+{
+    free(p->ids), free(p->pos), free(p->slot), free(p->row_seq), free(p->ctx_len);
+    free(p->out_rows), free(p->out_seq), free(p->audio), free(p->tables);
 }
 
 void engine_free(engine_t *e, void (*drop)(void *tag))
@@ -133,10 +153,12 @@ void engine_free(engine_t *e, void (*drop)(void *tag))
     }
     if (e->kv) e->m->bk.ops->kv_free(e->m->bk.be, e->kv);
     kv_pool_free(&e->pool);
-    tap_close(e->tap);
-    free(e->step_logits);
+    engine_observer_free(&e->obs);
+    plan_free(&e->plan);
     free(e->waiting);
     free(e->active);
+    free(e->fresh);
+    free(e->next);
     free(e->done);
     free(e);
 }
@@ -148,7 +170,7 @@ void engine_submit(engine_t *e, const engine_req_t *r)
     s->req.context = r->context ? xstrdup(r->context) : NULL;
     s->req.language = r->language ? xstrdup(r->language) : NULL;
     s->res.tag = r->tag;
-    s->res.audio_seconds = (double)r->n_samples / 16000.0;
+    s->res.audio_seconds = (double)r->n_samples / QASR_SAMPLE_RATE;
     s->res.t_submit = clock_now(e);
     if (e->w_count == e->w_cap) { /* grow the ring, unwrapping it */
         int cap = e->w_cap ? 2 * e->w_cap : 64;
@@ -185,11 +207,12 @@ int engine_ready(const engine_t *e) { return e->d_count; }
 static void push_result(engine_t *e, seq_t *s)
 {
     s->res.t_done = clock_now(e);
-    if (e->tap && !s->res.error) {
-        tap_host_i32(e->tap, "prompt_ids", s->prompt.ids, s->prompt.n);
-        tap_host_i32(e->tap, "tokens", s->res.tokens, s->res.n_tokens);
-        tap_host_f32(e->tap, "logits", e->step_logits, -1, e->m->cfg.vocab);
-        tap_host_f32(e->tap, "step_logits", e->step_logits, e->n_step_logits, e->m->cfg.vocab);
+    const char *dir = e->obs.dump_dir;
+    if (dir && !s->res.error) {
+        dump_i32(dir, "prompt_ids", s->prompt.ids, s->prompt.n);
+        dump_i32(dir, "tokens", s->res.tokens, s->res.n_tokens);
+        dump_f32(dir, "logits", e->obs.step_logits, -1, e->m->cfg.vocab);
+        dump_f32(dir, "step_logits", e->obs.step_logits, e->obs.n_step_logits, e->m->cfg.vocab);
     }
     if (e->d_count == e->d_cap) {
         int cap = e->d_cap ? 2 * e->d_cap : 64;
@@ -219,21 +242,38 @@ static void fail_seq(engine_t *e, seq_t *s, const char *fmt, ...)
     push_result(e, s);
 }
 
+/* Active sequence i ends with an error: its pages go back, its result says why. */
+static void fail_active(engine_t *e, int i, const char *why)
+{
+    seq_t *s = e->active[i];
+    kv_seq_release(&e->pool, &s->kv);
+    fail_seq(e, s, "%s", why);
+    e->active[i] = NULL;
+}
+
+/* Drop the ended sequences from the active list, keeping admission order. */
+static void compact_active(engine_t *e)
+{
+    int k = 0;
+    for (int i = 0; i < e->n_active; i++)
+        if (e->active[i]) e->active[k++] = e->active[i];
+    e->n_active = k;
+}
+
 /* Tokens, prompt and limits of a waiting request. 0, or -1 after failing it. */
 static int prepare(engine_t *e, seq_t *s)
 {
     const model_config_t *c = &e->m->cfg;
-    if (s->req.n_samples < ENGINE_MIN_SAMPLES) {
-        fail_seq(e, s, "audio too short: %lld samples at 16 kHz (at least %d needed)",
-                 (long long)s->req.n_samples, ENGINE_MIN_SAMPLES);
+    if (s->req.n_samples < MEL_MIN_SAMPLES) {
+        fail_seq(e, s, "audio too short: %lld samples at %d Hz (at least %d needed)",
+                 (long long)s->req.n_samples, QASR_SAMPLE_RATE, MEL_MIN_SAMPLES);
         return -1;
     }
-    const int64_t frames = s->req.n_samples / 160;
-    if (frames > INT_MAX / 2) {
+    if (mel_frames(s->req.n_samples) > INT_MAX / 2) {
         fail_seq(e, s, "audio too long: %.0f s", s->res.audio_seconds);
         return -1;
     }
-    const int A = config_audio_tokens(c, (int)frames);
+    const int A = model_audio_tokens(e->m, s->req.n_samples);
     if (prompt_build(&s->prompt, e->tok, &e->sp, A, s->req.context, s->req.language) != 0) {
         fail_seq(e, s, "%s", qasr_last_error());
         return -1;
@@ -258,56 +298,10 @@ static int prepare(engine_t *e, seq_t *s)
     return 0;
 }
 
-/* Mel + encoder for the newly admitted sequences, all in one batched encoder call. */
-static void encode(engine_t *e, seq_t **seqs, int n)
+/* Move waiting requests into the active set while there is a slot, KV pages for their prompt
+ * and token limit, and room in this step's encoder budget; returns how many (in e->fresh). */
+static int admit(engine_t *e)
 {
-    const backend_ops_t *o = e->m->bk.ops;
-    backend_t *be = e->m->bk.be;
-    const model_config_t *c = &e->m->cfg;
-    enc_item_t *items = xmalloc(n * sizeof *items);
-    double t0 = now_seconds();
-    for (int i = 0; i < n; i++) {
-        seq_t *s = seqs[i];
-        const int T = (int)(s->req.n_samples / 160);
-        void *mel = o->buf_alloc(be, (size_t)T * c->n_mels);
-        o->log_mel(be, mel, s->req.samples, s->req.n_samples, c->n_mels);
-        if (e->tap) { /* the spec's layout is [n_mels][T] */
-            float *h = xmalloc((size_t)T * c->n_mels * sizeof(float)), *t = xmalloc((size_t)T * c->n_mels * sizeof(float));
-            o->download(be, h, mel, (size_t)T * c->n_mels);
-            for (int f = 0; f < T; f++)
-                for (int k = 0; k < c->n_mels; k++) t[(size_t)k * T + f] = h[(size_t)f * c->n_mels + k];
-            tap_host_f32(e->tap, "mel", t, c->n_mels, T);
-            free(h);
-            free(t);
-        }
-        free(s->req.samples);
-        s->req.samples = NULL;
-        s->audio = o->buf_alloc(be, (size_t)s->prompt.n_audio * c->enc_out);
-        items[i] = (enc_item_t){ .mel = mel, .frames = T, .out = s->audio };
-        e->stats.audio_seconds += s->res.audio_seconds;
-    }
-    o->sync(be);
-    const double t1 = now_seconds();
-    fwd_prof_t prof = { 0 };
-    encoder_forward(e->m, items, n, e->tap ? 0 : e->opt.enc_max_rows, e->opt.profile ? &prof : NULL, e->tap);
-    o->sync(be);
-    e->stats.stage_seconds[ENGINE_STAGE_MEL] += t1 - t0;
-    e->stats.stage_seconds[ENGINE_STAGE_CONV] += prof.seconds[STAGE_CONV];
-    e->stats.stage_flop[ENGINE_STAGE_CONV] += prof.flop[STAGE_CONV];
-    e->stats.stage_seconds[ENGINE_STAGE_ENC_LAYERS] += prof.seconds[STAGE_ENC_LAYERS];
-    e->stats.stage_flop[ENGINE_STAGE_ENC_LAYERS] += prof.flop[STAGE_ENC_LAYERS];
-    e->stats.t_mel += t1 - t0;
-    e->stats.t_encoder += now_seconds() - t1;
-    e->stats.encoder_calls++;
-    for (int i = 0; i < n; i++) o->buf_free(be, (void *)items[i].mel);
-    free(items);
-    const double t = clock_now(e);
-    for (int i = 0; i < n; i++) seqs[i]->res.t_encoded = t;
-}
-
-static void admit(engine_t *e)
-{
-    seq_t **fresh = xmalloc(e->opt.max_seqs * sizeof *fresh);
     int n_fresh = 0;
     double seconds = 0;
     /* static batching: a new batch only once the previous one has completely finished */
@@ -326,116 +320,169 @@ static void admit(engine_t *e)
         s->state = SEQ_PREFILL;
         s->res.t_admit = clock_now(e);
         e->active[e->n_active++] = s;
-        fresh[n_fresh++] = s;
+        e->fresh[n_fresh++] = s;
         seconds += s->res.audio_seconds;
     }
-    if (n_fresh) encode(e, fresh, n_fresh);
-    free(fresh);
+    return n_fresh;
 }
 
-static int is_stop(const engine_t *e, int t) { return t == e->sp.im_end || t == e->sp.endoftext; }
-
-/* Host-side arrays of one decoder step. */
-typedef struct {
-    int *ids, *pos, *slot, *row_seq, *ctx_len, *out_rows, *out_seq;
-    audio_span_t *audio;
-    int n_rows, n_out, n_audio;
-} step_rows_t;
-
-static void add_row(step_rows_t *r, const engine_t *e, const seq_t *s, int seq_index, int pos, int id)
+/* Front end + encoder for the n freshly admitted sequences, all in one batched encoder call.
+ * 0; -1 + qasr_fail() when the device failed. Out of backend memory, those sequences fail. */
+static int encode(engine_t *e, int n)
 {
-    const int i = r->n_rows++;
-    r->ids[i] = id;
-    r->pos[i] = pos;
-    r->slot[i] = kv_slot(&e->pool, &s->kv, pos);
-    r->row_seq[i] = seq_index;
-    r->ctx_len[i] = pos + 1;
+    const backend_ops_t *o = e->m->bk.ops;
+    backend_t *be = e->m->bk.be;
+    enc_item_t *items = xmalloc(n * sizeof *items);
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        seq_t *s = e->fresh[i];
+        if (!(s->audio = o->buf_alloc(be, (size_t)s->prompt.n_audio * e->m->cfg.enc_out))) ok = 0;
+        items[i] = (enc_item_t){ .samples = s->req.samples, .n_samples = s->req.n_samples, .out = s->audio };
+        e->stats.audio_seconds += s->res.audio_seconds;
+    }
+    const double t0 = now_seconds(), mel0 = e->obs.seconds[STAGE_MEL];
+    e->obs.dump_layers = 1;
+    if (ok) ok = encoder_forward(e->m, items, n, e->obs.dump_dir ? 0 : e->opt.enc_max_rows, observer(e)) == 0;
+    o->sync(be);
+    free(items);
+    const double mel = e->obs.seconds[STAGE_MEL] - mel0;
+    e->stats.t_mel += mel;
+    e->stats.t_encoder += now_seconds() - t0 - mel;
+    e->stats.encoder_calls++;
+    if (!ok && backend_fault(&e->m->bk)) return qasr_fail("%s", backend_fault(&e->m->bk));
+    const double t = clock_now(e);
+    for (int i = 0; i < n; i++) {
+        seq_t *s = e->fresh[i];
+        free(s->req.samples); /* encoded: the audio is no longer needed */
+        s->req.samples = NULL;
+        s->res.t_encoded = t;
+    }
+    if (!ok) { /* out of backend memory: these sequences end, the others go on */
+        char why[QASR_ERR_LEN];
+        snprintf(why, sizeof why, "%s", qasr_last_error());
+        for (int i = 0; i < e->n_active; i++)
+            for (int j = 0; j < n; j++)
+                if (e->active[i] == e->fresh[j]) fail_active(e, i, why);
+        compact_active(e);
+    }
+    return 0;
 }
 
-void engine_step(engine_t *e)
+static void plan_grow(step_plan_t *p, int rows, int seqs, size_t tables)
 {
-    admit(e);
-    if (e->n_active == 0) return;
-    const int budget = e->tap ? INT_MAX : e->opt.max_step_tokens;
-    int n_rows = 0, max_blocks = 1, max_ctx = 1;
+    if (rows > p->cap_rows) {
+        p->cap_rows = MAX(rows, 2 * p->cap_rows);
+        int **a[] = { &p->ids, &p->pos, &p->slot, &p->row_seq, &p->ctx_len };
+        for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) *a[i] = xrealloc(*a[i], p->cap_rows * sizeof(int));
+    }
+    if (seqs > p->cap_seqs) {
+        p->cap_seqs = MAX(seqs, 2 * p->cap_seqs);
+        p->out_rows = xrealloc(p->out_rows, p->cap_seqs * sizeof(int));
+        p->out_seq = xrealloc(p->out_seq, p->cap_seqs * sizeof(int));
+        p->audio = xrealloc(p->audio, p->cap_seqs * sizeof(audio_span_t));
+    }
+    if (tables > p->cap_tables) {
+        p->cap_tables = MAX(tables, 2 * p->cap_tables);
+        p->tables = xrealloc(p->tables, p->cap_tables * sizeof(int));
+    }
+}
+
+static void add_row(step_plan_t *p, const engine_t *e, const seq_t *s, int seq_index, int pos, int id)
+{
+    const int i = p->n_rows++;
+    p->ids[i] = id;
+    p->pos[i] = pos;
+    p->slot[i] = kv_slot(&e->pool, &s->kv, pos);
+    p->row_seq[i] = seq_index;
+    p->ctx_len[i] = pos + 1;
+}
+
+/* The rows of the next decoder step: one per decoding sequence, then as many prompt rows of
+ * prefilling sequences as the step budget allows. Advances each sequence's length. */
+static void plan_step(engine_t *e)
+{
+    step_plan_t *p = &e->plan;
+    const int budget = e->obs.dump_dir ? INT_MAX : e->opt.max_step_tokens;
+    int n_rows = 0;
+    p->max_blocks = 1;
     for (int i = 0; i < e->n_active; i++) { /* size the step: decode rows first, then prefill */
         const seq_t *s = e->active[i];
         n_rows += s->state == SEQ_DECODE ? 1 : 0;
-        max_blocks = MAX(max_blocks, s->kv.n_pages);
+        p->max_blocks = MAX(p->max_blocks, s->kv.n_pages);
     }
     for (int i = 0; i < e->n_active; i++) {
         const seq_t *s = e->active[i];
         if (s->state == SEQ_PREFILL) n_rows += MIN(s->prompt.n - s->len, MAX(0, budget - n_rows));
     }
-    step_rows_t r = { 0 };
-    r.ids = xmalloc(n_rows * sizeof(int));
-    r.pos = xmalloc(n_rows * sizeof(int));
-    r.slot = xmalloc(n_rows * sizeof(int));
-    r.row_seq = xmalloc(n_rows * sizeof(int));
-    r.ctx_len = xmalloc(n_rows * sizeof(int));
-    r.out_rows = xmalloc(e->n_active * sizeof(int));
-    r.out_seq = xmalloc(e->n_active * sizeof(int));
-    r.audio = xmalloc(e->n_active * sizeof(audio_span_t));
-    int *tables = xcalloc((size_t)e->n_active * max_blocks, sizeof(int));
+    plan_grow(p, n_rows, e->n_active, (size_t)e->n_active * p->max_blocks);
+    p->n_rows = p->n_out = p->n_audio = 0;
+    p->max_ctx = 1;
+    memset(p->tables, 0, (size_t)e->n_active * p->max_blocks * sizeof(int));
     for (int i = 0; i < e->n_active; i++) {
         seq_t *s = e->active[i];
-        memcpy(tables + (size_t)i * max_blocks, s->kv.pages, s->kv.n_pages * sizeof(int));
+        memcpy(p->tables + (size_t)i * p->max_blocks, s->kv.pages, s->kv.n_pages * sizeof(int));
         if (s->state != SEQ_DECODE) continue;
-        r.out_seq[r.n_out] = i;
-        r.out_rows[r.n_out++] = r.n_rows;
-        add_row(&r, e, s, i, s->len, s->last);
+        p->out_seq[p->n_out] = i;
+        p->out_rows[p->n_out++] = p->n_rows;
+        add_row(p, e, s, i, s->len, s->last);
         s->len++;
     }
-    const int n_decode_rows = r.n_rows;
-    for (int i = 0; i < e->n_active && r.n_rows < n_rows; i++) {
+    p->n_decode_rows = p->n_rows;
+    for (int i = 0; i < e->n_active && p->n_rows < n_rows; i++) {
         seq_t *s = e->active[i];
         if (s->state != SEQ_PREFILL) continue;
-        const int k = MIN(s->prompt.n - s->len, n_rows - r.n_rows), first = s->len;
+        const int k = MIN(s->prompt.n - s->len, n_rows - p->n_rows), first = s->len;
         const int a0 = MAX(first, s->prompt.audio_at), a1 = MIN(first + k, s->prompt.audio_at + s->prompt.n_audio);
         if (a1 > a0)
-            r.audio[r.n_audio++] = (audio_span_t){ .src = s->audio, .src_row = a0 - s->prompt.audio_at,
-                                                   .dst_row = r.n_rows + a0 - first, .n = a1 - a0 };
-        for (int p = first; p < first + k; p++) add_row(&r, e, s, i, p, s->prompt.ids[p]);
+            p->audio[p->n_audio++] = (audio_span_t){ .src = s->audio, .src_row = a0 - s->prompt.audio_at,
+                                                     .dst_row = p->n_rows + a0 - first, .n = a1 - a0 };
+        for (int pos = first; pos < first + k; pos++) add_row(p, e, s, i, pos, s->prompt.ids[pos]);
         s->len += k;
         if (s->len == s->prompt.n) {
-            r.out_seq[r.n_out] = i;
-            r.out_rows[r.n_out++] = r.n_rows - 1;
+            p->out_seq[p->n_out] = i;
+            p->out_rows[p->n_out++] = p->n_rows - 1;
         }
     }
-    for (int i = 0; i < r.n_rows; i++) max_ctx = MAX(max_ctx, r.ctx_len[i]);
+    for (int i = 0; i < p->n_rows; i++) p->max_ctx = MAX(p->max_ctx, p->ctx_len[i]);
+}
 
+/* Run the planned step; its greedy tokens go to e->next. 0; -1 + qasr_fail() when the device
+ * failed. Out of backend memory, the step's sequences fail. */
+static int decode(engine_t *e)
+{
+    const step_plan_t *p = &e->plan;
     const dec_batch_t b = {
-        .n_rows = r.n_rows, .ids = r.ids, .pos = r.pos, .slot = r.slot, .row_seq = r.row_seq,
-        .ctx_len = r.ctx_len, .block_tables = tables, .n_seqs = e->n_active,
-        .max_blocks = max_blocks, .max_ctx = max_ctx, .audio = r.audio, .n_audio = r.n_audio,
-        .out_rows = r.out_rows, .n_out = r.n_out,
+        .n_rows = p->n_rows, .ids = p->ids, .pos = p->pos, .slot = p->slot, .row_seq = p->row_seq,
+        .ctx_len = p->ctx_len, .block_tables = p->tables, .n_seqs = e->n_active,
+        .max_blocks = p->max_blocks, .max_ctx = p->max_ctx, .audio = p->audio, .n_audio = p->n_audio,
+        .out_rows = p->out_rows, .n_out = p->n_out, .prefill = p->n_rows > p->n_decode_rows,
     };
-    int *next = xmalloc(MAX(1, r.n_out) * sizeof(int));
     /* layer dumps describe the prompt pass: the step that prefills the (single) sequence */
-    tap_t *tap = e->tap && e->active[0]->state == SEQ_PREFILL ? e->tap : NULL;
-    float *logits = NULL;
-    if (e->tap && r.n_out == 1) {
-        const size_t V = e->m->cfg.vocab;
-        e->step_logits = xrealloc(e->step_logits, (e->n_step_logits + 1) * V * sizeof(float));
-        logits = e->step_logits + e->n_step_logits++ * V;
-    }
+    e->obs.dump_layers = e->active[0]->state == SEQ_PREFILL;
     const double t0 = now_seconds();
-    fwd_prof_t prof = { 0 };
-    decoder_forward(e->m, e->kv, &b, next, logits, e->opt.profile ? &prof : NULL, tap);
-    const int prefill = r.n_rows > n_decode_rows;
-    *(prefill ? &e->stats.t_prefill : &e->stats.t_decode) += now_seconds() - t0;
-    const engine_stage_t layers = prefill ? ENGINE_STAGE_PREFILL : ENGINE_STAGE_DECODE;
-    e->stats.stage_seconds[layers] += prof.seconds[STAGE_DEC_LAYERS];
-    e->stats.stage_flop[layers] += prof.flop[STAGE_DEC_LAYERS];
-    e->stats.stage_seconds[ENGINE_STAGE_LM_HEAD] += prof.seconds[STAGE_LM_HEAD];
-    e->stats.stage_flop[ENGINE_STAGE_LM_HEAD] += prof.flop[STAGE_LM_HEAD];
+    const int rc = decoder_forward(e->m, e->kv, &b, e->next, observer(e));
+    *(b.prefill ? &e->stats.t_prefill : &e->stats.t_decode) += now_seconds() - t0;
     e->stats.steps++;
-    e->stats.decode_tokens += n_decode_rows;
-    e->stats.prefill_tokens += r.n_rows - n_decode_rows;
+    e->stats.decode_tokens += p->n_decode_rows;
+    e->stats.prefill_tokens += p->n_rows - p->n_decode_rows;
+    if (rc == 0) return 0;
+    if (backend_fault(&e->m->bk)) return -1;
+    char why[QASR_ERR_LEN]; /* out of backend memory: the step's sequences end, later ones go on */
+    snprintf(why, sizeof why, "%s", qasr_last_error());
+    for (int i = 0; i < e->n_active; i++) fail_active(e, i, why);
+    compact_active(e);
+    return 1;
+}
 
+static int is_stop(const engine_t *e, int t) { return t == e->sp.im_end || t == e->sp.endoftext; }
+
+/* The step's tokens into their sequences; finished sequences give up their pages and results. */
+static void collect(engine_t *e)
+{
+    const step_plan_t *p = &e->plan;
     const double t = clock_now(e);
-    for (int j = 0; j < r.n_out; j++) {
-        seq_t *s = e->active[r.out_seq[j]];
+    for (int j = 0; j < p->n_out; j++) {
+        seq_t *s = e->active[p->out_seq[j]];
         if (s->state == SEQ_PREFILL) { /* prompt complete: the audio embeddings are no longer needed */
             s->state = SEQ_DECODE;
             e->m->bk.ops->buf_free(e->m->bk.be, s->audio);
@@ -443,30 +490,32 @@ void engine_step(engine_t *e)
             s->res.t_first = t;
         }
         s->res.tokens = xrealloc(s->res.tokens, (s->res.n_tokens + 1) * sizeof(int));
-        s->res.tokens[s->res.n_tokens++] = s->last = next[j];
-        s->res.stopped = !s->req.ignore_eos && is_stop(e, next[j]);
+        s->res.tokens[s->res.n_tokens++] = s->last = e->next[j];
+        s->res.stopped = !s->req.ignore_eos && is_stop(e, e->next[j]);
         if (s->res.stopped || s->res.n_tokens >= s->max_new) {
             s->res.truncated = !s->res.stopped && !s->req.ignore_eos;
             kv_seq_release(&e->pool, &s->kv);
             push_result(e, s);
-            e->active[r.out_seq[j]] = NULL;
+            e->active[p->out_seq[j]] = NULL;
         }
     }
-    int k = 0; /* compact, keeping admission order */
-    for (int i = 0; i < e->n_active; i++)
-        if (e->active[i]) e->active[k++] = e->active[i];
-    e->n_active = k;
+    compact_active(e);
+}
 
-    free(next);
-    free(tables);
-    free(r.ids);
-    free(r.pos);
-    free(r.slot);
-    free(r.row_seq);
-    free(r.ctx_len);
-    free(r.out_rows);
-    free(r.out_seq);
-    free(r.audio);
+int engine_step(engine_t *e)
+{
+    const int n_fresh = admit(e);
+    if (n_fresh && encode(e, n_fresh) != 0) return -1;
+    if (e->n_active == 0) return 0;
+    plan_step(e);
+    const int rc = decode(e);
+    if (rc < 0) return -1;
+    if (rc == 0) collect(e);
+    for (int i = 0; i < N_STAGES; i++) {
+        e->stats.stage_seconds[i] = e->obs.seconds[i];
+        e->stats.stage_flop[i] = e->obs.flop[i];
+    }
+    return 0;
 }
 
 int engine_pop(engine_t *e, engine_result_t *out)

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "mel.h"
 #include "model.h"
 #include "prompt.h"
 #include "tokenizer.h"
@@ -30,8 +31,8 @@ typedef struct {
 
 /* Defaults; kv_gb is left 0: set it, e.g. to engine_default_kv_gb(). */
 void engine_opts_default(engine_opts_t *o);
-/* KV cache size for a backend: a quarter of free RAM (1..16 GB) on the CPU, 80% of the free
- * device memory (after the weights are loaded) on a GPU. */
+/* KV cache size for a backend: in host memory (the CPU), a quarter of free RAM (1..16 GB); on a
+ * device, 80% of its free memory (after the weights are loaded). */
 double engine_default_kv_gb(const backend_ref_t *bk);
 
 typedef struct {
@@ -59,20 +60,15 @@ typedef struct {
 
 typedef struct engine engine_t;
 
-/* Stages of engine_stats_t.stage (filled when engine_opts_t.profile is set). Prefill and
- * decode are the decoder layers of steps with prompt rows / with decode rows only. */
-typedef enum {
-    ENGINE_STAGE_MEL, ENGINE_STAGE_CONV, ENGINE_STAGE_ENC_LAYERS, ENGINE_STAGE_PREFILL,
-    ENGINE_STAGE_DECODE, ENGINE_STAGE_LM_HEAD, ENGINE_N_STAGES
-} engine_stage_t;
-
-/* Where the time went (seconds of wall clock) and how much work was done. */
+/* Where the time went (seconds of wall clock) and how much work was done. t_mel and the stage
+ * arrays (model/observer.h's stages) are filled when engine_opts_t.profile is set; t_encoder is
+ * the front end and encoder calls less t_mel. */
 typedef struct {
     double t_mel, t_encoder;
     double t_prefill, t_decode; /* decoder steps with prompt rows / with decode rows only */
     long prefill_tokens, decode_tokens, steps, encoder_calls;
     double audio_seconds;
-    double stage_seconds[ENGINE_N_STAGES], stage_flop[ENGINE_N_STAGES];
+    double stage_seconds[N_STAGES], stage_flop[N_STAGES];
 } engine_stats_t;
 
 /* NULL + qasr_fail() if the KV cache cannot be allocated. */
@@ -90,8 +86,11 @@ int engine_ready(const engine_t *e);
 /* Drop every request not yet admitted (no result will come for them); calls drop(tag) for
  * each. Returns how many. */
 int engine_cancel_waiting(engine_t *e, void (*drop)(void *tag));
-/* One scheduling step (admission, encoding, one decoder step). */
-void engine_step(engine_t *e);
+/* One scheduling step: admit waiting requests, encode them, plan and run one decoder step,
+ * collect the finished. A request the backend runs out of memory for fails (its result says
+ * why); 0. -1 + qasr_fail() when the device has failed: the engine cannot go on (free it; the
+ * requests in flight get no result). */
+int engine_step(engine_t *e);
 /* Pop one finished result; returns 0 if none is ready. */
 int engine_pop(engine_t *e, engine_result_t *out);
 void engine_result_free(engine_result_t *r);
@@ -101,8 +100,5 @@ const engine_stats_t *engine_stats(const engine_t *e);
  * (about 12 tokens per second) so that nothing is silently cut, yet bounded so that a
  * repetition loop ends. */
 int engine_auto_max_new(double seconds);
-
-/* Minimum number of samples the front end accepts (reflect padding needs 201). */
-#define ENGINE_MIN_SAMPLES 201
 
 #endif

@@ -6,7 +6,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audio.h"
 #include "backend.h"
+#include "backend_select.h"
 #include "engine.h"
 #include "model.h"
 #include "prompt.h"
@@ -29,8 +31,8 @@ void qasr_options_default(qasr_options_t *o)
     memset(o, 0, sizeof *o);
 }
 
-/* One model instance on `device` (opt->device unless >= 0 given); upload 0: weights allocated
- * but left for backend_broadcast_weights. */
+/* One model instance on `device`; upload 0: weights allocated but left for the backend's
+ * broadcast_weights. */
 static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, int upload)
 {
     const double t0 = now_seconds();
@@ -42,7 +44,9 @@ static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, 
         qasr_fail_prefix("%s", dir);
         goto fail;
     }
-    if (backend_create(&q->bk, opt->backend, device, opt->threads, cfg.n_mels, opt->precision) != 0) goto fail;
+    const backend_params_t bp = { .device = device, .threads = opt->threads, .n_mels = cfg.n_mels,
+                                  .precision = opt->precision };
+    if (backend_create(&q->bk, opt->backend, &bp) != 0) goto fail;
     if (model_load(&q->model, dir, q->bk, upload) != 0) goto fail;
     engine_opts_default(&q->eopt);
     if (opt->max_batch > 0) q->eopt.max_seqs = opt->max_batch;
@@ -69,13 +73,15 @@ qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
     return load_one(dir, opt, opt->device, 1);
 }
 
-/* Copy out[0]'s weights to out[1..n-1] (loaded without uploading). */
+/* Copy out[0]'s weights to out[1..n-1] (loaded without uploading), where the backend can. */
 static int broadcast(qasr_t **out, int n)
 {
-    backend_ref_t *bk = xmalloc(n * sizeof *bk);
-    for (int k = 0; k < n; k++) bk[k] = out[k]->bk;
-    const int rc = backend_broadcast_weights(bk, n);
-    free(bk);
+    const backend_ops_t *o = out[0]->bk.ops;
+    if (!o->broadcast_weights) return qasr_fail("the %s backend cannot copy weights between devices", o->name);
+    backend_t **bes = xmalloc(n * sizeof *bes);
+    for (int k = 0; k < n; k++) bes[k] = out[k]->bk.be;
+    const int rc = o->broadcast_weights(bes, n);
+    free(bes);
     return rc;
 }
 
@@ -185,7 +191,7 @@ void qasr_session_submit(qasr_session_t *s, const qasr_input_t *in, void *tag)
             s->early = xrealloc(s->early, s->cap_early * sizeof *s->early);
         }
         s->early[s->n_early].r = (qasr_result_t){ .error = xstrdup(qasr_last_error()),
-                                                  .audio_seconds = in->n_samples / 16000.0 };
+                                                  .audio_seconds = (double)in->n_samples / QASR_SAMPLE_RATE };
         s->early[s->n_early++].tag = tag;
         return;
     }
@@ -211,10 +217,10 @@ static void drop_request(void *tag)
 
 int qasr_session_cancel_waiting(qasr_session_t *s) { return engine_cancel_waiting(s->e, drop_request); }
 
-void qasr_session_step(qasr_session_t *s)
+int qasr_session_step(qasr_session_t *s)
 {
     if (s->q->bk.ops->bind) s->q->bk.ops->bind(s->q->bk.be); /* a cudaSetDevice: costs nothing */
-    if (engine_in_flight(s->e) > engine_ready(s->e)) engine_step(s->e);
+    return engine_in_flight(s->e) > engine_ready(s->e) ? engine_step(s->e) : 0;
 }
 
 int qasr_session_poll(qasr_session_t *s, qasr_result_t *out, void **tag)
@@ -246,7 +252,7 @@ void qasr_session_stats(const qasr_session_t *s, qasr_stats_t *st)
         .prefill_seconds = es->t_prefill, .decode_seconds = es->t_decode,
         .prefill_tokens = es->prefill_tokens, .decode_tokens = es->decode_tokens, .decoder_steps = es->steps,
     };
-    _Static_assert(QASR_N_STAGES == ENGINE_N_STAGES, "one qasr stage per engine stage");
+    _Static_assert(QASR_N_STAGES == N_STAGES, "one qasr stage per model stage");
     for (int i = 0; i < QASR_N_STAGES; i++) {
         st->stage[i].seconds = es->stage_seconds[i];
         st->stage[i].gflop = es->stage_flop[i] / 1e9;
@@ -283,10 +289,18 @@ int qasr_transcribe(qasr_t *q, const qasr_input_t *in, int n, qasr_result_t *out
     }
     for (int i = 0; i < n; i++) qasr_session_submit(s, &in[i], &out[i]);
     while (qasr_session_pending(s) > 0) {
-        qasr_session_step(s);
+        const int rc = qasr_session_step(s);
         qasr_result_t r;
         void *tag;
         while (qasr_session_poll(s, &r, &tag)) *(qasr_result_t *)tag = r;
+        if (rc != 0) { /* the device failed: every input without a result gets its message */
+            for (int i = 0; i < n; i++)
+                if (!out[i].error && !out[i].token_ids) {
+                    out[i].error = xstrdup(qasr_last_error());
+                    out[i].audio_seconds = (double)in[i].n_samples / QASR_SAMPLE_RATE;
+                }
+            break;
+        }
     }
     qasr_session_stats(s, &q->stats);
     qasr_session_free(s);
@@ -311,6 +325,7 @@ int qasr_n_languages(const qasr_t *q) { return q->model.cfg.n_languages; }
 const char *qasr_language(const qasr_t *q, int i) { return q->model.cfg.languages[i]; }
 double qasr_load_seconds(const qasr_t *q) { return q->load_seconds; }
 int qasr_device_count(void) { return backend_device_count(); }
+int qasr_precision_known(const char *s) { return backend_precision_known(s); }
 
 const char *qasr_backend_describe(const qasr_t *q)
 {

@@ -83,8 +83,10 @@ int qasr_session_waiting(const qasr_session_t *s);
 /* Drop the inputs that have not started (e.g. on an interrupt); no result comes for them.
  * Returns how many. */
 int qasr_session_cancel_waiting(qasr_session_t *s);
-/* One unit of work: admit waiting inputs, encode them, one decoder step. */
-void qasr_session_step(qasr_session_t *s);
+/* One unit of work: admit waiting inputs, encode them, one decoder step. 0, or -1 +
+ * qasr_last_error() when the device has failed: the session cannot go on (the inputs in flight
+ * get no result; free it, and the model, and use another device). */
+int qasr_session_step(qasr_session_t *s);
 /* 1 and the next finished result (caller frees it with qasr_result_free), or 0. */
 int qasr_session_poll(qasr_session_t *s, qasr_result_t *out, void **tag);
 
@@ -109,6 +111,8 @@ void qasr_session_stats(const qasr_session_t *s, qasr_stats_t *st);
 
 /* CUDA devices this build can use (0 in a build without CUDA, or without a device). */
 int qasr_device_count(void);
+/* 1 if s names a precision of qasr_options_t.precision ("fp32", "bf16", "auto"), else 0. */
+int qasr_precision_known(const char *s);
 
 /* Model facts for callers (e.g. to print or validate). */
 int qasr_n_languages(const qasr_t *q);

@@ -3,11 +3,21 @@
  * bf16 activations with fp32 accumulation). Shapes are row-major; "[M][K]" means M rows of K.
  *
  * Argument order: backend, outputs, inputs, weights, sizes, params.
- * Pointers named h_* are host memory; every other pointer is backend memory obtained from
- * weight_alloc / buf_alloc / scratch / ints / kv_alloc.
+ * Pointers named h_* are host memory; other void pointers are activations in backend memory
+ * from buf_alloc / scratch / ints. Weights and the KV cache are typed handles that each backend
+ * defines for itself (struct weight, struct kv_cache): what a backend keeps with a weight (a
+ * packed copy, a convolution kernel) lives in its handle and is freed with the backend.
  *
- * Dimension vocabulary (model.h): N chunks, T frames, D model width, H heads, Hkv kv heads,
- * Dh head dim, P page size, V vocab. */
+ * Errors: allocations return NULL and record why with qasr_fail() (naming the memory and the
+ * size); the caller gives up the pass and says so. An op that finds no memory for its own work
+ * space does nothing and says so through `op_failed`, which the model code asks at the end of
+ * each pass. A device can also fail for good (a lost GPU, an asynchronous kernel fault): `fault`
+ * then returns the reason, every later op does nothing, and what download and argmax hand back
+ * is zeros. Nothing here exits the process; a violated shape assumption is a programmer error
+ * and aborts (QASR_ASSERT).
+ *
+ * Dimension vocabulary (model.h): N chunks, T frames, D model width, H query heads, Hkv kv heads,
+ * Dh head dim, P page size, V vocab. H and Hkv always count heads; widths are H * Dh. */
 #ifndef QASR_BACKEND_H
 #define QASR_BACKEND_H
 
@@ -16,7 +26,9 @@
 
 #include "safetensors.h"
 
-typedef struct backend backend_t;
+typedef struct backend backend_t;   /* one backend instance's state */
+typedef struct weight weight_t;     /* a weight stored on a backend */
+typedef struct kv_cache kv_cache_t; /* the paged KV cache's storage on a backend */
 
 /* Decoder attention over the paged KV cache, one query row at a time. Row i is a token of
  * sequence row_seq[i] that sees keys at positions 0 .. ctx_len[i]-1 (causal prefill and decode
@@ -52,27 +64,35 @@ typedef enum { WEIGHT_MATRIX, WEIGHT_TABLE, WEIGHT_PARAM } weight_kind_t;
  * accumulation (oneDNN on AVX512-BF16 / AMX). Norms, softmax and activations are fp32 on both. */
 typedef enum { PRECISION_FP32, PRECISION_BF16 } precision_t;
 
+/* Capability flags (backend_ops_t.flags). */
+enum {
+    /* Activations and the KV cache live in host RAM, next to everything else of the process
+     * (a GPU's cache can take most of its device memory; a CPU's must not take most of RAM). */
+    BACKEND_HOST_MEMORY = 1 << 0,
+};
+
 typedef struct backend_ops {
     const char *name;
+    unsigned flags;  /* BACKEND_* */
     size_t act_size; /* bytes per activation element (for act_offset) */
 
     void (*destroy)(backend_t *be);
 
     /* ---- memory ---- */
-    /* Weights, converted from the checkpoint dtype once at load; freed by destroy. */
-    void *(*weight_alloc)(backend_t *be, size_t n_elems, weight_kind_t kind, dtype_t src_dtype);
-    void (*weight_upload)(backend_t *be, void *dst, size_t dst_offset, const void *h_src,
+    /* A weight of n_elems, converted from the checkpoint dtype once at load; freed by destroy. */
+    weight_t *(*weight_alloc)(backend_t *be, size_t n_elems, weight_kind_t kind, dtype_t src_dtype);
+    void (*weight_upload)(backend_t *be, weight_t *dst, size_t dst_offset, const void *h_src,
                           dtype_t src_dtype, size_t n_elems);
     /* Optional (NULL: not offered): the weight is h_src itself, host memory mapped from the
      * checkpoint that stays valid while the weight is in use; NULL where this backend cannot read
      * it in place (then weight_alloc + weight_upload). */
-    void *(*weight_map)(backend_t *be, const void *h_src, size_t n_elems, weight_kind_t kind,
-                        dtype_t src_dtype);
+    weight_t *(*weight_map)(backend_t *be, const void *h_src, size_t n_elems, weight_kind_t kind,
+                            dtype_t src_dtype);
     /* Optional: matrix w [N][K] (a WEIGHT_MATRIX, or the table when the LM head is tied to it)
      * is fully uploaded; a backend may put it in a layout of its own now rather than at its
-     * first product (the CPU's bf16 path packs it for oneDNN, at load). */
-    void (*matrix_ready)(backend_t *be, const void *w, int N, int K);
-    /* Activation buffers that outlive a forward call (mel, audio embeddings). */
+     * first product (the CPU's bf16 path packs it for oneDNN, at load). 0, or -1 + qasr_fail. */
+    int (*matrix_ready)(backend_t *be, weight_t *w, int N, int K);
+    /* Activation buffers that outlive a forward call (audio embeddings). */
     void *(*buf_alloc)(backend_t *be, size_t n_elems);
     void (*buf_free)(backend_t *be, void *p);
     /* Scratch: a stack. Allocations stay valid until released past them; mark 0 = all. */
@@ -82,14 +102,14 @@ typedef struct backend_ops {
     void (*scratch_release)(backend_t *be, size_t mark);
     void (*download)(backend_t *be, float *h_dst, const void *src, size_t n_elems);
     void (*copy)(backend_t *be, void *dst, const void *src, size_t n_elems);
-    void *(*kv_alloc)(backend_t *be, const kv_geom_t *g); /* NULL + qasr_fail if too large */
+    kv_cache_t *(*kv_alloc)(backend_t *be, const kv_geom_t *g);
     size_t (*kv_elem_bytes)(backend_t *be); /* bytes per KV element; NULL: act_size */
     /* Bytes the backend can still allocate (free RAM or free device memory), for defaults. */
     size_t (*mem_available)(backend_t *be);
-    void (*kv_free)(backend_t *be, void *kv);
+    void (*kv_free)(backend_t *be, kv_cache_t *kv);
 
     /* ---- audio front end ---- */
-    /* out [T][n_mels] with T = n / 160: the spec's log-mel (section 4), frame-major. */
+    /* out [T][n_mels] with T = mel_frames(n): the spec's log-mel (section 4), frame-major. */
     void (*log_mel)(backend_t *be, void *out, const float *h_samples, int64_t n, int n_mels);
     /* out [N][n_mels][W]: chunk c = frames start[c] .. start[c]+len[c]-1 of mel [*][n_mels],
      * transposed to mel-major, zero-padded to W frames. */
@@ -97,27 +117,27 @@ typedef struct backend_ops {
                        const int *len, int N, int n_mels, int W);
     /* 3x3 conv, stride 2, zero padding 1, bias, then exact GELU. Channel-outermost layout:
      * in [Cin][N][Hin][Win] -> out [Cout][N][Hout][Wout], Hout = (Hin-1)/2+1. w [Cout][Cin][3][3]. */
-    void (*conv3x3s2_gelu)(backend_t *be, void *out, const void *in, const void *w,
-                           const void *bias, int Cin, int Cout, int N, int Hin, int Win);
+    void (*conv3x3s2_gelu)(backend_t *be, void *out, const void *in, const weight_t *w,
+                           const weight_t *bias, int Cin, int Cout, int N, int Hin, int Win);
     /* in [C][N][F][W] -> out [N*W][C*F], row n*W+w = (c*F + f) for c, f: the spec's
      * channel-major flatten of each time column (5.3). */
     void (*conv_flatten)(backend_t *be, void *out, const void *in, int C, int N, int F, int W);
     /* x [rows][D] += pe [period][D] row (r % period) */
-    void (*add_pos_emb)(backend_t *be, void *x, const void *pe, int rows, int period, int D);
+    void (*add_pos_emb)(backend_t *be, void *x, const weight_t *pe, int rows, int period, int D);
 
     /* ---- dense ---- */
     /* out [M][N] (= or +=) x [M][K] w^T, w [N][K] (PyTorch Linear layout), + bias [N] if given. */
-    void (*matmul)(backend_t *be, void *out, const void *x, const void *w, const void *bias,
+    void (*matmul)(backend_t *be, void *out, const void *x, const weight_t *w, const weight_t *bias,
                    int M, int K, int N, int accumulate);
-    void (*layernorm)(backend_t *be, void *out, const void *x, const void *w, const void *b,
+    void (*layernorm)(backend_t *be, void *out, const void *x, const weight_t *w, const weight_t *b,
                       int rows, int D, float eps);
-    void (*rmsnorm)(backend_t *be, void *out, const void *x, const void *w, int rows, int D,
+    void (*rmsnorm)(backend_t *be, void *out, const void *x, const weight_t *w, int rows, int D,
                     float eps);
     void (*gelu)(backend_t *be, void *x, size_t n); /* in place, exact (erf) GELU */
     /* out [rows][Dff] = silu(gu[:, :Dff]) * gu[:, Dff:], gu [rows][2 Dff] */
     void (*swiglu)(backend_t *be, void *out, const void *gu, int rows, int Dff);
-    /* out [n][D] = table [*][D] rows ids[i] (table is a weight, e.g. embed_tokens) */
-    void (*embed)(backend_t *be, void *out, const void *table, const int *ids, int n, int D);
+    /* out [n][D] = table [*][D] rows ids[i] */
+    void (*embed)(backend_t *be, void *out, const weight_t *table, const int *ids, int n, int D);
     /* out [n][D] = in rows idx[i] */
     void (*gather_rows)(backend_t *be, void *out, const void *in, const int *idx, int n, int D);
 
@@ -129,14 +149,14 @@ typedef struct backend_ops {
                              const int *win_len, int n_win, int H, int Dh, float scale);
     /* In place on qkv [rows][(H + 2 Hkv) * Dh]: RMSNorm each q head with qw [Dh] and each k
      * head with kw [Dh], then rotate-half RoPE at position pos[r] with base theta. */
-    void (*qk_norm_rope)(backend_t *be, void *qkv, const void *qw, const void *kw,
+    void (*qk_norm_rope)(backend_t *be, void *qkv, const weight_t *qw, const weight_t *kw,
                          const int *pos, int rows, int H, int Hkv, int Dh, float eps,
                          float theta);
     /* Write the k and v parts of qkv rows into the cache at slot[r] = page * P + offset. */
-    void (*kv_store)(backend_t *be, void *kv, int layer, const void *qkv, const int *slot,
+    void (*kv_store)(backend_t *be, kv_cache_t *kv, int layer, const void *qkv, const int *slot,
                      int rows, int H, int Hkv, int Dh);
     /* out [n_rows][H*Dh]; q = qkv rows (q part first, row stride p->q_stride). */
-    void (*paged_attention)(backend_t *be, void *out, const void *q, const void *kv, int layer,
+    void (*paged_attention)(backend_t *be, void *out, const void *q, const kv_cache_t *kv, int layer,
                             const paged_attn_t *p);
 
     /* ---- output ---- */
@@ -144,11 +164,20 @@ typedef struct backend_ops {
     void (*argmax)(backend_t *be, int *h_ids, const void *logits, int n, int V);
 
     void (*sync)(backend_t *be);
+    /* -1 + qasr_fail() if an op could not run since the last call (no memory for its work
+     * space: what it should have written is undefined), and clears that; else 0. */
+    int (*op_failed)(backend_t *be);
+    /* Optional: NULL while the device works; once it has failed for good, why (see the top). */
+    const char *(*fault)(backend_t *be);
     /* Make this host thread ready to use the backend (CUDA: select its device); NULL if none is
      * needed. Called before a thread other than the loading one drives it. */
     void (*bind)(backend_t *be);
     /* What it computes with, for logs ("cpu, bf16 (AVX512-BF16)"); NULL: the name says it. */
     const char *(*describe)(backend_t *be);
+    /* Optional: copy every weight of bes[0] into bes[1..n-1], instances of this backend on
+     * which the same model_load ran (the others without uploading): NCCL broadcast on CUDA.
+     * 0, or -1 + qasr_fail() (then the caller uploads to each instead). */
+    int (*broadcast_weights)(backend_t *const *bes, int n);
 } backend_ops_t;
 
 /* A backend instance: its ops and its opaque state. */
@@ -162,22 +191,37 @@ static inline void *act_offset(const backend_ops_t *ops, const void *p, size_t n
     return (char *)p + n_elems * ops->act_size;
 }
 
-/* CPU backend (backend_cpu.c). threads <= 0: all cores. -1 + qasr_fail() on error. */
-int backend_cpu_create(backend_ref_t *out, int threads, int n_mels, precision_t precision);
+/* The device's failure, or NULL while it works (backends without a `fault` op never fail). */
+static inline const char *backend_fault(const backend_ref_t *bk)
+{
+    return bk->ops->fault ? bk->ops->fault(bk->be) : NULL;
+}
 
-/* By name (backend_select.c): "cpu", "cuda" (device: CUDA device index), or NULL for the
- * default: cuda when this build has it and a device is present, else cpu. precision: "fp32",
- * "bf16", or "auto"/NULL: bf16 where the CPU runs it natively, else fp32 (CUDA: always bf16,
- * "fp32" is refused). -1 + qasr_fail(). */
-int backend_create(backend_ref_t *out, const char *name, int device, int threads, int n_mels,
-                   const char *precision);
-/* 1 if s names a precision ("fp32", "bf16", "auto"), else 0 (command lines check it early). */
-int backend_precision_known(const char *s);
-const char *backend_default(void);
-int backend_device_count(void); /* CUDA devices this build can use (0 without CUDA) */
-/* Copy the weights of bk[0] into bk[1..n-1], backends of the same kind on which the same
- * model_load ran (the others without uploading): NCCL broadcast on CUDA. -1 + qasr_fail() where
- * the build cannot (CPU, CUDA without NCCL): the caller uploads to each instead. */
-int backend_broadcast_weights(const backend_ref_t *bk, int n);
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* At the end of a pass: 0 if every op ran; else -1 + qasr_fail() with the reason (the device's
+ * failure first). */
+int backend_check(const backend_ref_t *bk);
+#ifdef __cplusplus
+}
+#endif
+
+/* What the engine needs to make an instance of a backend. */
+typedef struct {
+    int device;            /* device index (backends with devices) */
+    int threads;           /* CPU threads; <= 0: all cores */
+    int n_mels;            /* the model's mel bins (the front end's filterbank) */
+    const char *precision; /* "fp32", "bf16", "auto" or NULL (auto); each backend decides what
+                            * it offers and says so when it cannot */
+} backend_params_t;
+
+/* A kind of backend, as the engine finds it (engine/backend_select.c): compiled in (the CPU, the
+ * emulated CUDA backend of the test commands) or in a module loaded at run time (CUDA). */
+typedef struct {
+    const char *name;
+    int (*device_count)(void); /* devices it can use now; NULL: the host, always there */
+    int (*create)(backend_ref_t *out, const backend_params_t *p); /* -1 + qasr_fail() */
+} backend_kind_t;
 
 #endif

@@ -10,11 +10,9 @@
 #include <stdio.h>
 
 #include "model.h"
-#include "tap.h"
 #include "util.h"
 
-void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_next,
-                     float *h_logits, fwd_prof_t *prof, tap_t *tap)
+int decoder_forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int *h_next, observer_t *ob)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
@@ -24,8 +22,10 @@ void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_ne
               Hkv = c->dec_kv_heads, I = c->dec_inter, QKV = (Hq + 2 * Hkv) * Dh;
     const float eps = c->rms_eps;
     const size_t mark = o->scratch_mark(be);
+    int rc = -1;
 
-    const int *pos = o->ints(be, b->pos, n), *slot = o->ints(be, b->slot, n);
+    const int *pos = o->ints(be, b->pos, n), *slot = o->ints(be, b->slot, n), *ids = o->ints(be, b->ids, n);
+    const int *out_rows = b->n_out > 0 ? o->ints(be, b->out_rows, b->n_out) : NULL;
     const paged_attn_t attn = {
         .n_rows = n, .n_heads = Hq, .n_kv_heads = Hkv, .head_dim = Dh, .q_stride = QKV,
         .scale = 1.0f / sqrtf((float)Dh),
@@ -40,15 +40,20 @@ void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_ne
     void *att = o->scratch(be, (size_t)n * Hq * Dh);
     void *gu = o->scratch(be, (size_t)n * 2 * I);
     void *act = o->scratch(be, (size_t)n * I);
+    void *xo = b->n_out > 0 ? o->scratch(be, (size_t)b->n_out * Hd) : NULL;
+    void *logits = b->n_out > 0 ? o->scratch(be, (size_t)b->n_out * c->vocab) : NULL;
+    if (!pos || !slot || !ids || !attn.ctx_len || !attn.row_seq || !attn.block_tables || !x || !h || !qkv || !att ||
+        !gu || !act || (b->n_out > 0 && (!out_rows || !xo || !logits)))
+        goto done;
 
-    double t = prof_clock(m, prof);
-    o->embed(be, x, w->embed, o->ints(be, b->ids, n), n, Hd);
+    observe_begin(ob);
+    o->embed(be, x, w->embed, ids, n, Hd);
     for (int a = 0; a < b->n_audio; a++) {
         const audio_span_t *s = &b->audio[a];
         o->copy(be, act_offset(o, x, (size_t)s->dst_row * Hd),
                 act_offset(o, s->src, (size_t)s->src_row * Hd), (size_t)s->n * Hd);
     }
-    tap_tensor(tap, m->bk, "dec_embed", x, n, Hd);
+    observe_tensor(ob, "dec_embed", x, n, Hd);
 
     for (int i = 0; i < c->dec_layers; i++) {
         const dec_layer_t *l = &w->layers[i];
@@ -62,26 +67,27 @@ void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_ne
         o->matmul(be, gu, h, l->w_gate_up, NULL, n, Hd, 2 * I, 0);
         o->swiglu(be, act, gu, n, I);
         o->matmul(be, x, act, l->w_down, NULL, n, I, Hd, 1);
-        if (tap) {
+        if (observe_tensors(ob)) {
             char name[32];
             snprintf(name, sizeof name, "dec_layer_%02d", i);
-            tap_tensor(tap, m->bk, name, x, n, Hd);
+            observe_tensor(ob, name, x, n, Hd);
         }
     }
 
     double keys = 0.0; /* q.k and p.v: 2 * ctx * Hq * Dh each per row */
     for (int r = 0; r < n; r++) keys += b->ctx_len[r];
-    prof_add(m, prof, STAGE_DEC_LAYERS, &t,
-             c->dec_layers * (2.0 * n * Hd * ((double)QKV + Hq * Dh + 3.0 * I) + 4.0 * keys * Hq * Dh));
+    observe_stage(ob, b->prefill ? STAGE_PREFILL : STAGE_DECODE,
+                  c->dec_layers * (2.0 * n * Hd * ((double)QKV + Hq * Dh + 3.0 * I) + 4.0 * keys * Hq * Dh));
     if (b->n_out > 0) {
-        void *xo = o->scratch(be, (size_t)b->n_out * Hd);
-        void *logits = o->scratch(be, (size_t)b->n_out * c->vocab);
-        o->gather_rows(be, xo, x, o->ints(be, b->out_rows, b->n_out), b->n_out, Hd);
+        o->gather_rows(be, xo, x, out_rows, b->n_out, Hd);
         o->rmsnorm(be, xo, xo, w->norm, b->n_out, Hd, eps);
         o->matmul(be, logits, xo, w->lm_head, NULL, b->n_out, Hd, c->vocab, 0);
-        if (h_logits) o->download(be, h_logits, logits, (size_t)b->n_out * c->vocab);
+        observe_tensor(ob, "logits", logits, b->n_out, c->vocab);
         o->argmax(be, h_next, logits, b->n_out, c->vocab);
-        prof_add(m, prof, STAGE_LM_HEAD, &t, 2.0 * b->n_out * Hd * c->vocab);
+        observe_stage(ob, STAGE_LM_HEAD, 2.0 * b->n_out * Hd * c->vocab);
     }
+    rc = 0;
+done:
     o->scratch_release(be, mark);
+    return backend_check(&m->bk) != 0 ? -1 : rc; /* an op that could not run, a failed device */
 }

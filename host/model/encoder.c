@@ -1,6 +1,6 @@
-/* Audio encoder ("AuT"), spec section 5, for a batch of utterances at once.
+/* Front end and audio encoder ("AuT"), spec sections 4 and 5, for a batch of utterances at once.
  *
- * Per utterance: T mel frames -> conv chunks of 2*n_window (100) frames, the short tail chunk
+ * Per utterance: log-mel of the samples (the backend's log_mel) -> T mel frames -> conv chunks of 2*n_window (100) frames, the short tail chunk
  * zero-padded to 100 (a clip shorter than one chunk runs unpadded at its own width) ->
  * conv stem (3x [3x3 stride-2 conv + GELU]) -> channel-major flatten -> conv_out -> sinusoid
  * positions restarting at 0 in every chunk -> valid rows of all chunks packed (A rows).
@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "mel.h"
 #include "model.h"
-#include "tap.h"
 #include "util.h"
 
 /* Conv chunks per conv-stem call: bounds the im2col/activation memory of the stem. */
@@ -29,13 +29,24 @@ typedef struct {
     int item, first_chunk, n_chunks, rows, out_row; /* out_row: first row in the item's output */
 } window_t;
 
+/* One utterance's log-mel, [T][n_mels] on the backend. */
+typedef struct {
+    void *mel;
+    int frames; /* T */
+} enc_mel_t;
+
 typedef struct {
     chunk_t *chunks;
     window_t *windows;
     int n_chunks, n_windows;
 } enc_plan_t;
 
-static void plan_build(enc_plan_t *p, const model_config_t *c, const enc_item_t *items, int n)
+int model_audio_tokens(const model_t *m, int64_t n_samples)
+{
+    return config_audio_tokens(&m->cfg, (int)mel_frames(n_samples));
+}
+
+static void plan_build(enc_plan_t *p, const model_config_t *c, const enc_mel_t *items, int n)
 {
     const int C = config_conv_chunk(c), per_window = c->n_window_infer / C;
     int max_chunks = 0;
@@ -63,8 +74,8 @@ static void plan_build(enc_plan_t *p, const model_config_t *c, const enc_item_t 
 }
 
 /* Conv stem of chunks[0..N-1] (same utterance, same width) into X rows [dst, dst + valid);
- * returns its flop. */
-static double conv_stem(const model_t *m, const enc_item_t *item, const chunk_t *chunks, int N, void *X)
+ * adds its flop to *flop. 0, or -1 when scratch memory runs out. */
+static int conv_stem(const model_t *m, const enc_mel_t *item, const chunk_t *chunks, int N, void *X, double *flop)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
@@ -82,26 +93,33 @@ static double conv_stem(const model_t *m, const enc_item_t *item, const chunk_t 
     }
     const size_t mark = o->scratch_mark(be);
     void *in = o->scratch(be, (size_t)N * c->n_mels * W);
-    o->mel_chunks(be, in, item->mel, o->ints(be, start, N), o->ints(be, len, N), N, c->n_mels, W);
     void *c1 = o->scratch(be, (size_t)Cc * N * H1 * W1);
-    o->conv3x3s2_gelu(be, c1, in, e->conv1_w, e->conv1_b, 1, Cc, N, c->n_mels, W);
     void *c2 = o->scratch(be, (size_t)Cc * N * H2 * W2);
-    o->conv3x3s2_gelu(be, c2, c1, e->conv2_w, e->conv2_b, Cc, Cc, N, H1, W1);
     void *c3 = o->scratch(be, (size_t)Cc * N * H3 * W3);
-    o->conv3x3s2_gelu(be, c3, c2, e->conv3_w, e->conv3_b, Cc, Cc, N, H2, W2);
     void *flat = o->scratch(be, (size_t)N * W3 * Cc * H3);
-    o->conv_flatten(be, flat, c3, Cc, N, H3, W3);
     void *y = o->scratch(be, (size_t)N * W3 * D);
+    const int *d_start = o->ints(be, start, N), *d_len = o->ints(be, len, N), *d_idx = o->ints(be, idx, n_valid);
+    if (!in || !c1 || !c2 || !c3 || !flat || !y || !d_start || !d_len || !d_idx) {
+        o->scratch_release(be, mark);
+        return -1;
+    }
+    o->mel_chunks(be, in, item->mel, d_start, d_len, N, c->n_mels, W);
+    o->conv3x3s2_gelu(be, c1, in, e->conv1_w, e->conv1_b, 1, Cc, N, c->n_mels, W);
+    o->conv3x3s2_gelu(be, c2, c1, e->conv2_w, e->conv2_b, Cc, Cc, N, H1, W1);
+    o->conv3x3s2_gelu(be, c3, c2, e->conv3_w, e->conv3_b, Cc, Cc, N, H2, W2);
+    o->conv_flatten(be, flat, c3, Cc, N, H3, W3);
     o->matmul(be, y, flat, e->conv_out_w, NULL, N * W3, Cc * H3, D, 0);
     o->add_pos_emb(be, y, e->pos_emb, N * W3, W3, D);
-    o->gather_rows(be, X, y, o->ints(be, idx, n_valid), n_valid, D);
+    o->gather_rows(be, X, y, d_idx, n_valid, D);
     o->scratch_release(be, mark);
-    return 2.0 * 9 * N * Cc * (H1 * W1 + (double)Cc * (H2 * W2 + H3 * W3)) + 2.0 * N * W3 * Cc * H3 * D;
+    *flop += 2.0 * 9 * N * Cc * (H1 * W1 + (double)Cc * (H2 * W2 + H3 * W3)) + 2.0 * N * W3 * Cc * H3 * D;
+    return 0;
 }
 
-/* Returns its flop. */
-static double layers_and_head(const model_t *m, void *X, int rows, const int *win_start,
-                              const int *win_len, int n_win, void *out, tap_t *tap)
+/* Encoder layers and output projections of X [rows][D] into out [rows][Hd]; adds the flop to
+ * *flop. 0, or -1 when scratch memory runs out. */
+static int layers_and_head(const model_t *m, void *X, int rows, const int *win_start, const int *win_len,
+                           int n_win, void *out, double *flop, observer_t *ob)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
@@ -115,6 +133,10 @@ static double layers_and_head(const model_t *m, void *X, int rows, const int *wi
     void *att = o->scratch(be, (size_t)rows * D);
     void *f = o->scratch(be, (size_t)rows * F);
     const int *ws = o->ints(be, win_start, n_win), *wl = o->ints(be, win_len, n_win);
+    if (!h || !qkv || !att || !f || !ws || !wl) {
+        o->scratch_release(be, mark);
+        return -1;
+    }
     for (int i = 0; i < c->enc_layers; i++) {
         const enc_layer_t *l = &e->layers[i];
         o->layernorm(be, h, X, l->ln1_w, l->ln1_b, rows, D, eps);
@@ -125,10 +147,10 @@ static double layers_and_head(const model_t *m, void *X, int rows, const int *wi
         o->matmul(be, f, h, l->fc1_w, l->fc1_b, rows, D, F, 0);
         o->gelu(be, f, (size_t)rows * F);
         o->matmul(be, X, f, l->fc2_w, l->fc2_b, rows, F, D, 1);
-        if (tap) {
+        if (observe_tensors(ob)) {
             char name[32];
             snprintf(name, sizeof name, "enc_layer_%02d", i);
-            tap_tensor(tap, m->bk, name, X, rows, D);
+            observe_tensor(ob, name, X, rows, D);
         }
     }
     o->layernorm(be, h, X, e->ln_post_w, e->ln_post_b, rows, D, eps);
@@ -138,18 +160,18 @@ static double layers_and_head(const model_t *m, void *X, int rows, const int *wi
     o->scratch_release(be, mark);
     double attn = 0.0; /* q.k and p.v: 2 * L^2 * D each per window */
     for (int w = 0; w < n_win; w++) attn += 4.0 * win_len[w] * win_len[w] * D;
-    return c->enc_layers * (2.0 * rows * (4.0 * D * D + 2.0 * D * F) + attn) +
-           2.0 * rows * D * ((double)D + c->enc_out);
+    *flop += c->enc_layers * (2.0 * rows * (4.0 * D * D + 2.0 * D * F) + attn) + 2.0 * rows * D * ((double)D + c->enc_out);
+    return 0;
 }
 
-/* One pass over windows [w0, w1) of the plan. */
-static void encode_pass(const model_t *m, enc_item_t *items, const enc_plan_t *p, int w0, int w1,
-                        fwd_prof_t *prof, tap_t *tap)
+/* One pass over windows [w0, w1) of the plan. 0, or -1 when scratch memory runs out. */
+static int encode_pass(const model_t *m, const enc_item_t *items, const enc_mel_t *mels, const enc_plan_t *p,
+                       int w0, int w1, observer_t *ob)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
     const int D = m->cfg.enc_d, Hd = m->cfg.enc_out, n_win = w1 - w0;
-    int rows = 0;
+    int rows = 0, rc = -1;
     int *win_start = xmalloc(n_win * sizeof(int)), *win_len = xmalloc(n_win * sizeof(int));
     for (int w = w0; w < w1; w++) {
         win_start[w - w0] = rows;
@@ -159,45 +181,79 @@ static void encode_pass(const model_t *m, enc_item_t *items, const enc_plan_t *p
     const size_t mark = o->scratch_mark(be);
     void *X = o->scratch(be, (size_t)rows * D);
     void *out = o->scratch(be, (size_t)rows * Hd);
+    if (!X || !out) goto done;
     const int c0 = p->windows[w0].first_chunk;
     const int c1 = p->windows[w1 - 1].first_chunk + p->windows[w1 - 1].n_chunks;
     int dst = 0;
-    double t = prof_clock(m, prof), conv_flop = 0.0;
+    double flop = 0.0;
     for (int k = c0; k < c1;) { /* runs of chunks of one utterance, CONV_BATCH at a time */
         int n = 1, valid = p->chunks[k].valid;
         while (k + n < c1 && n < CONV_BATCH && p->chunks[k + n].item == p->chunks[k].item)
             valid += p->chunks[k + n++].valid;
-        conv_flop += conv_stem(m, &items[p->chunks[k].item], &p->chunks[k], n, act_offset(o, X, (size_t)dst * D));
+        if (conv_stem(m, &mels[p->chunks[k].item], &p->chunks[k], n, act_offset(o, X, (size_t)dst * D), &flop) != 0)
+            goto done;
         dst += valid;
         k += n;
     }
-    prof_add(m, prof, STAGE_CONV, &t, conv_flop);
-    tap_tensor(tap, m->bk, "enc_conv", X, rows, D);
-    const double layer_flop = layers_and_head(m, X, rows, win_start, win_len, n_win, out, tap);
-    prof_add(m, prof, STAGE_ENC_LAYERS, &t, layer_flop);
-    tap_tensor(tap, m->bk, "enc_out", out, rows, Hd);
+    observe_stage(ob, STAGE_CONV, flop);
+    observe_tensor(ob, "enc_conv", X, rows, D);
+    flop = 0.0;
+    if (layers_and_head(m, X, rows, win_start, win_len, n_win, out, &flop, ob) != 0) goto done;
+    observe_stage(ob, STAGE_ENC_LAYERS, flop);
+    observe_tensor(ob, "enc_out", out, rows, Hd);
     for (int w = w0; w < w1; w++) {
         const window_t *win = &p->windows[w];
         o->copy(be, act_offset(o, items[win->item].out, (size_t)win->out_row * Hd),
                 act_offset(o, out, (size_t)win_start[w - w0] * Hd), (size_t)win->rows * Hd);
     }
+    rc = 0;
+done:
     o->scratch_release(be, mark);
     free(win_start);
     free(win_len);
+    return rc;
 }
 
-void encoder_forward(const model_t *m, enc_item_t *items, int n, int max_rows, fwd_prof_t *prof,
-                     tap_t *tap)
+/* The log-mel of each item into its own buffer (freed by the caller). 0, or -1 when backend
+ * memory runs out. The dump is in the spec's layout, [n_mels][T]. */
+static int front_end(const model_t *m, const enc_item_t *items, int n, enc_mel_t *mels, observer_t *ob)
 {
-    enc_plan_t p;
-    plan_build(&p, &m->cfg, items, n);
+    const backend_ops_t *o = m->bk.ops;
+    backend_t *be = m->bk.be;
+    const int n_mels = m->cfg.n_mels;
+    for (int i = 0; i < n; i++) {
+        QASR_ASSERT(items[i].n_samples >= MEL_MIN_SAMPLES); /* callers reject shorter audio */
+        mels[i].frames = (int)mel_frames(items[i].n_samples);
+        if (!(mels[i].mel = o->buf_alloc(be, (size_t)mels[i].frames * n_mels))) return -1;
+        o->log_mel(be, mels[i].mel, items[i].samples, items[i].n_samples, n_mels);
+        if (observe_tensors(ob)) ob->tensor(ob, "mel", mels[i].mel, mels[i].frames, n_mels, DUMP_TRANSPOSED);
+    }
+    return 0;
+}
+
+int encoder_forward(const model_t *m, const enc_item_t *items, int n, int max_rows, observer_t *ob)
+{
+    const backend_ops_t *o = m->bk.ops;
+    enc_mel_t *mels = xcalloc(n, sizeof *mels);
+    enc_plan_t p = { 0 };
+    int rc = -1;
+    observe_begin(ob);
+    if (front_end(m, items, n, mels, ob) != 0) goto done;
+    observe_stage(ob, STAGE_MEL, 0.0);
+    plan_build(&p, &m->cfg, mels, n);
     for (int w0 = 0; w0 < p.n_windows;) {
         int w1 = w0 + 1, rows = p.windows[w0].rows;
         while (w1 < p.n_windows && (max_rows <= 0 || rows + p.windows[w1].rows <= max_rows))
             rows += p.windows[w1++].rows;
-        encode_pass(m, items, &p, w0, w1, prof, tap);
+        if (encode_pass(m, items, mels, &p, w0, w1, ob) != 0) goto done;
         w0 = w1;
     }
+    rc = 0;
+done:
+    for (int i = 0; i < n; i++)
+        if (mels[i].mel) o->buf_free(m->bk.be, mels[i].mel);
+    free(mels);
     free(p.chunks);
     free(p.windows);
+    return backend_check(&m->bk) != 0 ? -1 : rc; /* an op that could not run, a failed device */
 }

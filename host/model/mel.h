@@ -9,9 +9,12 @@
 
 #include <stdint.h>
 
+#include "audio.h" /* QASR_SAMPLE_RATE */
+
 #define QASR_N_FFT 400
-#define QASR_HOP 160
+#define QASR_HOP 160 /* samples per mel frame: 10 ms at QASR_SAMPLE_RATE */
 #define QASR_N_FREQ (QASR_N_FFT / 2 + 1)
+#define MEL_MIN_SAMPLES (QASR_N_FFT / 2 + 1) /* reflect padding by n_fft / 2 needs this many */
 
 typedef struct mel mel_t;
 
@@ -20,10 +23,10 @@ typedef struct mel mel_t;
 mel_t *mel_init(int n_mels);
 void mel_free(mel_t *m);
 
-/* Frames for n samples: n / 160 (0 when n < 201: reflect padding needs n >= 201). */
+/* Frames for n samples: n / QASR_HOP (0 when n < MEL_MIN_SAMPLES). */
 int64_t mel_frames(int64_t n_samples);
 
-/* out: [n_mels][mel_frames(n)]. Returns 0, or -1 + qasr_fail() if n < 201 (too short). */
+/* out: [n_mels][mel_frames(n)]. Returns 0, or -1 + qasr_fail() if n < MEL_MIN_SAMPLES. */
 int mel_compute(const mel_t *m, const float *x, int64_t n, float *out);
 
 /* The filterbank as float32 [QASR_N_FREQ][n_mels] (row k = FFT bin k), owned by m. */

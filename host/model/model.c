@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mel.h"
 #include "model.h"
 #include "safetensors.h"
 #include "util.h"
@@ -49,7 +50,7 @@ static const st_tensor_t *find_checked(loader_t *L, const char *name, int ndim, 
 }
 
 /* Upload tensor `name` into dst at element offset off after checking its shape. */
-static void put(loader_t *L, void *dst, size_t off, const char *name, int ndim, const int64_t *shape)
+static void put(loader_t *L, weight_t *dst, size_t off, const char *name, int ndim, const int64_t *shape)
 {
     const st_tensor_t *t = find_checked(L, name, ndim, shape);
     if (!t) return;
@@ -85,13 +86,23 @@ static dtype_t src_dtype(const loader_t *L, int n, const char *const *names)
 }
 
 /* Matrix w [N][K] is loaded: the backend may pack it now, before any activation exists. */
-static void matrix_ready(loader_t *L, const void *w, int64_t N, int64_t K)
+static void matrix_ready(loader_t *L, weight_t *w, int64_t N, int64_t K)
 {
-    if (L->upload && !L->failed && L->bk.ops->matrix_ready) L->bk.ops->matrix_ready(L->bk.be, w, (int)N, (int)K);
+    if (L->upload && !L->failed && L->bk.ops->matrix_ready && L->bk.ops->matrix_ready(L->bk.be, w, (int)N, (int)K) != 0)
+        L->failed = -1;
+}
+
+/* A weight of n elements; NULL (and L->failed) when the backend has no memory for it. */
+static weight_t *alloc_weight(loader_t *L, size_t n, weight_kind_t kind, dtype_t src)
+{
+    if (L->failed) return NULL;
+    weight_t *w = L->bk.ops->weight_alloc(L->bk.be, n, kind, src);
+    if (!w) L->failed = -1;
+    return w;
 }
 
 /* Allocate and load one tensor. Names are printf formats with one layer index at most. */
-static void *get(loader_t *L, weight_kind_t kind, int ndim, const int64_t *shape, const char *fmt, ...)
+static weight_t *get(loader_t *L, weight_kind_t kind, int ndim, const int64_t *shape, const char *fmt, ...)
 {
     char name[256];
     const char *names[1] = { name };
@@ -99,7 +110,7 @@ static void *get(loader_t *L, weight_kind_t kind, int ndim, const int64_t *shape
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    void *w = L->bk.ops->weight_alloc(L->bk.be, numel(ndim, shape), kind, src_dtype(L, 1, names));
+    weight_t *w = alloc_weight(L, numel(ndim, shape), kind, src_dtype(L, 1, names));
     put(L, w, 0, name, ndim, shape);
     if (kind == WEIGHT_MATRIX) matrix_ready(L, w, shape[0], shape[1]);
     return w;
@@ -108,10 +119,10 @@ static void *get(loader_t *L, weight_kind_t kind, int ndim, const int64_t *shape
 /* The embedding table: the checkpoint's bytes used in place where the backend can (only the rows
  * of tokens in use are ever read, so only their pages become resident: ~300 MB less for 0.6B),
  * else a copy. The checkpoint then stays mapped while the model lives. */
-static void *get_table(loader_t *L, int ndim, const int64_t *shape, const char *name)
+static weight_t *get_table(loader_t *L, int ndim, const int64_t *shape, const char *name)
 {
     const st_tensor_t *t = L->upload && L->bk.ops->weight_map ? find_checked(L, name, ndim, shape) : NULL;
-    void *w = t ? L->bk.ops->weight_map(L->bk.be, t->data, (size_t)t->numel, WEIGHT_TABLE, t->dtype) : NULL;
+    weight_t *w = t ? L->bk.ops->weight_map(L->bk.be, t->data, (size_t)t->numel, WEIGHT_TABLE, t->dtype) : NULL;
     if (!w) return get(L, WEIGHT_TABLE, ndim, shape, "%s", name);
     L->mapped = 1;
     L->n_params += (size_t)t->numel;
@@ -120,12 +131,12 @@ static void *get_table(loader_t *L, int ndim, const int64_t *shape, const char *
 
 /* Allocate one matrix of rows_0 + rows_1 + ... rows and load the named tensors into it in order
  * (cols == 0: vectors). */
-static void *get_fused(loader_t *L, weight_kind_t kind, int n, const int64_t *rows, int64_t cols,
-                       const char *const *names)
+static weight_t *get_fused(loader_t *L, weight_kind_t kind, int n, const int64_t *rows, int64_t cols,
+                           const char *const *names)
 {
     size_t total = 0;
     for (int i = 0; i < n; i++) total += (size_t)rows[i] * (cols > 0 ? cols : 1);
-    void *w = L->bk.ops->weight_alloc(L->bk.be, total, kind, src_dtype(L, n, names));
+    weight_t *w = alloc_weight(L, total, kind, src_dtype(L, n, names));
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         if (cols > 0)
@@ -142,7 +153,7 @@ static void *get_fused(loader_t *L, weight_kind_t kind, int n, const int64_t *ro
 
 /* Sinusoid position table of spec 5.4 (rows 0 .. n-1, sin block then cos block), in float32
  * as the reference computes it. */
-static void *make_pos_emb(loader_t *L, int n, int D)
+static weight_t *make_pos_emb(loader_t *L, int n, int D)
 {
     const int half = D / 2;
     const float inc = (float)(log(10000.0) / (half - 1));
@@ -153,8 +164,8 @@ static void *make_pos_emb(loader_t *L, int n, int D)
             pe[p * D + i] = sinf(a);
             pe[p * D + half + i] = cosf(a);
         }
-    void *w = L->bk.ops->weight_alloc(L->bk.be, (size_t)n * D, WEIGHT_PARAM, DTYPE_F32);
-    if (L->upload) L->bk.ops->weight_upload(L->bk.be, w, 0, pe, DTYPE_F32, (size_t)n * D);
+    weight_t *w = alloc_weight(L, (size_t)n * D, WEIGHT_PARAM, DTYPE_F32);
+    if (w && L->upload) L->bk.ops->weight_upload(L->bk.be, w, 0, pe, DTYPE_F32, (size_t)n * D);
     free(pe);
     return w;
 }
@@ -202,8 +213,9 @@ static void load_encoder(loader_t *L, const model_config_t *c, encoder_weights_t
 
 static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t *d, int *tied)
 {
-    const int64_t Hd = c->dec_hidden, Dh = c->dec_head_dim, Hq = c->dec_heads * Dh,
-                  Hkv = c->dec_kv_heads * Dh, I = c->dec_inter, V = c->vocab;
+    /* Wq, Wkv: widths of the query and key/value projections (heads x head dim) */
+    const int64_t Hd = c->dec_hidden, Dh = c->dec_head_dim, Wq = c->dec_heads * Dh,
+                  Wkv = c->dec_kv_heads * Dh, I = c->dec_inter, V = c->vocab;
     const char *p = "thinker.model.";
     d->embed = get_table(L, SHAPE(V, Hd), "thinker.model.embed_tokens.weight");
     d->layers = xcalloc(c->dec_layers, sizeof *d->layers);
@@ -214,10 +226,10 @@ static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t
         const char *proj[3] = { "q_proj", "k_proj", "v_proj" };
         l->in_norm = get(L, WEIGHT_PARAM, SHAPE(Hd), "%slayers.%d.input_layernorm.weight", p, i);
         for (int k = 0; k < 3; k++) snprintf(n[k], sizeof n[k], "%slayers.%d.self_attn.%s.weight", p, i, proj[k]);
-        l->wqkv = get_fused(L, WEIGHT_MATRIX, 3, (int64_t[]){ Hq, Hkv, Hkv }, Hd, names);
+        l->wqkv = get_fused(L, WEIGHT_MATRIX, 3, (int64_t[]){ Wq, Wkv, Wkv }, Hd, names);
         l->q_norm = get(L, WEIGHT_PARAM, SHAPE(Dh), "%slayers.%d.self_attn.q_norm.weight", p, i);
         l->k_norm = get(L, WEIGHT_PARAM, SHAPE(Dh), "%slayers.%d.self_attn.k_norm.weight", p, i);
-        l->wo = get(L, WEIGHT_MATRIX, SHAPE(Hd, Hq), "%slayers.%d.self_attn.o_proj.weight", p, i);
+        l->wo = get(L, WEIGHT_MATRIX, SHAPE(Hd, Wq), "%slayers.%d.self_attn.o_proj.weight", p, i);
         l->post_norm = get(L, WEIGHT_PARAM, SHAPE(Hd), "%slayers.%d.post_attention_layernorm.weight", p, i);
         snprintf(n[0], sizeof n[0], "%slayers.%d.mlp.gate_proj.weight", p, i);
         snprintf(n[1], sizeof n[1], "%slayers.%d.mlp.up_proj.weight", p, i);

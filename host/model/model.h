@@ -11,46 +11,49 @@
 #ifndef QASR_MODEL_H
 #define QASR_MODEL_H
 
+#include <stdint.h>
+
 #include "backend.h"
 #include "config.h"
-#include "util.h"
+#include "observer.h"
+#include "safetensors.h"
 
 typedef struct {
-    void *ln1_w, *ln1_b;   /* [D] self_attn_layer_norm */
-    void *wqkv, *bqkv;     /* [3D][D], [3D] */
-    void *wo, *bo;         /* [D][D], [D] out_proj */
-    void *ln2_w, *ln2_b;   /* [D] final_layer_norm */
-    void *fc1_w, *fc1_b;   /* [F][D], [F] */
-    void *fc2_w, *fc2_b;   /* [D][F], [D] */
+    weight_t *ln1_w, *ln1_b;   /* [D] self_attn_layer_norm */
+    weight_t *wqkv, *bqkv;     /* [3D][D], [3D] */
+    weight_t *wo, *bo;         /* [D][D], [D] out_proj */
+    weight_t *ln2_w, *ln2_b;   /* [D] final_layer_norm */
+    weight_t *fc1_w, *fc1_b;   /* [F][D], [F] */
+    weight_t *fc2_w, *fc2_b;   /* [D][F], [D] */
 } enc_layer_t;
 
 typedef struct {
-    void *conv1_w, *conv1_b; /* [C][1][3][3], [C] */
-    void *conv2_w, *conv2_b; /* [C][C][3][3], [C] */
-    void *conv3_w, *conv3_b; /* [C][C][3][3], [C] */
-    void *conv_out_w;        /* [D][C*Fq] */
-    void *pos_emb;           /* [tokens_per_chunk][D] sinusoids (computed, not stored) */
+    weight_t *conv1_w, *conv1_b; /* [C][1][3][3], [C] */
+    weight_t *conv2_w, *conv2_b; /* [C][C][3][3], [C] */
+    weight_t *conv3_w, *conv3_b; /* [C][C][3][3], [C] */
+    weight_t *conv_out_w;        /* [D][C*Fq] */
+    weight_t *pos_emb;           /* [tokens_per_chunk][D] sinusoids (computed, not stored) */
     enc_layer_t *layers;
-    void *ln_post_w, *ln_post_b; /* [D] */
-    void *proj1_w, *proj1_b;     /* [D][D], [D] */
-    void *proj2_w, *proj2_b;     /* [Hd][D], [Hd] */
+    weight_t *ln_post_w, *ln_post_b; /* [D] */
+    weight_t *proj1_w, *proj1_b;     /* [D][D], [D] */
+    weight_t *proj2_w, *proj2_b;     /* [Hd][D], [Hd] */
 } encoder_weights_t;
 
 typedef struct {
-    void *in_norm;         /* [Hd] input_layernorm */
-    void *wqkv;            /* [(Hq + 2 Hkv) Dh][Hd] */
-    void *q_norm, *k_norm; /* [Dh] */
-    void *wo;              /* [Hd][Hq Dh] */
-    void *post_norm;       /* [Hd] post_attention_layernorm */
-    void *w_gate_up;       /* [2I][Hd] */
-    void *w_down;          /* [Hd][I] */
+    weight_t *in_norm;         /* [Hd] input_layernorm */
+    weight_t *wqkv;            /* [(Hq + 2 Hkv) Dh][Hd] */
+    weight_t *q_norm, *k_norm; /* [Dh] */
+    weight_t *wo;              /* [Hd][Hq Dh] */
+    weight_t *post_norm;       /* [Hd] post_attention_layernorm */
+    weight_t *w_gate_up;       /* [2I][Hd] */
+    weight_t *w_down;          /* [Hd][I] */
 } dec_layer_t;
 
 typedef struct {
-    void *embed;           /* [V][Hd] */
+    weight_t *embed;           /* [V][Hd] */
     dec_layer_t *layers;
-    void *norm;            /* [Hd] */
-    void *lm_head;         /* [V][Hd]; == embed when the checkpoint has no separate head */
+    weight_t *norm;            /* [Hd] */
+    weight_t *lm_head;         /* [V][Hd]; == embed when the checkpoint has no separate head */
 } decoder_weights_t;
 
 typedef struct {
@@ -65,60 +68,27 @@ typedef struct {
 
 /* Load config.json and every tensor of the checkpoint in dir onto the backend.
  * -1 + qasr_fail() naming the file/tensor on any problem. upload 0: allocate every weight and
- * check every tensor's header, but read no data (backend_broadcast_weights fills them). */
+ * check every tensor's header, but read no data (the backend's broadcast_weights fills them). */
 int model_load(model_t *m, const char *dir, backend_ref_t bk, int upload);
 void model_free(model_t *m);
 
-/* ---- optional tensor dumps for the reference comparison (see tap.h) ---- */
-typedef struct tap tap_t;
-
-/* ---- optional stage timing ---- */
-/* Seconds and floating-point operations (matrix products and attention, 2 per multiply-add)
- * of one stage. A forward call given a fwd_prof_t syncs the backend at its stage edges, so
- * the times are true on asynchronous devices too (at the cost of those syncs). */
-typedef enum {
-    STAGE_CONV,       /* conv stem, flatten, conv_out, positions */
-    STAGE_ENC_LAYERS, /* encoder layers and output projections */
-    STAGE_DEC_LAYERS, /* embeddings and decoder layers */
-    STAGE_LM_HEAD,    /* final norm, LM head, argmax */
-    N_FWD_STAGES
-} fwd_stage_t;
-
-typedef struct {
-    double seconds[N_FWD_STAGES], flop[N_FWD_STAGES];
-} fwd_prof_t;
-
-/* Now, once the backend has finished its queued work; 0 (and no sync) when p is NULL. */
-static inline double prof_clock(const model_t *m, const fwd_prof_t *p)
-{
-    if (!p) return 0.0;
-    m->bk.ops->sync(m->bk.be);
-    return now_seconds();
-}
-
-/* Charge the time since *t (a prof_clock value) and flop to stage s; *t moves to now. */
-static inline void prof_add(const model_t *m, fwd_prof_t *p, fwd_stage_t s, double *t, double flop)
-{
-    if (!p) return;
-    const double now = prof_clock(m, p);
-    p->seconds[s] += now - *t;
-    p->flop[s] += flop;
-    *t = now;
-}
-
 /* ---- encoder (encoder.c) ---- */
 
-/* Audio of one utterance on its way through the encoder. */
+/* One utterance on its way through the front end and the encoder. */
 typedef struct {
-    const void *mel;   /* [T][n_mels] from ops->log_mel */
-    int frames;        /* T */
-    void *out;         /* [A][Hd] audio embeddings, A = config_audio_tokens(T); caller allocates */
+    const float *samples; /* 16 kHz mono, at least MEL_MIN_SAMPLES */
+    int64_t n_samples;
+    void *out;            /* [A][Hd] audio embeddings, A = model_audio_tokens(m, n_samples);
+                           * the caller allocates (buf_alloc) */
 } enc_item_t;
 
-/* Encode n utterances together (all their conv chunks and attention windows batched).
- * max_rows bounds the rows of one pass (memory); 0 = everything in one pass. */
-void encoder_forward(const model_t *m, enc_item_t *items, int n, int max_rows, fwd_prof_t *prof,
-                     tap_t *tap);
+/* Audio embeddings of n_samples of audio: the encoder's output rows (A). */
+int model_audio_tokens(const model_t *m, int64_t n_samples);
+
+/* Log-mel and encoder for n utterances together (all their conv chunks and attention windows
+ * batched). max_rows bounds the rows of one pass (memory); 0 = everything in one pass.
+ * 0, or -1 + qasr_fail() when backend memory runs out or the device fails. */
+int encoder_forward(const model_t *m, const enc_item_t *items, int n, int max_rows, observer_t *ob);
 
 /* ---- decoder (decoder.c) ---- */
 
@@ -145,11 +115,12 @@ typedef struct {
     int n_audio;
     const int *out_rows;      /* [n_out] rows whose next token is wanted */
     int n_out;
+    int prefill;              /* the step has prompt rows (its layers are the prefill stage) */
 } dec_batch_t;
 
-/* Run the step; writes the greedy next token of each out row to h_next[n_out], and, when
- * h_logits is not NULL, the out rows' logits to h_logits[n_out][V] (for comparisons). */
-void decoder_forward(const model_t *m, void *kv, const dec_batch_t *b, int *h_next,
-                     float *h_logits, fwd_prof_t *prof, tap_t *tap);
+/* Run the step; writes the greedy next token of each out row to h_next[n_out] (their logits go
+ * to the observer as "logits" [n_out][V]). 0, or -1 + qasr_fail() when backend memory runs out
+ * or the device fails (h_next is then undefined). */
+int decoder_forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int *h_next, observer_t *ob);
 
 #endif

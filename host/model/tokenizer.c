@@ -4,13 +4,14 @@
  * The behaviour follows the HF "fast" tokenizer that the official processor loads. */
 #include "tokenizer.h"
 
-#include "util.h"
-
 #include <cJSON.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
+
+#include "utf8.h"
+#include "util.h"
 
 /* The id -> string table is dense, so ids are bounded to keep a bad file from allocating GBs. */
 #define MAX_TOKEN_ID (1 << 24)
@@ -130,41 +131,6 @@ static int merge_find(const merge_map_t *m, int a, int b)
 {
     uint32_t h = pair_slot(m, a, b);
     return m->key[h] == PAIR_EMPTY ? -1 : (int)h;
-}
-
-/* ---- UTF-8 ---- */
-
-/* Length of the UTF-8 sequence at s (n > 0 bytes available). *valid = 0 when it is invalid; the
- * length is then that of the maximal invalid subpart, which is what Python's errors="replace" and
- * Rust's from_utf8_lossy turn into one U+FFFD. */
-static size_t utf8_scan(const unsigned char *s, size_t n, int *valid)
-{
-    unsigned char b = s[0], lo = 0x80, hi = 0xBF;
-    size_t need;
-    *valid = 0;
-    if (b < 0x80) {
-        *valid = 1;
-        return 1;
-    } else if (b >= 0xC2 && b <= 0xDF) {
-        need = 1;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-        need = 2;
-        if (b == 0xE0) lo = 0xA0; /* overlong */
-        if (b == 0xED) hi = 0x9F; /* surrogates */
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 3;
-        if (b == 0xF0) lo = 0x90; /* overlong */
-        if (b == 0xF4) hi = 0x8F; /* above U+10FFFF */
-    } else {
-        return 1;
-    }
-    for (size_t k = 1; k <= need; k++) {
-        if (k >= n || s[k] < lo || s[k] > hi) return k;
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    *valid = 1;
-    return need + 1;
 }
 
 /* ---- loading ---- */
@@ -337,10 +303,10 @@ static int map_bytes(tokenizer_t *t, const char *vocab_path)
     for (int b = 0; b < 256; b++) {
         int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
         int c = printable ? b : 256 + extra++;
-        utf8proc_uint8_t s[4];
-        utf8proc_ssize_t n = utf8proc_encode_char(c, s);
+        char s[4];
+        const int n = utf8_encode((uint32_t)c, s);
         t->char_byte[c] = b;
-        t->byte_id[b] = str_map_find(t, (const char *)s, (size_t)n);
+        t->byte_id[b] = str_map_find(t, s, (size_t)n);
         if (t->byte_id[b] < 0)
             return qasr_fail("%s: no token for byte 0x%02x (byte-level character \"%.*s\")", vocab_path,
                              b, (int)n, (const char *)s);
@@ -566,10 +532,8 @@ static void encode_segment(const tokenizer_t *t, const char *s, size_t len, ids_
     size_t *off = xmalloc(sizeof(size_t) * ((size_t)n + 1));
     size_t n_cp = 0;
     for (utf8proc_ssize_t i = 0; i < n;) {
-        utf8proc_int32_t c;
         off[n_cp] = (size_t)i;
-        i += utf8proc_iterate(nfc + i, n - i, &c);
-        cp[n_cp++] = (uint32_t)c;
+        i += utf8_decode((const char *)nfc + i, (size_t)(n - i), &cp[n_cp++]); /* NFC output: valid */
     }
     off[n_cp] = (size_t)n;
     bpe_work_t w = { .id = xmalloc(sizeof(int) * (size_t)n), .prev = xmalloc(sizeof(int) * (size_t)n),
@@ -612,10 +576,11 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, int **ids)
 {
     size_t n = strlen(text);
     *ids = NULL;
-    for (size_t i = 0, k; i < n; i += k) {
-        int valid;
-        k = utf8_scan((const unsigned char *)text + i, n - i, &valid);
-        if (!valid) return qasr_fail("cannot encode text: invalid UTF-8 at byte %zu", i);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        const int k = utf8_decode(text + i, n - i, &cp);
+        if (k < 0) return qasr_fail("cannot encode text: invalid UTF-8 at byte %zu", i);
+        i += (size_t)k;
     }
     ids_t out = { 0 };
     size_t seg = 0;
@@ -643,8 +608,8 @@ static void put_token_bytes(const tokenizer_t *t, const char *s, buf_t *b)
 {
     size_t start = b->n, len = strlen(s);
     for (size_t i = 0; i < len;) {
-        utf8proc_int32_t c;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &c);
+        uint32_t c;
+        const int k = utf8_decode(s + i, len - i, &c);
         if (k < 0 || c >= N_BYTE_CHARS || t->char_byte[c] < 0) {
             b->n = start;
             buf_put(b, s, len);
@@ -665,11 +630,12 @@ char *tokenizer_decode(const tokenizer_t *t, const int *ids, int n, int skip_spe
         if (skip_special && (t->id_flags[id] & TOK_SPECIAL)) continue;
         put_token_bytes(t, t->id_str[id], &bytes);
     }
-    for (size_t i = 0, k; i < bytes.n; i += k) {
-        int valid;
-        k = utf8_scan((const unsigned char *)bytes.p + i, bytes.n - i, &valid);
-        if (!valid) buf_put(&text, "\xEF\xBF\xBD", 3);
-        else if (bytes.p[i] != '\0') buf_put(&text, bytes.p + i, k); /* NUL would cut the string */
+    for (size_t i = 0; i < bytes.n;) {
+        uint32_t cp;
+        const int k = utf8_decode(bytes.p + i, bytes.n - i, &cp);
+        if (k < 0) buf_put(&text, "\xEF\xBF\xBD", 3); /* the maximal invalid subpart: one U+FFFD */
+        else if (cp != 0) buf_put(&text, bytes.p + i, (size_t)k); /* NUL would cut the string */
+        i += (size_t)(k < 0 ? -k : k);
     }
     buf_put(&text, "", 0);
     text.p[text.n] = '\0';

@@ -3,12 +3,12 @@
  * count code points, and strip()/splitlines() use Python's Unicode whitespace and line breaks. */
 #include "transcript.h"
 
-#include "util.h"
-
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
+
+#include "utf8.h"
+#include "util.h"
 
 #define REPEAT_THRESHOLD 20 /* official default */
 #define MAX_PATTERN_LEN 20  /* official fix_pattern_repeats max_len */
@@ -22,13 +22,13 @@ static uint32_t *to_code_points(const char *s, size_t *n_out)
     size_t len = strlen(s), n = 0;
     uint32_t *c = xmalloc(sizeof(uint32_t) * (len + 1));
     for (size_t i = 0; i < len;) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
+        uint32_t cp;
+        int k = utf8_decode(s + i, len - i, &cp);
         if (k < 0) {
             cp = 0xDC00 + (unsigned char)s[i];
             k = 1;
         }
-        c[n++] = (uint32_t)cp;
+        c[n++] = cp;
         i += (size_t)k;
     }
     *n_out = n;
@@ -40,7 +40,7 @@ static char *from_code_points(const uint32_t *c, size_t n)
     char *s = xmalloc(4 * n + 1), *p = s;
     for (size_t i = 0; i < n; i++) {
         if (c[i] >= 0xDC80 && c[i] <= 0xDCFF) *p++ = (char)(c[i] - 0xDC00);
-        else p += utf8proc_encode_char((utf8proc_int32_t)c[i], (utf8proc_uint8_t *)p);
+        else p += utf8_encode(c[i], p);
     }
     *p = '\0';
     return s;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "backend_cpu.h"
 #include "util.h"
 #include "../test.h"
 
@@ -44,6 +45,16 @@ static inline float *rand_bf16(size_t n, float lo, float hi)
     float *h = ref.ops->scratch(ref.be, n);
     for (size_t i = 0; i < n; i++) h[i] = bf16r(frand(lo, hi));
     return h;
+}
+
+/* h [n] (fp32) as a weight of the CPU backend, for its ops that take weights (kept until the
+ * backend is destroyed) */
+static inline weight_t *ref_weight(const float *h, size_t n)
+{
+    weight_t *w = ref.ops->weight_alloc(ref.be, n, WEIGHT_PARAM, DTYPE_F32);
+    CHECK(w != NULL);
+    ref.ops->weight_upload(ref.be, w, 0, h, DTYPE_F32, n);
+    return w;
 }
 
 /* ---------------- device memory ---------------- */

@@ -1,5 +1,5 @@
 /* Attention kernels (window_attention.cu, qk_norm_rope.cu, kv_store.cu, paged_attention.cu), run
- * on the CUDA emulation, against the CPU backend's ops (host/backend_cpu.c, cpu_attention.c) on
+ * on the CUDA emulation, against the CPU backend's ops (host/cpu/backend_cpu.c, cpu_attention.c) on
  * identical bf16-valued inputs; paged attention also against a dense attention in double over
  * keys gathered from the pages (STYLE.md section 6).
  *
@@ -140,7 +140,7 @@ static void rope_case(int rows, int H, int Hkv, int Dh)
     float *bound = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
     memcpy(cpu, qkv, n * sizeof *cpu);
     memcpy(model, qkv, n * sizeof *model);
-    ref.ops->qk_norm_rope(ref.be, cpu, qw, kw, pos, rows, H, Hkv, Dh, eps, theta);
+    ref.ops->qk_norm_rope(ref.be, cpu, ref_weight(qw, Dh), ref_weight(kw, Dh), pos, rows, H, Hkv, Dh, eps, theta);
     rope_model(model, qw, kw, pos, rows, H, Hkv, Dh, eps, theta, bound);
 
     bf16_t *dqkv = to_dev(qkv, n, 0), *dqw = to_dev(qw, Dh, 0), *dkw = to_dev(kw, Dh, 0);
@@ -197,9 +197,9 @@ static size_t layer_elems(const kv_geom_t *g)
 }
 
 /* A CPU cache (all layers NaN) and the device copy of its layer `layer`. */
-static cpu_kv_t *cpu_cache(const kv_geom_t *g)
+static kv_cache_t *cpu_cache(const kv_geom_t *g)
 {
-    cpu_kv_t *kv = ref.ops->kv_alloc(ref.be, g);
+    kv_cache_t *kv = ref.ops->kv_alloc(ref.be, g);
     QASR_ASSERT(kv);
     const size_t n = layer_elems(g) * g->n_layers;
     QASR_ASSERT(!kv->bf16); /* the reference backend is fp32 */
@@ -207,7 +207,7 @@ static cpu_kv_t *cpu_cache(const kv_geom_t *g)
     return kv;
 }
 
-static bf16_t *dev_layer(const cpu_kv_t *kv, int layer)
+static bf16_t *dev_layer(const kv_cache_t *kv, int layer)
 {
     const size_t n = layer_elems(&kv->g);
     return to_dev((const float *)kv->data + n * layer, n, 0);
@@ -218,7 +218,7 @@ static void kv_store_case(int rows, int H, int Hkv, int Dh, int P, int n_pages)
     const size_t mark = ref.ops->scratch_mark(ref.be);
     const kv_geom_t g = {2, n_pages, P, Hkv, Dh};
     const int stride = (H + 2 * Hkv) * Dh, layer = 1;
-    cpu_kv_t *kv = cpu_cache(&g);
+    kv_cache_t *kv = cpu_cache(&g);
     bf16_t *dkv = dev_layer(kv, layer);
     float *qkv = rand_bf16((size_t)rows * stride, -2.0f, 2.0f);
     int *perm = permutation(n_pages * P); /* distinct random slots */
@@ -272,7 +272,7 @@ typedef struct {
 } paged_case_t;
 
 /* out [n_rows][H*Dh] in double: softmax(q k^T scale) v over keys gathered from the pages */
-static void dense_attention(double *out, const float *q, int q_stride, const cpu_kv_t *kv, int layer,
+static void dense_attention(double *out, const float *q, int q_stride, const kv_cache_t *kv, int layer,
                             const paged_attn_t *p)
 {
     const int H = p->n_heads, Dh = p->head_dim, G = H / p->n_kv_heads, P = kv->g.page_size;
@@ -325,7 +325,7 @@ static void paged_case(const paged_case_t *c)
     }
     const kv_geom_t g = {2, 2 * used + 3, P, Hkv, Dh};
     int *perm = permutation(g.n_pages), *bt = xmalloc((size_t)n_seqs * max_blocks * sizeof *bt), next = 0;
-    cpu_kv_t *kv = cpu_cache(&g);
+    kv_cache_t *kv = cpu_cache(&g);
     const size_t lay = layer_elems(&g), page = (size_t)P * Dh;
     for (int s = 0; s < n_seqs; s++)
         for (int b = 0; b < max_blocks; b++) {
@@ -361,7 +361,7 @@ static void paged_case(const paged_case_t *c)
     float *work = NULL;
     size_t work_bytes = 0;
     if (c->use_work) {
-        work_bytes = cuda_paged_attention_work_bytes(H, Hkv, Dh);
+        CHECK_INT_EQ(cuda_paged_attention_work_bytes(H, Hkv, Dh, &work_bytes), cudaSuccess);
         CHECK_INT_EQ(cudaMalloc((void **)&work, work_bytes), cudaSuccess);
         CHECK_INT_EQ(cudaMemset(work, 0xff, work_bytes), cudaSuccess);
     }

@@ -1,5 +1,5 @@
 /* Front-end kernels (mel.cu, conv.cu), run on the CUDA emulation, against the CPU backend's ops
- * (host/backend_cpu.c, host/mel.c) on identical inputs.
+ * (host/cpu/backend_cpu.c, host/model/mel.c) on identical inputs.
  *
  * The mel kernels are tested as the pipeline the CUDA backend runs: frames (in fixed batches,
  * so t0 > 0 and a partial last batch occur) -> cuFFT R2C -> power -> fp32 GEMM with mel.c's
@@ -183,7 +183,8 @@ static void conv_case(int Cin, int Cout, int N, int Hin, int Win)
     float *b = rand_bf16(Cout, -0.5f, 0.5f);
     float *want = ref.ops->scratch(ref.be, (size_t)Cout * NP), *got = ref.ops->scratch(ref.be, (size_t)Cout * NP);
     float *col_want = ref.ops->scratch(ref.be, (size_t)K * NP), *col_got = ref.ops->scratch(ref.be, (size_t)K * NP);
-    ref.ops->conv3x3s2_gelu(ref.be, want, x, w, b, Cin, Cout, N, Hin, Win);
+    ref.ops->conv3x3s2_gelu(ref.be, want, x, ref_weight(w, (size_t)Cout * K), ref_weight(b, Cout), Cin, Cout, N, Hin,
+                            Win);
     im2col_ref(col_want, x, Cin, N, Hin, Win);
 
     bf16_t *d_x = to_dev(x, (size_t)Cin * N * Hin * Win, 0), *d_w = to_dev(w, (size_t)Cout * K, 0);
@@ -257,7 +258,7 @@ static void add_pos_emb_case(int rows, int period, int D, size_t offset)
     float *x = rand_bf16(m, -3.0f, 3.0f), *pe = rand_bf16((size_t)period * D, -1.0f, 1.0f);
     float *want = ref.ops->scratch(ref.be, m), *got = ref.ops->scratch(ref.be, m);
     memcpy(want, x, m * sizeof *x);
-    ref.ops->add_pos_emb(ref.be, want, pe, rows, period, D);
+    ref.ops->add_pos_emb(ref.be, want, ref_weight(pe, (size_t)period * D), rows, period, D);
     bf16_t *d_x = to_dev(x, m, offset), *d_pe = to_dev(pe, (size_t)period * D, offset);
     CHECK_INT_EQ(cuda_add_pos_emb(d_x, d_pe, rows, period, D, stream), cudaSuccess);
     from_dev(got, d_x, m);

@@ -1,5 +1,5 @@
 /* Row and element-wise kernels (norm.cu, act.cu, rows.cu), run on the CUDA emulation, against
- * the CPU backend's ops (host/backend_cpu.c) on identical bf16-valued inputs.
+ * the CPU backend's ops (host/cpu/backend_cpu.c) on identical bf16-valued inputs.
  *
  * Tolerances: the CPU reference is fp32 throughout; a kernel rounds to bf16 (8 significant bits,
  * unit roundoff u = 2^-8) at each rounding point of the official bf16 model, so k roundings allow
@@ -41,7 +41,7 @@ static void layernorm_case(int rows, int D, size_t offset)
     const size_t n = (size_t)rows * D;
     float *x = rand_bf16(n, -1.5f, 2.5f), *w = rand_bf16(D, 0.5f, 1.5f), *b = rand_bf16(D, -0.5f, 0.5f);
     float *want = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
-    ref.ops->layernorm(ref.be, want, x, w, b, rows, D, 1e-5f);
+    ref.ops->layernorm(ref.be, want, x, ref_weight(w, D), ref_weight(b, D), rows, D, 1e-5f);
     bf16_t *dx = to_dev(x, n, offset), *dw = to_dev(w, D, offset), *db = to_dev(b, D, offset);
     bf16_t *dout = to_dev(x, n, offset); /* contents overwritten */
     CHECK_INT_EQ(cuda_layernorm(dout, dx, dw, db, rows, D, 1e-5f, stream), cudaSuccess);
@@ -61,7 +61,7 @@ static void rmsnorm_case(int rows, int D, int in_place)
     const size_t n = (size_t)rows * D;
     float *x = rand_bf16(n, -3.0f, 3.0f), *w = rand_bf16(D, 0.5f, 1.5f);
     float *want = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
-    ref.ops->rmsnorm(ref.be, want, x, w, rows, D, 1e-6f);
+    ref.ops->rmsnorm(ref.be, want, x, ref_weight(w, D), rows, D, 1e-6f);
     bf16_t *dx = to_dev(x, n, 0), *dw = to_dev(w, D, 0);
     bf16_t *dout = in_place ? dx : to_dev(x, n, 0);
     CHECK_INT_EQ(cuda_rmsnorm(dout, dx, dw, rows, D, 1e-6f, stream), cudaSuccess);
@@ -144,7 +144,7 @@ static void embed_case(int vocab, int n, int D, size_t offset)
     float *h_table = rand_bf16((size_t)vocab * D, -1.0f, 1.0f);
     uint16_t *h_table16 = xmalloc((size_t)vocab * D * sizeof *h_table16);
     for (size_t i = 0; i < (size_t)vocab * D; i++) h_table16[i] = f32_to_bf16(h_table[i]);
-    void *table = ref.ops->weight_alloc(ref.be, (size_t)vocab * D, WEIGHT_TABLE, DTYPE_BF16);
+    weight_t *table = ref.ops->weight_alloc(ref.be, (size_t)vocab * D, WEIGHT_TABLE, DTYPE_BF16);
     ref.ops->weight_upload(ref.be, table, 0, h_table16, DTYPE_BF16, (size_t)vocab * D);
     int *ids = xmalloc((size_t)n * sizeof *ids);
     rand_ids(ids, n, vocab);

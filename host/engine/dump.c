@@ -1,34 +1,11 @@
-#include "tap.h"
+#include "dump.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "util.h"
-
-struct tap {
-    char *dir;
-};
-
-tap_t *tap_open(const char *dir)
-{
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-        qasr_fail("cannot create dump directory %s: %s", dir, strerror(errno));
-        return NULL;
-    }
-    tap_t *t = xcalloc(1, sizeof *t);
-    t->dir = xstrdup(dir);
-    return t;
-}
-
-void tap_close(tap_t *t)
-{
-    if (!t) return;
-    free(t->dir);
-    free(t);
-}
 
 int npy_write(const char *path, const char *descr, const void *data, int ndim, const int *shape)
 {
@@ -57,38 +34,27 @@ int npy_write(const char *path, const char *descr, const void *data, int ndim, c
     return 0;
 }
 
-static void write_named(tap_t *t, const char *name, const char *descr, const void *data, int ndim,
+static void write_named(const char *dir, const char *name, const char *descr, const void *data, int ndim,
                         const int *shape)
 {
     char file[256];
     snprintf(file, sizeof file, "%s.npy", name);
-    char *path = path_join(t->dir, file);
+    char *path = path_join(dir, file);
     if (npy_write(path, descr, data, ndim, shape) != 0)
         fprintf(stderr, "qasr: warning: %s\n", qasr_last_error());
     free(path);
 }
 
-void tap_tensor(tap_t *t, backend_ref_t bk, const char *name, const void *x, int rows, int cols)
+void dump_f32(const char *dir, const char *name, const float *x, int rows, int cols)
 {
-    if (!t) return;
-    float *h = xmalloc((size_t)rows * cols * sizeof(float));
-    bk.ops->download(bk.be, h, x, (size_t)rows * cols);
-    tap_host_f32(t, name, h, rows, cols);
-    free(h);
-}
-
-void tap_host_f32(tap_t *t, const char *name, const float *x, int rows, int cols)
-{
-    if (!t) return;
     int shape[2] = { rows, cols };
     if (rows < 0)
-        write_named(t, name, "<f4", x, 1, &cols);
+        write_named(dir, name, "<f4", x, 1, &cols);
     else
-        write_named(t, name, "<f4", x, 2, shape);
+        write_named(dir, name, "<f4", x, 2, shape);
 }
 
-void tap_host_i32(tap_t *t, const char *name, const int *x, int n)
+void dump_i32(const char *dir, const char *name, const int *x, int n)
 {
-    if (!t) return;
-    write_named(t, name, "<i4", x, 1, &n);
+    write_named(dir, name, "<i4", x, 1, &n);
 }

@@ -1,0 +1,92 @@
+/* A finished file's line in results.jsonl (and its subtitle file), its progress message. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audio.h"
+#include "join.h"
+#include "run.h"
+#include "subtitles.h"
+#include "util.h"
+
+void item_release(item_t *it)
+{
+    for (int i = 0; i < it->n_seg && it->seg; i++) qasr_result_free(&it->seg[i]);
+    free(it->seg);
+    free(it->tags);
+    free(it->bounds);
+    free(it->samples);
+    it->seg = NULL;
+    it->tags = NULL;
+    it->bounds = NULL;
+    it->samples = NULL;
+    it->n_seg = it->n_done = 0;
+}
+
+static double seconds_at(int64_t sample) { return (double)sample / QASR_SAMPLE_RATE; }
+
+void write_item(run_t *run, item_t *it, const char *error_in)
+{
+    const batch_opts_t *o = run->o;
+    char *error = error_in ? xstrdup(error_in) : NULL;
+    for (int i = 0; i < it->n_seg && !error; i++)
+        if (it->seg[i].error) {
+            char msg[QASR_ERR_LEN];
+            if (it->n_seg > 1)
+                snprintf(msg, sizeof msg, "segment %d (%.1f-%.1f s): %s", i + 1, seconds_at(it->bounds[i]),
+                         seconds_at(it->bounds[i + 1]), it->seg[i].error);
+            else
+                snprintf(msg, sizeof msg, "%s", it->seg[i].error);
+            error = xstrdup(msg);
+        }
+    const char **texts = xcalloc(MAX(1, it->n_seg), sizeof *texts), **langs = xcalloc(MAX(1, it->n_seg), sizeof *langs);
+    result_segment_t *segs = xcalloc(MAX(1, it->n_seg), sizeof *segs);
+    cue_t *cues = xcalloc(MAX(1, it->n_seg), sizeof *cues);
+    int n_tokens = 0, truncated = 0;
+    for (int i = 0; i < it->n_seg && !error; i++) {
+        texts[i] = it->seg[i].text;
+        langs[i] = it->seg[i].language;
+        segs[i] = (result_segment_t){ seconds_at(it->bounds[i]), seconds_at(it->bounds[i + 1]), it->seg[i].text };
+        cues[i] = (cue_t){ segs[i].start, segs[i].end, it->seg[i].text };
+        n_tokens += it->seg[i].n_tokens;
+        truncated |= it->seg[i].truncated;
+    }
+    char *text = error ? NULL : join_texts(texts, it->n_seg), *language = error ? NULL : join_languages(langs, it->n_seg);
+    if (!error && o->format && subtitles_write(o->output_dir, it->e->id, o->format, cues, it->n_seg) != 0)
+        error = xstrdup(qasr_last_error());
+    const result_timing_t timings[] = {
+        { "decode_audio", it->decode_seconds },
+        { "transcribe", it->t_submit > 0 ? now_seconds() - it->t_submit : 0 },
+    };
+    const result_record_t rec = {
+        .id = it->e->id, .path = it->e->path, .line = it->e->line, .text = text, .language = language,
+        .duration = it->duration, .segments = segs, .n_segments = error ? 0 : it->n_seg,
+        .n_tokens = n_tokens, .truncated = truncated, .error = error, .reference = it->e->text,
+        .timings = timings, .n_timings = 2,
+    };
+    if (results_append(run->out, &rec) != 0) /* a full disk is not a per-file problem: a rerun resumes */
+        qasr_die(BATCH_USAGE, "%s", qasr_last_error());
+    char msg[QASR_ERR_LEN + 512] = "";
+    pthread_mutex_lock(&run->mu);
+    if (error) {
+        run->failed++;
+        if (strstr(error, it->e->path)) /* decode errors name the file already */
+            snprintf(msg, sizeof msg, "qasr-batch: %s", error);
+        else
+            snprintf(msg, sizeof msg, "qasr-batch: %s: %s", it->e->path, error);
+    } else if (truncated) {
+        snprintf(msg, sizeof msg, "qasr-batch: %s: transcript cut at the token limit without an end token", it->e->path);
+    }
+    if (*msg) progress_message(run->progress, msg);
+    run->done++;
+    progress_add(run->progress, it->duration > 0 ? it->duration : 0, error != NULL);
+    pthread_mutex_unlock(&run->mu);
+    item_release(it);
+    free(texts);
+    free(langs);
+    free(segs);
+    free(cues);
+    free(text);
+    free(language);
+    free(error);
+}
