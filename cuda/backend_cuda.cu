@@ -572,14 +572,63 @@ static void cu_destroy(backend_t *be)
 }
 
 #ifdef QASR_HAVE_NCCL
+#include <dlfcn.h>
 #include <nccl.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+/* NCCL, only for copying the weights to the other devices of --gpus: loaded at run time, so the
+ * module loads (and one device works) where the runtime has no NCCL (minimal containers,
+ * pip-installed CUDA). The emulation links its NCCL shim instead. QASR_NCCL=0 turns it off. */
+struct nccl_api {
+    pthread_once_t once = PTHREAD_ONCE_INIT;
+    char error[512] = "";
+    decltype(&ncclCommInitAll) CommInitAll = nullptr;
+    decltype(&ncclGroupStart) GroupStart = nullptr;
+    decltype(&ncclGroupEnd) GroupEnd = nullptr;
+    decltype(&ncclBroadcast) Broadcast = nullptr;
+    decltype(&ncclCommDestroy) CommDestroy = nullptr;
+    decltype(&ncclGetErrorString) GetErrorString = nullptr;
+};
+static nccl_api nccl;
+
+static void nccl_load(void)
+{
+    const char *off = getenv("QASR_NCCL");
+    if (off && !strcmp(off, "0")) {
+        snprintf(nccl.error, sizeof nccl.error, "NCCL is turned off (QASR_NCCL=0)");
+        return;
+    }
+#ifdef CUEMU
+    nccl.CommInitAll = ncclCommInitAll, nccl.GroupStart = ncclGroupStart, nccl.GroupEnd = ncclGroupEnd;
+    nccl.Broadcast = ncclBroadcast, nccl.CommDestroy = ncclCommDestroy, nccl.GetErrorString = ncclGetErrorString;
+#else
+    void *h = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(nccl.error, sizeof nccl.error, "NCCL is not available (%s)", dlerror());
+        return;
+    }
+    *(void **)&nccl.CommInitAll = dlsym(h, "ncclCommInitAll");
+    *(void **)&nccl.GroupStart = dlsym(h, "ncclGroupStart");
+    *(void **)&nccl.GroupEnd = dlsym(h, "ncclGroupEnd");
+    *(void **)&nccl.Broadcast = dlsym(h, "ncclBroadcast");
+    *(void **)&nccl.CommDestroy = dlsym(h, "ncclCommDestroy");
+    *(void **)&nccl.GetErrorString = dlsym(h, "ncclGetErrorString");
+    if (!nccl.CommInitAll || !nccl.GroupStart || !nccl.GroupEnd || !nccl.Broadcast || !nccl.CommDestroy ||
+        !nccl.GetErrorString) {
+        snprintf(nccl.error, sizeof nccl.error, "libnccl.so.2 lacks a function qasr uses (too old an NCCL)");
+        nccl.CommInitAll = nullptr;
+        dlclose(h);
+    }
+#endif
+}
 
 /* -1 + qasr_fail() naming the failed NCCL call (the caller falls back to uploads). */
 #define NCCL_TRY(x)                                                                                \
     do {                                                                                           \
         ncclResult_t r_ = (x);                                                                     \
         if (r_ != ncclSuccess) {                                                                   \
-            qasr_fail("%s failed: %s", #x, ncclGetErrorString(r_));                                \
+            qasr_fail("%s failed: %s", #x, nccl.GetErrorString(r_));                               \
             goto out;                                                                              \
         }                                                                                          \
     } while (0)
@@ -589,6 +638,8 @@ static void cu_destroy(backend_t *be)
  * tensor from rank 0, grouped (one thread drives every rank), on each backend's stream. */
 static int cu_broadcast_weights(backend_t *const *bes, int n)
 {
+    pthread_once(&nccl.once, nccl_load);
+    if (!nccl.CommInitAll) return qasr_fail("%s", nccl.error);
     const backend_t *root = bes[0];
     int *devs = (int *)xmalloc(n * sizeof(int)), rc = -1;
     ncclComm_t *comms = (ncclComm_t *)xcalloc(n, sizeof(ncclComm_t));
@@ -598,14 +649,14 @@ static int cu_broadcast_weights(backend_t *const *bes, int n)
         QASR_ASSERT(be->n_weights == root->n_weights);
         for (int w = 0; w < be->n_weights; w++) QASR_ASSERT(be->weights[w]->n == root->weights[w]->n);
     }
-    NCCL_TRY(ncclCommInitAll(comms, n, devs));
+    NCCL_TRY(nccl.CommInitAll(comms, n, devs));
     for (int w0 = 0; w0 < root->n_weights; w0 += 256) { /* bounded groups */
-        NCCL_TRY(ncclGroupStart());
+        NCCL_TRY(nccl.GroupStart());
         for (int w = w0; w < MIN(root->n_weights, w0 + 256); w++)
             for (int r = 0; r < n; r++)
-                NCCL_TRY(ncclBroadcast(root->weights[w]->d, bes[r]->weights[w]->d, root->weights[w]->n, ncclBfloat16, 0,
-                                       comms[r], bes[r]->stream));
-        NCCL_TRY(ncclGroupEnd());
+                NCCL_TRY(nccl.Broadcast(root->weights[w]->d, bes[r]->weights[w]->d, root->weights[w]->n, ncclBfloat16, 0,
+                                        comms[r], bes[r]->stream));
+        NCCL_TRY(nccl.GroupEnd());
     }
     for (int r = 0; r < n; r++)
         if (!CU_OK(bes[r], cudaSetDevice(devs[r])) || !CU_OK(bes[r], cudaStreamSynchronize(bes[r]->stream))) {
@@ -615,7 +666,7 @@ static int cu_broadcast_weights(backend_t *const *bes, int n)
     rc = 0;
 out:
     for (int r = 0; r < n; r++)
-        if (comms[r]) ncclCommDestroy(comms[r]);
+        if (comms[r]) nccl.CommDestroy(comms[r]);
     free(comms);
     free(devs);
     return rc;

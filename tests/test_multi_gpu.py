@@ -2,7 +2,8 @@
 """qasr-batch --gpus on 1, 2 and 3 emulated CUDA devices (qasr-batch-emu): the weights reach
 the other devices by NCCL broadcast (the emulation's NCCL shim checks that every rank issues
 matching calls), every device takes files from the one queue, and the output is the same as
-with one device, each entry exactly once. Then devices fail (CUEMU_FAIL makes a chosen kernel
+with one device, each entry exactly once; the same with NCCL unavailable (each device uploads
+the weights). Then devices fail (CUEMU_FAIL makes a chosen kernel
 launch of a device fail stickily, as a lost GPU does): one device of three fails mid-run and
 its files in progress are redone by the others, nothing lost; both devices of two fail and the
 run exits 5 with only complete lines, and a rerun finishes the rest.
@@ -43,11 +44,13 @@ def main():
     manifest = os.path.join(args.work, "subset.tsv")
     ids = corpus_subset(args.corpus, args.limit, manifest)
 
-    def run(n_devices, gpus, out, fail=None, extra=()):
+    def run(n_devices, gpus, out, fail=None, extra=(), env_extra=None):
         env = dict(os.environ, CUEMU_DEVICES=str(n_devices))
         env.pop("CUEMU_FAIL", None)
+        env.pop("QASR_NCCL", None)
         if fail:
             env["CUEMU_FAIL"] = fail
+        env.update(env_extra or {})
         # --batch 2: a device takes two files at a time, so the files spread over the devices;
         # --kv-gb: the emulated device fills every allocation with 0xFF, a small cache is faster
         cmd = [batch, manifest, "--model", args.model, "-o", out, "-t", "2", "--kv-gb", "0.05", "--batch", "2",
@@ -77,6 +80,17 @@ def main():
         ok(len(files) == n and all(f > 0 for f in files) and sum(files) == len(ids),
            f"{n} devices: files per device {files}")
         print(f"{n} devices: files per device {files}, {same}/{len(ids)} equal to one device")
+
+    # Without NCCL (a runtime that lacks it, here turned off): each device uploads the weights
+    # itself, says so, and the results are the same.
+    out = os.path.join(args.work, "no_nccl.jsonl")
+    p = run(2, "0,1", out, extra=["--overwrite"], env_extra={"QASR_NCCL": "0"})
+    ok(p.returncode == 0, f"no NCCL: exit {p.returncode}\n{p.stderr[-3000:]}")
+    ok("NCCL is turned off (QASR_NCCL=0): each device uploads the weights itself" in p.stderr,
+       f"no NCCL: the fallback is not reported:\n{p.stderr[-2000:]}")
+    got = lines(out)
+    ok(sorted(o["id"] for o in got) == ids and all(key(o) == ref.get(o["id"]) for o in got),
+       "no NCCL: results differ from one device's")
 
     # One device of three dies at half its usual launches (~1/3 of the work each, about 100 launches
     # per file): the others take over its files in progress.

@@ -59,10 +59,13 @@ static inline weight_t *ref_weight(const float *h, size_t n)
 
 /* ---------------- device memory ---------------- */
 
+/* Device memory filled with 0xFF (bf16 NaN, int -1), on a GPU too: an output element a kernel
+ * forgets to write stays NaN and fails the comparison (the emulation poisons cudaMalloc itself). */
 static inline void *dev_alloc(size_t bytes)
 {
     void *d = NULL;
     CHECK_INT_EQ(cudaMalloc(&d, bytes), cudaSuccess);
+    if (d) CHECK_INT_EQ(cudaMemset(d, 0xff, bytes), cudaSuccess);
     return d;
 }
 
@@ -75,6 +78,14 @@ static inline bf16_t *to_dev(const float *h, size_t n, size_t offset)
     bf16_t *d = dev_alloc((n + offset) * sizeof *d);
     CHECK_INT_EQ(cudaMemcpy(d, tmp, (n + offset) * sizeof *d, cudaMemcpyHostToDevice), cudaSuccess);
     free(tmp);
+    return d + offset;
+}
+
+/* An output buffer of n bf16, `offset` elements into its allocation as to_dev's, all NaN: what
+ * a kernel leaves unwritten fails the comparison. Free with dev_free(p, offset). */
+static inline bf16_t *dev_nan(size_t n, size_t offset)
+{
+    bf16_t *d = dev_alloc((n + offset) * sizeof *d);
     return d + offset;
 }
 

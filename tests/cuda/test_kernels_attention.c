@@ -68,7 +68,7 @@ static void window_case(int H, int Dh, const int *len, int n_win)
     float *qkv = rand_bf16((size_t)rows * 3 * HD, -2.0f, 2.0f);
     float *want = ref.ops->scratch(ref.be, n_out), *got = ref.ops->scratch(ref.be, n_out);
     for (size_t i = 0; i < n_out; i++) want[i] = 7.0f; /* gap rows keep it on both sides */
-    bf16_t *dqkv = to_dev(qkv, (size_t)rows * 3 * HD, 0), *dout = to_dev(want, n_out, 0);
+    bf16_t *dqkv = to_dev(qkv, (size_t)rows * 3 * HD, 0), *dout = to_dev(want, n_out, 0); /* all 7 */
     const float scale = 1.0f / sqrtf((float)Dh);
     ref.ops->window_attention(ref.be, want, qkv, start, len, n_win, H, Dh, scale);
 
@@ -353,7 +353,7 @@ static void paged_case(const paged_case_t *c)
 
     bf16_t *dkv = dev_layer(kv, layer), *dq = to_dev(q, (size_t)n * q_stride, 0);
     bf16_t *dout = NULL;
-    CHECK_INT_EQ(cudaMalloc((void **)&dout, n_out * sizeof *dout), cudaSuccess); /* 0xFF: NaN if unwritten */
+    dout = dev_alloc(n_out * sizeof *dout); /* 0xFF: NaN if unwritten */
     paged_attn_t dp = p;
     dp.ctx_len = ints_to_dev(c->ctx_len, n);
     dp.row_seq = ints_to_dev(c->row_seq, n);

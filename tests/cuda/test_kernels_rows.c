@@ -43,7 +43,7 @@ static void layernorm_case(int rows, int D, size_t offset)
     float *want = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
     ref.ops->layernorm(ref.be, want, x, ref_weight(w, D), ref_weight(b, D), rows, D, 1e-5f);
     bf16_t *dx = to_dev(x, n, offset), *dw = to_dev(w, D, offset), *db = to_dev(b, D, offset);
-    bf16_t *dout = to_dev(x, n, offset); /* contents overwritten */
+    bf16_t *dout = dev_nan(n, offset);
     CHECK_INT_EQ(cuda_layernorm(dout, dx, dw, db, rows, D, 1e-5f, stream), cudaSuccess);
     from_dev(got, dout, n);
     char what[96];
@@ -63,7 +63,7 @@ static void rmsnorm_case(int rows, int D, int in_place)
     float *want = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
     ref.ops->rmsnorm(ref.be, want, x, ref_weight(w, D), rows, D, 1e-6f);
     bf16_t *dx = to_dev(x, n, 0), *dw = to_dev(w, D, 0);
-    bf16_t *dout = in_place ? dx : to_dev(x, n, 0);
+    bf16_t *dout = in_place ? dx : dev_nan(n, 0);
     CHECK_INT_EQ(cuda_rmsnorm(dout, dx, dw, rows, D, 1e-6f, stream), cudaSuccess);
     from_dev(got, dout, n);
     char what[96];
@@ -119,7 +119,7 @@ static void swiglu_case(int rows, int Dff, size_t offset)
     float *gu = rand_bf16(2 * n, -8.0f, 8.0f);
     float *want = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
     ref.ops->swiglu(ref.be, want, gu, rows, Dff);
-    bf16_t *dgu = to_dev(gu, 2 * n, offset), *dout = to_dev(want, n, offset);
+    bf16_t *dgu = to_dev(gu, 2 * n, offset), *dout = dev_nan(n, offset);
     CHECK_INT_EQ(cuda_swiglu(dout, dgu, rows, Dff, stream), cudaSuccess);
     from_dev(got, dout, n);
     char what[96];
@@ -150,7 +150,7 @@ static void embed_case(int vocab, int n, int D, size_t offset)
     rand_ids(ids, n, vocab);
     float *want = ref.ops->scratch(ref.be, (size_t)n * D), *got = ref.ops->scratch(ref.be, (size_t)n * D);
     ref.ops->embed(ref.be, want, table, ref.ops->ints(ref.be, ids, n), n, D);
-    bf16_t *dtable = to_dev(h_table, (size_t)vocab * D, offset), *dout = to_dev(want, (size_t)n * D, offset);
+    bf16_t *dtable = to_dev(h_table, (size_t)vocab * D, offset), *dout = dev_nan((size_t)n * D, offset);
     int *dids = ints_to_dev(ids, n);
     CHECK_INT_EQ(cuda_embed(dout, dtable, dids, n, D, stream), cudaSuccess);
     from_dev(got, dout, (size_t)n * D);
@@ -169,7 +169,7 @@ static void gather_case(int rows, int n, int D, size_t offset)
     rand_ids(idx, n, rows);
     float *want = ref.ops->scratch(ref.be, (size_t)n * D), *got = ref.ops->scratch(ref.be, (size_t)n * D);
     ref.ops->gather_rows(ref.be, want, in, ref.ops->ints(ref.be, idx, n), n, D);
-    bf16_t *din = to_dev(in, (size_t)rows * D, offset), *dout = to_dev(want, (size_t)n * D, 0);
+    bf16_t *din = to_dev(in, (size_t)rows * D, offset), *dout = dev_nan((size_t)n * D, 0);
     int *didx = ints_to_dev(idx, n);
     CHECK_INT_EQ(cuda_gather_rows(dout, din, didx, n, D, stream), cudaSuccess);
     from_dev(got, dout, (size_t)n * D);
@@ -188,7 +188,7 @@ static void argmax_check(const char *what, const float *logits, int n, int V, si
 {
     bf16_t *dl = to_dev(logits, (size_t)n * V, offset);
     int *dids = NULL, *got = xmalloc((size_t)n * sizeof *got);
-    CHECK_INT_EQ(cudaMalloc((void **)&dids, (size_t)n * sizeof *dids), cudaSuccess);
+    dids = dev_alloc((size_t)n * sizeof *dids); /* -1 where unwritten */
     CHECK_INT_EQ(cuda_argmax(dids, dl, n, V, stream), cudaSuccess);
     CHECK_INT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     CHECK_INT_EQ(cudaMemcpy(got, dids, (size_t)n * sizeof *got, cudaMemcpyDeviceToHost), cudaSuccess);
