@@ -44,7 +44,8 @@ namespace {
 
 size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
-/* Caching allocator for buf_alloc: freed blocks are kept by size class (powers of two). */
+/* Caching allocator for buf_alloc: freed blocks are kept by size class (powers of two) and a
+ * request takes the smallest free block that is large enough. */
 struct block_cache {
     struct entry { void *p; int cls; };
     entry *free_list = nullptr;
@@ -59,6 +60,7 @@ struct backend {
     int device;
     char fault[QASR_ERR_LEN]; /* the device's failure, for good; "" while it works */
     char op_error[QASR_ERR_LEN]; /* an op that found no memory for its work space, or "" */
+    long allocs;                 /* successful cudaMalloc calls so far */
     cudaStream_t stream;
     cublasHandle_t blas;
     stack_arena_t scratch;
@@ -122,7 +124,10 @@ static void *dev_alloc(backend_t *be, size_t bytes, const char *what)
         return nullptr;
     }
     const cudaError_t e = cudaMalloc(&p, bytes);
-    if (e == cudaSuccess) return p;
+    if (e == cudaSuccess) {
+        be->allocs++;
+        return p;
+    }
     if (e != cudaErrorMemoryAllocation) {
         CU_OK(be, e);
         qasr_fail("%s", be->fault);
@@ -210,15 +215,17 @@ static int size_class(size_t bytes)
 static void *cu_buf_alloc(backend_t *be, size_t n)
 {
     block_cache &bc = be->bufs;
-    const int cls = size_class(n * sizeof(bf16_t));
+    int cls = size_class(n * sizeof(bf16_t)), best = -1;
     void *p = nullptr;
-    for (int i = 0; i < bc.n_free; i++)
-        if (bc.free_list[i].cls == cls) {
-            p = bc.free_list[i].p;
-            bc.free_list[i] = bc.free_list[--bc.n_free];
-            break;
-        }
-    if (!p && !(p = dev_alloc(be, (size_t)1 << cls, "activations"))) return nullptr;
+    for (int i = 0; i < bc.n_free; i++) /* the smallest free block that is large enough */
+        if (bc.free_list[i].cls >= cls && (best < 0 || bc.free_list[i].cls < bc.free_list[best].cls)) best = i;
+    if (best >= 0) {
+        p = bc.free_list[best].p;
+        cls = bc.free_list[best].cls;
+        bc.free_list[best] = bc.free_list[--bc.n_free];
+    } else if (!(p = dev_alloc(be, (size_t)1 << cls, "activations"))) {
+        return nullptr;
+    }
     if (bc.n_live == bc.cap_live) {
         bc.cap_live = bc.cap_live ? 2 * bc.cap_live : 64;
         bc.live = (block_cache::entry *)xrealloc(bc.live, bc.cap_live * sizeof *bc.live);
@@ -327,6 +334,8 @@ static size_t cu_mem_available(backend_t *be)
     if (!CU_OK(be, cudaSetDevice(be->device)) || !CU_OK(be, cudaMemGetInfo(&free_b, &total))) return 0;
     return free_b;
 }
+
+static long cu_device_allocs(backend_t *be) { return be->allocs; }
 
 static void cu_kv_free(backend_t *be, kv_cache_t *kv)
 {
@@ -691,6 +700,7 @@ static const backend_ops_t cuda_ops = [] {
     o.kv_alloc = cu_kv_alloc;
     o.kv_free = cu_kv_free;
     o.mem_available = cu_mem_available;
+    o.device_allocs = cu_device_allocs;
     o.log_mel = cu_log_mel;
     o.mel_chunks = cu_mel_chunks;
     o.conv3x3s2_gelu = cu_conv3x3s2_gelu;

@@ -196,6 +196,8 @@ int main(int argc, char **argv)
                 "%.2f s (%ld tokens), %ld decoder steps\n", st.mel_seconds, st.encoder_seconds,
                 st.prefill_seconds, st.prefill_tokens, st.decode_seconds, st.decode_tokens,
                 st.decoder_steps);
+        if (st.device_allocs >= 0)
+            fprintf(stderr, "qasr: %ld device memory allocations during the run\n", st.device_allocs);
         fprintf(stderr, "qasr: stages (ms, GFLOP/s):");
         for (int i = 0; i < QASR_N_STAGES; i++) {
             const double sec = st.stage[i].seconds, rate = sec > 0 ? st.stage[i].gflop / sec : 0.0;

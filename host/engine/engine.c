@@ -59,6 +59,7 @@ struct engine {
     int in_flight;
     step_plan_t plan;
     int *next;            /* [max_seqs] the step's greedy tokens */
+    long allocs0;         /* the backend's device allocations when the engine was made */
     engine_stats_t stats;
 };
 
@@ -114,6 +115,8 @@ engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_
         engine_free(e, NULL);
         return NULL;
     }
+    e->allocs0 = o->device_allocs ? o->device_allocs(m->bk.be) : -1;
+    e->stats.device_allocs = o->device_allocs ? 0 : -1;
     e->active = xcalloc(e->opt.max_seqs, sizeof *e->active);
     e->fresh = xcalloc(e->opt.max_seqs, sizeof *e->fresh);
     e->next = xcalloc(e->opt.max_seqs, sizeof *e->next);
@@ -515,6 +518,8 @@ int engine_step(engine_t *e)
         e->stats.stage_seconds[i] = e->obs.seconds[i];
         e->stats.stage_flop[i] = e->obs.flop[i];
     }
+    const backend_ops_t *o = e->m->bk.ops;
+    if (o->device_allocs) e->stats.device_allocs = o->device_allocs(e->m->bk.be) - e->allocs0;
     return 0;
 }
 

@@ -67,9 +67,16 @@ typedef struct {
     double t_mel, t_encoder;
     double t_prefill, t_decode; /* decoder steps with prompt rows / with decode rows only */
     long prefill_tokens, decode_tokens, steps, encoder_calls;
+    long device_allocs;         /* device memory allocations since the engine was made; -1: no device */
     double audio_seconds;
     double stage_seconds[N_STAGES], stage_flop[N_STAGES];
 } engine_stats_t;
+
+/* On a device: run the largest passes these options allow once, on synthetic input, so that the
+ * memory a run needs beside the KV cache (scratch at its peak, library workspaces) is taken now,
+ * before the cache is sized from what is left (engine_default_kv_gb); a run then allocates no
+ * device memory (warmup.c). 0, or -1 + qasr_fail() with the sizes. */
+int engine_warm_up(const model_t *m, const engine_opts_t *o);
 
 /* NULL + qasr_fail() if the KV cache cannot be allocated. */
 engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_ids_t *sp,

@@ -50,12 +50,15 @@ static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, 
     if (model_load(&q->model, dir, q->bk, upload) != 0) goto fail;
     engine_opts_default(&q->eopt);
     if (opt->max_batch > 0) q->eopt.max_seqs = opt->max_batch;
-    q->eopt.kv_gb = opt->kv_gb > 0 ? opt->kv_gb : engine_default_kv_gb(&q->bk);
     if (opt->step_tokens > 0) q->eopt.max_step_tokens = opt->step_tokens;
     if (opt->encoder_seconds > 0) q->eopt.enc_max_seconds = opt->encoder_seconds;
     q->eopt.profile = opt->profile;
     q->eopt.static_batching = opt->static_batching;
     q->eopt.dump_dir = opt->dump_dir;
+    /* a device's cache takes what the run's passes leave (warmed up first); RAM is shared */
+    if (opt->kv_gb <= 0 && !(q->bk.ops->flags & BACKEND_HOST_MEMORY) && engine_warm_up(&q->model, &q->eopt) != 0)
+        goto fail;
+    q->eopt.kv_gb = opt->kv_gb > 0 ? opt->kv_gb : engine_default_kv_gb(&q->bk);
     q->load_seconds = now_seconds() - t0;
     return q;
 fail:
@@ -251,6 +254,7 @@ void qasr_session_stats(const qasr_session_t *s, qasr_stats_t *st)
         .mel_seconds = es->t_mel, .encoder_seconds = es->t_encoder,
         .prefill_seconds = es->t_prefill, .decode_seconds = es->t_decode,
         .prefill_tokens = es->prefill_tokens, .decode_tokens = es->decode_tokens, .decoder_steps = es->steps,
+        .device_allocs = es->device_allocs,
     };
     _Static_assert(QASR_N_STAGES == N_STAGES, "one qasr stage per model stage");
     for (int i = 0; i < QASR_N_STAGES; i++) {

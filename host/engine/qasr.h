@@ -98,6 +98,7 @@ typedef struct {
     double mel_seconds, encoder_seconds;
     double prefill_seconds, decode_seconds; /* decoder steps with prompt rows / decode rows only */
     long prefill_tokens, decode_tokens, decoder_steps;
+    long device_allocs; /* device memory allocations during the run (a warmed-up run: 0); -1 on the CPU */
     /* With options.profile: seconds and GFLOP (matrix products and attention) per stage:
      * mel, conv stem, encoder layers, prefill, decode (decoder layers of steps with prompt
      * rows / decode rows only), LM head (with the final norm and argmax). */

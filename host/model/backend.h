@@ -106,6 +106,8 @@ typedef struct backend_ops {
     size_t (*kv_elem_bytes)(backend_t *be); /* bytes per KV element; NULL: act_size */
     /* Bytes the backend can still allocate (free RAM or free device memory), for defaults. */
     size_t (*mem_available)(backend_t *be);
+    /* Optional: device memory allocations made so far (a warmed-up run makes none). */
+    long (*device_allocs)(backend_t *be);
     void (*kv_free)(backend_t *be, kv_cache_t *kv);
 
     /* ---- audio front end ---- */
