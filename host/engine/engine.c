@@ -111,7 +111,7 @@ engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_
     kv_pool_init(&e->pool, n_pages, e->opt.page_size);
     const kv_geom_t g = { c->dec_layers, n_pages, e->opt.page_size, c->dec_kv_heads, c->dec_head_dim };
     if (!(e->kv = m->bk.ops->kv_alloc(m->bk.be, &g)) ||
-        engine_observer_init(&e->obs, m->bk, opts->profile, opts->dump_dir, c->vocab) != 0) {
+        engine_observer_init(&e->obs, m->bk, opts->profile, opts->dump_dir) != 0) {
         engine_free(e, NULL);
         return NULL;
     }

@@ -55,9 +55,9 @@ static void on_tensor(observer_t *o, const char *name, const void *x, int rows, 
     free(h);
 }
 
-int engine_observer_init(engine_observer_t *ob, backend_ref_t bk, int profile, const char *dump_dir, int vocab)
+int engine_observer_init(engine_observer_t *ob, backend_ref_t bk, int profile, const char *dump_dir)
 {
-    *ob = (engine_observer_t){ .bk = bk, .profile = profile, .vocab = vocab };
+    *ob = (engine_observer_t){ .bk = bk, .profile = profile };
     if (dump_dir) {
         if (mkdir(dump_dir, 0777) != 0 && errno != EEXIST)
             return qasr_fail("cannot create dump directory %s: %s", dump_dir, strerror(errno));

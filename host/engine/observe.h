@@ -15,13 +15,12 @@ typedef struct {
     double seconds[N_STAGES], flop[N_STAGES];
     char *dump_dir;        /* dump mode: where the .npy files go, else NULL */
     int dump_layers;       /* write the forward passes' tensors now (the engine sets it per pass) */
-    int vocab;
-    float *step_logits;    /* dump mode: logits of every generated token, [n][vocab] */
+    float *step_logits;    /* dump mode: logits of every generated token, [n][V] */
     int n_step_logits;
 } engine_observer_t;
 
 /* 0, or -1 + qasr_fail() when the dump directory cannot be created. */
-int engine_observer_init(engine_observer_t *ob, backend_ref_t bk, int profile, const char *dump_dir, int vocab);
+int engine_observer_init(engine_observer_t *ob, backend_ref_t bk, int profile, const char *dump_dir);
 void engine_observer_free(engine_observer_t *ob);
 /* What to hand the forward passes: NULL when neither profiling nor dumping. */
 observer_t *engine_observer(engine_observer_t *ob);

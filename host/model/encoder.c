@@ -1,7 +1,7 @@
 /* Front end and audio encoder ("AuT"), spec sections 4 and 5, for a batch of utterances at once.
  *
- * Per utterance: log-mel of the samples (the backend's log_mel) -> T mel frames -> conv chunks of 2*n_window (100) frames, the short tail chunk
- * zero-padded to 100 (a clip shorter than one chunk runs unpadded at its own width) ->
+ * Per utterance: log-mel of the samples (the backend's log_mel) -> T mel frames -> conv chunks
+ * of 2*n_window (100) frames, the short tail chunk zero-padded to 100 (a clip shorter than one chunk runs unpadded at its own width) ->
  * conv stem (3x [3x3 stride-2 conv + GELU]) -> channel-major flatten -> conv_out -> sinusoid
  * positions restarting at 0 in every chunk -> valid rows of all chunks packed (A rows).
  * Then L layers: LayerNorm -> q|k|v -> attention inside windows of 8 chunks (104 tokens) ->
@@ -96,10 +96,8 @@ static int conv_stem(const model_t *m, const enc_mel_t *item, const chunk_t *chu
     void *c1 = o->scratch(be, (size_t)Cc * N * H1 * W1);
     void *c2 = o->scratch(be, (size_t)Cc * N * H2 * W2);
     void *c3 = o->scratch(be, (size_t)Cc * N * H3 * W3);
-    void *flat = o->scratch(be, (size_t)N * W3 * Cc * H3);
-    void *y = o->scratch(be, (size_t)N * W3 * D);
     const int *d_start = o->ints(be, start, N), *d_len = o->ints(be, len, N), *d_idx = o->ints(be, idx, n_valid);
-    if (!in || !c1 || !c2 || !c3 || !flat || !y || !d_start || !d_len || !d_idx) {
+    if (!in || !c1 || !c2 || !c3 || !d_start || !d_len || !d_idx) {
         o->scratch_release(be, mark);
         return -1;
     }
@@ -107,6 +105,13 @@ static int conv_stem(const model_t *m, const enc_mel_t *item, const chunk_t *chu
     o->conv3x3s2_gelu(be, c1, in, e->conv1_w, e->conv1_b, 1, Cc, N, c->n_mels, W);
     o->conv3x3s2_gelu(be, c2, c1, e->conv2_w, e->conv2_b, Cc, Cc, N, H1, W1);
     o->conv3x3s2_gelu(be, c3, c2, e->conv3_w, e->conv3_b, Cc, Cc, N, H2, W2);
+    /* after the convolutions, whose im2col work space is the stem's peak */
+    void *flat = o->scratch(be, (size_t)N * W3 * Cc * H3);
+    void *y = o->scratch(be, (size_t)N * W3 * D);
+    if (!flat || !y) {
+        o->scratch_release(be, mark);
+        return -1;
+    }
     o->conv_flatten(be, flat, c3, Cc, N, H3, W3);
     o->matmul(be, y, flat, e->conv_out_w, NULL, N * W3, Cc * H3, D, 0);
     o->add_pos_emb(be, y, e->pos_emb, N * W3, W3, D);
