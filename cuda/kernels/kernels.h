@@ -86,9 +86,11 @@ cudaError_t cuda_kv_store(bf16_t *kv, const bf16_t *qkv, const int *slot, int ro
  * p are device pointers. See backend.h paged_attention. Dh % 8 == 0, Dh <= 128; q_stride % 8 == 0;
  * q, kv, work 16-byte aligned.
  * h_ctx_len, h_row_seq: host copies of p->ctx_len and p->row_seq (same contents), from which the
- * launcher plans on the host (which rows go to the decode kernel, which runs to the tile kernel,
- * how far to split long decode contexts); the plan goes in the kernel arguments, so the call can
- * be captured in a CUDA graph (replays then assume the same ctx_len / row_seq).
+ * launcher plans on the host which rows go to the decode kernel and which runs to the tile
+ * kernel; the plan goes in the kernel arguments, so the call can be captured in a CUDA graph.
+ * Decode rows split their contexts on the device, from p->ctx_len: a captured call replayed with
+ * longer contexts in p->ctx_len (a later decode step of the same rows) is right; one whose rows
+ * changed (other sequences, prompt runs) must be captured again.
  * work: device workspace for context splits of decode rows, or NULL (no split); splits use at
  * most work_bytes of it. cuda_paged_attention_work_bytes() gives enough for any call on the
  * current device (about 0.5 MiB for H = 16, Hkv = 8, Dh = 128 on 132 SMs). Several calls on one

@@ -7,14 +7,19 @@
  * never read by the host): runs of at least PA_RUN_ROWS consecutive positions of one sequence
  * (prompt chunks) go to the tile kernel, every other row (decode rows, one per sequence) to the
  * decode kernel. The plan travels in the kernel arguments (pa_segs_t, batches of PA_MAX_SEGS
- * segments), so nothing is uploaded and the launches can be captured in a CUDA graph.
+ * segments), so nothing is uploaded and the launches can be captured in a CUDA graph. Nothing in
+ * the decode path's arguments depends on the context lengths: each block derives its row's
+ * splits from the device's ctx_len (split_len_of), so a captured decode step replayed after the
+ * contexts grew (past a split boundary too) computes the new step, as long as the rows are the
+ * same sequences.
  *
  * Decode (paged_decode_kernel): one block per (row, kv head, query-head chunk, context split); the
  * GT query heads sharing the kv head read each key and value once, with 16-byte loads. Keys are
  * processed in chunks of PA_CHUNK: scores into shared memory, one running max / sum per head for
  * the whole block (online softmax at chunk granularity), then P V. When the decode rows alone give
  * too few blocks for the GPU and a workspace is given, the context is split (flash-decoding): each
- * split writes an unnormalised partial (acc, max, sum) and paged_combine_kernel merges them.
+ * split writes an unnormalised partial (acc, max, sum) and paged_combine_kernel merges them. The
+ * grid has room for max_splits splits per row; a row uses as many as its context needs.
  * Loads are plain 16-byte loads; a cp.async / TMA double-buffered version (not emulated) would be
  * the next step on sm_80+ / sm_90, tested against this one on a GPU.
  *
@@ -60,6 +65,22 @@ static __device__ __forceinline__ int seg_of(const pa_segs_t &s, int b)
     return i;
 }
 
+/* Keys per context split of a row of ctx >= 1 keys: about ctx / PA_SPLIT_MIN splits, at most
+ * max_splits, each a whole number of PA_CHUNK chunks. The row has CEIL_DIV(ctx, split_len) splits;
+ * the decode and combine kernels both derive them from ctx here, on the device. */
+static __device__ __forceinline__ int split_len_of(int ctx, int max_splits)
+{
+    const int ns = min(CEIL_DIV(ctx, PA_SPLIT_MIN), max_splits);
+    return CEIL_DIV(CEIL_DIV(ctx, ns), PA_CHUNK) * PA_CHUNK;
+}
+
+/* Whether a row of ctx keys has one split: split_len_of gives ns = 1 exactly then, and for ns >= 2
+ * (ctx > PA_SPLIT_MIN = 2 PA_CHUNK) split_len < ctx / 2 + 1 + PA_CHUNK <= ctx. */
+static __device__ __forceinline__ bool one_split(int ctx, int max_splits)
+{
+    return ctx <= PA_SPLIT_MIN || max_splits == 1;
+}
+
 /* Key or value row j (which 0 = K, 1 = V) of kv head g, through the block table bt. Offsets are
  * 64-bit: a layer of a large page pool exceeds 2^31 elements. */
 static __device__ __forceinline__ const bf16 *kv_row(const bf16 *kv, const int *bt, const pa_args_t &a, int which,
@@ -68,7 +89,7 @@ static __device__ __forceinline__ const bf16 *kv_row(const bf16 *kv, const int *
     return kv + (((size_t)bt[j / a.P] * 2 + which) * a.Hkv + g) * (size_t)a.P * a.Dh + (size_t)(j % a.P) * a.Dh;
 }
 
-/* grid: (decode rows of the batch, Hkv * G / GT, n_splits); block: PA_THREADS. DH: Dh rounded up
+/* grid: (decode rows of the batch, Hkv * G / GT, max_splits); block: PA_THREADS. DH: Dh rounded up
  * to 32, 64 or 128 (chunks past Dh are skipped).
  * Score step: TPK consecutive lanes per key (each NC uint4 chunks of it and the matching q slices
  * of the GT heads in registers, pre-scaled), PA_THREADS / TPK keys at a time, partial dots summed
@@ -78,9 +99,9 @@ static __device__ __forceinline__ const bf16 *kv_row(const bf16 *kv, const int *
  * Static shared memory: sc [GT][PA_CHUNK], ored [RG][GT][DH] (at most 36 KiB). */
 template <int DH, int GT>
 __global__ void __launch_bounds__(PA_THREADS, GT < 8 ? 4 : 2) /* GT < 8: <= 128 registers, 16 warps per SM */
-paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of batch][H][n_splits][Dh+2] */
+paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of batch][H][max_splits][Dh+2] */
                     const bf16 *q, /* [n_rows][q_stride] */ const bf16 *kv, /* [pages][2][Hkv][P][Dh] */
-                    pa_args_t a, pa_segs_t segs, int split_len, int n_splits)
+                    pa_args_t a, pa_segs_t segs, int max_splits)
 {
     constexpr int TPK = GT * DH / 64 > 2 ? GT * DH / 64 : 2; /* q slices: GT * DH / TPK <= 64 floats */
     constexpr int NC = DH / 8 / TPK;                          /* uint4 chunks per thread and key */
@@ -93,7 +114,8 @@ paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of bat
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     const int seg = seg_of(segs, blockIdx.x), r = segs.r0[seg] + blockIdx.x - segs.first[seg];
     const int chunks = a.G / GT, g = blockIdx.y / chunks, h0 = g * a.G + (blockIdx.y % chunks) * GT;
-    const int split = blockIdx.z, ctx = a.ctx_len[r], kb = split * split_len;
+    const int split = blockIdx.z, ctx = a.ctx_len[r], split_len = split_len_of(ctx, max_splits);
+    const int kb = split * split_len;
     if (kb >= ctx) return; /* block-uniform, before any barrier: this split is past the row's context */
     const int ke = min(ctx, kb + split_len), Dh = a.Dh;
     const int *bt = a.block_tables + (size_t)a.row_seq[r] * a.max_blocks;
@@ -177,7 +199,8 @@ paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of bat
         if (lane == 0) wred[warp][h] = v;
     }
     __syncthreads();
-    const bool direct = CEIL_DIV(ctx, split_len) == 1; /* the only split of this row */
+    const bool direct = one_split(ctx, max_splits); /* not from split_len, which would then stay
+                                                     * live through the loop: 128 registers spill */
     for (int h = 0; h < GT; h++) {
         float L = 0.0f;
         for (int w = 0; w < PA_THREADS / 32; w++) L += wred[w][h];
@@ -187,7 +210,7 @@ paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of bat
             if (direct) {
                 out[(size_t)r * a.H * Dh + (size_t)(h0 + h) * Dh + d] = __float2bfloat16_rn(o / L);
             } else {
-                float *part = work + (((size_t)blockIdx.x * a.H + h0 + h) * n_splits + split) * (Dh + 2);
+                float *part = work + (((size_t)blockIdx.x * a.H + h0 + h) * max_splits + split) * (Dh + 2);
                 part[d] = o;
                 if (d == 0) {
                     part[Dh] = m[h];
@@ -199,16 +222,17 @@ paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of bat
 }
 
 /* grid: (decode rows of the batch, H); block: Dh rounded up to 32 threads, one output dimension
- * each. Merges the CEIL_DIV(ctx, split_len) partials of a row and head; rows with one split were
- * written by the decode kernel. */
+ * each. Merges the partials of a row and head; rows with one split were written by the decode
+ * kernel. */
 __global__ void __launch_bounds__(128)
-paged_combine_kernel(bf16 *out, /* [n_rows][H*Dh] */ const float *work, /* [rows of batch][H][n_splits][Dh+2] */
-                     pa_args_t a, pa_segs_t segs, int split_len, int n_splits)
+paged_combine_kernel(bf16 *out, /* [n_rows][H*Dh] */ const float *work, /* [rows of batch][H][max_splits][Dh+2] */
+                     pa_args_t a, pa_segs_t segs, int max_splits)
 {
     const int seg = seg_of(segs, blockIdx.x), r = segs.r0[seg] + blockIdx.x - segs.first[seg];
-    const int h = blockIdx.y, d = threadIdx.x, Dh = a.Dh, ns = CEIL_DIV(a.ctx_len[r], split_len);
-    if (ns == 1 || d >= Dh) return;
-    const float *part = work + ((size_t)blockIdx.x * a.H + h) * n_splits * (Dh + 2);
+    const int h = blockIdx.y, d = threadIdx.x, Dh = a.Dh, ctx = a.ctx_len[r];
+    if (one_split(ctx, max_splits) || d >= Dh) return;
+    const int ns = CEIL_DIV(ctx, split_len_of(ctx, max_splits));
+    const float *part = work + ((size_t)blockIdx.x * a.H + h) * max_splits * (Dh + 2);
     float M = -INFINITY;
     for (int s = 0; s < ns; s++) M = fmaxf(M, part[s * (Dh + 2) + Dh]);
     float L = 0.0f, o = 0.0f;
@@ -271,20 +295,23 @@ extern "C" cudaError_t cuda_paged_attention_work_bytes(int n_heads, int n_kv_hea
     SHAPE_ASSERT(n_kv_heads >= 1 && n_heads % n_kv_heads == 0 && head_dim >= 1);
     long target = 0;
     const cudaError_t e = split_target_blocks(&target);
-    /* plan_splits keeps n_dec * H * n_splits below 2 * target * GT (see there) */
+    /* plan_max_splits keeps n_dec * H * max_splits below 2 * target * GT (see there) */
     *bytes = (size_t)2 * target * pick_gt(n_heads / n_kv_heads) * (head_dim + 2) * sizeof(float);
     return e;
 }
 
-/* Context splits for n_dec decode rows of at most max_ctx keys: none when the rows give
- * target blocks already; else enough for about target blocks, at least PA_SPLIT_MIN keys each,
- * within the workspace. base * ceil(target / base) < target + base < 2 target blocks, so the
- * partials need less than 2 target GT (Dh + 2) floats: cuda_paged_attention_work_bytes. */
-static int plan_splits(long target, int n_dec, int blocks_per_row, int H, int Dh, int max_ctx, size_t work_bytes)
+/* Context splits per row (the grid's z) for n_dec decode rows of at most capacity keys: none
+ * when the rows give target blocks already; else enough for about target blocks, within the
+ * workspace. base * ceil(target / base) < target + base < 2 target blocks, so the partials need
+ * less than 2 target GT (Dh + 2) floats: cuda_paged_attention_work_bytes. The bound is the cache's
+ * capacity, not this step's longest context, so the grid stays right for later steps; rows
+ * shorter than max_splits * PA_SPLIT_MIN leave the extra blocks empty (they return at once). */
+static int plan_max_splits(long target, int n_dec, int blocks_per_row, int H, int Dh, long capacity,
+                           size_t work_bytes)
 {
     const long base = (long)n_dec * blocks_per_row;
     if (base >= target) return 1;
-    long ns = CEIL_DIV((long)max_ctx, PA_SPLIT_MIN);
+    long ns = CEIL_DIV(capacity, PA_SPLIT_MIN);
     ns = ns < CEIL_DIV(target, base) ? ns : CEIL_DIV(target, base);
     const long fit = (long)(work_bytes / ((size_t)n_dec * H * (Dh + 2) * sizeof(float)));
     ns = ns < fit ? ns : fit;
@@ -307,18 +334,17 @@ static int fill_segs(pa_segs_t *s, const std::vector<pa_seg_t> &v, size_t i0, si
 
 template <int DH, int GT>
 static cudaError_t launch_decode(bf16 *out, float *work, const bf16 *q, const bf16 *kv, const pa_args_t &a,
-                                 const std::vector<pa_seg_t> &dec, int split_len, int n_splits, cudaStream_t stream)
+                                 const std::vector<pa_seg_t> &dec, int max_splits, cudaStream_t stream)
 {
     for (size_t i = 0; i < dec.size(); i += PA_MAX_SEGS) {
         pa_segs_t s;
         const int rows = fill_segs(&s, dec, i, i + PA_MAX_SEGS < dec.size() ? i + PA_MAX_SEGS : dec.size(), 1);
-        const dim3 grid(rows, a.Hkv * (a.G / GT), n_splits);
-        CUEMU_LAUNCH(grid, PA_THREADS, 0, stream, paged_decode_kernel<DH, GT>)(out, work, q, kv, a, s, split_len,
-                                                                              n_splits);
+        const dim3 grid(rows, a.Hkv * (a.G / GT), max_splits);
+        CUEMU_LAUNCH(grid, PA_THREADS, 0, stream, paged_decode_kernel<DH, GT>)(out, work, q, kv, a, s, max_splits);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return e;
-        if (n_splits == 1) continue;
-        CUEMU_LAUNCH(dim3(rows, a.H), DH, 0, stream, paged_combine_kernel)(out, work, a, s, split_len, n_splits);
+        if (max_splits == 1) continue;
+        CUEMU_LAUNCH(dim3(rows, a.H), DH, 0, stream, paged_combine_kernel)(out, work, a, s, max_splits);
         if ((e = cudaGetLastError()) != cudaSuccess) return e;
     }
     return cudaSuccess;
@@ -326,14 +352,13 @@ static cudaError_t launch_decode(bf16 *out, float *work, const bf16 *q, const bf
 
 template <int DH>
 static cudaError_t launch_decode_dh(bf16 *out, float *work, const bf16 *q, const bf16 *kv, const pa_args_t &a,
-                                    const std::vector<pa_seg_t> &dec, int split_len, int n_splits,
-                                    cudaStream_t stream)
+                                    const std::vector<pa_seg_t> &dec, int max_splits, cudaStream_t stream)
 {
     switch (a.GT) {
-    case 1: return launch_decode<DH, 1>(out, work, q, kv, a, dec, split_len, n_splits, stream);
-    case 2: return launch_decode<DH, 2>(out, work, q, kv, a, dec, split_len, n_splits, stream);
-    case 4: return launch_decode<DH, 4>(out, work, q, kv, a, dec, split_len, n_splits, stream);
-    default: return launch_decode<DH, 8>(out, work, q, kv, a, dec, split_len, n_splits, stream);
+    case 1: return launch_decode<DH, 1>(out, work, q, kv, a, dec, max_splits, stream);
+    case 2: return launch_decode<DH, 2>(out, work, q, kv, a, dec, max_splits, stream);
+    case 4: return launch_decode<DH, 4>(out, work, q, kv, a, dec, max_splits, stream);
+    default: return launch_decode<DH, 8>(out, work, q, kv, a, dec, max_splits, stream);
     }
 }
 
@@ -374,7 +399,7 @@ extern "C" cudaError_t cuda_paged_attention(bf16_t *out, const bf16_t *q, const 
 
     /* the plan: maximal runs of consecutive positions of one sequence, as the CPU backend */
     std::vector<pa_seg_t> dec, runs;
-    int n_dec = 0, max_dec = 0;
+    int n_dec = 0;
     for (int r = 0; r < n;) {
         int len = 1;
         while (r + len < n && h_row_seq[r + len] == h_row_seq[r] && h_ctx_len[r + len] == h_ctx_len[r + len - 1] + 1)
@@ -383,7 +408,6 @@ extern "C" cudaError_t cuda_paged_attention(bf16_t *out, const bf16_t *q, const 
         if (len >= PA_RUN_ROWS) {
             runs.push_back({r, len});
         } else {
-            for (int i = r; i < r + len; i++) max_dec = h_ctx_len[i] > max_dec ? h_ctx_len[i] : max_dec;
             if (!dec.empty() && dec.back().r0 + dec.back().len == r) dec.back().len += len;
             else dec.push_back({r, len});
             n_dec += len;
@@ -397,12 +421,11 @@ extern "C" cudaError_t cuda_paged_attention(bf16_t *out, const bf16_t *q, const 
     if (n_dec > 0) {
         long target = 0;
         if (work && (e = split_target_blocks(&target)) != cudaSuccess) return e;
-        const int ns = work ? plan_splits(target, n_dec, Hkv * (G / GT), H, Dh, max_dec, work_bytes) : 1;
-        const int split_len = CEIL_DIV(CEIL_DIV(max_dec, ns), PA_CHUNK) * PA_CHUNK;
-        const int n_splits = CEIL_DIV(max_dec, split_len);
-        e = Dh <= 32   ? launch_decode_dh<32>(o, work, dq, dkv, a, dec, split_len, n_splits, stream)
-            : Dh <= 64 ? launch_decode_dh<64>(o, work, dq, dkv, a, dec, split_len, n_splits, stream)
-                       : launch_decode_dh<128>(o, work, dq, dkv, a, dec, split_len, n_splits, stream);
+        const long capacity = (long)p->max_blocks * page_size;
+        const int ns = work ? plan_max_splits(target, n_dec, Hkv * (G / GT), H, Dh, capacity, work_bytes) : 1;
+        e = Dh <= 32   ? launch_decode_dh<32>(o, work, dq, dkv, a, dec, ns, stream)
+            : Dh <= 64 ? launch_decode_dh<64>(o, work, dq, dkv, a, dec, ns, stream)
+                       : launch_decode_dh<128>(o, work, dq, dkv, a, dec, ns, stream);
         if (e != cudaSuccess) return e;
     }
     if (!runs.empty())

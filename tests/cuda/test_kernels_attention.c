@@ -269,6 +269,11 @@ typedef struct {
     int use_work;     /* pass a workspace (cuda_paged_attention_work_bytes) */
     int expect_split; /* 1: the decode rows must be split (workspace written), 0: must not */
     int graph;        /* capture the call in a CUDA graph and launch that */
+    /* With graph: the contexts of a later decode step (the same rows, longer contexts). The graph
+     * captured with ctx_len is launched, then relaunched after the device's ctx_len is overwritten
+     * with these, as an engine would replay a captured step; the relaunch must give this step's
+     * attention, the same as an uncaptured call. NULL: one launch. */
+    const int *replay_ctx;
 } paged_case_t;
 
 /* out [n_rows][H*Dh] in double: softmax(q k^T scale) v over keys gathered from the pages */
@@ -312,13 +317,15 @@ static void paged_case(const paged_case_t *c)
     const size_t mark = ref.ops->scratch_mark(ref.be);
     const int H = c->H, Hkv = c->Hkv, Dh = c->Dh, P = c->P, n = c->n_rows, layer = 1;
     /* sequences: length = the largest context of their rows */
+    /* the contexts checked: those of the replay when there is one */
+    const int *ctx = c->replay_ctx ? c->replay_ctx : c->ctx_len;
     int n_seqs = 0, max_ctx = 0;
     for (int i = 0; i < n; i++) {
         n_seqs = MAX(n_seqs, c->row_seq[i] + 1);
-        max_ctx = MAX(max_ctx, c->ctx_len[i]);
+        max_ctx = MAX(max_ctx, MAX(ctx[i], c->ctx_len[i]));
     }
     int *seq_len = xcalloc((size_t)n_seqs, sizeof *seq_len), max_blocks = 1, used = 0;
-    for (int i = 0; i < n; i++) seq_len[c->row_seq[i]] = MAX(seq_len[c->row_seq[i]], c->ctx_len[i]);
+    for (int i = 0; i < n; i++) seq_len[c->row_seq[i]] = MAX(seq_len[c->row_seq[i]], MAX(ctx[i], c->ctx_len[i]));
     for (int s = 0; s < n_seqs; s++) {
         max_blocks = MAX(max_blocks, CEIL_DIV(seq_len[s], P) + 1); /* + 1: an entry past every sequence */
         used += CEIL_DIV(seq_len[s], P);
@@ -344,7 +351,7 @@ static void paged_case(const paged_case_t *c)
     float *want = ref.ops->scratch(ref.be, n_out), *got = ref.ops->scratch(ref.be, n_out);
     paged_attn_t p = {
         .n_rows = n, .n_heads = H, .n_kv_heads = Hkv, .head_dim = Dh, .q_stride = q_stride,
-        .scale = 1.0f / sqrtf((float)Dh), .ctx_len = c->ctx_len, .row_seq = c->row_seq, .block_tables = bt,
+        .scale = 1.0f / sqrtf((float)Dh), .ctx_len = ctx, .row_seq = c->row_seq, .block_tables = bt,
         .max_blocks = max_blocks, .max_ctx = max_ctx,
     };
     ref.ops->paged_attention(ref.be, want, q, kv, layer, &p);
@@ -355,7 +362,7 @@ static void paged_case(const paged_case_t *c)
     bf16_t *dout = NULL;
     dout = dev_alloc(n_out * sizeof *dout); /* 0xFF: NaN if unwritten */
     paged_attn_t dp = p;
-    dp.ctx_len = ints_to_dev(c->ctx_len, n);
+    dp.ctx_len = ints_to_dev(c->ctx_len, n); /* the call's (captured) contexts */
     dp.row_seq = ints_to_dev(c->row_seq, n);
     dp.block_tables = ints_to_dev(bt, (size_t)n_seqs * max_blocks);
     float *work = NULL;
@@ -375,6 +382,14 @@ static void paged_case(const paged_case_t *c)
         CHECK_INT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
         CHECK_INT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
         CHECK_INT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+        if (c->replay_ctx) {
+            CHECK_INT_EQ(cudaMemcpy((void *)dp.ctx_len, c->replay_ctx, (size_t)n * sizeof(int), cudaMemcpyHostToDevice),
+                         cudaSuccess);
+            CHECK_INT_EQ(cudaMemset(dout, 0xff, n_out * sizeof *dout), cudaSuccess);
+            if (work) CHECK_INT_EQ(cudaMemset(work, 0xff, work_bytes), cudaSuccess);
+            CHECK_INT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+            CHECK_INT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+        }
         cudaGraphExecDestroy(exec);
         cudaGraphDestroy(graph);
     } else {
@@ -384,6 +399,15 @@ static void paged_case(const paged_case_t *c)
     from_dev(got, dout, n_out);
 
     char what[160];
+    if (c->replay_ctx) { /* the replay against an uncaptured call with the replay's contexts */
+        float *direct = ref.ops->scratch(ref.be, n_out);
+        CHECK_INT_EQ(cudaMemset(dout, 0xff, n_out * sizeof *dout), cudaSuccess);
+        CHECK_INT_EQ(cuda_paged_attention(dout, dq, dkv, P, &dp, c->replay_ctx, c->row_seq, work, work_bytes, stream),
+                     cudaSuccess);
+        from_dev(direct, dout, n_out);
+        snprintf(what, sizeof what, "%s: replay vs uncaptured", c->name);
+        compare(what, got, direct, n_out, 0.0f, 0);
+    }
     snprintf(what, sizeof what, "%s vs cpu", c->name);
     compare(what, got, want, n_out, ATOL, U);
     float *dense_f = ref.ops->scratch(ref.be, n_out);
@@ -449,12 +473,12 @@ static void test_paged_attention(void)
     add_chunk(&r, 5, 40, 60);
     add_chunk(&r, 6, 0, 10);
     add_chunk(&r, 7, 20, 3);
-    paged_case(&(paged_case_t){"mixed G=2 Dh=128 P=16", 4, 2, 128, 16, r.n, r.seq, r.ctx, 0, 0, 0});
+    paged_case(&(paged_case_t){"mixed G=2 Dh=128 P=16", 4, 2, 128, 16, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
 
     /* Batch of one long decode row: 3 blocks only, so 4 context splits and the combine. */
     r.n = 0;
     add_decode(&r, 0, 1000);
-    paged_case(&(paged_case_t){"one row ctx=1000 G=1 Dh=64 P=8 (split)", 3, 3, 64, 8, r.n, r.seq, r.ctx, 1, 1, 0});
+    paged_case(&(paged_case_t){"one row ctx=1000 G=1 Dh=64 P=8 (split)", 3, 3, 64, 8, r.n, r.seq, r.ctx, 1, 1, 0, NULL});
 
     /* Split decode rows (1 split: ctx 1, 129, 256; 2 splits with one key in the second: 257;
      * 3 splits: 700) mixed with a prompt chunk that starts mid-sequence. */
@@ -465,20 +489,31 @@ static void test_paged_attention(void)
     add_decode(&r, 3, 257);
     add_decode(&r, 4, 129);
     add_chunk(&r, 5, 300, 40);
-    paged_case(&(paged_case_t){"split + prefill G=2 Dh=128 P=16, CUDA graph", 4, 2, 128, 16, r.n, r.seq, r.ctx, 1, 1, 1});
+    paged_case(&(paged_case_t){"split + prefill G=2 Dh=128 P=16, CUDA graph", 4, 2, 128, 16, r.n, r.seq, r.ctx, 1, 1, 1, NULL});
+
+    /* A captured decode step replayed for the next steps: every row's context grows, across the
+     * 256-key split boundary (250 -> 260: one split to two; 512 -> 520: two to three), and past a
+     * 128-key chunk without a workspace (no split). */
+    {
+        static const int seq[] = {0, 1, 2}, before[] = {250, 100, 512}, after[] = {260, 101, 520};
+        paged_case(&(paged_case_t){"graph replayed across split boundaries G=2 Dh=128 P=16", 4, 2, 128, 16, 3, seq,
+                                   before, 1, 1, 1, after});
+        paged_case(&(paged_case_t){"graph replayed past a chunk, no workspace G=2 Dh=64 P=16", 4, 2, 64, 16, 3, seq,
+                                   before, 0, 0, 1, after});
+    }
 
     /* The decoder's shapes (H = 16, Hkv = 8, Dh = 128, P = 16): 12 decode rows, one of 2000 keys
      * (96 blocks: 3 splits), and a 128-row prompt chunk at position 400. */
     r.n = 0;
     for (int s = 0; s < 12; s++) add_decode(&r, s, s == 0 ? 2000 : 1 + (int)(urand() % 500));
     add_chunk(&r, 12, 400, 128);
-    paged_case(&(paged_case_t){"decoder shapes H=16 Hkv=8 Dh=128 P=16", 16, 8, 128, 16, r.n, r.seq, r.ctx, 1, 1, 0});
+    paged_case(&(paged_case_t){"decoder shapes H=16 Hkv=8 Dh=128 P=16", 16, 8, 128, 16, r.n, r.seq, r.ctx, 1, 1, 0, NULL});
 
     /* Enough decode rows to fill the GPU (140 x 2 blocks >= 2 x 132 SMs): no split even with a
      * workspace. */
     r.n = 0;
     for (int s = 0; s < 140; s++) add_decode(&r, s, 1 + (int)(urand() % 40));
-    paged_case(&(paged_case_t){"140 decode rows G=1 Dh=64 P=16 (no split)", 2, 2, 64, 16, r.n, r.seq, r.ctx, 1, 0, 0});
+    paged_case(&(paged_case_t){"140 decode rows G=1 Dh=64 P=16 (no split)", 2, 2, 64, 16, r.n, r.seq, r.ctx, 1, 0, 0, NULL});
 
     /* Decode rows and 4-row prompt chunks interleaved: 34 segments of each kind, more than one
      * launch holds (PA_MAX_SEGS = 32); pages of 4 positions. */
@@ -487,20 +522,20 @@ static void test_paged_attention(void)
         add_decode(&r, 2 * s, 1 + (int)(urand() % 30));
         add_chunk(&r, 2 * s + 1, (int)(urand() % 20), 4);
     }
-    paged_case(&(paged_case_t){"interleaved 68 segments G=2 Dh=64 P=4", 2, 1, 64, 4, r.n, r.seq, r.ctx, 0, 0, 0});
+    paged_case(&(paged_case_t){"interleaved 68 segments G=2 Dh=64 P=4", 2, 1, 64, 4, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
 
     /* Other GQA groups: G = 3 (three 1-head chunks per kv head; split), 4 and 8 (one chunk). */
     r.n = 0;
     add_decode(&r, 0, 600);
     add_decode(&r, 1, 7);
     add_chunk(&r, 2, 5, 30);
-    paged_case(&(paged_case_t){"G=3 Dh=128 P=16", 6, 2, 128, 16, r.n, r.seq, r.ctx, 1, 1, 0});
-    paged_case(&(paged_case_t){"G=4 Dh=64 P=16", 8, 2, 64, 16, r.n, r.seq, r.ctx, 0, 0, 0});
-    paged_case(&(paged_case_t){"G=8 Dh=128 P=32", 8, 1, 128, 32, r.n, r.seq, r.ctx, 0, 0, 0});
+    paged_case(&(paged_case_t){"G=3 Dh=128 P=16", 6, 2, 128, 16, r.n, r.seq, r.ctx, 1, 1, 0, NULL});
+    paged_case(&(paged_case_t){"G=4 Dh=64 P=16", 8, 2, 64, 16, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
+    paged_case(&(paged_case_t){"G=8 Dh=128 P=32", 8, 1, 128, 32, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
 
     /* Head dims other than 64 and 128: 32 (the tiny test model's decoder) and 96 (padded to 128). */
-    paged_case(&(paged_case_t){"G=2 Dh=32 P=16 (split)", 4, 2, 32, 16, r.n, r.seq, r.ctx, 1, 1, 0});
-    paged_case(&(paged_case_t){"G=2 Dh=96 P=16", 4, 2, 96, 16, r.n, r.seq, r.ctx, 0, 0, 0});
+    paged_case(&(paged_case_t){"G=2 Dh=32 P=16 (split)", 4, 2, 32, 16, r.n, r.seq, r.ctx, 1, 1, 0, NULL});
+    paged_case(&(paged_case_t){"G=2 Dh=96 P=16", 4, 2, 96, 16, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
 }
 
 int main(void)
