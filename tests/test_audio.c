@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char *tmp_dir;
 
@@ -89,7 +90,7 @@ static void test_passthrough(void)
 
     float *x = NULL;
     int64_t m = 0;
-    CHECK_INT_EQ(audio_load(path, &x, &m), 0);
+    CHECK_INT_EQ(audio_load(path, &x, &m, NULL), 0);
     CHECK_INT_EQ(m, n);
     int exact = m == n;
     for (int64_t i = 0; exact && i < n; i++) exact = x[i] == s[i] / 32768.0f;
@@ -114,7 +115,7 @@ static void test_resample_stereo(void)
         write_float("stereo_44k.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, x, frames);
     float *y = NULL;
     int64_t n = 0;
-    CHECK_INT_EQ(audio_load(path, &y, &n), 0);
+    CHECK_INT_EQ(audio_load(path, &y, &n, NULL), 0);
     CHECK_INT_EQ(n, 80000);
     double err = max_err_vs_sine(y, n, 997.3, 0.5, 64);
     printf("44.1 kHz stereo -> 16 kHz: max |y - sine| = %.3g\n", err);
@@ -184,7 +185,7 @@ static void test_flac_8k(void)
     char *path = write_float("sine_8k.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 8000, 1, x, 8000);
     float *y = NULL;
     int64_t n = 0;
-    CHECK_INT_EQ(audio_load(path, &y, &n), 0);
+    CHECK_INT_EQ(audio_load(path, &y, &n, NULL), 0);
     CHECK_INT_EQ(n, 16000);
     double err = max_err_vs_sine(y, n, 440, 0.3, 64);
     printf("8 kHz FLAC -> 16 kHz: max |y - sine| = %.3g\n", err);
@@ -220,7 +221,7 @@ static void test_lossy(const char *name, int format, int rate, int channels, int
     }
     float *y = NULL;
     int64_t n = 0;
-    CHECK_INT_EQ(audio_load(path, &y, &n), 0);
+    CHECK_INT_EQ(audio_load(path, &y, &n, NULL), 0);
     CHECK_INT_EQ(n, 32000);
     double fit_amp = 0, lag = 1e9;
     fit_sine(y, n, 440, 3200, &fit_amp, &lag);
@@ -243,7 +244,7 @@ static void test_float_6ch_peak(void)
     char *path = write_float("six_48k.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 48000, 6, x, 48000);
     float *y = NULL;
     int64_t n = 0;
-    CHECK_INT_EQ(audio_load(path, &y, &n), 0);
+    CHECK_INT_EQ(audio_load(path, &y, &n, NULL), 0);
     CHECK_INT_EQ(n, 16000);
     float peak = 0;
     for (int64_t i = 0; i < n; i++) peak = fmaxf(peak, fabsf(y[i]));
@@ -264,7 +265,7 @@ static void test_downmix_and_condition(void)
     char *path = write_float("cancel.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 16000, 2, x, 4000);
     float *y = NULL;
     int64_t n = 0;
-    CHECK_INT_EQ(audio_load(path, &y, &n), 0);
+    CHECK_INT_EQ(audio_load(path, &y, &n, NULL), 0);
     CHECK_INT_EQ(n, 4000);
     int zero = 1;
     for (int64_t i = 0; i < n; i++) zero &= y[i] == 0.0f;
@@ -302,7 +303,7 @@ static void expect_fail(const char *path, const char *what)
 {
     float sentinel, *y = &sentinel;
     int64_t n = -7;
-    CHECK_INT_EQ(audio_load(path, &y, &n), -1);
+    CHECK_INT_EQ(audio_load(path, &y, &n, NULL), -1);
     CHECK(y == &sentinel && n == -7); /* outputs untouched */
     const char *e = qasr_last_error();
     CHECK(strstr(e, path) != NULL);
@@ -335,8 +336,30 @@ static void test_errors(void)
 
     char *empty = path_join(tmp_dir, "empty.wav");
     fclose(fopen(empty, "w"));
-    expect_fail(empty, "not a readable audio file");
+    expect_fail(empty, "empty file (0 bytes)");
     free(empty);
+
+    /* Not regular files: refused at once, never opened for reading (a FIFO without a writer
+     * would block the reader thread forever). */
+    char *fifo = path_join(tmp_dir, "pipe.wav");
+    CHECK_INT_EQ(mkfifo(fifo, 0600), 0);
+    expect_fail(fifo, "is a FIFO (named pipe)");
+    CHECK_INT_EQ(audio_probe_duration(fifo, &sec), -1);
+    CHECK(strstr(qasr_last_error(), "FIFO") != NULL);
+    unlink(fifo);
+    free(fifo);
+    expect_fail("/dev/null", "is a character device");
+
+    /* A header with sample rate 0: our words, not libsndfile's "SF_INFO struct incomplete". */
+    const float one[1] = {0.25f};
+    char *rate0 = write_float("rate0.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 1, one, 1);
+    f = fopen(rate0, "r+b");
+    const unsigned char zero4[4] = {0, 0, 0, 0};
+    fseek(f, 24, SEEK_SET);
+    fwrite(zero4, 1, 4, f);
+    fclose(f);
+    expect_fail(rate0, "corrupt header");
+    free(rate0);
 
     float none[1] = {0};
     char *zero =
@@ -366,7 +389,7 @@ static void test_errors(void)
 
 /* Truncated files. A FLAC cut in half: libsndfile reports "lost sync" -> an error (never a
  * crash or a silent partial result). A WAV cut in half: libsndfile clamps the data chunk to
- * what is there without an error -> the available frames decode. */
+ * what is there without an error -> the available frames decode, with a warning. */
 static void test_truncated(void)
 {
     int64_t frames = 32000;
@@ -385,9 +408,20 @@ static void test_truncated(void)
     copy_prefix(wav, cut_wav, (size_t)st.st_size / 2);
     float *y = NULL;
     int64_t n = 0;
-    CHECK_INT_EQ(audio_load(cut_wav, &y, &n), 0);
+    char *warning = NULL;
+    CHECK_INT_EQ(audio_load(cut_wav, &y, &n, &warning), 0);
     CHECK_INT_EQ(n, ((size_t)st.st_size / 2 - header) / 2);
     CHECK(n > 0 && max_err_vs_sine(y, n, 440, 0.5, 0) < 1e-4);
+    /* said, with both durations: 2 s promised, n / 16000 read */
+    char holds[64];
+    snprintf(holds, sizeof holds, "the file holds %.2f s", (double)n / 16000);
+    CHECK(warning && strstr(warning, cut_wav) && strstr(warning, "promises 2.00 s") && strstr(warning, holds));
+    if (warning) printf("cut WAV: %s\n", warning);
+    free(warning);
+    free(y);
+    warning = (char *)"unset";
+    CHECK_INT_EQ(audio_load(wav, &y, &n, &warning), 0); /* the whole file: no warning */
+    CHECK(warning == NULL && n == frames);
     free(y);
     free(x);
     free(flac);

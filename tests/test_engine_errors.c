@@ -129,7 +129,7 @@ int main(void)
     CHECK_INT_EQ(model_load(&r.m, MODEL, bk, 1), 0);
     CHECK((r.tok = tokenizer_load(MODEL)) != NULL);
     CHECK_INT_EQ(special_ids_load(&r.sp, r.tok, &r.m.cfg), 0);
-    CHECK_INT_EQ(audio_load("audio/demo.flac", &r.x, &r.n), 0);
+    CHECK_INT_EQ(audio_load("audio/demo.flac", &r.x, &r.n, NULL), 0);
     if (test_failures) return test_result("test_engine_errors");
 
     /* the run that never fails */

@@ -330,7 +330,7 @@ static void test_malformed(void)
         check_problem(m, 0, 3, name, "1 tab-separated cells, the header has 3");
         check_problem(m, 1, 4, name, "4 tab-separated cells");
         check_problem(m, 2, 5, name, "empty path");
-        check_problem(m, 3, 6, name, "duration 'long' is not a number >= 0");
+        check_problem(m, 3, 6, name, "duration 'long' is not a number of seconds from 0 to 604800 (a week)");
         check_problem(m, 4, 7, name, "duration '-1'");
         check_problem(m, 5, 8, name, "duration 'nan'");
         check_problem(m, 6, 9, name, "duration ' 2'");
@@ -351,9 +351,13 @@ static void test_malformed(void)
                   "{\"audio_filepath\": \"d.wav\", \"lang\": \"en\", \"language\": \"English\"}\n" /* 9 */
                   "{\"audio_filepath\": \"e.wav\"} trailing\n"                  /* 10 */
                   "{\"audio_filepath\": 5}\n"                                   /* 11 */
-                  "{\"audio_filepath\": \"f.wav\", \"text\": \"ok\"}\n",        /* 12 */
+                  "{\"audio_filepath\": \"f.wav\", \"text\": \"ok\"}\n"         /* 12 */
+                  "{\"audio_filepath\": \"g.wav\", \"duration\": 1e300}\n"       /* 13 */
+                  "{\"audio_filepath\": \"g\\u0000.wav\"}\n"                    /* 14 */
+                  "{\"audio_filepath\": \"h.wav\", \"text\": \"\\\\u0000\"}\n"   /* 15: an escaped backslash */
+                  "{\"audio_filepath\": \"i.wav\", \"duration\": 604800}\n",     /* 16: a week is allowed */
                   MANIFEST_AUTO);
-    CHECK(m && m->n_entries == 2 && m->n_problems == 10);
+    CHECK(m && m->n_entries == 4 && m->n_problems == 12);
     if (m) {
         CHECK_INT_EQ(m->entries[1].line, 12);
         check_problem(m, 0, 2, name, "invalid JSON");
@@ -361,11 +365,16 @@ static void test_malformed(void)
         check_problem(m, 2, 4, name, "no \"audio_filepath\"");
         check_problem(m, 3, 5, name, "empty path");
         check_problem(m, 4, 6, name, "\"id\" is not a string");
-        check_problem(m, 5, 7, name, "\"duration\" is not a number >= 0");
-        check_problem(m, 6, 8, name, "\"duration\" is not a number >= 0");
+        check_problem(m, 5, 7, name, "\"duration\" is not a number of seconds from 0 to 604800");
+        check_problem(m, 6, 8, name, "\"duration\" is not a number of seconds from 0 to 604800");
         check_problem(m, 7, 9, name, "both \"lang\" and \"language\"");
         check_problem(m, 8, 10, name, "invalid JSON");
         check_problem(m, 9, 11, name, "\"audio_filepath\" is not a string");
+        check_problem(m, 10, 13, name, "\"duration\" is not a number of seconds from 0 to 604800");
+        check_problem(m, 11, 14, name, "a string holds \\u0000 (NUL)");
+        CHECK_INT_EQ(m->entries[2].line, 15);
+        CHECK_STR_EQ(m->entries[2].text, "\\u0000"); /* the six characters, not a NUL */
+        CHECK(m->entries[3].line == 16 && m->entries[3].duration == 604800);
     }
     manifest_free(m);
     free(name);

@@ -83,6 +83,9 @@ writing() {
 ended() { case $(field "$1" JobState) in COMPLETED | FAILED | CANCELLED | TIMEOUT | OUT_OF_MEMORY) true ;; *) false ;; esac; }
 requeued() { [ "$(field "$1" JobState)" = PENDING ] && [ "$(field "$1" Restarts)" -ge 1 ]; }
 array_done() { [ -z "$(squeue -h -j "$jid" 2>/dev/null)" ]; }
+# Limits are for hangs, not speed: each is ten times what an idle 2-core machine needs, so a
+# machine busy with another job does not fail the test (QASR_TEST_HANG_SCALE changes the factor).
+hang=${QASR_TEST_HANG_SCALE:-10}
 wait_for() { # DESC SECONDS CMD...: poll every 0.1 s
   local desc=$1 limit=$2 end=$((SECONDS + $2))
   shift 2
@@ -107,7 +110,7 @@ batch_pid() {
 # test. Not at once, though: slurmd refuses a launch whose credential is from the same second as
 # the revocation of the job's last run (1 s resolution: "Job credential revoked").
 release() {
-  wait_for "$1 to be pending again" 30 requeued "$1"
+  wait_for "$1 to be pending again" $((30 * hang)) requeued "$1"
   sleep 2
   scontrol update JobId="$1" StartTime=now || die "cannot release $1"
 }
@@ -120,25 +123,25 @@ out() { echo "$work/out/results.$1-of-3.jsonl"; }
 
 # Task 1: SIGKILL its qasr-batch mid-run (the wrapper then fails), requeue it by hand. Its CPU
 # goes to task 2 at once: task 2 is stopped next, and both are released after that.
-wait_for "task 1 to write 2 lines" 60 writing 1
+wait_for "task 1 to write 2 lines" $((60 * hang)) writing 1
 pid=$(batch_pid 1)
 [ -n "$pid" ] || die "task 1's qasr-batch is not running (it finished before the kill: make its run longer)"
 kill -KILL "$pid"
 killed_at=$(lines "$(out 1)")
 echo "task 1: qasr-batch killed after $killed_at lines"
 check "task 1 was killed mid-run ($killed_at lines)" [ "$killed_at" -lt $((n_entries / 3)) ]
-wait_for "task 1 to end after the kill" 30 ended "${jid}_1"
+wait_for "task 1 to end after the kill" $((30 * hang)) ended "${jid}_1"
 check "the killed task failed: $(field "${jid}_1" JobState) $(field "${jid}_1" ExitCode)" \
   [ "$(field "${jid}_1" JobState)" = FAILED ]
 scontrol requeue "${jid}_1" || die "scontrol requeue ${jid}_1 failed"
 
 # Task 2: the time-limit warning. The wrapper passes TERM on, qasr-batch flushes and exits 4, and
 # the wrapper requeues the task itself.
-wait_for "task 2 to write 2 lines" 60 writing 2
+wait_for "task 2 to write 2 lines" $((60 * hang)) writing 2
 check "task 2 was still running when signalled" [ -n "$(batch_pid 2)" ]
 signalled_at=$(lines "$(out 2)")
 scancel --signal=TERM --batch "${jid}_2" || die "scancel --signal=TERM --batch failed"
-wait_for "task 2 to requeue itself" 60 requeued "${jid}_2"
+wait_for "task 2 to requeue itself" $((60 * hang)) requeued "${jid}_2"
 stopped_at=$(lines "$(out 2)")
 echo "task 2: signalled after $signalled_at lines, stopped after $stopped_at"
 check "task 2 stopped mid-run ($stopped_at lines)" [ "$stopped_at" -lt $((n_entries / 3)) ]
@@ -146,7 +149,7 @@ check "task 2's output ends with a complete line" [ "$(tail -c 1 "$(out 2)" | od
 release "${jid}_1"
 release "${jid}_2"
 
-wait_for "the array to finish" 120 array_done
+wait_for "the array to finish" $((120 * hang)) array_done
 echo "array done $((SECONDS - t_up)) s after the cluster came up"
 
 # --- every task completed, the two restarts resumed ---

@@ -10,15 +10,19 @@
 
 #include "run.h"
 #include "shard.h"
+#include "subtitles.h"
 #include "util.h"
 
 static volatile sig_atomic_t interrupted;
 
 int batch_interrupted(void) { return interrupted; }
 
+/* SIGINT, SIGTERM, SIGHUP and SIGUSR1 (Slurm's --signal before a time limit), from the start of
+ * the run: the files in progress are finished and written, then the run exits 4, also when the
+ * signal came while the manifest, the durations or the model were still loading. */
 static void on_signal(int sig)
 {
-    static const char msg[] = "\nqasr-batch: interrupted: finishing the files in progress "
+    static const char msg[] = "\nqasr-batch: interrupted: finishing the files in progress, if any "
                               "(signal again to stop at once; rerun to resume)\n";
     if (interrupted) _exit(BATCH_INTERRUPTED); /* lines already written are complete */
     interrupted = 1;
@@ -72,7 +76,7 @@ static item_t *plan_items(const manifest_t *m, const shard_plan_t *sp, results_t
         for (size_t i = 0; i < *n; i++)
             if (items[i].duration < 0) paths[k++] = items[i].e->path;
         if (!o->quiet && unknown > 1000) fprintf(stderr, "qasr-batch: reading the durations of %zu files\n", unknown);
-        reader_probe_durations(paths, (int)unknown, MAX(2, o->readers), sec);
+        reader_probe_durations(paths, (int)unknown, MAX(2, o->readers), sec, batch_interrupted);
         k = 0;
         for (size_t i = 0; i < *n; i++)
             if (items[i].duration < 0) items[i].duration = sec[k++];
@@ -81,6 +85,23 @@ static item_t *plan_items(const manifest_t *m, const shard_plan_t *sp, results_t
     }
     if (!o->no_bucketing) qsort(items, *n, sizeof *items, by_duration_desc);
     return items;
+}
+
+/* Each item's subtitle file, chosen over the whole manifest so that no two entries (of any shard)
+ * share one. */
+static void name_subtitles(const manifest_t *m, const batch_opts_t *o, item_t *items, size_t n)
+{
+    const char **ids = xmalloc(MAX(1, m->n_entries) * sizeof *ids);
+    for (size_t i = 0; i < m->n_entries; i++) ids[i] = m->entries[i].id;
+    char **paths = subtitles_paths(o->output_dir, ids, m->n_entries, o->format);
+    for (size_t i = 0; i < n; i++) {
+        const size_t k = (size_t)(items[i].e - m->entries);
+        items[i].subtitle_path = paths[k];
+        paths[k] = NULL;
+    }
+    for (size_t i = 0; i < m->n_entries; i++) free(paths[i]);
+    free(paths);
+    free(ids);
 }
 
 /* The model instances: one per --gpus device (NCCL-copied weights), else one. */
@@ -96,8 +117,18 @@ static int load_models(const batch_opts_t *o, qasr_t ***models, int *n)
     return ((*models)[0] = qasr_load(o->model, &qo)) ? 0 : -1;
 }
 
+static void catch_signals(void)
+{
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigemptyset(&sa.sa_mask);
+    const int stop[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1 };
+    for (size_t i = 0; i < sizeof stop / sizeof *stop; i++) sigaction(stop[i], &sa, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a closed stdout becomes a write error with a message */
+}
+
 int batch_run(const batch_opts_t *o)
 {
+    catch_signals();
     manifest_format_t mf;
     if (manifest_format_parse(o->manifest_format, &mf) != 0) {
         fprintf(stderr, "qasr-batch: %s\n", qasr_last_error());
@@ -112,6 +143,10 @@ int batch_run(const batch_opts_t *o)
         return BATCH_USAGE;
     }
     manifest_t *m = manifest_load(o->manifest, mf);
+    if (!m && interrupted) { /* the read was interrupted (EINTR), not wrong */
+        fputs("qasr-batch: interrupted while reading the manifest: nothing written; rerun to start\n", stderr);
+        return BATCH_INTERRUPTED;
+    }
     if (!m) {
         fprintf(stderr, "qasr-batch: %s\n", qasr_last_error());
         return BATCH_USAGE;
@@ -139,6 +174,7 @@ int batch_run(const batch_opts_t *o)
 
     size_t n, prior_failed;
     item_t *items = plan_items(m, sp, out, o, &n, &prior_failed);
+    if (o->format) name_subtitles(m, o, items, n);
     const size_t prior_done = sp->n_mine - n - prior_failed;
     if (!o->quiet && (prior_done || prior_failed))
         fprintf(stderr, "qasr-batch: resuming %s: %zu done, %zu failed earlier%s, %zu to do\n", output,
@@ -148,7 +184,7 @@ int batch_run(const batch_opts_t *o)
     run_t run = { .o = o, .out = out, .items = items };
     qasr_t **models = NULL;
     int n_models = 0;
-    if (n > 0) {
+    if (n > 0 && !interrupted) {
         if (load_models(o, &models, &n_models) != 0) {
             fprintf(stderr, "qasr-batch: %s\n", qasr_last_error());
             code = BATCH_MODEL;
@@ -161,12 +197,10 @@ int batch_run(const batch_opts_t *o)
         fprintf(stderr, "qasr-batch: nothing to do: every entry%s of %s has a line in %s\n",
                 sp->shard.n ? " of this shard" : "", o->manifest, output);
     }
-    if (n > 0 && code != BATCH_MODEL) {
-        struct sigaction sa = { .sa_handler = on_signal };
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN); /* a closed stdout becomes a write error with a message */
+    if (interrupted && code != BATCH_MODEL) { /* before any file started */
+        fputs("qasr-batch: interrupted before transcribing: nothing written; rerun to start\n", stderr);
+        code = BATCH_INTERRUPTED;
+    } else if (n > 0 && code != BATCH_MODEL) {
         double total = 0;
         const char **paths = xmalloc(MAX(1, n) * sizeof *paths);
         for (size_t i = 0; i < n; i++) {
@@ -190,6 +224,7 @@ int batch_run(const batch_opts_t *o)
         if (!run.workers || !run.workers[i].dead) qasr_free(models[i]);
     free(models);
     free(run.workers);
+    for (size_t i = 0; i < n; i++) free(items[i].subtitle_path);
     free(items);
     if (results_close(out) != 0) {
         fprintf(stderr, "qasr-batch: %s\n", qasr_last_error());

@@ -4,6 +4,7 @@
 #include "manifest.h"
 
 #include "id_map.h"
+#include "jsonl.h"
 #include "str_pool.h"
 #include "utf8.h"
 #include "util.h"
@@ -201,13 +202,14 @@ static int read_header(loader_t *ld, size_t len, int line_no)
     return 0;
 }
 
-/* Strict: the whole cell is a finite number >= 0. */
+/* Strict: the whole cell is a number in [0, MANIFEST_MAX_DURATION]. */
 static int parse_duration(const char *s, double *out)
 {
     char *end;
     errno = 0;
     double d = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(d) || d < 0 || isspace((unsigned char)s[0])) return -1;
+    if (end == s || *end || errno || !(d >= 0 && d <= MANIFEST_MAX_DURATION) || isspace((unsigned char)s[0]))
+        return -1;
     *out = d;
     return 0;
 }
@@ -228,7 +230,8 @@ static void parse_tsv(loader_t *ld, size_t len, int line_no)
     }
     int i = ld->header_cols[COL_DURATION];
     if (i >= 0 && ld->cells[i][0] && parse_duration(ld->cells[i], &f.duration) != 0) {
-        problem(ld, line_no, "duration '%.40s' is not a number >= 0", ld->cells[i]);
+        problem(ld, line_no, "duration '%.40s' is not a number of seconds from 0 to %d (a week)", ld->cells[i],
+                MANIFEST_MAX_DURATION);
         return;
     }
     add_entry(ld, line_no, &f);
@@ -291,10 +294,10 @@ static void jsonl_entry(loader_t *ld, const cJSON *obj, int line_no)
         f.len[COL_LANGUAGE] = lang2_len;
     }
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(obj, "duration");
-    if (cJSON_IsNumber(d) && isfinite(d->valuedouble) && d->valuedouble >= 0) {
+    if (cJSON_IsNumber(d) && d->valuedouble >= 0 && d->valuedouble <= MANIFEST_MAX_DURATION) {
         f.duration = d->valuedouble;
     } else if (d && !cJSON_IsNull(d)) {
-        problem(ld, line_no, "\"duration\" is not a number >= 0");
+        problem(ld, line_no, "\"duration\" is not a number of seconds from 0 to %d (a week)", MANIFEST_MAX_DURATION);
         return;
     }
     add_entry(ld, line_no, &f);
@@ -302,11 +305,13 @@ static void jsonl_entry(loader_t *ld, const cJSON *obj, int line_no)
 
 static void parse_jsonl(loader_t *ld, size_t len, int line_no)
 {
-    const char *end = NULL;
-    cJSON *obj = cJSON_ParseWithLengthOpts(ld->line, len, &end, 0);
-    while (obj && end < ld->line + len && isspace((unsigned char)*end)) end++;
-    if (obj && end == ld->line + len)
-        jsonl_entry(ld, obj, line_no);
+    if (jsonl_has_nul_escape(ld->line, len)) {
+        problem(ld, line_no, "a string holds \\u0000 (NUL), which no path, id or text may contain");
+        return;
+    }
+    cJSON *obj = jsonl_parse(ld->line, len);
+    if (obj)
+        jsonl_entry(ld, obj, line_no); /* says so when it is not an object */
     else
         problem(ld, line_no, "invalid JSON");
     cJSON_Delete(obj);

@@ -29,9 +29,10 @@
  *
  * Bad lines do not stop the load: each is skipped and recorded as a problem whose message names
  * the manifest and line ("data/m.tsv:12: empty path"); the caller reports them. Malformed: wrong
- * cell count, empty path, duration that is not a finite number >= 0, bad JSON or not an
- * object, missing audio_filepath, a value of the wrong type, a NUL byte, a line longer than
- * MANIFEST_MAX_LINE bytes, a tab in a LIST line.
+ * cell count, empty path, a duration that is not a number of seconds in [0,
+ * MANIFEST_MAX_DURATION], bad JSON or not an object, missing audio_filepath, a value of the wrong
+ * type, a NUL byte (in JSONL also the escape \u0000), a line longer than MANIFEST_MAX_LINE bytes, a
+ * tab in a LIST line.
  * Fatal (manifest_load returns NULL): the file cannot be read, no valid entry, a TSV format
  * forced on a file without a header, a header without `path` or with a repeated column, and
  * duplicate ids (the message names both lines).
@@ -44,6 +45,9 @@
 #include <stddef.h>
 
 #define MANIFEST_MAX_LINE (1 << 20)
+/* Longest duration a manifest may state, in seconds (a week): more is a typo or garbage, and it
+ * keeps sums of durations in milliseconds (shard plans) far from int64 overflow. */
+#define MANIFEST_MAX_DURATION (7 * 24 * 3600)
 
 typedef enum { MANIFEST_AUTO, MANIFEST_TSV, MANIFEST_JSONL, MANIFEST_LIST } manifest_format_t;
 

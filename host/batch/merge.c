@@ -4,13 +4,13 @@
 #include "merge.h"
 
 #include "id_map.h"
+#include "jsonl.h"
 #include "manifest.h"
 #include "results.h"
 #include "shard.h"
 #include "util.h"
 
 #include <cJSON.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -71,12 +71,10 @@ static void list_print(list_t *l, const char *what)
  * with a string "id", else 0. */
 static int parse_line(const char *line, size_t len, char **id, int *ok, char **error)
 {
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(line, len, &end, 0);
-    while (j && end < line + len && isspace((unsigned char)*end)) end++;
+    cJSON *j = jsonl_parse_object(line, len);
     const cJSON *jid = cJSON_GetObjectItemCaseSensitive(j, "id");
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
-    const int good = cJSON_IsObject(j) && end == line + len && cJSON_IsString(jid);
+    const int good = j && cJSON_IsString(jid);
     if (good) {
         *id = xstrdup(jid->valuestring);
         *ok = !err || cJSON_IsNull(err);

@@ -40,7 +40,7 @@ static void *decode_loop(void *arg)
 
         decoded_t d = { .job = job };
         const double t0 = now_seconds();
-        const int rc = audio_load(r->paths[job], &d.samples, &d.n_samples);
+        const int rc = audio_load(r->paths[job], &d.samples, &d.n_samples, &d.warning);
         d.decode_seconds = now_seconds() - t0;
         if (rc != 0) {
             d.error = xstrdup(qasr_last_error());
@@ -52,6 +52,7 @@ static void *decode_loop(void *arg)
         if (r->cancelled) {
             free(d.samples);
             free(d.error);
+            free(d.warning);
             break;
         }
         QASR_ASSERT(r->q_count < r->q_cap);
@@ -138,6 +139,7 @@ void reader_free(reader_t *r)
     while (pop_locked(r, &d)) {
         free(d.samples);
         free(d.error);
+        free(d.warning);
     }
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->room);
@@ -152,19 +154,22 @@ typedef struct {
     double *seconds;
     int n;
     int next; /* claimed with an atomic add */
+    int (*stop)(void);
 } probe_t;
 
 static void *probe_loop(void *arg)
 {
     probe_t *p = arg;
-    for (int i; (i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED)) < p->n;)
-        if (audio_probe_duration(p->paths[i], &p->seconds[i]) != 0) p->seconds[i] = -1;
+    for (int i; (i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED)) < p->n;) {
+        if (p->stop && p->stop()) p->seconds[i] = -1;
+        else if (audio_probe_duration(p->paths[i], &p->seconds[i]) != 0) p->seconds[i] = -1;
+    }
     return NULL;
 }
 
-void reader_probe_durations(const char *const *paths, int n, int n_threads, double *seconds)
+void reader_probe_durations(const char *const *paths, int n, int n_threads, double *seconds, int (*stop)(void))
 {
-    probe_t p = { paths, seconds, n, 0 };
+    probe_t p = { paths, seconds, n, 0, stop };
     n_threads = MAX(1, MIN(n_threads, n));
     pthread_t *t = xcalloc(n_threads, sizeof *t);
     for (int i = 0; i < n_threads; i++)

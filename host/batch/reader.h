@@ -12,6 +12,7 @@ typedef struct {
     float *samples;   /* 16 kHz mono (malloc'd, caller frees), NULL on error */
     int64_t n_samples;
     char *error;      /* malloc'd message naming the file, or NULL */
+    char *warning;    /* malloc'd (audio_load's: the file was cut short), or NULL */
     double decode_seconds;
 } decoded_t;
 
@@ -32,7 +33,8 @@ void reader_cancel(reader_t *r);
 void reader_free(reader_t *r);
 
 /* Durations from file headers (audio_probe_duration), n_threads in parallel: seconds[i], or -1
- * where the header does not tell (the file is then decoded to find out, or to report why not). */
-void reader_probe_durations(const char *const *paths, int n, int n_threads, double *seconds);
+ * where the header does not tell (the file is then decoded to find out, or to report why not).
+ * stop (optional): polled before each file; once it returns nonzero the rest are left -1. */
+void reader_probe_durations(const char *const *paths, int n, int n_threads, double *seconds, int (*stop)(void));
 
 #endif

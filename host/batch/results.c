@@ -4,12 +4,12 @@
 #include "results.h"
 
 #include "id_map.h"
+#include "jsonl.h"
 #include "str_pool.h"
 #include "utf8.h"
 #include "util.h"
 
 #include <cJSON.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -59,6 +59,7 @@ char *result_line(const result_record_t *rec, size_t *len)
     cJSON_AddNumberToObject(o, "n_tokens", rec->n_tokens);
     cJSON_AddBoolToObject(o, "truncated", rec->truncated);
     cJSON_AddItemToObject(o, "error", json_string(rec->error));
+    if (rec->warning) cJSON_AddItemToObject(o, "warning", json_string(rec->warning));
     if (rec->reference) cJSON_AddItemToObject(o, "reference", json_string(rec->reference));
     cJSON *timings = cJSON_AddObjectToObject(o, "timings");
     for (int i = 0; i < rec->n_timings; i++)
@@ -133,24 +134,11 @@ static void record_id(results_t *r, const char *id, int done)
     }
 }
 
-/* The JSON object on a line (without its '\n'), or NULL when the line is anything else. */
-static cJSON *parse_line(const char *line, size_t len)
-{
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(line, len, &end, 0);
-    while (j && end < line + len && isspace((unsigned char)*end)) end++;
-    if (j && (end != line + len || !cJSON_IsObject(j))) {
-        cJSON_Delete(j);
-        j = NULL;
-    }
-    return j;
-}
-
 /* One complete line at offset off. Returns 1 if it is not a JSON object. */
 static int scan_line(results_t *r, scan_t *s, const char *line, size_t len, off_t off, long line_no,
                      results_mode_t mode)
 {
-    cJSON *j = parse_line(line, len - 1);
+    cJSON *j = jsonl_parse_object(line, len - 1);
     if (!j) return 1;
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
@@ -255,13 +243,16 @@ void results_sync_dir_of(const char *path)
     free(dir);
 }
 
-/* Replace the file by a copy without the error lines: write <path>.tmp (locked before anyone can
- * see it), fsync, rename over path. The copy becomes the append descriptor. */
+/* Replace the file by a copy without the error lines: write <file>.tmp (locked before anyone can
+ * see it), fsync, rename over the file. The copy becomes the append descriptor. Where path is a
+ * symbolic link, the file is its target (the link stays a link to the new lines). */
 static int rewrite_without_errors(results_t *r, const scan_t *s)
 {
-    size_t n = strlen(r->path);
+    char *target = realpath(r->path, NULL);
+    if (!target) return qasr_fail("%s: resolving the path: %s", r->path, strerror(errno));
+    size_t n = strlen(target);
     char *tmp = xmalloc(n + 5);
-    memcpy(tmp, r->path, n);
+    memcpy(tmp, target, n);
     memcpy(tmp + n, ".tmp", 5);
     struct stat st;
     size_t cap = 1 << 20;
@@ -279,7 +270,7 @@ static int rewrite_without_errors(results_t *r, const scan_t *s)
     if (rc == 0) rc = copy_range(r->fd, fd, pos, s->keep_end - pos, buf, cap);
     kept += s->keep_end - pos;
     if (rc == 0) rc = fsync(fd);
-    if (rc == 0) rc = rename(tmp, r->path);
+    if (rc == 0) rc = rename(tmp, target);
     if (rc != 0) {
         qasr_fail("%s: rewriting without the error lines: %s", tmp, strerror(errno));
         if (fd >= 0) {
@@ -287,13 +278,14 @@ static int rewrite_without_errors(results_t *r, const scan_t *s)
             unlink(tmp);
         }
     } else {
-        results_sync_dir_of(r->path);
+        results_sync_dir_of(target);
         close(r->fd); /* releases the lock on the old file, which nobody can open by name any more */
         r->fd = fd;
         r->end = kept;
     }
     free(buf);
     free(tmp);
+    free(target);
     return rc;
 }
 

@@ -64,6 +64,7 @@ typedef struct {
     int n_tokens;
     int truncated;
     const char *error;     /* NULL: success */
+    const char *warning;   /* NULL: the key is left out (a success with something to know, e.g. a cut file) */
     const char *reference; /* NULL: the key is left out */
     const result_timing_t *timings;
     int n_timings;

@@ -22,6 +22,8 @@ typedef struct item {
     qasr_result_t *seg;       /* per-segment results */
     struct seg_tag { struct item *item; int i; } *tags;
     double t_submit, decode_seconds;
+    char *warning;            /* the decoder's (audio_load), for the line; malloc'd or NULL */
+    char *subtitle_path;      /* with --format: the file to write (subtitles_paths); NULL: a clash */
     float *samples;           /* kept until written when another device may have to redo it */
     int64_t n_samples;
     struct item *next;        /* in a worker's in-flight list or the retry queue */

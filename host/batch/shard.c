@@ -111,6 +111,13 @@ static int heaviest_first(const void *a, const void *b)
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
+/* Weights are >= 0; a sum that would pass INT64_MAX stays there (sparse files can claim any size). */
+static int64_t add_weight(int64_t a, int64_t b)
+{
+    int64_t s;
+    return __builtin_add_overflow(a, b, &s) ? INT64_MAX : s;
+}
+
 /* Min-heap of shard indices by (load, index): the top is the shard the next item goes to. */
 static int lighter(const int64_t *load, int a, int b) { return load[a] < load[b] || (load[a] == load[b] && a < b); }
 
@@ -141,7 +148,7 @@ void shard_assign(const int64_t *weights, const char *const *ids, size_t n, int 
     for (size_t j = 0; j < n; j++) {
         const int s = heap[0];
         shard_of[r[j].i] = s;
-        load[s] += r[j].w;
+        load[s] = add_weight(load[s], r[j].w);
         sift_down(heap, n_shards, load, 0); /* only the top grew */
     }
     if (loads) memcpy(loads, load, (size_t)n_shards * sizeof *loads);
@@ -224,8 +231,8 @@ shard_plan_t *shard_plan_new(const char *spec, const manifest_t *m)
     for (size_t i = 0; i < m->n_entries; i++) {
         p->mine[i] = p->shard_of[i] == p->shard.k;
         p->n_mine += p->mine[i];
-        p->weight_mine += p->mine[i] ? w[i] : 0;
-        p->weight_total += w[i];
+        p->weight_mine = add_weight(p->weight_mine, p->mine[i] ? w[i] : 0);
+        p->weight_total = add_weight(p->weight_total, w[i]);
     }
     free(ids);
     free(w);

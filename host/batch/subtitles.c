@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "id_map.h"
 #include "util.h"
 
 int subtitles_format_ok(const char *f)
@@ -13,7 +14,9 @@ int subtitles_format_ok(const char *f)
     return f && (!strcmp(f, "srt") || !strcmp(f, "vtt") || !strcmp(f, "txt"));
 }
 
-char *subtitles_path(const char *dir, const char *id, const char *format)
+/* The path for id (see subtitles_path); keep_ext: the id's extension stays ("a.wav" -> a.wav.srt);
+ * entry > 0: ".entryN" is added before the format's extension. */
+static char *build_path(const char *dir, const char *id, const char *format, int keep_ext, size_t entry)
 {
     size_t n = strlen(id);
     char *rel = xmalloc(2 * n + 8), *o = rel;
@@ -39,13 +42,50 @@ char *subtitles_path(const char *dir, const char *id, const char *format)
     if (o == rel) *o++ = '_';
     *o = '\0';
     char *slash = strrchr(rel, '/'), *dot = strrchr(rel, '.');
-    if (dot && dot > (slash ? slash : rel)) *dot = '\0'; /* replace the extension */
-    char *file = xmalloc(strlen(rel) + strlen(format) + 2);
-    sprintf(file, "%s.%s", rel, format);
+    if (!keep_ext && dot && dot > (slash ? slash : rel)) *dot = '\0'; /* replace the extension */
+    char *file = xmalloc(strlen(rel) + strlen(format) + 32);
+    if (entry) sprintf(file, "%s.entry%zu.%s", rel, entry, format);
+    else sprintf(file, "%s.%s", rel, format);
     char *path = path_join(dir, file);
     free(rel);
     free(file);
     return path;
+}
+
+char *subtitles_path(const char *dir, const char *id, const char *format)
+{
+    return build_path(dir, id, format, 0, 0);
+}
+
+/* Marks in clash[i] the paths that another entry's path equals. Returns how many. */
+static size_t find_clashes(char *const *paths, size_t n, unsigned char *clash)
+{
+    id_map_t *seen = id_map_new();
+    size_t n_clash = 0;
+    for (size_t i = 0; i < n; i++) {
+        clash[i] = 0;
+        if (!paths[i]) continue;
+        int *first = id_map_add(seen, paths[i], (int)i);
+        if (first) clash[*first] = clash[i] = 1;
+    }
+    for (size_t i = 0; i < n; i++) n_clash += clash[i];
+    id_map_free(seen);
+    return n_clash;
+}
+
+char **subtitles_paths(const char *dir, const char *const *ids, size_t n, const char *format)
+{
+    char **paths = xmalloc(MAX(1, n) * sizeof *paths);
+    unsigned char *clash = xmalloc(MAX(1, n));
+    for (size_t i = 0; i < n; i++) paths[i] = build_path(dir, ids[i], format, 0, 0);
+    for (int stage = 1; stage <= 3 && find_clashes(paths, n, clash); stage++)
+        for (size_t i = 0; i < n; i++) {
+            if (!clash[i]) continue;
+            free(paths[i]);
+            paths[i] = stage < 3 ? build_path(dir, ids[i], format, 1, stage == 2 ? i + 1 : 0) : NULL;
+        }
+    free(clash);
+    return paths;
 }
 
 static int mkdirs(char *path) /* parents of path */
@@ -66,12 +106,11 @@ static void timestamp(FILE *f, double t, char sep)
     fprintf(f, "%02ld:%02ld:%02ld%c%03ld", ms / 3600000, ms / 60000 % 60, ms / 1000 % 60, sep, ms % 1000);
 }
 
-int subtitles_write(const char *dir, const char *id, const char *format, const cue_t *cues, int n)
+int subtitles_write(const char *path, const char *format, const cue_t *cues, int n)
 {
-    char *path = subtitles_path(dir, id, format);
     char *tmp = xmalloc(strlen(path) + 8);
     sprintf(tmp, "%s.tmp", path);
-    int rc = mkdirs(path);
+    int rc = mkdirs(tmp); /* the same parents as path */
     FILE *f = rc == 0 ? fopen(tmp, "w") : NULL;
     if (rc == 0 && !f) rc = qasr_fail("cannot write %s: %s", tmp, strerror(errno));
     if (f) {
@@ -92,6 +131,5 @@ int subtitles_write(const char *dir, const char *id, const char *format, const c
         if (fclose(f) != 0 || rename(tmp, path) != 0) rc = qasr_fail("cannot write %s: %s", path, strerror(errno));
     }
     free(tmp);
-    free(path);
     return rc;
 }

@@ -55,6 +55,7 @@ static void start_decoded(worker_t *w, decoded_t *d)
 {
     item_t *it = &w->run->items[d->job];
     it->decode_seconds = d->decode_seconds;
+    it->warning = d->warning;
     if (d->error) {
         write_item(w->run, it, d->error);
         free(d->error);

@@ -16,6 +16,8 @@ void item_release(item_t *it)
     free(it->tags);
     free(it->bounds);
     free(it->samples);
+    free(it->warning);
+    it->warning = NULL;
     it->seg = NULL;
     it->tags = NULL;
     it->bounds = NULL;
@@ -52,7 +54,9 @@ void write_item(run_t *run, item_t *it, const char *error_in)
         truncated |= it->seg[i].truncated;
     }
     char *text = error ? NULL : join_texts(texts, it->n_seg), *language = error ? NULL : join_languages(langs, it->n_seg);
-    if (!error && o->format && subtitles_write(o->output_dir, it->e->id, o->format, cues, it->n_seg) != 0)
+    if (!error && o->format && !it->subtitle_path)
+        error = xstrdup("its subtitle file name collides with other entries' even with entry numbers: change the id");
+    else if (!error && o->format && subtitles_write(it->subtitle_path, o->format, cues, it->n_seg) != 0)
         error = xstrdup(qasr_last_error());
     const result_timing_t timings[] = {
         { "decode_audio", it->decode_seconds },
@@ -61,7 +65,8 @@ void write_item(run_t *run, item_t *it, const char *error_in)
     const result_record_t rec = {
         .id = it->e->id, .path = it->e->path, .line = it->e->line, .text = text, .language = language,
         .duration = it->duration, .segments = segs, .n_segments = error ? 0 : it->n_seg,
-        .n_tokens = n_tokens, .truncated = truncated, .error = error, .reference = it->e->text,
+        .n_tokens = n_tokens, .truncated = truncated, .error = error, .warning = error ? NULL : it->warning,
+        .reference = it->e->text,
         .timings = timings, .n_timings = 2,
     };
     if (results_append(run->out, &rec) != 0) /* a full disk is not a per-file problem: a rerun resumes */
@@ -76,6 +81,8 @@ void write_item(run_t *run, item_t *it, const char *error_in)
             snprintf(msg, sizeof msg, "qasr-batch: %s: %s", it->e->path, error);
     } else if (truncated) {
         snprintf(msg, sizeof msg, "qasr-batch: %s: transcript cut at the token limit without an end token", it->e->path);
+    } else if (it->warning) {
+        snprintf(msg, sizeof msg, "qasr-batch: warning: %s", it->warning);
     }
     if (*msg) progress_message(run->progress, msg);
     run->done++;

@@ -158,10 +158,13 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_files; i++) {
         float *x;
         int64_t n;
-        if (audio_load(paths[i], &x, &n) != 0) {
+        char *warning = NULL;
+        if (audio_load(paths[i], &x, &n, &warning) != 0) {
             load_error[i] = xstrdup(qasr_last_error());
             continue;
         }
+        if (warning) fprintf(stderr, "qasr: warning: %s\n", warning);
+        free(warning);
         in[n_in++] = (qasr_input_t){ .samples = x, .n_samples = n, .context = context, .language = language,
                                      .max_new_tokens = max_new, .ignore_eos = ignore_eos };
     }

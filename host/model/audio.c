@@ -4,42 +4,82 @@
  * does), libsoxr resamples.
  *
  * Truncated files: libsndfile clamps a header that promises more data than the file holds and
- * returns the frames that are there (e.g. a WAV cut short); such a short read is accepted. A
- * decode error that libsndfile reports on any read (e.g. a FLAC cut mid-frame: "flac decoder
- * lost sync") fails the file. */
+ * returns the frames that are there (e.g. a WAV cut short); such a short read is transcribed with
+ * a warning naming the promised and the read duration (promised_frames). A decode error that
+ * libsndfile reports on any read (e.g. a FLAC cut mid-frame: "flac decoder lost sync") fails
+ * the file. */
 #include "audio.h"
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <sndfile.h>
 #include <soxr.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Header rates outside this range are corruption, not audio. */
 #define MIN_RATE 1000
 #define MAX_RATE 768000
 #define READ_FRAMES 65536 /* frames per sf_readf_float call */
 
-/* sf_open's error text comes from a process-wide libsndfile variable: if two threads fail to
+/* What a file that is not a regular file is, for the message. */
+static const char *file_kind(mode_t mode)
+{
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO (named pipe)"
+           : S_ISSOCK(mode) ? "a socket"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+                            : "not a regular file";
+}
+
+/* libsndfile's texts for a file we already know exists and is regular, in words that say what is
+ * wrong with it (its own may blame the file system: "File does not exist or is not a regular
+ * file (possibly a pipe?)" for a truncated MP3, "SF_INFO struct incomplete" for a WAV header
+ * with sample rate 0). */
+static const char *open_failure(const char *sf_text)
+{
+    if (strstr(sf_text, "not a regular file")) return "truncated or corrupt: no audio stream found";
+    if (strstr(sf_text, "SF_INFO")) return "corrupt header: sample rate, channel count or format out of range";
+    if (strstr(sf_text, "not recognised") || strstr(sf_text, "unknown format"))
+        return "not an audio format libsndfile reads";
+    return NULL;
+}
+
+/* Opened without blocking: open(2) of a FIFO waits for a writer, so the path is opened with
+ * O_NONBLOCK and anything but a regular file refused before libsndfile sees it.
+ * sf_open's error text comes from a process-wide libsndfile variable: if two threads fail to
  * open files at the same moment, one may report the other's reason. */
 static SNDFILE *open_audio(const char *path, SF_INFO *info)
 {
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     struct stat st;
-    if (stat(path, &st) != 0) {
+    if (fd < 0 || fstat(fd, &st) != 0) {
         qasr_fail("%s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
         return NULL;
     }
-    if (S_ISDIR(st.st_mode)) {
-        qasr_fail("%s: is a directory", path);
+    if (!S_ISREG(st.st_mode)) {
+        qasr_fail("%s: is %s, not an audio file", path, file_kind(st.st_mode));
+        close(fd);
         return NULL;
     }
+    if (st.st_size == 0) {
+        qasr_fail("%s: empty file (0 bytes)", path);
+        close(fd);
+        return NULL;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     memset(info, 0, sizeof *info);
-    SNDFILE *sf = sf_open(path, SFM_READ, info);
+    SNDFILE *sf = sf_open_fd(fd, SFM_READ, info, SF_TRUE); /* closes fd, also on failure */
     if (!sf) {
-        qasr_fail("%s: not a readable audio file (%s)", path, sf_strerror(NULL));
+        const char *text = sf_strerror(NULL), *ours = open_failure(text);
+        if (ours) qasr_fail("%s: %s (libsndfile: %s)", path, ours, text);
+        else qasr_fail("%s: not a readable audio file (%s)", path, text);
         return NULL;
     }
     if (info->samplerate < MIN_RATE || info->samplerate > MAX_RATE) {
@@ -95,16 +135,43 @@ static int decode_mono(SNDFILE *sf, int channels, const char *path, float **out,
     return 0;
 }
 
-int audio_load(const char *path, float **samples, int64_t *n_samples)
+/* Frames the header promised, when more than the n that were read: libsndfile's header log
+ * says "data : 320000 (should be 2880)" (WAV, W64; "SSND" for AIFF) where it clamped a chunk to
+ * the bytes in the file, and SF_INFO.frames is the header's count where a decoder stopped early
+ * without an error. 0 when nothing says the file was cut short. */
+static int64_t promised_frames(SNDFILE *sf, const SF_INFO *info, int64_t n)
+{
+    int64_t promised = info->frames != SF_COUNT_MAX && info->frames > n ? (int64_t)info->frames : 0;
+    char log[8192] = "";
+    sf_command(sf, SFC_GET_LOG_INFO, log, sizeof log);
+    for (const char *l = log; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+        long long said, there;
+        char chunk[5];
+        if (sscanf(l, "%4s : %lld (should be %lld)", chunk, &said, &there) == 3 &&
+            (!strcmp(chunk, "data") || !strcmp(chunk, "SSND")) && there > 0 && said > there)
+            promised = MAX(promised, (int64_t)((double)n * ((double)said / (double)there)));
+    }
+    return promised;
+}
+
+int audio_load(const char *path, float **samples, int64_t *n_samples, char **warning)
 {
     SF_INFO info;
+    if (warning) *warning = NULL;
     SNDFILE *sf = open_audio(path, &info);
     if (!sf) return -1;
     float *x = NULL;
     int64_t n = 0;
     int rc = decode_mono(sf, info.channels, path, &x, &n);
+    const int64_t promised = rc ? 0 : promised_frames(sf, &info, n);
     sf_close(sf);
     if (rc) return -1;
+    if (warning && promised > n + info.samplerate / 100) { /* 10 ms: MP3 lengths are estimates */
+        char msg[QASR_ERR_LEN];
+        snprintf(msg, sizeof msg, "%s: the header promises %.2f s of audio, the file holds %.2f s (cut short?): "
+                 "transcribed what is there", path, (double)promised / info.samplerate, (double)n / info.samplerate);
+        *warning = xstrdup(msg);
+    }
 
     if (info.samplerate != QASR_SAMPLE_RATE) {
         int64_t n16;

@@ -10,8 +10,11 @@
 
 /* Decode path into *samples (malloc'd float32, 16 kHz mono, conditioned; caller frees) and
  * *n_samples. -1 + qasr_fail() message naming the file and the problem on any failure
- * (missing, unreadable, unsupported or corrupt file, zero samples). */
-int audio_load(const char *path, float **samples, int64_t *n_samples);
+ * (missing, unreadable, unsupported or corrupt file, not a regular file, zero samples).
+ * warning (optional): set to a malloc'd message naming the file when what was decoded is
+ * shorter than the file's header promised (a file cut short: the samples there are returned),
+ * else NULL. */
+int audio_load(const char *path, float **samples, int64_t *n_samples, char **warning);
 
 /* Duration in seconds from the file header only (cheap; no decoding). -1 + qasr_fail(),
  * also when the header does not give the length or it is zero. */
