@@ -158,6 +158,23 @@ EOF
 run --model "$work/m" "$demo"
 check "config/weights mismatch: exit 3" rc_is 3
 check "mismatch names the tensor and shape" err_has "config.json implies"
+# absurd sizes: refused against the checkpoint's tensor index before any weight is allocated
+for edit in "text_config num_hidden_layers" "audio_config encoder_layers" "text_config vocab_size"; do
+  bad_model; $py - "$work/m/config.json" $edit <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["thinker_config"][sys.argv[2]][sys.argv[3]] = 1000000 if sys.argv[3] != "vocab_size" else 2000000000
+json.dump(c, open(sys.argv[1], "w"))
+EOF
+  run --model "$work/m" "$demo"
+  set -- $edit
+  check "absurd $2: exit 3" rc_is 3
+  if [ "$2" = vocab_size ]; then
+    check "absurd $2: named" err_has "config.json implies [2000000000,"
+  else
+    check "absurd $2: config.json and the key named" err_has "config.json: $1.$2 is 1000000"
+  fi
+done
 
 # --- backends, and what a CPU run holds in memory ---
 LD_DEBUG=files "$qasr" --model "$model" --backend cpu --max-new-tokens 4 "$demo" >"$work/out" 2>"$work/err"

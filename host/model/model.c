@@ -16,6 +16,7 @@ typedef struct {
     const st_model_t *st;
     backend_ref_t bk;
     int upload;   /* 0: allocate and check only; the data is broadcast from another device */
+    int dry;      /* check names and shapes only: nothing allocated (the pass before the real one) */
     int failed;
     int mapped;   /* a weight uses the checkpoint's mapping: keep it open */
     size_t n_params;
@@ -95,7 +96,7 @@ static void matrix_ready(loader_t *L, weight_t *w, int64_t N, int64_t K)
 /* A weight of n elements; NULL (and L->failed) when the backend has no memory for it. */
 static weight_t *alloc_weight(loader_t *L, size_t n, weight_kind_t kind, dtype_t src)
 {
-    if (L->failed) return NULL;
+    if (L->failed || L->dry) return NULL;
     weight_t *w = L->bk.ops->weight_alloc(L->bk.be, n, kind, src);
     if (!w) L->failed = -1;
     return w;
@@ -155,6 +156,7 @@ static weight_t *get_fused(loader_t *L, weight_kind_t kind, int n, const int64_t
  * as the reference computes it. */
 static weight_t *make_pos_emb(loader_t *L, int n, int D)
 {
+    if (L->dry || L->failed) return NULL;
     const int half = D / 2;
     const float inc = (float)(log(10000.0) / (half - 1));
     float *pe = xmalloc((size_t)n * D * sizeof(float));
@@ -170,6 +172,16 @@ static weight_t *make_pos_emb(loader_t *L, int n, int D)
     return w;
 }
 
+/* Nonzero (and L->failed) when config.json's layer count needs more tensors (per_layer each) than
+ * the whole checkpoint holds: said before anything is sized by it. */
+static int layers_fit(loader_t *L, const char *key, int layers, int per_layer)
+{
+    if (!L->failed && (int64_t)layers * per_layer > st_count(L->st))
+        L->failed = qasr_fail("config.json: %s is %d, but the checkpoint's %d tensors cannot hold that many layers",
+                              key, layers, st_count(L->st));
+    return L->failed;
+}
+
 static void load_encoder(loader_t *L, const model_config_t *c, encoder_weights_t *e)
 {
     const int64_t C = c->conv_ch, D = c->enc_d, F = c->enc_ffn, Fq = config_conv_out_freq(c);
@@ -182,8 +194,9 @@ static void load_encoder(loader_t *L, const model_config_t *c, encoder_weights_t
     e->conv3_b = get(L, WEIGHT_PARAM, SHAPE(C), "%sconv2d3.bias", p);
     e->conv_out_w = get(L, WEIGHT_MATRIX, SHAPE(D, C * Fq), "%sconv_out.weight", p);
     e->pos_emb = make_pos_emb(L, config_tokens_per_chunk(c), (int)D);
+    if (layers_fit(L, "audio_config.encoder_layers", c->enc_layers, 16)) return;
     e->layers = xcalloc(c->enc_layers, sizeof *e->layers);
-    for (int i = 0; i < c->enc_layers; i++) {
+    for (int i = 0; i < c->enc_layers && !L->failed; i++) {
         enc_layer_t *l = &e->layers[i];
         char n[3][160];
         const char *names[3] = { n[0], n[1], n[2] };
@@ -218,8 +231,9 @@ static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t
                   Wkv = c->dec_kv_heads * Dh, I = c->dec_inter, V = c->vocab;
     const char *p = "thinker.model.";
     d->embed = get_table(L, SHAPE(V, Hd), "thinker.model.embed_tokens.weight");
+    if (layers_fit(L, "text_config.num_hidden_layers", c->dec_layers, 10)) return;
     d->layers = xcalloc(c->dec_layers, sizeof *d->layers);
-    for (int i = 0; i < c->dec_layers; i++) {
+    for (int i = 0; i < c->dec_layers && !L->failed; i++) {
         dec_layer_t *l = &d->layers[i];
         char n[3][160];
         const char *names[3] = { n[0], n[1], n[2] };
@@ -251,9 +265,20 @@ int model_load(model_t *m, const char *dir, backend_ref_t bk, int upload)
     if (config_load(&m->cfg, dir) != 0) return -1;
     st_model_t *st = st_open_dir(dir);
     if (!st) return -1;
-    loader_t L = { .st = st, .bk = bk, .upload = upload };
+    /* every tensor's name, shape and dtype first, so that a config.json at odds with the
+     * checkpoint fails before any weight memory is taken */
+    loader_t L = { .st = st, .bk = bk, .dry = 1 };
     load_encoder(&L, &m->cfg, &m->enc);
     load_decoder(&L, &m->cfg, &m->dec, &m->lm_head_tied);
+    free(m->enc.layers);
+    free(m->dec.layers);
+    memset(&m->enc, 0, sizeof m->enc);
+    memset(&m->dec, 0, sizeof m->dec);
+    if (!L.failed) {
+        L = (loader_t){ .st = st, .bk = bk, .upload = upload };
+        load_encoder(&L, &m->cfg, &m->enc);
+        load_decoder(&L, &m->cfg, &m->dec, &m->lm_head_tied);
+    }
     m->n_params = L.n_params;
     if (L.mapped && !L.failed)
         m->st = st;
