@@ -293,7 +293,7 @@ static void cu_scratch_release(backend_t *be, size_t mark)
     }
     /* a base block that cannot be regrown leaves the arena spilling: slower, not wrong */
     if (stack_arena_release(&be->scratch, mark & (((size_t)1 << 40) - 1)) != 0 && !dead(be))
-        fprintf(stderr, "qasr: warning: %s\n", qasr_last_error());
+        qasr_warn("%s", qasr_last_error());
 }
 
 static void cu_download(backend_t *be, float *h_dst, const void *src, size_t n)

@@ -155,6 +155,28 @@ def main():
         chk.ok(proc.returncode == 4, f"{sig.name} while reading the manifest: exit {proc.returncode}, wanted 4\n{err}")
         chk.ok(not os.path.exists(out) or os.path.getsize(out) == 0, f"{sig.name}: lines written")
 
+    # --- messages: the command's own name, the file named, no raw escape sequence on the terminal ---
+    m = os.path.join(work, "names.tsv")
+    tiny = os.path.join(work, "tiny.wav")
+    with wave.open(tiny, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(20))
+    esc = os.path.join(work, "x\x1b[2Jy.wav")
+    with open(m, "w") as f:
+        f.write(f"path\tid\n{tiny}\ttiny\n{esc}\tesc\n")
+    out = os.path.join(work, "names.jsonl")
+    p = run(m, out)
+    if p is not None:
+        by = {o["id"]: o for o in lines_of(out)}
+        chk.ok(tiny in (by.get("tiny", {}).get("error") or ""), f"too short: the error does not name the file: {by.get('tiny')}")
+        chk.ok("\x1b" not in p.stderr and "x\\x1b[2Jy.wav" in p.stderr, f"escape sequence on stderr: {p.stderr!r}")
+    p = run(os.path.join(work, "cut.tsv"), "/dev/full")
+    if p is not None:
+        chk.ok(p.returncode == 2 and "qasr-batch: /dev/full: writing a result: No space left" in p.stderr
+               and "qasr: " not in p.stderr, f"/dev/full: exit {p.returncode}\n{p.stderr}")
+
     # --- --retry-errors through a symlinked output: the link stays, its target gets the lines ---
     real = os.path.join(work, "real.jsonl")
     link = os.path.join(work, "link.jsonl")

@@ -1,6 +1,7 @@
 /* UTF-8 decoding, encoding and repair (see utf8.h). */
 #include "utf8.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "util.h"
@@ -109,4 +110,26 @@ uint32_t utf8_last(const char *s, size_t n)
     uint32_t cp = 0xFFFD;
     if (utf8_decode(s + i, n - i, &cp) != (int)(n - i)) cp = 0xFFFD;
     return cp;
+}
+
+char *utf8_printable(const char *s)
+{
+    const size_t n = strlen(s);
+    char *out = xmalloc(6 * n + 1), *o = out; /* \u00NN for each 2-byte C1 at most triples */
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        const int k = utf8_decode(s + i, n - i, &cp);
+        if (k > 0 && (cp < 0x20 || cp == 0x7f)) {
+            o += sprintf(o, "\\x%02x", (unsigned)cp);
+        } else if (k > 0 && cp >= 0x80 && cp < 0xa0) {
+            o += sprintf(o, "\\u%04x", (unsigned)cp);
+        } else {
+            const size_t len = (size_t)(k > 0 ? k : -k);
+            memcpy(o, s + i, len);
+            o += len;
+        }
+        i += (size_t)(k > 0 ? k : -k);
+    }
+    *o = '\0';
+    return out;
 }

@@ -23,6 +23,11 @@ int utf8_valid(const char *s, size_t len);
  * (so "\xe2\x82" becomes two U+FFFD). Malloc'd, NUL-terminated; *out_len (optional) gets its length. */
 char *utf8_sanitize(const char *s, size_t len, size_t *out_len);
 
+/* Copy of the NUL-terminated s safe to print on a terminal: control characters (C0, DEL and
+ * C1, which can move the cursor, retitle the window or clear the screen) written as \xNN or
+ * \u00NN, a backslash as itself; other bytes as they are. Malloc'd. */
+char *utf8_printable(const char *s);
+
 /* First code point of the NUL-terminated s, and last of the n > 0 bytes at s (U+FFFD where the
  * bytes there are not valid UTF-8). */
 uint32_t utf8_first(const char *s);

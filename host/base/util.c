@@ -9,39 +9,84 @@
 #include <time.h>
 
 static _Thread_local char last_error[QASR_ERR_LEN];
+static const char *program = "qasr";
+
+/* A message longer than the buffer keeps its start and its end (where the reason usually is,
+ * after a long path) around a "[...]". */
+static void store(const char *msg, size_t n)
+{
+    static const char cut[] = " [...] ";
+    if (n < QASR_ERR_LEN) {
+        memcpy(last_error, msg, n + 1);
+        return;
+    }
+    const size_t keep = QASR_ERR_LEN - sizeof cut, head = keep / 2, tail = keep - head;
+    memcpy(last_error, msg, head);
+    memcpy(last_error + head, cut, sizeof cut - 1);
+    memcpy(last_error + head + sizeof cut - 1, msg + n - tail, tail);
+    last_error[QASR_ERR_LEN - 1] = '\0';
+}
+
+/* The formatted message, then ": <rest>" when rest is given. */
+static void vstore(const char *rest, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    const int len = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    const size_t p = rest ? strlen(rest) + 2 : 0, n = (size_t)MAX(len, 0);
+    char *msg = malloc(n + p + 1);
+    if (!msg) { /* no memory even for the message: keep what fits */
+        vsnprintf(last_error, sizeof last_error, fmt, ap);
+        return;
+    }
+    vsnprintf(msg, n + 1, fmt, ap);
+    if (rest) sprintf(msg + n, ": %s", rest);
+    store(msg, n + p);
+    free(msg);
+}
 
 int qasr_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vstore(NULL, fmt, ap);
     va_end(ap);
     return -1;
 }
 
 int qasr_fail_prefix(const char *fmt, ...)
 {
-    char msg[2 * QASR_ERR_LEN + 2];
+    char *old = strdup(last_error);
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, QASR_ERR_LEN, fmt, ap);
+    vstore(old ? old : "", fmt, ap);
     va_end(ap);
-    n = n < 0 ? 0 : MIN(n, QASR_ERR_LEN - 1);
-    msg[n++] = ':';
-    msg[n++] = ' ';
-    memcpy(msg + n, last_error, QASR_ERR_LEN);
-    memcpy(last_error, msg, QASR_ERR_LEN - 1);
-    last_error[QASR_ERR_LEN - 1] = '\0';
+    free(old);
     return -1;
 }
 
 const char *qasr_last_error(void) { return last_error; }
 
+void qasr_set_program_name(const char *name) { program = name; }
+
+const char *qasr_program_name(void) { return program; }
+
+void qasr_warn(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: warning: ", program);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
 void qasr_die(int code, const char *fmt, ...)
 {
     va_list ap;
     fflush(stdout);
-    fputs("qasr: ", stderr);
+    fprintf(stderr, "%s: ", program);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -52,14 +97,14 @@ void qasr_die(int code, const char *fmt, ...)
 void qasr_assert_fail(const char *expr, const char *file, int line)
 {
     fflush(stdout);
-    fprintf(stderr, "qasr: internal error: assertion '%s' failed at %s:%d\n", expr, file, line);
+    fprintf(stderr, "%s: internal error: assertion '%s' failed at %s:%d\n", program, expr, file, line);
     abort();
 }
 
 static void out_of_memory(size_t n)
 {
     fflush(stdout);
-    fprintf(stderr, "qasr: out of host memory (allocating %zu bytes)\n", n);
+    fprintf(stderr, "%s: out of host memory (allocating %zu bytes)\n", program, n);
     abort();
 }
 

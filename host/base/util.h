@@ -15,7 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QASR_ERR_LEN 1024
+/* Longest message kept (a longer one keeps its start and end, see qasr_fail) */
+#define QASR_ERR_LEN 2048
 
 #if defined(__GNUC__)
 #define QASR_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -25,14 +26,21 @@
 #define QASR_NORETURN
 #endif
 
-/* Record an error message for this thread; always returns -1. */
+/* Record an error message for this thread; always returns -1. One longer than QASR_ERR_LEN - 1
+ * keeps its start and its end around " [...] ". */
 int qasr_fail(const char *fmt, ...) QASR_PRINTF(1, 2);
 /* Prefix the current message with more context: "<prefix>: <old message>". Returns -1. */
 int qasr_fail_prefix(const char *fmt, ...) QASR_PRINTF(1, 2);
 /* The last message recorded on this thread ("" if none). */
 const char *qasr_last_error(void);
 
-/* Print "qasr: <message>" to stderr and exit(code). For the commands only. */
+/* The command's name for messages on stderr ("qasr" unless a command sets its own). */
+void qasr_set_program_name(const char *name);
+const char *qasr_program_name(void);
+/* Print "<program>: warning: <message>" to stderr: something a user should know that fails
+ * nothing. */
+void qasr_warn(const char *fmt, ...) QASR_PRINTF(1, 2);
+/* Print "<program>: <message>" to stderr and exit(code). For the commands only. */
 void qasr_die(int code, const char *fmt, ...) QASR_PRINTF(2, 3) QASR_NORETURN;
 
 #define QASR_ASSERT(cond)                                                                  \

@@ -11,6 +11,7 @@
 #include "run.h"
 #include "shard.h"
 #include "subtitles.h"
+#include "utf8.h"
 #include "util.h"
 
 static volatile sig_atomic_t interrupted;
@@ -151,8 +152,11 @@ int batch_run(const batch_opts_t *o)
         fprintf(stderr, "qasr-batch: %s\n", qasr_last_error());
         return BATCH_USAGE;
     }
-    for (size_t i = 0; i < m->n_problems; i++)
-        fprintf(stderr, "qasr-batch: skipped %s\n", m->problems[i].message);
+    for (size_t i = 0; i < m->n_problems; i++) {
+        char *safe = utf8_printable(m->problems[i].message); /* cells are the manifest's bytes */
+        fprintf(stderr, "qasr-batch: skipped %s\n", safe);
+        free(safe);
+    }
     shard_plan_t *sp = shard_plan_new(o->shard, m); /* this task's entries: all unless sharded */
     char *output = sp ? shard_output_path(o->output, sp->shard) : NULL, shard_msg[512];
     if (sp && sp->shard.n && !o->quiet) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "utf8.h"
 #include "util.h"
 
 struct progress {
@@ -75,7 +76,9 @@ void progress_add(progress_t *p, double audio_seconds, int failed)
 void progress_message(progress_t *p, const char *msg)
 {
     if (p->quiet) return;
-    fprintf(stderr, "%s%s\n", p->tty && p->drawn ? "\r\033[K" : "", msg);
+    char *safe = utf8_printable(msg); /* file names are bytes: no escape sequence reaches the terminal */
+    fprintf(stderr, "%s%s\n", p->tty && p->drawn ? "\r\033[K" : "", safe);
+    free(safe);
     p->drawn = 0;
 }
 

@@ -27,10 +27,19 @@ void item_release(item_t *it)
 
 static double seconds_at(int64_t sample) { return (double)sample / QASR_SAMPLE_RATE; }
 
+/* "<path>: <what>" unless what names the file already (decode errors do). malloc'd. */
+static char *naming_the_file(const char *path, const char *what)
+{
+    if (strstr(what, path)) return xstrdup(what);
+    char *s = xmalloc(strlen(path) + strlen(what) + 3);
+    sprintf(s, "%s: %s", path, what);
+    return s;
+}
+
 void write_item(run_t *run, item_t *it, const char *error_in)
 {
     const batch_opts_t *o = run->o;
-    char *error = error_in ? xstrdup(error_in) : NULL;
+    char *error = error_in ? naming_the_file(it->e->path, error_in) : NULL;
     for (int i = 0; i < it->n_seg && !error; i++)
         if (it->seg[i].error) {
             char msg[QASR_ERR_LEN];
@@ -39,7 +48,7 @@ void write_item(run_t *run, item_t *it, const char *error_in)
                          seconds_at(it->bounds[i + 1]), it->seg[i].error);
             else
                 snprintf(msg, sizeof msg, "%s", it->seg[i].error);
-            error = xstrdup(msg);
+            error = naming_the_file(it->e->path, msg);
         }
     const char **texts = xcalloc(MAX(1, it->n_seg), sizeof *texts), **langs = xcalloc(MAX(1, it->n_seg), sizeof *langs);
     result_segment_t *segs = xcalloc(MAX(1, it->n_seg), sizeof *segs);
@@ -55,9 +64,10 @@ void write_item(run_t *run, item_t *it, const char *error_in)
     }
     char *text = error ? NULL : join_texts(texts, it->n_seg), *language = error ? NULL : join_languages(langs, it->n_seg);
     if (!error && o->format && !it->subtitle_path)
-        error = xstrdup("its subtitle file name collides with other entries' even with entry numbers: change the id");
+        error = naming_the_file(it->e->path, "its subtitle file name collides with other entries' even with entry "
+                                "numbers: change the id");
     else if (!error && o->format && subtitles_write(it->subtitle_path, o->format, cues, it->n_seg) != 0)
-        error = xstrdup(qasr_last_error());
+        error = naming_the_file(it->e->path, qasr_last_error());
     const result_timing_t timings[] = {
         { "decode_audio", it->decode_seconds },
         { "transcribe", it->t_submit > 0 ? now_seconds() - it->t_submit : 0 },
@@ -75,10 +85,7 @@ void write_item(run_t *run, item_t *it, const char *error_in)
     pthread_mutex_lock(&run->mu);
     if (error) {
         run->failed++;
-        if (strstr(error, it->e->path)) /* decode errors name the file already */
-            snprintf(msg, sizeof msg, "qasr-batch: %s", error);
-        else
-            snprintf(msg, sizeof msg, "qasr-batch: %s: %s", it->e->path, error);
+        snprintf(msg, sizeof msg, "qasr-batch: %s", error);
     } else if (truncated) {
         snprintf(msg, sizeof msg, "qasr-batch: %s: transcript cut at the token limit without an end token", it->e->path);
     } else if (it->warning) {

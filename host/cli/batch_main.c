@@ -125,6 +125,7 @@ static int parse_gpus(const char *arg, int *out, const char **problem)
 
 int main(int argc, char **argv)
 {
+    qasr_set_program_name("qasr-batch");
     batch_opts_t o;
     batch_opts_default(&o);
     enum {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "merge.h"
+#include "util.h"
 
 static void usage(FILE *f)
 {
@@ -31,6 +32,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    qasr_set_program_name("qasr-merge");
     merge_opts_t o = { .manifest_format = "auto" };
     enum { OPT_MFORMAT = 256 };
     static const struct option longopts[] = {

@@ -179,7 +179,7 @@ static size_t cpu_scratch_mark(backend_t *be) { return stack_arena_mark(&be->scr
 static void cpu_scratch_release(backend_t *be, size_t mark)
 {
     /* a base block that cannot be regrown leaves the arena spilling: slower, not wrong */
-    if (stack_arena_release(&be->scratch, mark) != 0) fprintf(stderr, "qasr: warning: %s\n", qasr_last_error());
+    if (stack_arena_release(&be->scratch, mark) != 0) qasr_warn("%s", qasr_last_error());
 }
 
 static void cpu_download(backend_t *be, float *dst, const void *src, size_t n)
@@ -376,7 +376,7 @@ static void cpu_matmul(backend_t *be, void *out, const void *x, const weight_t *
     if (be->bf16) {
         /* packed at load; a caller that skipped matrix_ready (a benchmark) packs at first use */
         if (!w->packed && pack_matrix(be, (weight_t *)w, N, K) != 0) {
-            fprintf(stderr, "qasr: %s\n", qasr_last_error());
+            fprintf(stderr, "%s: %s\n", qasr_program_name(), qasr_last_error());
             QASR_ASSERT(!"matrices are packed at load");
         }
         gemm_bf16_xwt(be->gemm, out, x, w->packed, b, M, accumulate);

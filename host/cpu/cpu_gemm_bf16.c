@@ -284,8 +284,8 @@ static prim_t *prim_get(bf16_gemm_t *g, int m, int K, int N, const bf16_weight_t
     /* The packed layout (queried at PACK_ROWS rows) is what this M must read too: a oneDNN that
      * asks for another is one this code does not know (an internal error, not a user's). */
     if (!dnnl_memory_desc_equal(wmd, &w->md)) {
-        fprintf(stderr, "qasr: oneDNN asks for another bf16 weight layout at M = %d (K = %d, N = %d) than at M = %d: "
-                "run with --precision fp32 and report this\n", m, K, N, PACK_ROWS);
+        fprintf(stderr, "%s: oneDNN asks for another bf16 weight layout at M = %d (K = %d, N = %d) than at M = %d: "
+                "run with --precision fp32 and report this\n", qasr_program_name(), m, K, N, PACK_ROWS);
         QASR_ASSERT(!"one packed bf16 layout for every row count");
     }
     prim_t *p = &g->prims[g->n_prims++];

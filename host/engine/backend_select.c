@@ -67,7 +67,7 @@ static const backend_kind_t *cuda_kind(void)
 }
 
 static char unused_why[QASR_ERR_LEN];
-static void warn_unused(void) { fprintf(stderr, "qasr: warning: %s\n", unused_why); }
+static void warn_unused(void) { qasr_warn("%s", unused_why); }
 
 /* Without the NVIDIA driver there is no device: answered without loading the module. */
 int backend_device_count(void)

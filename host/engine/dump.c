@@ -41,7 +41,7 @@ static void write_named(const char *dir, const char *name, const char *descr, co
     snprintf(file, sizeof file, "%s.npy", name);
     char *path = path_join(dir, file);
     if (npy_write(path, descr, data, ndim, shape) != 0)
-        fprintf(stderr, "qasr: warning: %s\n", qasr_last_error());
+        qasr_warn("%s", qasr_last_error());
     free(path);
 }
 

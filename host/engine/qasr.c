@@ -98,10 +98,11 @@ int qasr_load_devices(const char *dir, const qasr_options_t *opt, const int *dev
     const double t1 = now_seconds();
     if (n > 1 && broadcast(out, n) == 0) {
         if (opt->verbose)
-            fprintf(stderr, "qasr: weights read once, uploaded to device %d and copied to %d more with NCCL "
-                    "broadcast (%.2f s)\n", devices[0], n - 1, now_seconds() - t1);
+            fprintf(stderr, "%s: weights read once, uploaded to device %d and copied to %d more with NCCL "
+                    "broadcast (%.2f s)\n", qasr_program_name(), devices[0], n - 1, now_seconds() - t1);
     } else if (n > 1) {
-        if (opt->verbose) fprintf(stderr, "qasr: %s: each device uploads the weights itself\n", qasr_last_error());
+        if (opt->verbose)
+            fprintf(stderr, "%s: %s: each device uploads the weights itself\n", qasr_program_name(), qasr_last_error());
         for (i = 1; i < n; i++) {
             qasr_free(out[i]);
             if (!(out[i] = load_one(dir, opt, devices[i], 1))) goto fail;
