@@ -49,15 +49,16 @@ done
 case $out in /*) ;; *) out=$PWD/$out ;; esac
 . "$root/scripts/gpu_common.sh"
 t_start=$(date +%s)
-say() { echo "gpu-bundle: $*"; }
+say() { echo "gpu-bundle: [$(($(date +%s) - t_start)) s] $*"; }
 
 # ---- the binaries
 targets=(qasr qasr-batch qasr-merge qasr_cuda bench_ops)
 if [ -z "$build" ]; then
   build=$root/build-bundle
   say "configuring $build (Release, portable x86-64-v3 host code, CUDA module for sm_80 and sm_90)"
+  mkdir -p "$build"
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DQASR_CUDA=ON -DQASR_CUDA_EMU=OFF -DQASR_NATIVE=OFF \
-    -DQASR_SANITIZE=OFF >"$build.configure.log" 2>&1 || { cat "$build.configure.log" >&2; exit 1; }
+    -DQASR_SANITIZE=OFF >"$build/configure.log" 2>&1 || { cat "$build/configure.log" >&2; exit 1; }
   mapfile -t gpu_tests < <(cd "$root/tests/cuda" && ls test_kernels_*.c | sed 's/\.c$/_gpu/')
   cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" "${gpu_tests[@]}"
 else
