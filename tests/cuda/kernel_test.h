@@ -23,6 +23,23 @@ static cudaStream_t stream;  /* where the kernels run */
 /* bound on the relative error of k roundings to bf16 */
 static inline double roundings(int k) { return pow(1.0 + U, k) - 1.0; }
 
+/* ---------------- the device ---------------- */
+
+/* Called first in main: without a CUDA device (no driver, no GPU: the *_gpu builds of these
+ * tests on a machine without one) the test is skipped, exit 77, as ctest's SKIP_RETURN_CODE says.
+ * The emulation always has a device. */
+static inline void require_device(void)
+{
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n < 1) {
+        printf("SKIPPED: no CUDA device (%s)\n", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        exit(77);
+    }
+    struct cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, 0) == cudaSuccess) printf("device 0: %s, sm_%d%d\n", p.name, p.major, p.minor);
+}
+
 /* ---------------- inputs ---------------- */
 
 /* The xorshift64 step. Each test keeps its own seed and derives frand() from it in its own way,

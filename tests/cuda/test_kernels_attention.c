@@ -540,6 +540,7 @@ static void test_paged_attention(void)
 
 int main(void)
 {
+    require_device();
     if (backend_cpu_create(&ref, 1, 128, PRECISION_FP32) != 0) {
         fprintf(stderr, "cannot create the CPU backend\n");
         return 1;

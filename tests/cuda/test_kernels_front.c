@@ -272,6 +272,7 @@ static void add_pos_emb_case(int rows, int period, int D, size_t offset)
 
 int main(void)
 {
+    require_device();
     CHECK_INT_EQ(backend_cpu_create(&ref, 1, N_MELS, PRECISION_FP32), 0);
     CHECK_INT_EQ(cudaStreamCreate(&stream), cudaSuccess);
     CHECK_INT_EQ(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);

@@ -255,6 +255,7 @@ static void argmax_special(void)
 
 int main(void)
 {
+    require_device();
     CHECK_INT_EQ(backend_cpu_create(&ref, 1, 128, PRECISION_FP32), 0);
     CHECK_INT_EQ(cudaStreamCreate(&stream), cudaSuccess);
 
