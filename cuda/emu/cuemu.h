@@ -107,9 +107,9 @@ struct kernel_info {
     int line;
     const void *func;
 };
-/* racecheck.cpp: an atomic of `size` bytes at addr (write: it stored), called from the caller of
- * the atomic at pc; a __threadfence(). Both do nothing unless the race detector runs. */
-void rc_atomic(const void *addr, unsigned size, bool write, void *pc);
+/* racecheck.cpp: an atomic of `size` bytes at addr (write: it stores), called from the kernel
+ * code of the atomic; a __threadfence(). Both do nothing unless the race detector runs. */
+void rc_atomic(const void *addr, unsigned size, bool write);
 void rc_fence();
 
 /* scheduler.cpp: run every block of one launch now; false after reporting a kernel error. */
@@ -333,41 +333,55 @@ inline unsigned __reduce_xor_sync(unsigned mask, unsigned v, CUEMU_SITE_ARGS)
 
 /* ---- atomics: a fiber is never preempted, so a plain read-modify-write is atomic. Only the
  * overloads CUDA has (there is no atomicMax(float *)). Signed wrap-around goes through unsigned.
- * Under the race detector they are not instrumented and not inlined: each tells the detector
- * what it did (a failed compare-and-swap only reads), with its caller's address for the report. */
+ * Under the race detector each first tells it what it does (a failed compare-and-swap only
+ * reads), and its load and store are relaxed __atomic operations, which the instrumentation
+ * leaves alone (plain moves on x86-64). */
 #if defined(CUEMU_RACECHECK_HOOKS)
-#define CUEMU_ATOMIC __attribute__((no_sanitize("thread"), noinline)) inline
-#define CUEMU_NOTE_ATOMIC(a, w) ::cuemu::detail::rc_atomic((const void *)(a), sizeof *(a), (w), __builtin_return_address(0))
+namespace cuemu {
+namespace detail {
+template <class T> inline T rc_load(const T *a)
+{
+    T v;
+    __atomic_load(a, &v, __ATOMIC_RELAXED);
+    return v;
+}
+template <class T> inline void rc_store(T *a, T v) { __atomic_store(a, &v, __ATOMIC_RELAXED); }
+} // namespace detail
+} // namespace cuemu
+#define CUEMU_NOTE_ATOMIC(a, w) ::cuemu::detail::rc_atomic((const void *)(a), sizeof *(a), (w))
+#define CUEMU_LD(a) ::cuemu::detail::rc_load(a)
+#define CUEMU_ST(a, v) ::cuemu::detail::rc_store(a, v)
 #else
-#define CUEMU_ATOMIC inline
 #define CUEMU_NOTE_ATOMIC(a, w) (void)0
+#define CUEMU_LD(a) (*(a))
+#define CUEMU_ST(a, v) (void)(*(a) = (v))
 #endif
-CUEMU_ATOMIC int atomicAdd(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = *a; *a = (int)((unsigned)o + (unsigned)v); return o; }
-CUEMU_ATOMIC unsigned atomicAdd(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = *a; *a = o + v; return o; }
-CUEMU_ATOMIC unsigned long long atomicAdd(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = *a; *a = o + v; return o; }
-CUEMU_ATOMIC float atomicAdd(float *a, float v) { CUEMU_NOTE_ATOMIC(a, true); float o = *a; *a = o + v; return o; }
-CUEMU_ATOMIC double atomicAdd(double *a, double v) { CUEMU_NOTE_ATOMIC(a, true); double o = *a; *a = o + v; return o; }
-CUEMU_ATOMIC int atomicSub(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = *a; *a = (int)((unsigned)o - (unsigned)v); return o; }
-CUEMU_ATOMIC unsigned atomicSub(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = *a; *a = o - v; return o; }
-CUEMU_ATOMIC int atomicMax(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = *a; *a = o > v ? o : v; return o; }
-CUEMU_ATOMIC unsigned atomicMax(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = *a; *a = o > v ? o : v; return o; }
-CUEMU_ATOMIC long long atomicMax(long long *a, long long v) { CUEMU_NOTE_ATOMIC(a, true); long long o = *a; *a = o > v ? o : v; return o; }
-CUEMU_ATOMIC unsigned long long atomicMax(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = *a; *a = o > v ? o : v; return o; }
-CUEMU_ATOMIC int atomicMin(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = *a; *a = o < v ? o : v; return o; }
-CUEMU_ATOMIC unsigned atomicMin(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = *a; *a = o < v ? o : v; return o; }
-CUEMU_ATOMIC long long atomicMin(long long *a, long long v) { CUEMU_NOTE_ATOMIC(a, true); long long o = *a; *a = o < v ? o : v; return o; }
-CUEMU_ATOMIC unsigned long long atomicMin(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = *a; *a = o < v ? o : v; return o; }
-CUEMU_ATOMIC int atomicCAS(int *a, int cmp, int v) { int o = *a; if (o == cmp) *a = v; CUEMU_NOTE_ATOMIC(a, o == cmp); return o; }
-CUEMU_ATOMIC unsigned atomicCAS(unsigned *a, unsigned cmp, unsigned v) { unsigned o = *a; if (o == cmp) *a = v; CUEMU_NOTE_ATOMIC(a, o == cmp); return o; }
-CUEMU_ATOMIC unsigned long long atomicCAS(unsigned long long *a, unsigned long long cmp, unsigned long long v) { unsigned long long o = *a; if (o == cmp) *a = v; CUEMU_NOTE_ATOMIC(a, o == cmp); return o; }
-CUEMU_ATOMIC int atomicExch(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = *a; *a = v; return o; }
-CUEMU_ATOMIC unsigned atomicExch(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = *a; *a = v; return o; }
-CUEMU_ATOMIC unsigned long long atomicExch(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = *a; *a = v; return o; }
-CUEMU_ATOMIC float atomicExch(float *a, float v) { CUEMU_NOTE_ATOMIC(a, true); float o = *a; *a = v; return o; }
-CUEMU_ATOMIC int atomicAnd(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = *a; *a = o & v; return o; }
-CUEMU_ATOMIC unsigned atomicAnd(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = *a; *a = o & v; return o; }
-CUEMU_ATOMIC int atomicOr(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = *a; *a = o | v; return o; }
-CUEMU_ATOMIC unsigned atomicOr(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = *a; *a = o | v; return o; }
+inline int atomicAdd(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, (int)((unsigned)o + (unsigned)v)); return o; }
+inline unsigned atomicAdd(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o + v); return o; }
+inline unsigned long long atomicAdd(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = CUEMU_LD(a); CUEMU_ST(a, o + v); return o; }
+inline float atomicAdd(float *a, float v) { CUEMU_NOTE_ATOMIC(a, true); float o = CUEMU_LD(a); CUEMU_ST(a, o + v); return o; }
+inline double atomicAdd(double *a, double v) { CUEMU_NOTE_ATOMIC(a, true); double o = CUEMU_LD(a); CUEMU_ST(a, o + v); return o; }
+inline int atomicSub(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, (int)((unsigned)o - (unsigned)v)); return o; }
+inline unsigned atomicSub(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o - v); return o; }
+inline int atomicMax(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, o > v ? o : v); return o; }
+inline unsigned atomicMax(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o > v ? o : v); return o; }
+inline long long atomicMax(long long *a, long long v) { CUEMU_NOTE_ATOMIC(a, true); long long o = CUEMU_LD(a); CUEMU_ST(a, o > v ? o : v); return o; }
+inline unsigned long long atomicMax(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = CUEMU_LD(a); CUEMU_ST(a, o > v ? o : v); return o; }
+inline int atomicMin(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, o < v ? o : v); return o; }
+inline unsigned atomicMin(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o < v ? o : v); return o; }
+inline long long atomicMin(long long *a, long long v) { CUEMU_NOTE_ATOMIC(a, true); long long o = CUEMU_LD(a); CUEMU_ST(a, o < v ? o : v); return o; }
+inline unsigned long long atomicMin(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = CUEMU_LD(a); CUEMU_ST(a, o < v ? o : v); return o; }
+inline int atomicCAS(int *a, int cmp, int v) { int o = CUEMU_LD(a); CUEMU_NOTE_ATOMIC(a, o == cmp); if (o == cmp) CUEMU_ST(a, v); return o; }
+inline unsigned atomicCAS(unsigned *a, unsigned cmp, unsigned v) { unsigned o = CUEMU_LD(a); CUEMU_NOTE_ATOMIC(a, o == cmp); if (o == cmp) CUEMU_ST(a, v); return o; }
+inline unsigned long long atomicCAS(unsigned long long *a, unsigned long long cmp, unsigned long long v) { unsigned long long o = CUEMU_LD(a); CUEMU_NOTE_ATOMIC(a, o == cmp); if (o == cmp) CUEMU_ST(a, v); return o; }
+inline int atomicExch(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, v); return o; }
+inline unsigned atomicExch(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, v); return o; }
+inline unsigned long long atomicExch(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = CUEMU_LD(a); CUEMU_ST(a, v); return o; }
+inline float atomicExch(float *a, float v) { CUEMU_NOTE_ATOMIC(a, true); float o = CUEMU_LD(a); CUEMU_ST(a, v); return o; }
+inline int atomicAnd(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, o & v); return o; }
+inline unsigned atomicAnd(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o & v); return o; }
+inline int atomicOr(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, o | v); return o; }
+inline unsigned atomicOr(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o | v); return o; }
 
 /* ---- device math. Fast intrinsics map to accurate libm, so compare with tolerances. glibc's
  * math.h already declares __expf & co. (C linkage, noexcept) without exporting them. ---- */

@@ -187,6 +187,7 @@ struct detector {
     std::unordered_map<uint32_t, acquired> acq;                   /* per block, by releasing block */
     std::vector<race> races;                                      /* this block's, to report */
     std::set<std::pair<uintptr_t, uintptr_t>> seen;               /* pairs of sites, per launch */
+    std::set<std::string> printed;                                /* pairs of lines, per launch */
     bool block_racy;
     unsigned evict;
     std::unordered_map<uintptr_t, std::string> where_cache;
@@ -228,13 +229,26 @@ int find_object(struct dl_phdr_info *info, size_t, void *data)
 
 bool numeric(const char *s) { return *s && strspn(s, "0123456789") == strlen(s); }
 
-/* First line of `cmd`'s output that is a known file:line[:column], as "file:line". */
+/* Frames of code that only implements CUDA for the kernel: the emulation's header and the CUDA
+ * headers (bf16 operators ...). A report names the kernel line that called into them. */
+bool helper_frame(const char *file)
+{
+    if (!strcmp(base_name(file), "cuemu.h")) return true;
+#if defined(CUEMU_CUDA_INCLUDE_DIR)
+    if (!strncmp(file, CUEMU_CUDA_INCLUDE_DIR "/", strlen(CUEMU_CUDA_INCLUDE_DIR) + 1)) return true;
+#endif
+    return false;
+}
+
+/* The innermost frame of `cmd`'s output (file:line[:column] lines, innermost inlined frame
+ * first) outside helper_frame, or else the innermost, as "file:line". */
 bool run_symbolizer(const std::string &cmd, std::string *out)
 {
     FILE *p = popen(cmd.c_str(), "r");
     if (!p) return false;
     char line[4096];
     bool ok = false;
+    std::string innermost;
     while (!ok && fgets(line, sizeof line, p)) {
         line[strcspn(line, "\r\n")] = 0;
         if (char *d = strstr(line, " (discriminator")) *d = 0; /* addr2line */
@@ -248,10 +262,17 @@ bool run_symbolizer(const std::string &cmd, std::string *out)
             lineno = c2 + 1;
         }
         if (!line[0] || line[0] == '?' || !strcmp(lineno, "0")) continue;
-        *out = std::string(base_name(line)) + ":" + lineno;
+        std::string here = std::string(base_name(line)) + ":" + lineno;
+        if (innermost.empty()) innermost = here;
+        if (helper_frame(line)) continue;
+        *out = here;
         ok = true;
     }
     pclose(p);
+    if (!ok && !innermost.empty()) {
+        *out = innermost;
+        ok = true;
+    }
     return ok;
 }
 
@@ -305,7 +326,7 @@ const std::string &where(uintptr_t pc)
         "addr2line",
     };
     for (const char *tool : a2l) {
-        std::string cmd = shell_quote(tool) + " -e " + shell_quote(path) + " " + buf + " 2>/dev/null";
+        std::string cmd = shell_quote(tool) + " -i -e " + shell_quote(path) + " " + buf + " 2>/dev/null";
         if (run_symbolizer(cmd, &s)) return s;
     }
     return s = std::string(base_name(path.c_str())) + "+" + buf;
@@ -332,6 +353,10 @@ void print_race(const race &r)
 {
     uint3 b = unlinear(R.blk - 1, R.grid), t = unlinear(r.tid, R.block), pt = unlinear(r.prev.tid, R.block);
     std::string here = where(r.pc), there = where(r.prev.pc);
+    /* once per pair of source lines and kinds (unrolled code has several addresses per line) */
+    std::string key = here < there ? here + access_name(r.flags) + there + access_name(r.prev.flags)
+                                   : there + access_name(r.prev.flags) + here + access_name(r.flags);
+    if (!R.printed.insert(key).second) return;
     char other[96] = "";
     const char *why;
     if (r.prev.blk != R.blk) {
@@ -488,6 +513,7 @@ void rc_launch_begin(const kernel_info &info, dim3 grid, dim3 block, const void 
     R.fence.assign(n, 0);
     R.releases.clear();
     R.seen.clear();
+    R.printed.clear();
 }
 
 void rc_block_begin(uint64_t block_linear)
@@ -523,12 +549,12 @@ void rc_launch_end()
     R.info = nullptr;
 }
 
-void rc_atomic(const void *addr, unsigned size, bool write, void *pc)
+void rc_atomic(const void *addr, unsigned size, bool write)
 {
     const rc_thread *t = gpu_thread((uintptr_t)addr);
     if (!t) return;
     uintptr_t a = (uintptr_t)addr;
-    record(t, a, size, F_ATOMIC | (write ? F_WRITE : 0), (uintptr_t)pc);
+    record(t, a, size, F_ATOMIC | (write ? F_WRITE : 0), (uintptr_t)__builtin_return_address(0));
     if (a - R.sdynamic.base < R.sdynamic.size || a - R.sstatic.base < R.sstatic.size) return;
     /* acquire what earlier blocks released through this address, then release if fenced */
     std::vector<release> &rel = R.releases[a];
