@@ -48,6 +48,13 @@
 #define CUEMU_ASAN 1
 #endif
 #endif
+/* Kernel code compiled with -fsanitize=thread (QASR_EMU_RACECHECK): clang calls __tsan_read4 &
+ * co. at every memory access, and the race detector (racecheck.cpp, no TSan runtime) defines them. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CUEMU_RACECHECK_HOOKS 1
+#endif
+#endif
 
 /* One instance per kernel (per template instance) is right because blocks run one at a time.
  * Outside ASan the arrays go to one section that the launcher fills with 0xFF before every block,
@@ -100,6 +107,11 @@ struct kernel_info {
     int line;
     const void *func;
 };
+/* racecheck.cpp: an atomic of `size` bytes at addr (write: it stores), called from the kernel
+ * code of the atomic; a __threadfence(). Both do nothing unless the race detector runs. */
+void rc_atomic(const void *addr, unsigned size, bool write);
+void rc_fence();
+
 /* scheduler.cpp: run every block of one launch now; false after reporting a kernel error. */
 bool run_grid(dim3 grid, dim3 block, size_t smem, const kernel_info &info, void (*body)(void *), void *args);
 
@@ -220,10 +232,17 @@ inline int __syncthreads_or(int pred, CUEMU_SITE_ARGS)
     asm volatile("" ::: "memory");
     return r;
 }
-/* Fibers never run concurrently: memory is sequentially consistent, fences only stop the compiler. */
+/* Fibers never run concurrently: memory is sequentially consistent, fences only stop the compiler.
+ * The race detector models a device-scope fence followed by an atomic as a release to the blocks
+ * whose atomics on the same address come later (racecheck.cpp). */
+#if defined(CUEMU_RACECHECK_HOOKS)
+inline void __threadfence() { ::cuemu::detail::rc_fence(); asm volatile("" ::: "memory"); }
+inline void __threadfence_system() { ::cuemu::detail::rc_fence(); asm volatile("" ::: "memory"); }
+#else
 inline void __threadfence() { asm volatile("" ::: "memory"); }
-inline void __threadfence_block() { asm volatile("" ::: "memory"); }
 inline void __threadfence_system() { asm volatile("" ::: "memory"); }
+#endif
+inline void __threadfence_block() { asm volatile("" ::: "memory"); }
 
 /* ---- warp intrinsics: CUDA's exact overload set, full mask only ---- */
 #define CUEMU_SHUFFLES(T)                                                                          \
@@ -313,33 +332,56 @@ inline unsigned __reduce_xor_sync(unsigned mask, unsigned v, CUEMU_SITE_ARGS)
 #undef CUEMU_SITE_ARGS
 
 /* ---- atomics: a fiber is never preempted, so a plain read-modify-write is atomic. Only the
- * overloads CUDA has (there is no atomicMax(float *)). Signed wrap-around goes through unsigned. */
-inline int atomicAdd(int *a, int v) { int o = *a; *a = (int)((unsigned)o + (unsigned)v); return o; }
-inline unsigned atomicAdd(unsigned *a, unsigned v) { unsigned o = *a; *a = o + v; return o; }
-inline unsigned long long atomicAdd(unsigned long long *a, unsigned long long v) { unsigned long long o = *a; *a = o + v; return o; }
-inline float atomicAdd(float *a, float v) { float o = *a; *a = o + v; return o; }
-inline double atomicAdd(double *a, double v) { double o = *a; *a = o + v; return o; }
-inline int atomicSub(int *a, int v) { int o = *a; *a = (int)((unsigned)o - (unsigned)v); return o; }
-inline unsigned atomicSub(unsigned *a, unsigned v) { unsigned o = *a; *a = o - v; return o; }
-inline int atomicMax(int *a, int v) { int o = *a; *a = o > v ? o : v; return o; }
-inline unsigned atomicMax(unsigned *a, unsigned v) { unsigned o = *a; *a = o > v ? o : v; return o; }
-inline long long atomicMax(long long *a, long long v) { long long o = *a; *a = o > v ? o : v; return o; }
-inline unsigned long long atomicMax(unsigned long long *a, unsigned long long v) { unsigned long long o = *a; *a = o > v ? o : v; return o; }
-inline int atomicMin(int *a, int v) { int o = *a; *a = o < v ? o : v; return o; }
-inline unsigned atomicMin(unsigned *a, unsigned v) { unsigned o = *a; *a = o < v ? o : v; return o; }
-inline long long atomicMin(long long *a, long long v) { long long o = *a; *a = o < v ? o : v; return o; }
-inline unsigned long long atomicMin(unsigned long long *a, unsigned long long v) { unsigned long long o = *a; *a = o < v ? o : v; return o; }
-inline int atomicCAS(int *a, int cmp, int v) { int o = *a; if (o == cmp) *a = v; return o; }
-inline unsigned atomicCAS(unsigned *a, unsigned cmp, unsigned v) { unsigned o = *a; if (o == cmp) *a = v; return o; }
-inline unsigned long long atomicCAS(unsigned long long *a, unsigned long long cmp, unsigned long long v) { unsigned long long o = *a; if (o == cmp) *a = v; return o; }
-inline int atomicExch(int *a, int v) { int o = *a; *a = v; return o; }
-inline unsigned atomicExch(unsigned *a, unsigned v) { unsigned o = *a; *a = v; return o; }
-inline unsigned long long atomicExch(unsigned long long *a, unsigned long long v) { unsigned long long o = *a; *a = v; return o; }
-inline float atomicExch(float *a, float v) { float o = *a; *a = v; return o; }
-inline int atomicAnd(int *a, int v) { int o = *a; *a = o & v; return o; }
-inline unsigned atomicAnd(unsigned *a, unsigned v) { unsigned o = *a; *a = o & v; return o; }
-inline int atomicOr(int *a, int v) { int o = *a; *a = o | v; return o; }
-inline unsigned atomicOr(unsigned *a, unsigned v) { unsigned o = *a; *a = o | v; return o; }
+ * overloads CUDA has (there is no atomicMax(float *)). Signed wrap-around goes through unsigned.
+ * Under the race detector each first tells it what it does (a failed compare-and-swap only
+ * reads), and its load and store are relaxed __atomic operations, which the instrumentation
+ * leaves alone (plain moves on x86-64). */
+#if defined(CUEMU_RACECHECK_HOOKS)
+namespace cuemu {
+namespace detail {
+template <class T> inline T rc_load(const T *a)
+{
+    T v;
+    __atomic_load(a, &v, __ATOMIC_RELAXED);
+    return v;
+}
+template <class T> inline void rc_store(T *a, T v) { __atomic_store(a, &v, __ATOMIC_RELAXED); }
+} // namespace detail
+} // namespace cuemu
+#define CUEMU_NOTE_ATOMIC(a, w) ::cuemu::detail::rc_atomic((const void *)(a), sizeof *(a), (w))
+#define CUEMU_LD(a) ::cuemu::detail::rc_load(a)
+#define CUEMU_ST(a, v) ::cuemu::detail::rc_store(a, v)
+#else
+#define CUEMU_NOTE_ATOMIC(a, w) (void)0
+#define CUEMU_LD(a) (*(a))
+#define CUEMU_ST(a, v) (void)(*(a) = (v))
+#endif
+inline int atomicAdd(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, (int)((unsigned)o + (unsigned)v)); return o; }
+inline unsigned atomicAdd(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o + v); return o; }
+inline unsigned long long atomicAdd(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = CUEMU_LD(a); CUEMU_ST(a, o + v); return o; }
+inline float atomicAdd(float *a, float v) { CUEMU_NOTE_ATOMIC(a, true); float o = CUEMU_LD(a); CUEMU_ST(a, o + v); return o; }
+inline double atomicAdd(double *a, double v) { CUEMU_NOTE_ATOMIC(a, true); double o = CUEMU_LD(a); CUEMU_ST(a, o + v); return o; }
+inline int atomicSub(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, (int)((unsigned)o - (unsigned)v)); return o; }
+inline unsigned atomicSub(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o - v); return o; }
+inline int atomicMax(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, o > v ? o : v); return o; }
+inline unsigned atomicMax(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o > v ? o : v); return o; }
+inline long long atomicMax(long long *a, long long v) { CUEMU_NOTE_ATOMIC(a, true); long long o = CUEMU_LD(a); CUEMU_ST(a, o > v ? o : v); return o; }
+inline unsigned long long atomicMax(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = CUEMU_LD(a); CUEMU_ST(a, o > v ? o : v); return o; }
+inline int atomicMin(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, o < v ? o : v); return o; }
+inline unsigned atomicMin(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o < v ? o : v); return o; }
+inline long long atomicMin(long long *a, long long v) { CUEMU_NOTE_ATOMIC(a, true); long long o = CUEMU_LD(a); CUEMU_ST(a, o < v ? o : v); return o; }
+inline unsigned long long atomicMin(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = CUEMU_LD(a); CUEMU_ST(a, o < v ? o : v); return o; }
+inline int atomicCAS(int *a, int cmp, int v) { int o = CUEMU_LD(a); CUEMU_NOTE_ATOMIC(a, o == cmp); if (o == cmp) CUEMU_ST(a, v); return o; }
+inline unsigned atomicCAS(unsigned *a, unsigned cmp, unsigned v) { unsigned o = CUEMU_LD(a); CUEMU_NOTE_ATOMIC(a, o == cmp); if (o == cmp) CUEMU_ST(a, v); return o; }
+inline unsigned long long atomicCAS(unsigned long long *a, unsigned long long cmp, unsigned long long v) { unsigned long long o = CUEMU_LD(a); CUEMU_NOTE_ATOMIC(a, o == cmp); if (o == cmp) CUEMU_ST(a, v); return o; }
+inline int atomicExch(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, v); return o; }
+inline unsigned atomicExch(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, v); return o; }
+inline unsigned long long atomicExch(unsigned long long *a, unsigned long long v) { CUEMU_NOTE_ATOMIC(a, true); unsigned long long o = CUEMU_LD(a); CUEMU_ST(a, v); return o; }
+inline float atomicExch(float *a, float v) { CUEMU_NOTE_ATOMIC(a, true); float o = CUEMU_LD(a); CUEMU_ST(a, v); return o; }
+inline int atomicAnd(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, o & v); return o; }
+inline unsigned atomicAnd(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o & v); return o; }
+inline int atomicOr(int *a, int v) { CUEMU_NOTE_ATOMIC(a, true); int o = CUEMU_LD(a); CUEMU_ST(a, o | v); return o; }
+inline unsigned atomicOr(unsigned *a, unsigned v) { CUEMU_NOTE_ATOMIC(a, true); unsigned o = CUEMU_LD(a); CUEMU_ST(a, o | v); return o; }
 
 /* ---- device math. Fast intrinsics map to accurate libm, so compare with tolerances. glibc's
  * math.h already declares __expf & co. (C linkage, noexcept) without exporting them. ---- */

@@ -8,6 +8,7 @@
  * fiber that waits switches straight to the next ready fiber of the ring: one switch per thread
  * per barrier, no scheduler context in between. The last thread to arrive releases the others. */
 #include "cuemu.h"
+#include "racecheck.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -86,6 +87,7 @@ struct fiber {
     const void *stack_lo; /* usable stack, for the ASan fiber annotations */
     size_t stack_size;
     void *fake_stack;
+    rc_thread rc; /* what the race detector knows of this thread */
 };
 
 struct warp_state {
@@ -137,6 +139,7 @@ struct scheduler {
     int order_mode;         /* 0 forward, 1 reversed, 2 shuffled */
     uint64_t seed, launches;
     bool abort_on_error;
+    bool racecheck; /* CUEMU_RACECHECK: the race detector runs (racecheck.cpp) */
 };
 
 scheduler S;
@@ -158,6 +161,7 @@ void init_env()
     S.seed = seed ? strtoull(seed, nullptr, 0) : 1;
     const char *ab = getenv("CUEMU_ABORT");
     S.abort_on_error = ab && *ab && strcmp(ab, "0");
+    S.racecheck = rc_enabled();
 }
 
 uint64_t splitmix(uint64_t *x)
@@ -198,6 +202,7 @@ void ctx_switch(fiber *from, fiber *to, bool from_dies)
 {
     S.cur = to;
     if (to != &S.host) threadIdx = to->tid;
+    rc_cur.store(S.racecheck && to != &S.host ? &to->rc : nullptr, std::memory_order_relaxed);
 #if defined(CUEMU_ASAN)
     __sanitizer_start_switch_fiber(from_dies ? nullptr : &from->fake_stack, to->stack_lo, to->stack_size);
 #else
@@ -295,6 +300,7 @@ void release_warp(warp_state &w, unsigned warp)
 {
     w.arrived = 0;
     w.gen++;
+    if (S.racecheck) rc_warp_barrier(warp);
     fiber *lanes = &S.fibers[(size_t)warp * 32];
     unsigned n = (unsigned)std::min<size_t>(32, S.fibers.size() - (size_t)warp * 32);
     for (unsigned i = 0; i < n; i++)
@@ -400,7 +406,8 @@ void build_ring(unsigned n, uint64_t block_linear)
     S.head = &S.fibers[S.order[0]];
 }
 
-bool run_block(dim3 block, uint64_t block_linear)
+/* The block at position `run_index` of the run order, whose linear index is `linear`. */
+bool run_block(dim3 block, uint64_t run_index, uint64_t linear)
 {
     unsigned n = block.x * block.y * block.z;
     for (unsigned i = 0; i < n; i++) {
@@ -410,13 +417,14 @@ bool run_block(dim3 block, uint64_t block_linear)
         f.warp = i / 32;
         f.lane = i % 32;
         f.state = READY;
+        f.rc = rc_thread{(uintptr_t)S.stacks[i].base, S.stacks[i].len, i, i / 32};
     }
     for (size_t w = 0; w < S.warps.size(); w++) {
         warp_state &ws = S.warps[w];
         memset(&ws, 0, sizeof ws);
         ws.live = (unsigned)std::min<size_t>(32, n - w * 32);
     }
-    build_ring(n, block_linear);
+    build_ring(n, run_index);
     S.live = n;
     S.exited = 0;
     S.arrived = 0;
@@ -425,8 +433,11 @@ bool run_block(dim3 block, uint64_t block_linear)
     S.entering_from_host = true;
     size_t shared_bytes = (uintptr_t)__stop_cuemu_shared - (uintptr_t)__start_cuemu_shared;
     if (shared_bytes) memset(__start_cuemu_shared, 0xff, shared_bytes);
+    if (S.racecheck) rc_block_begin(linear);
     ctx_switch(&S.host, S.head, false);
-    return !S.failed;
+    /* races fail the launch once the block has run, so that all its racing pairs are reported */
+    bool race_free = !S.racecheck || rc_block_end();
+    return !S.failed && race_free;
 }
 
 /* Blocks run in the same order mode as threads, so a block that reads what another block of
@@ -476,6 +487,7 @@ int block_barrier(block_kind kind, int pred, site where)
         S.result = kind == BLOCK_AND ? S.acc == 0 : kind == BLOCK_OR ? S.acc != 0 : S.acc;
         S.arrived = 0;
         S.acc = 0;
+        if (S.racecheck) rc_block_barrier();
         for (fiber &t : S.fibers)
             if (t.state == WAIT_BLOCK) t.state = READY;
         /* Resume in run order, so every phase runs the threads in the same order. */
@@ -580,6 +592,7 @@ bool run_grid(dim3 grid, dim3 block, size_t smem, const kernel_info &info, void 
 #endif
     /* Exactly the requested size, so ASan reports the first byte past it; refilled per block. */
     dynamic_smem = (unsigned char *)malloc(smem);
+    if (S.racecheck) rc_launch_begin(info, grid, block, dynamic_smem, smem, S.abort_on_error);
     blockDim = block;
     gridDim = grid;
     uint64_t nblocks = (uint64_t)grid.x * grid.y * grid.z;
@@ -592,8 +605,9 @@ bool run_grid(dim3 grid, dim3 block, size_t smem, const kernel_info &info, void 
         blockIdx = make_uint3((unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y),
                               (unsigned)(b / ((uint64_t)grid.x * grid.y)));
         memset(dynamic_smem, 0xff, smem);
-        ok = run_block(block, i);
+        ok = run_block(block, i, b);
     }
+    if (S.racecheck) rc_launch_end();
     free(dynamic_smem);
     dynamic_smem = nullptr;
     S.cur = nullptr;

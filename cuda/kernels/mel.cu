@@ -81,7 +81,10 @@ __global__ void mel_max_init_kernel(float *max_out)
 
 /* grid: ceil(n / BLOCK) capped; block: BLOCK; grid-stride over the energies, in place; then the
  * block's maximum (warp shuffles, one shared value per warp) is merged into *max_out by thread 0
- * with a compare-and-swap loop (CUDA has no float atomicMax): one atomic per block. */
+ * with a compare-and-swap loop (CUDA has no float atomicMax). The loop's first guess is -inf,
+ * the value mel_max_init_kernel stores, not a plain load of *max_out: that load would race with
+ * the other blocks' atomics (a data race in the CUDA memory model, reported by the emulation's
+ * race detector); a failed compare-and-swap returns the current value instead. */
 __global__ void mel_log_kernel(float *mel, /* [n] */ int64_t n, float *max_out)
 {
     __shared__ float warp_max[BLOCK / 32];
@@ -100,7 +103,7 @@ __global__ void mel_log_kernel(float *mel, /* [n] */ int64_t n, float *max_out)
         for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(FULL_MASK, m, o));
         if (lane == 0) {
             unsigned *bits = reinterpret_cast<unsigned *>(max_out);
-            unsigned old = __float_as_uint(*max_out);
+            unsigned old = __float_as_uint(-INFINITY);
             while (__uint_as_float(old) < m) {
                 const unsigned assumed = old;
                 old = atomicCAS(bits, assumed, __float_as_uint(m));

@@ -33,8 +33,9 @@ __global__ void block_reduce_kernel(const float *x, int n, float *sum, int *max_
         if (lane == 0) {
             atomicAdd(sum, s);
             atomicMax(max_int, (int)m);
-            /* CUDA has no atomicMax(float *): the usual compare-and-swap loop. */
-            unsigned *bits = (unsigned *)max_cas, old = *bits, assumed;
+            /* CUDA has no atomicMax(float *): the usual compare-and-swap loop. Its first guess
+             * is a constant: a plain load of *bits would race with the other blocks' atomics. */
+            unsigned *bits = (unsigned *)max_cas, old = __float_as_uint(-INFINITY), assumed;
             do {
                 assumed = old;
                 old = atomicCAS(bits, assumed, __float_as_uint(fmaxf(__uint_as_float(assumed), m)));
