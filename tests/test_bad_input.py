@@ -22,6 +22,15 @@ HANG = 300  # seconds: a run this long has hung (they take about a second)
 AUDIO = os.path.join(ROOT, "tests", "audio")
 
 
+def write_wav(path, seconds):
+    """A 16 kHz mono 16-bit WAV of silence."""
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(2 * round(16000 * seconds)))
+
+
 def lines_of(path):
     with open(path, "rb") as f:
         data = f.read()
@@ -68,11 +77,7 @@ def main():
 
     # --- a WAV whose header promises 10 s and holds 0.5 s: transcribed, with a warning ---
     full = os.path.join(work, "full.wav")
-    with wave.open(full, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(bytes(2 * 16000 * 10))
+    write_wav(full, 10)
     cut = os.path.join(work, "cut.wav")
     with open(full, "rb") as f, open(cut, "wb") as g:
         g.write(f.read(44 + 2 * 8000))
@@ -158,11 +163,7 @@ def main():
     # --- messages: the command's own name, the file named, no raw escape sequence on the terminal ---
     m = os.path.join(work, "names.tsv")
     tiny = os.path.join(work, "tiny.wav")
-    with wave.open(tiny, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(bytes(20))
+    write_wav(tiny, 10 / 16000)
     esc = os.path.join(work, "x\x1b[2Jy.wav")
     with open(m, "w") as f:
         f.write(f"path\tid\n{tiny}\ttiny\n{esc}\tesc\n")
