@@ -140,7 +140,7 @@ if [ -n "$emu_qasr" ] && [ -x "$emu_qasr" ]; then
   ln -s "$build/qasr-merge" "$fake/bin/qasr-merge"
   ln -s "$build/libqasr_cuda.so" "$fake/bin/libqasr_cuda.so"
   for t in "$emu_tests"/test_kernels_*; do
-    case $t in *.*) continue ;; esac
+    case ${t##*/} in *.*) continue ;; esac # executables only (the directory may hold a dot)
     ln -s "$t" "$fake/bin/$(basename "$t")_gpu"
   done
   # bench_ops on the CPU at small shapes: its real output format, in a few seconds
