@@ -97,7 +97,8 @@ static inline void fuzz_remove_dir(void)
 }
 
 /* This process's scratch directory, made on first use under $TMPDIR (else /tmp) and removed at
- * exit (an input that crashes leaves it behind: run.sh points TMPDIR into its work directory). */
+ * exit (an input that crashes leaves it behind: run.sh points TMPDIR into a directory of its own
+ * that it removes). */
 static inline const char *fuzz_dir(void)
 {
     if (!fuzz_dir_path[0]) {
