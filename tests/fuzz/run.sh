@@ -67,14 +67,12 @@ run_one() {
   if [ -d "$root/tests/fuzz/regressions/$h" ] && ls "$root/tests/fuzz/regressions/$h"/* >/dev/null 2>&1; then
     cp "$root/tests/fuzz/regressions/$h"/* "$dir/corpus/"
   fi
-  local dict=()
-  [ -f "$root/tests/fuzz/$h.dict" ] && dict=(-dict="$root/tests/fuzz/$h.dict")
   local rc=0
   # -close_fd_mask=3: the parsers' own messages stay out of the log (libFuzzer's and the
   # sanitizers' reports still go to it).
   (cd "$dir" && TMPDIR=$scratch/$h ASAN_OPTIONS=detect_leaks=1 "$build/tests/fuzz/fuzz_$h" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -close_fd_mask=3 -print_final_stats=1 \
-    -artifact_prefix="$dir/" "${dict[@]}" "$dir/corpus" >"$dir/log" 2>&1) || rc=$?
+    -artifact_prefix="$dir/" "$dir/corpus" >"$dir/log" 2>&1) || rc=$?
   local runs cov
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
   cov=$(grep -E '^#[0-9]+' "$dir/log" | grep -o 'cov: [0-9]* ft: [0-9]*' | tail -1)
