@@ -105,8 +105,8 @@ typedef struct {
     long first_invalid, first_no_id;
     long torn_line;     /* line number of a torn last line, 0 if none */
     int kept_any;       /* a line before the current one stays in the file */
-    long exposed;       /* retry: a kept line that is not a JSON object with only error lines,
-                           all removed, before it; 0 if none */
+    long exposed;       /* a kept line that is not a JSON object with nothing kept before it
+                           (only error lines, which a retry removes); 0 if none */
 } scan_t;
 
 static void note(results_t *r, const char *fmt, ...) QASR_PRINTF(2, 3);
