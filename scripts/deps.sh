@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config         # toolchain
   clang                                    # C++ of the CUDA-on-CPU emulation (cuda/emu)
+  libclang-rt-dev                          # libFuzzer and clang's sanitizers (tests/fuzz)
   libsndfile1-dev libsoxr-dev              # audio decoding and resampling
   libfftw3-dev                             # CPU mel spectrogram
   libdnnl-dev                              # oneDNN: CPU GEMMs (OpenMP build: one thread pool with ours)

@@ -186,6 +186,7 @@ static void test_malformed(void)
         { "\"d_model\": 1024", "\"d_model\": 1024.5", "thinker_config.audio_config.d_model" },
         { "\"rope_theta\": 1000000", "\"rope_theta\": \"1e6\"", "text_config.rope_theta" },
         { "\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": 0", "text_config.rms_norm_eps" },
+        { "\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": 1e-86", "text_config.rms_norm_eps: 1e-86 is too small" },
         { "\"num_key_value_heads\": 8", "\"num_key_value_heads\": 6", "num_key_value_heads" },
         { "\"encoder_attention_heads\": 16", "\"encoder_attention_heads\": 15",
           "audio_config.encoder_attention_heads" },

@@ -377,6 +377,20 @@ static void test_overwrite_lock_refuse(void)
     CHECK(r != NULL);
     if (r) results_close(r);
 
+    /* A retry that would leave a line that is not ours on top (which the next resume would then
+     * refuse) is refused before anything changes; a resume keeps that line as it is. */
+    static const char exposed[] = "{\"id\":\"a\",\"error\":\"a: bad\"}\nhand-written note\n{\"id\":\"b\"}\n";
+    test_write_file(path, exposed, sizeof exposed - 1);
+    CHECK(results_open(path, RESULTS_RETRY_ERRORS, -1) == NULL);
+    CHECK(strstr(qasr_last_error(), "line 2 is not a JSON object and only error lines precede it") != NULL);
+    size_t len;
+    char *text = read_text_file(path, &len);
+    CHECK(text && len == sizeof exposed - 1 && memcmp(text, exposed, len) == 0);
+    free(text);
+    r = results_open(path, RESULTS_RESUME, -1);
+    CHECK(r && results_status(r, "a") == RESULT_FAILED && results_status(r, "b") == RESULT_DONE);
+    if (r) results_close(r);
+
     char *dir = tmp_path("no-such-dir/out.jsonl");
     CHECK(results_open(dir, RESULTS_RESUME, -1) == NULL);
     CHECK(strstr(qasr_last_error(), "No such file") != NULL);

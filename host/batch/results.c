@@ -104,6 +104,9 @@ typedef struct {
     size_t n_invalid, n_no_id;     /* kept-as-is lines before the last */
     long first_invalid, first_no_id;
     long torn_line;     /* line number of a torn last line, 0 if none */
+    int kept_any;       /* a line before the current one stays in the file */
+    long exposed;       /* a kept line that is not a JSON object with nothing kept before it
+                           (only error lines, which a retry removes); 0 if none */
 } scan_t;
 
 static void note(results_t *r, const char *fmt, ...) QASR_PRINTF(2, 3);
@@ -179,10 +182,15 @@ static int scan_file(results_t *r, scan_t *s, results_mode_t mode)
         line_no++;
         if (bad_off >= 0) { /* the bad line before this one was not the last: keep it */
             if (!s->n_invalid++) s->first_invalid = line_no - 1;
+            if (!s->kept_any) s->exposed = line_no - 1;
+            s->kept_any = 1;
             bad_off = -1;
         }
         int terminated = line[n - 1] == '\n';
-        if (!terminated || scan_line(r, s, line, (size_t)n, off, line_no, mode)) {
+        const size_t n_errors = s->n_errors;
+        if (terminated && !scan_line(r, s, line, (size_t)n, off, line_no, mode)) {
+            s->kept_any |= s->n_errors == n_errors; /* not an error line that a retry removes */
+        } else {
             if (line_no == 1 && (terminated || line[0] != '{')) {
                 rc = qasr_fail("%s: does not look like a results file (its first line is not a JSON object); "
                                "choose another output or overwrite it", r->path);
@@ -294,6 +302,12 @@ static int resume(results_t *r, results_mode_t mode, off_t size)
 {
     scan_t s = { 0 };
     int rc = scan_file(r, &s, mode);
+    /* Removing the error lines must not leave a line that is not ours on top: the next resume
+     * would refuse the file as another program's (see scan_file). Nothing is changed yet. */
+    if (rc == 0 && mode == RESULTS_RETRY_ERRORS && s.exposed)
+        rc = qasr_fail("%s: line %ld is not a JSON object and only error lines precede it: removing them for the "
+                       "retry would make it the first line, and the file would no longer look like a results "
+                       "file; fix or remove that line first", r->path, s.exposed);
     if (rc == 0 && s.torn_line) {
         note(r, "%s: line %ld is incomplete or not valid JSON (an interrupted run?): removed its %lld bytes",
              r->path, s.torn_line, (long long)(size - s.keep_end));

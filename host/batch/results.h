@@ -18,6 +18,8 @@
  *  - RESULTS_OVERWRITE: truncate and start fresh.
  * In resume and retry modes the first line of an existing file must be a JSON object (or the
  * torn start of one), so `-o audio.wav` or a manifest given by mistake is refused, not repaired.
+ * For the same reason a retry is refused, before anything is changed, when removing the error
+ * lines would put a line that is not a JSON object first.
  * A last line without its newline, or one that is not valid JSON, is what a crash mid-write
  * leaves: the file is truncated to the end of the line before. Other lines that are not JSON,
  * or are JSON without a string "id", are kept untouched.

@@ -71,7 +71,7 @@ static int get_int(const section_t *s, const char *key, int min, int *out)
     return 0;
 }
 
-/* Required finite number > 0. */
+/* Required finite number > 0, also once stored as a float. */
 static int get_positive(const section_t *s, const char *key, float *out)
 {
     const cJSON *j = get(s, key);
@@ -79,6 +79,9 @@ static int get_positive(const section_t *s, const char *key, float *out)
     if (!cJSON_IsNumber(j)) return key_fail(s, key, "expected a number, got %s", json_type(j));
     if (!(j->valuedouble > 0 && j->valuedouble < 1e30))
         return key_fail(s, key, "expected a positive number, got %g", j->valuedouble);
+    /* 1e-86 is positive as a double but 0 as a float: an rms_norm_eps of 0 divides by zero. */
+    if (!((float)j->valuedouble > 0))
+        return key_fail(s, key, "%g is too small: it is 0 as a 32-bit float", j->valuedouble);
     *out = (float)j->valuedouble;
     return 0;
 }

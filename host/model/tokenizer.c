@@ -98,7 +98,9 @@ static int str_map_find(const tokenizer_t *t, const char *s, size_t n)
         int id = m->slot[h];
         if (id < 0) return -1;
         const char *k = t->id_str[id];
-        if (strncmp(k, s, n) == 0 && k[n] == '\0') return id;
+        /* Exactly n bytes: s may hold a NUL (a merges.txt line), where strncmp would stop and
+         * k[n] lie past the end of a shorter k. */
+        if (strnlen(k, n + 1) == n && memcmp(k, s, n) == 0) return id;
     }
 }
 
@@ -189,6 +191,10 @@ static int alloc_tables(tokenizer_t *t, const cJSON *vocab, const cJSON *added, 
                              e->string, MAX_TOKEN_ID);
         if (!cJSON_IsString(content) || !content->valuestring[0])
             return qasr_fail("%s: added token %d has no \"content\" string", config_path, id);
+        /* Matched on the raw text byte by byte: content that is not UTF-8 (a lone lead byte)
+         * would split a character, leaving segments the encoder cannot normalise. */
+        if (!utf8_valid(content->valuestring, strlen(content->valuestring)))
+            return qasr_fail("%s: added token %d: \"content\" is not valid UTF-8", config_path, id);
         if (special && !cJSON_IsBool(special))
             return qasr_fail("%s: added token %d: \"special\" is not a boolean", config_path, id);
         static const char *unsupported[] = { "lstrip", "rstrip", "single_word" };
