@@ -117,25 +117,32 @@ def main():
     os.makedirs(clips)
     src = os.path.join(ROOT, "tests", "audio")
     names = ["demo.flac", "stereo44k.ogg", "phone8k.wav", "quiet48k.flac", "speech10s.aiff"]
-    n_many = 160
+    # plus two long files cut into pieces (--max-segment-seconds 20): kills land inside them too
+    long_kill = os.path.join(args.work, "long-kill.wav")
+    subprocess.run(["sox", os.path.join(src, "demo.flac"), "-r", "16000", long_kill, "repeat", "8"], check=True)
+    n_many = 162
     with open(os.path.join(args.work, "many.tsv"), "w") as m:
         m.write("path\tid\n")
-        for i in range(n_many):
+        for i in range(n_many - 2):
             m.write(f"{os.path.join(src, names[i % len(names)])}\tclip{i:03d}\n")
+        m.write(f"{long_kill}\tlong0\n{long_kill}\tlong1\n")
     many = os.path.join(args.work, "many.tsv")
-    slow = ["--model", args.model, "-n", "32", "--ignore-eos", "-t", "2", "--batch", "4"]  # a run of seconds
+    slow = ["--model", args.model, "-n", "32", "--ignore-eos", "-t", "2", "--batch", "4",
+            "--max-segment-seconds", "20"]  # a run of seconds
     ref_out = os.path.join(args.work, "many-ref.jsonl")
     t0 = time.time()
     run([batch, many, "-o", ref_out, *slow])
     span = time.time() - t0
     ref = {o["id"]: o["text"] for o in read_lines(ref_out)}
+    pieces = {o["id"]: len(o["segments"]) for o in read_lines(ref_out) if o["id"].startswith("long")}
+    chk.ok(pieces and min(pieces.values()) >= 3, f"the long files were not cut into pieces: {pieces}")
     killed_out = os.path.join(args.work, "many-killed.jsonl")
     rng = random.Random(7)
     kills, rc = 0, None
     # Each run is killed after a random number (2-8) of new complete lines plus a random delay
     # of up to two files' time, so kills land at any moment of a run (between lines,
     # mid-write, mid-decode) whatever the machine's speed; after the 10th kill, a run ends
-    # (at most ~150 of the 160 lines are written by then).
+    # (at most ~150 of the 162 lines are written by then).
     per_line = span / n_many
     for attempt in range(40):
         proc = subprocess.Popen([batch, many, "-o", killed_out, "--fsync-seconds", "-1", "-q", *slow],
