@@ -20,13 +20,7 @@ set -uo pipefail
 build=$1 work=$2 tiny=$3
 emu_qasr=${4:-} emu_batch=${5:-} emu_tests=${6:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
-fails=0 checks=0
-check() { # check NAME CMD...
-  local name=$1
-  shift
-  checks=$((checks + 1))
-  if "$@"; then echo "ok: $name"; else fails=$((fails + 1)); echo "FAIL: $name"; fi
-}
+. "$(dirname "$0")/testlib.sh"
 has() { grep -qE -- "$2" "$1"; }  # has FILE REGEX
 rm -rf "$work"
 mkdir -p "$work"

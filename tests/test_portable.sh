@@ -9,13 +9,7 @@
 set -uo pipefail
 build=$1 work=$2 native=$3
 mkdir -p "$work"
-fails=0 checks=0
-check() { # check NAME CMD...
-  local name=$1
-  shift
-  checks=$((checks + 1))
-  if "$@"; then echo "ok: $name"; else fails=$((fails + 1)); echo "FAIL: $name"; fi
-}
+. "$(dirname "$0")/testlib.sh"
 if [ "$native" = ON ] || [ "$(uname -m)" != x86_64 ]; then
   echo "test_portable: SKIPPED: QASR_NATIVE build or not x86-64 (binaries are for this machine by request)"
   exit 77

@@ -12,35 +12,8 @@
 #include <unistd.h>
 
 #include "../test.h"
+#include "capture_stderr.h"
 #include "bug_kernels.h"
-
-static FILE *capture_file;
-static int saved_stderr;
-
-/* Redirect stderr to a temporary file, to check the emulator's report. */
-static void capture_begin(void)
-{
-    fflush(stderr);
-    capture_file = tmpfile();
-    saved_stderr = dup(2);
-    dup2(fileno(capture_file), 2);
-}
-
-static char *capture_end(void)
-{
-    static char text[8192];
-    fflush(stderr);
-    dup2(saved_stderr, 2);
-    close(saved_stderr);
-    size_t n = (size_t)ftell(capture_file);
-    if (n >= sizeof text) n = sizeof text - 1;
-    rewind(capture_file);
-    n = fread(text, 1, n, capture_file);
-    text[n] = 0;
-    fclose(capture_file);
-    fputs(text, stderr);
-    return text;
-}
 
 static void expect_caught(emu_bug bug, const char *report)
 {

@@ -11,36 +11,10 @@
 #include <unistd.h>
 
 #include "../test.h"
+#include "capture_stderr.h"
 #include "racecheck_kernels.h"
 
 #define N 1024
-
-static FILE *capture_file;
-static int saved_stderr;
-static char captured[1 << 16];
-
-static void capture_begin(void)
-{
-    fflush(stderr);
-    capture_file = tmpfile();
-    saved_stderr = dup(2);
-    dup2(fileno(capture_file), 2);
-}
-
-static const char *capture_end(void)
-{
-    fflush(stderr);
-    dup2(saved_stderr, 2);
-    close(saved_stderr);
-    size_t n = (size_t)ftell(capture_file);
-    if (n >= sizeof captured) n = sizeof captured - 1;
-    rewind(capture_file);
-    n = fread(captured, 1, n, capture_file);
-    captured[n] = 0;
-    fclose(capture_file);
-    fputs(captured, stderr);
-    return captured;
-}
 
 /* Line of racecheck_kernels.cu that carries the marker comment of `name` (see there). */
 static int marker_line(const char *name)
