@@ -1,6 +1,7 @@
 /* audio.c: decode, downmix, resample and condition real files written here with libsndfile,
  * compared with analytic signals; and every kind of bad input. */
 #include "audio.h"
+#include "emu/capture_stderr.h"
 #include "test.h"
 #include "util.h"
 
@@ -9,6 +10,7 @@
 #include <soxr.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -430,6 +432,124 @@ static void test_truncated(void)
     free(cut_wav);
 }
 
+/* libmpg123's own messages (here "dequantization failed" on an MP3 with damaged frames) stay off
+ * stderr unless asked for (qasr -v); the file still decodes or fails as before. */
+static void test_library_messages(void)
+{
+    const double amp = 0.5;
+    float *x = sine(44100 * 4, 1, 44100, 440, &amp);
+    char *path = write_float("damaged.mp3", SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III, 44100, 1, x, 44100 * 4);
+    free(x);
+    if (!path) {
+        printf("SKIP library messages: this libsndfile cannot write MP3\n");
+        return;
+    }
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);
+    for (long at = 2000; at < size; at += 997) { /* damage the frames, not the first header */
+        fseek(f, at, SEEK_SET);
+        const int c = fgetc(f);
+        fseek(f, at, SEEK_SET);
+        fputc(c ^ 0xff, f);
+    }
+    fclose(f);
+    int rc[2];
+    for (int show = 0; show < 2; show++) {
+        float *y = NULL;
+        int64_t n = 0;
+        audio_show_library_messages(show);
+        capture_begin();
+        rc[show] = audio_load(path, &y, &n, NULL);
+        const char *said = capture_end();
+        CHECK(show ? strstr(said, "libmpg123") != NULL : said[0] == 0);
+        free(y);
+    }
+    audio_show_library_messages(0);
+    CHECK_INT_EQ(rc[0], rc[1]);
+    free(path);
+}
+
+/* All of a stream's samples, read in sizes that cycle through odd counts; NULL on a failed read. */
+static float *read_stream(audio_stream_t *st, int64_t n)
+{
+    static const int64_t sizes[] = { 1, 4095, 65536, 77777, 3, 160000 };
+    float *x = xmalloc(sizeof(float) * (size_t)(n + 1));
+    int64_t have = 0, got;
+    for (int k = 0; (got = audio_stream_read(st, x + have, MIN(sizes[k % 6], n + 1 - have))) > 0; k++) have += got;
+    if (got < 0 || have != n) {
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+/* audio_stream: a file read in pieces of any size (the second pass) gives audio_load's samples
+ * bit for bit: resampled stereo (many 3 s chunks, soxr's flush, librosa's zero tail), 16 kHz
+ * FLAC, lossy MP3, and a float file whose peak (3.0, near the end) is over 1, so every sample is
+ * divided by the whole file's peak, not a piece's. A short file is kept from the first pass; a
+ * file changed between the passes is an error naming it. */
+static void test_stream(void)
+{
+    const struct { const char *name; int format, rate, channels; int64_t frames; } cases[] = {
+        { "st44.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, 44100 * 20 + 123 },
+        { "st16.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 16000, 1, 16000 * 13 + 7 },
+        { "st44.mp3", SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III, 44100, 1, 44100 * 9 },
+        { "st22.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 22050, 1, 22050 * 11 + 5 },
+    };
+    const double amp[8] = { 0.5, 0.25 };
+    for (int c = 0; c < 4; c++) {
+        float *x = sine(cases[c].frames, cases[c].channels, cases[c].rate, 330, amp);
+        const int spike = c == 3;
+        if (spike) x[cases[c].frames - 1000] = 3.0f;
+        char *path = write_float(cases[c].name, cases[c].format, cases[c].rate, cases[c].channels, x, cases[c].frames);
+        free(x);
+        if (!path) {
+            printf("SKIP stream %s: this libsndfile cannot write it\n", cases[c].name);
+            continue;
+        }
+        float *ref = NULL;
+        int64_t n = 0;
+        CHECK_INT_EQ(audio_load(path, &ref, &n, NULL), 0);
+        audio_stream_t *kept = audio_stream_open(path, INT64_MAX, NULL), *st = audio_stream_open(path, 0, NULL);
+        CHECK(kept && st);
+        if (!kept || !st) {
+            free(ref);
+            free(path);
+            continue;
+        }
+        CHECK_INT_EQ(audio_stream_length(kept), n);
+        CHECK_INT_EQ(audio_stream_length(st), n);
+        CHECK(audio_stream_take(st) == NULL);
+        float *whole = audio_stream_take(kept), *pieces = read_stream(st, n);
+        CHECK(whole && !memcmp(whole, ref, sizeof(float) * (size_t)n));
+        CHECK(pieces && !memcmp(pieces, ref, sizeof(float) * (size_t)n));
+        if (spike) CHECK(ref[n / 2] != 0 && fabsf(ref[(int64_t)((cases[c].frames - 1000) * 16000.0 / 22050)]) > 0.9f);
+        free(whole);
+        free(pieces);
+        free(ref);
+        audio_stream_close(kept);
+        audio_stream_close(st);
+        free(path);
+    }
+
+    /* changed between the passes: shorter, then longer */
+    for (int longer = 0; longer < 2; longer++) {
+        float *x = sine(16000 * 4, 1, 16000, 330, amp);
+        char *path = write_float("changed.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 1, x, 16000 * 3);
+        audio_stream_t *st = audio_stream_open(path, 0, NULL);
+        CHECK(st != NULL);
+        free(write_float("changed.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 1, x, longer ? 16000 * 4 : 16000 * 2));
+        float *y = st ? read_stream(st, 16000 * 3) : NULL;
+        CHECK(y == NULL && strstr(qasr_last_error(), path) && strstr(qasr_last_error(), "changed while it was read"));
+        printf("changed file: %s\n", qasr_last_error());
+        free(y);
+        audio_stream_close(st);
+        free(path);
+        free(x);
+    }
+}
+
 int main(void)
 {
     tmp_dir = test_tmp_dir("audio");
@@ -445,5 +565,7 @@ int main(void)
     test_downmix_and_condition();
     test_errors();
     test_truncated();
+    test_stream();
+    test_library_messages();
     return test_result("test_audio");
 }

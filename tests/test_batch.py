@@ -120,7 +120,9 @@ def main():
     # plus two long files cut into pieces (--max-segment-seconds 20): kills land inside them too
     long_kill = os.path.join(args.work, "long-kill.wav")
     subprocess.run(["sox", os.path.join(src, "demo.flac"), "-r", "16000", long_kill, "repeat", "8"], check=True)
-    n_many = 162
+    # QASR_TEST_KILLS: more kills than CI's 10 (e.g. 200), on a manifest grown to match
+    n_kills = int(os.environ.get("QASR_TEST_KILLS", "10"))
+    n_many = max(162, 4 * n_kills + 2)
     with open(os.path.join(args.work, "many.tsv"), "w") as m:
         m.write("path\tid\n")
         for i in range(n_many - 2):
@@ -139,18 +141,20 @@ def main():
     killed_out = os.path.join(args.work, "many-killed.jsonl")
     rng = random.Random(7)
     kills, rc = 0, None
-    # Each run is killed after a random number (2-8) of new complete lines plus a random delay
-    # of up to two files' time, so kills land at any moment of a run (between lines,
-    # mid-write, mid-decode) whatever the machine's speed; after the 10th kill, a run ends
-    # (at most ~150 of the 162 lines are written by then).
+    # Each run is killed after a random number (2-8, or 0-5 beyond 10 kills) of new complete
+    # lines plus a random delay of up to two files' time, so kills land at any moment of a run
+    # (between lines, mid-write, mid-decode) whatever the machine's speed; after the last kill,
+    # a run ends (at most ~150 of the 162 lines are written by then with 10). After every kill
+    # the output holds only complete lines, no id twice.
     per_line = span / n_many
-    for attempt in range(40):
+    after_kill = []  # what was wrong after a kill, if anything
+    for attempt in range(4 * n_kills):
         proc = subprocess.Popen([batch, many, "-o", killed_out, "--fsync-seconds", "-1", "-q", *slow],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if kills >= 10:
+        if kills >= n_kills:
             rc = proc.wait()
             break
-        target = count_lines(killed_out) + rng.randint(2, 8)
+        target = count_lines(killed_out) + (rng.randint(2, 8) if n_kills <= 10 else rng.randint(0, 5))
         while proc.poll() is None and count_lines(killed_out) < target:
             time.sleep(0.005)
         time.sleep(rng.uniform(0, 2) * per_line)
@@ -160,8 +164,15 @@ def main():
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
+        try:
+            now = [o["id"] for o in read_lines(killed_out)] if os.path.exists(killed_out) else []
+            if len(now) != len(set(now)):
+                after_kill.append(f"kill {kills}: an id written twice")
+        except (AssertionError, ValueError) as e:
+            after_kill.append(f"kill {kills}: {e}")
     chk.ok(rc == 0, f"after {kills} kills the run did not finish cleanly (exit {rc})")
-    chk.ok(kills == 10, f"only {kills} kills happened: the test did not exercise resume")
+    chk.ok(kills == n_kills, f"only {kills} kills happened: the test did not exercise resume")
+    chk.ok(not after_kill, f"after a kill: {after_kill[:5]}")
     got = read_lines(killed_out)
     print(f"resume after {kills} SIGKILLs: {len(got)} lines")
     chk.ok(len(got) == n_many and len({o["id"] for o in got}) == n_many, f"{len(got)} lines after kills")

@@ -5,7 +5,8 @@ matching calls), every device takes files from the one queue, and the output is 
 with one device, each entry exactly once; the same with NCCL unavailable (each device uploads
 the weights). Then devices fail (CUEMU_FAIL makes a chosen kernel
 launch of a device fail stickily, as a lost GPU does): one device of three fails mid-run and
-its files in progress are redone by the others, nothing lost; both devices of two fail and the
+its files in progress are redone by the others, nothing lost, also a long file whose pieces
+run on several devices; both devices of two fail and the
 run exits 5 with only complete lines, and a rerun finishes the rest.
 
 usage: test_multi_gpu.py --bin BUILD_DIR --model DIR --corpus DIR --work DIR [--limit N]
@@ -16,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import wave
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import Checker, corpus_subset  # noqa: E402
@@ -44,7 +46,7 @@ def main():
     manifest = os.path.join(args.work, "subset.tsv")
     ids = corpus_subset(args.corpus, args.limit, manifest)
 
-    def run(n_devices, gpus, out, fail=None, extra=(), env_extra=None):
+    def run(n_devices, gpus, out, fail=None, extra=(), env_extra=None, manifest_path=manifest):
         env = dict(os.environ, CUEMU_DEVICES=str(n_devices))
         env.pop("CUEMU_FAIL", None)
         env.pop("QASR_NCCL", None)
@@ -53,7 +55,7 @@ def main():
         env.update(env_extra or {})
         # --batch 2: a device takes two files at a time, so the files spread over the devices;
         # --kv-gb: the emulated device fills every allocation with 0xFF, a small cache is faster
-        cmd = [batch, manifest, "--model", args.model, "-o", out, "-t", "2", "--kv-gb", "0.05", "--batch", "2",
+        cmd = [batch, manifest_path, "--model", args.model, "-o", out, "-t", "2", "--kv-gb", "0.05", "--batch", "2",
                "--progress-interval", "1000", *extra]
         if gpus:
             cmd += ["--gpus", gpus]
@@ -104,6 +106,29 @@ def main():
     ok(all(key(o) == ref.get(o["id"]) for o in got), "one device failing: results differ from one device's")
     files = dict(re.findall(r"device (\d+): (\d+) files", p.stderr))
     print(f"device 1 failing: files per device {files}")
+
+    # A long file cut into pieces (--max-segment-seconds 7): its pieces run on whichever device is
+    # free, one device fails among them, and its line still equals one device's.
+    speech = os.path.join(os.path.dirname(os.path.abspath(__file__)), "audio", "heldout-00001.wav")
+    long_wav = os.path.join(args.work, "long.wav")
+    with wave.open(speech) as r, wave.open(long_wav, "wb") as w:
+        w.setparams(r.getparams())
+        frames = r.readframes(r.getnframes())
+        for _ in range(max(1, round(40 * r.getframerate() / r.getnframes()))):
+            w.writeframes(frames)
+    long_manifest = os.path.join(args.work, "long.tsv")
+    with open(manifest) as f, open(long_manifest, "w") as g:
+        g.write("".join(f.readlines()[:3]) + f"{long_wav}\tlong\n")
+    long_ref = os.path.join(args.work, "long_one.jsonl")
+    p = run(1, None, long_ref, extra=["--overwrite", "--max-segment-seconds", "7"], manifest_path=long_manifest)
+    ok(p.returncode == 0, f"long file, one device: exit {p.returncode}\n{p.stderr[-3000:]}")
+    want = {o["id"]: key(o) + (len(o["segments"]),) for o in lines(long_ref)}
+    ok(want.get("long", (0,) * 6)[5] >= 5, f"long file: not cut into pieces: {want.get('long')}")
+    out = os.path.join(args.work, "long_fail1.jsonl")
+    p = run(3, "0,1,2", out, fail="1:700", extra=["--overwrite", "--max-segment-seconds", "7"], manifest_path=long_manifest)
+    ok(p.returncode == 0 and "device 1 failed" in p.stderr, f"long file, device 1 failing: exit {p.returncode}\n{p.stderr[-3000:]}")
+    got = {o["id"]: key(o) + (len(o["segments"]),) for o in lines(out)}
+    ok(got == want, f"long file, device 1 failing: results differ from one device's:\n{got}\n{want}")
 
     # Both devices die: exit 5, only complete lines; a rerun (devices healthy) does the rest.
     out = os.path.join(args.work, "failall.jsonl")

@@ -1,9 +1,14 @@
 /* Decode-ahead pool: every job comes back exactly once (errors included) whatever the thread
- * count and queue bounds, and cancelling mid-run frees everything. */
+ * count and queue bounds, and cancelling mid-run frees everything. Long files come in pieces cut
+ * where segment_plan cuts the whole file, with its samples, in order, the queue within its bound. */
 #include <sndfile.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "audio.h"
 #include "reader.h"
+#include "segment.h"
 #include "test.h"
 #include "util.h"
 
@@ -25,7 +30,7 @@ static char *write_wav(const char *dir, int i, int frames)
 static void run(char **paths, int n, int threads, int max_items, int64_t max_samples)
 {
     int *seen = xcalloc(n, sizeof(int));
-    reader_t *r = reader_start((const char *const *)paths, n, threads, max_items, max_samples);
+    reader_t *r = reader_start((const char *const *)paths, n, threads, max_items, max_samples, 100000);
     decoded_t d;
     int count = 0;
     while (reader_next(r, &d)) {
@@ -49,6 +54,82 @@ static void run(char **paths, int n, int threads, int max_items, int64_t max_sam
     free(seen);
 }
 
+/* A long file with rate and channels given: noise with quiet gaps. */
+static char *write_long(const char *dir, const char *name, int rate, int channels, double seconds)
+{
+    char *path = path_join(dir, name);
+    SF_INFO info = { .samplerate = rate, .channels = channels, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
+    SNDFILE *f = sf_open(path, SFM_WRITE, &info);
+    const int64_t frames = (int64_t)(seconds * rate);
+    short *pcm = xmalloc(sizeof(short) * (size_t)(frames * channels));
+    unsigned seed = 7;
+    for (int64_t k = 0; k < frames * channels; k++) {
+        seed = seed * 1664525u + 1013904223u;
+        const double t = (double)(k / channels) / rate;
+        pcm[k] = (short)(fmod(t, 4.3) < 0.2 ? 0 : (int)(seed >> 20) - 2048);
+    }
+    sf_writef_short(f, pcm, frames);
+    sf_close(f);
+    free(pcm);
+    return path;
+}
+
+static void test_pieces(const char *dir)
+{
+    const int64_t max_piece = 6 * 16000, max_samples = 7 * 16000;
+    const int threads = 2;
+    char *paths[] = { write_long(dir, "long16.wav", 16000, 1, 50), write_long(dir, "short.wav", 16000, 1, 2),
+                      write_long(dir, "long44.wav", 44100, 2, 31.3), write_long(dir, "exact.wav", 16000, 1, 6) };
+    enum { J = 4 };
+    float *got[J];
+    int64_t n[J];
+    int next_index[J] = { 0 }, lasts[J] = { 0 }, pieces[J] = { 0 };
+    int64_t *cuts[J];
+    for (int j = 0; j < J; j++) {
+        float *ref;
+        CHECK_INT_EQ(audio_load(paths[j], &ref, &n[j], NULL), 0);
+        got[j] = xcalloc((size_t)n[j], sizeof(float));
+        const int k = segment_plan(ref, n[j], max_piece, &cuts[j]);
+        free(ref);
+        pieces[j] = k;
+    }
+    reader_t *r = reader_start((const char *const *)paths, J, threads, 64, max_samples, max_piece);
+    decoded_t d;
+    while (reader_next(r, &d)) {
+        const int j = d.job;
+        CHECK(d.error == NULL && d.samples);
+        CHECK_INT_EQ(d.index, next_index[j]);
+        CHECK_INT_EQ(d.start, cuts[j][d.index]);
+        CHECK_INT_EQ(d.start + d.n_samples, cuts[j][d.index + 1]);
+        CHECK(d.n_samples <= max_piece);
+        if (d.samples && d.start + d.n_samples <= n[j]) memcpy(got[j] + d.start, d.samples, sizeof(float) * (size_t)d.n_samples);
+        next_index[j]++;
+        lasts[j] += d.last;
+        CHECK(d.last == (d.start + d.n_samples == n[j]));
+        free(d.samples);
+        free(d.error);
+        free(d.warning);
+        usleep(3000); /* a slow consumer: the decoders wait for room */
+    }
+    const int64_t peak = reader_peak_samples(r);
+    printf("pieces: queue peak %.1f s of audio (bound %.1f s)\n", peak / 16000.0, (max_samples + threads * max_piece) / 16000.0);
+    CHECK(peak <= max_samples + threads * max_piece);
+    reader_free(r);
+    for (int j = 0; j < J; j++) {
+        CHECK_INT_EQ(next_index[j], pieces[j]);
+        CHECK_INT_EQ(lasts[j], 1);
+        float *ref;
+        int64_t m;
+        CHECK_INT_EQ(audio_load(paths[j], &ref, &m, NULL), 0);
+        CHECK(!memcmp(ref, got[j], sizeof(float) * (size_t)m));
+        free(ref);
+        free(got[j]);
+        free(cuts[j]);
+        free(paths[j]);
+    }
+    CHECK(pieces[0] >= 9 && pieces[1] == 1 && pieces[2] >= 6 && pieces[3] == 1);
+}
+
 int main(void)
 {
     const char *dir = test_tmp_dir("reader");
@@ -61,7 +142,7 @@ int main(void)
     run(paths, N + 1, 2, 64, 1 << 30);   /* unbounded */
 
     /* cancel with work outstanding: no hang, no leak (checked under ASan) */
-    reader_t *r = reader_start((const char *const *)paths, N + 1, 2, 2, 1 << 20);
+    reader_t *r = reader_start((const char *const *)paths, N + 1, 2, 2, 1 << 20, 100000);
     decoded_t d;
     CHECK(reader_next(r, &d) == 1);
     free(d.samples);
@@ -71,5 +152,6 @@ int main(void)
     reader_free(r);
 
     for (int i = 0; i <= N; i++) free(paths[i]);
+    test_pieces(dir);
     return test_result("test_reader");
 }

@@ -13,21 +13,39 @@
 #include "reader.h"
 #include "results.h"
 
-/* One manifest entry on its way through the run. */
+/* Audio in memory ahead of the encoder: at most READER_SECONDS decoded ahead in the reader's
+ * queue (plus a piece per reader thread), and per device at most WAITING_SECONDS (or twice
+ * --encoder-seconds, if more) submitted but not yet started (plus a piece). README states it. */
+#define READER_SECONDS 1800
+#define WAITING_SECONDS 1200
+
+/* One manifest entry on its way through the run: its pieces (the reader's, one per segment)
+ * arrive in order and may run on different devices. */
 typedef struct item {
     const manifest_entry_t *e;
-    double duration;          /* from the manifest or the header; < 0 unknown */
-    int n_seg, n_done;
-    int64_t *bounds;          /* segment boundaries in samples */
-    qasr_result_t *seg;       /* per-segment results */
-    struct seg_tag { struct item *item; int i; } *tags;
+    double duration;          /* from the manifest or the header; < 0 unknown; the decoded length once complete */
+    /* under run->mu once its first piece is out (two devices may take two pieces at once): */
+    int n_seg;                /* segments known: final once complete */
+    int n_in, n_done;         /* pieces arrived; results in */
+    int complete;             /* its last piece (or its error) has arrived */
+    int orphaned;             /* a piece was left on a lost device with no device to take it */
+    int cap_seg;
+    int64_t *bounds;          /* segment boundaries in samples: piece i is bounds[i]..bounds[i + 1] */
+    qasr_result_t *seg;       /* per-segment results (zeroed until in) */
     double t_submit, decode_seconds;
-    char *warning;            /* the decoder's (audio_load), for the line; malloc'd or NULL */
+    char *error;              /* the decoder's, when the file failed after some pieces; malloc'd or NULL */
+    char *warning;            /* the decoder's (the file was cut short), for the line; malloc'd or NULL */
     char *subtitle_path;      /* with --format: the file to write (subtitles_paths); NULL: a clash */
-    float *samples;           /* kept until written when another device may have to redo it */
-    int64_t n_samples;
-    struct item *next;        /* in a worker's in-flight list or the retry queue */
 } item_t;
+
+/* A piece of an item in flight on a device: the session's tag for it. */
+typedef struct piece {
+    item_t *item;
+    int i;                    /* its segment index */
+    float *samples;           /* kept until its result is in when another device may have to redo it */
+    int64_t n_samples;
+    struct piece *next;       /* in a worker's in-flight list or the retry queue */
+} piece_t;
 
 struct run;
 
@@ -38,7 +56,7 @@ typedef struct {
     qasr_t *q;
     qasr_session_t *s;
     pthread_t thread;
-    item_t *inflight;         /* started here, not yet written (under run->mu) */
+    piece_t *inflight;        /* submitted here, result not yet in (under run->mu) */
     long files;               /* written by this worker */
     int dead;
 } worker_t;
@@ -51,10 +69,11 @@ typedef struct run {
     reader_t *reader;
     worker_t *workers;
     int n_workers, keep_samples;
+    double waiting_seconds;   /* most audio a worker keeps waiting in its session */
     /* under mu: */
     pthread_mutex_t mu;
     pthread_cond_t changed;   /* retry queue, idle or alive counts, stop */
-    item_t *retry;            /* files of a lost device, for the others */
+    piece_t *retry;           /* pieces of a lost device, for the others */
     int alive;                /* workers running */
     int idle;                 /* of those, waiting with the intake over */
     int stopping;             /* first signal seen: no new files */
@@ -62,7 +81,7 @@ typedef struct run {
 } run_t;
 
 /* write.c: the file's line (thread-safe: any worker), or its error line when error is given;
- * then what the file held is released. */
+ * then what the file held is released (item_release: also for a file left without a line). */
 void write_item(run_t *run, item_t *it, const char *error);
 void item_release(item_t *it);
 

@@ -26,6 +26,12 @@ static int64_t quietest_cut(const float *x, int64_t lo, int64_t hi)
     return cut;
 }
 
+int64_t segment_cut(const float *x, int64_t max_len)
+{
+    QASR_ASSERT(max_len > SEGMENT_SEARCH_SAMPLES);
+    return quietest_cut(x, max_len - SEGMENT_SEARCH_SAMPLES, max_len);
+}
+
 int segment_plan(const float *x, int64_t n, int64_t max_len, int64_t **bounds)
 {
     QASR_ASSERT(max_len > SEGMENT_SEARCH_SAMPLES);
@@ -33,8 +39,7 @@ int segment_plan(const float *x, int64_t n, int64_t max_len, int64_t **bounds)
     int64_t *b = xmalloc((size_t)(cap + 1) * sizeof *b);
     b[0] = 0;
     for (int64_t start = 0; n - start > max_len;) {
-        const int64_t nominal = start + max_len;
-        start = quietest_cut(x, nominal - SEGMENT_SEARCH_SAMPLES, nominal);
+        start += segment_cut(x + start, max_len);
         b[++k] = start;
     }
     b[++k] = n;

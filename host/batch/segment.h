@@ -13,6 +13,10 @@
 #define SEGMENT_WINDOW_SAMPLES 1600  /* 100 ms */
 #define SEGMENT_MIN_SAMPLES 8000     /* shorter segments are zero-padded to 0.5 s (official) */
 
+/* Where the segment starting at x[0] ends when more than max_len samples are left: x must hold
+ * max_len samples. What segment_plan does at each cut, for audio that arrives in pieces. */
+int64_t segment_cut(const float *x, int64_t max_len);
+
 /* Boundaries of the segments of x[0..n): bounds[0] = 0 < bounds[1] < ... < bounds[k] = n, with
  * bounds[i+1] - bounds[i] <= max_len. Returns k (>= 1) and *bounds (malloc'd, k + 1 entries).
  * max_len must exceed SEGMENT_SEARCH_SAMPLES. */

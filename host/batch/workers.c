@@ -1,6 +1,7 @@
-/* The device workers of a run: one thread per model instance pulls files from the shared reader
- * (or the retry queue), splits them into segments, feeds its session and writes each file's line
- * as its last segment finishes. A device that fails hands its files in progress to the others. */
+/* The device workers of a run: one thread per model instance pulls pieces of files (segments,
+ * cut by the reader) from the shared reader or the retry queue, feeds its session and writes a
+ * file's line when its last piece's result is in, whichever device ran the others. A device
+ * that fails hands its pieces in flight to the others. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,87 +11,115 @@
 #include "segment.h"
 #include "util.h"
 
-/* Split a file into segments and submit them to w's session; it is then in flight on w. */
-static void start_item(worker_t *w, item_t *it)
+/* Submit piece p to w's session; it is then in flight on w. A short last piece of a cut file
+ * is padded to 0.5 s (official). */
+static void start_piece(worker_t *w, piece_t *p)
 {
     run_t *run = w->run;
     const batch_opts_t *o = run->o;
-    it->duration = (double)it->n_samples / QASR_SAMPLE_RATE;
-    it->n_seg = segment_plan(it->samples, it->n_samples, (int64_t)(o->max_segment_seconds * QASR_SAMPLE_RATE),
-                             &it->bounds);
-    it->seg = xcalloc(it->n_seg, sizeof *it->seg);
-    it->tags = xcalloc(it->n_seg, sizeof *it->tags);
-    it->t_submit = now_seconds();
+    item_t *it = p->item;
     pthread_mutex_lock(&run->mu);
-    it->next = w->inflight;
-    w->inflight = it;
+    if (it->t_submit == 0) it->t_submit = now_seconds();
+    p->next = w->inflight;
+    w->inflight = p;
     pthread_mutex_unlock(&run->mu);
     float pad[SEGMENT_MIN_SAMPLES];
-    for (int i = 0; i < it->n_seg; i++) {
-        const float *x = it->samples + it->bounds[i];
-        int64_t n = it->bounds[i + 1] - it->bounds[i];
-        if (it->n_seg > 1 && n < SEGMENT_MIN_SAMPLES) { /* official: short pieces padded to 0.5 s */
-            memset(pad, 0, sizeof pad);
-            memcpy(pad, x, n * sizeof(float));
-            x = pad;
-            n = SEGMENT_MIN_SAMPLES;
-        }
-        const qasr_input_t in = {
-            .samples = x, .n_samples = n,
-            .context = it->e->context ? it->e->context : o->context,
-            .language = it->e->language ? it->e->language : o->language,
-            .max_new_tokens = o->max_new_tokens, .ignore_eos = o->ignore_eos,
-        };
-        it->tags[i] = (struct seg_tag){ it, i };
-        qasr_session_submit(w->s, &in, &it->tags[i]);
+    const float *x = p->samples;
+    int64_t n = p->n_samples;
+    if (p->i > 0 && n < SEGMENT_MIN_SAMPLES) {
+        memset(pad, 0, sizeof pad);
+        memcpy(pad, x, n * sizeof(float));
+        x = pad;
+        n = SEGMENT_MIN_SAMPLES;
     }
+    const qasr_input_t in = {
+        .samples = x, .n_samples = n,
+        .context = it->e->context ? it->e->context : o->context,
+        .language = it->e->language ? it->e->language : o->language,
+        .max_new_tokens = o->max_new_tokens, .ignore_eos = o->ignore_eos,
+    };
+    qasr_session_submit(w->s, &in, p);
     if (!run->keep_samples) { /* the session has its copy */
-        free(it->samples);
-        it->samples = NULL;
+        free(p->samples);
+        p->samples = NULL;
     }
 }
 
-/* A decoded file: its error line, or start it on w. Takes the samples. */
+/* Called with run->mu held: whether every piece of it is in, so that its line can be written. */
+static int item_finished(const item_t *it) { return it->complete && it->n_in == it->n_seg && it->n_done == it->n_seg; }
+
+/* A decoded piece: recorded on its file, then submitted on w (the file's line is written when it
+ * is the error that ends a file whose pieces are all done). Takes d's allocations. Pieces of a
+ * file come in order from the reader but two workers may handle two of them in either order. */
 static void start_decoded(worker_t *w, decoded_t *d)
 {
-    item_t *it = &w->run->items[d->job];
-    it->decode_seconds = d->decode_seconds;
-    it->warning = d->warning;
-    if (d->error) {
-        write_item(w->run, it, d->error);
-        free(d->error);
-        return;
+    run_t *run = w->run;
+    item_t *it = &run->items[d->job];
+    pthread_mutex_lock(&run->mu);
+    it->decode_seconds += d->decode_seconds;
+    if (d->last) {
+        it->complete = 1;
+        it->n_seg = d->samples ? d->index + 1 : d->index;
+        it->warning = d->warning;
+        it->error = d->error;
     }
-    it->samples = d->samples;
-    it->n_samples = d->n_samples;
-    start_item(w, it);
-}
-
-/* Called with run->mu held: take it off w's in-flight list. */
-static void unlink_inflight(worker_t *w, item_t *it)
-{
-    for (item_t **p = &w->inflight; *p; p = &(*p)->next)
-        if (*p == it) {
-            *p = it->next;
-            it->next = NULL;
-            return;
+    piece_t *p = NULL;
+    if (d->samples) {
+        if (d->index + 2 > it->cap_seg) {
+            const int cap = MAX(4, MAX(2 * it->cap_seg, d->index + 2));
+            it->bounds = xrealloc(it->bounds, cap * sizeof *it->bounds);
+            it->seg = xrealloc(it->seg, cap * sizeof *it->seg);
+            memset(it->seg + it->cap_seg, 0, (cap - it->cap_seg) * sizeof *it->seg);
+            it->cap_seg = cap;
         }
-    QASR_ASSERT(!"item not in flight on this worker");
+        it->bounds[d->index] = d->start;
+        it->bounds[d->index + 1] = d->start + d->n_samples; /* the next piece's start: the pieces tile the file */
+        it->n_seg = MAX(it->n_seg, d->index + 1);
+        it->n_in++;
+        if (d->last) it->duration = (double)(d->start + d->n_samples) / QASR_SAMPLE_RATE;
+        p = xmalloc(sizeof *p);
+        *p = (piece_t){ .item = it, .i = d->index, .samples = d->samples, .n_samples = d->n_samples };
+    }
+    const int finished = item_finished(it);
+    pthread_mutex_unlock(&run->mu);
+    if (p) start_piece(w, p);
+    else if (finished) write_item(run, it, it->error);
 }
 
-/* The next file for w when it has nothing to compute: a lost device's file first, else one from
+/* A piece's result is in: kept on its file, whose line is written if it was the last one. */
+static void finish_piece(worker_t *w, piece_t *p, qasr_result_t *res)
+{
+    run_t *run = w->run;
+    item_t *it = p->item;
+    pthread_mutex_lock(&run->mu);
+    for (piece_t **q = &w->inflight; *q; q = &(*q)->next)
+        if (*q == p) {
+            *q = p->next;
+            break;
+        }
+    it->seg[p->i] = *res;
+    it->n_done++;
+    const int finished = item_finished(it);
+    if (finished) w->files++;
+    pthread_mutex_unlock(&run->mu);
+    free(p->samples);
+    free(p);
+    if (finished) write_item(run, it, it->error);
+}
+
+/* The next piece for w when it has nothing to compute: a lost device's piece first, else one from
  * the reader (blocking). 0 when there is no more work for it: the intake is over and every live
- * worker is idle too, so no device can still fail and hand files back. */
+ * worker is idle too, so no device can still fail and hand pieces back. */
 static int wait_for_work(worker_t *w)
 {
     run_t *run = w->run;
     for (;;) {
         pthread_mutex_lock(&run->mu);
-        item_t *it = run->retry;
-        if (it && !run->stopping) {
-            run->retry = it->next;
+        piece_t *p = run->retry;
+        if (p && !run->stopping) {
+            run->retry = p->next;
             pthread_mutex_unlock(&run->mu);
-            start_item(w, it);
+            start_piece(w, p);
             return 1;
         }
         const int stopping = run->stopping;
@@ -111,7 +140,7 @@ static int wait_for_work(worker_t *w)
     }
 }
 
-/* On the first signal: no new files; the ones not started are dropped (a rerun does them). */
+/* On the first signal: no new pieces; the ones not started are dropped (a rerun does their files). */
 static void stop_intake(worker_t *w)
 {
     run_t *run = w->run;
@@ -131,16 +160,11 @@ static void device_lost(worker_t *w, const char *why)
     run_t *run = w->run;
     pthread_mutex_lock(&run->mu);
     int n = 0;
-    while (w->inflight) {
-        item_t *it = w->inflight;
-        unlink_inflight(w, it);
-        for (int i = 0; i < it->n_seg; i++) qasr_result_free(&it->seg[i]);
-        free(it->seg);
-        free(it->tags);
-        free(it->bounds);
-        it->seg = NULL, it->tags = NULL, it->bounds = NULL, it->n_seg = it->n_done = 0;
-        it->next = run->retry;
-        run->retry = it;
+    while (w->inflight) { /* results not yet in are lost with the device */
+        piece_t *p = w->inflight;
+        w->inflight = p->next;
+        p->next = run->retry;
+        run->retry = p;
         n++;
     }
     w->dead = 1;
@@ -166,14 +190,16 @@ static int work(worker_t *w)
         if (stop) stop_intake(w);
         decoded_t d;
         /* alone: keep a batch waiting behind the running ones; with other devices: take only
-         * what can run now, so that files go to whichever device is free */
-        while (!stop && (run->n_workers > 1 ? qasr_session_pending(w->s) : qasr_session_waiting(w->s)) < batch) {
+         * what can run now, so that files go to whichever device is free. Either way no more
+         * than WAITING_SECONDS of audio waits (a batch of long pieces would be hours of it). */
+        while (!stop && (run->n_workers > 1 ? qasr_session_pending(w->s) : qasr_session_waiting(w->s)) < batch &&
+               qasr_session_waiting_seconds(w->s) < run->waiting_seconds) {
             pthread_mutex_lock(&run->mu);
-            item_t *it = run->retry;
-            if (it) run->retry = it->next;
+            piece_t *p = run->retry;
+            if (p) run->retry = p->next;
             pthread_mutex_unlock(&run->mu);
-            if (it)
-                start_item(w, it);
+            if (p)
+                start_piece(w, p);
             else if (reader_try_next(run->reader, &d) == 1)
                 start_decoded(w, &d);
             else
@@ -186,27 +212,18 @@ static int work(worker_t *w)
         if (qasr_session_step(w->s) != 0) return -1;
         qasr_result_t res;
         void *tag;
-        while (qasr_session_poll(w->s, &res, &tag)) {
-            struct seg_tag *t = tag;
-            item_t *it = t->item;
-            it->seg[t->i] = res;
-            if (++it->n_done < it->n_seg) continue;
-            pthread_mutex_lock(&run->mu);
-            unlink_inflight(w, it);
-            w->files++;
-            pthread_mutex_unlock(&run->mu);
-            write_item(run, it, NULL);
-        }
+        while (qasr_session_poll(w->s, &res, &tag)) finish_piece(w, tag, &res);
         pthread_mutex_lock(&run->mu);
         progress_tick(run->progress);
         pthread_mutex_unlock(&run->mu);
     }
-    /* stopped: files cut short by the interrupt are abandoned (a rerun does them) */
+    /* stopped: pieces cut short by the interrupt are abandoned (a rerun does their files) */
     pthread_mutex_lock(&run->mu);
     while (w->inflight) {
-        item_t *it = w->inflight;
-        unlink_inflight(w, it);
-        item_release(it);
+        piece_t *p = w->inflight;
+        w->inflight = p->next;
+        free(p->samples);
+        free(p);
     }
     pthread_mutex_unlock(&run->mu);
     return 0;
@@ -234,10 +251,13 @@ long run_workers(run_t *run, qasr_t **models, const int *devices, size_t n, cons
 {
     const batch_opts_t *o = run->o;
     const int batch = o->qopt.max_batch > 0 ? o->qopt.max_batch : 32;
-    /* every worker keeps up to a batch of files waiting, plus a batch of decoded ones ahead */
+    /* every worker keeps up to a batch of pieces waiting, plus a batch of decoded ones ahead */
+    const int64_t max_piece = (int64_t)(o->max_segment_seconds * QASR_SAMPLE_RATE);
     run->reader = reader_start(paths, (int)n, o->readers, (run->n_workers + 1) * batch + 8,
-                               (int64_t)1800 * QASR_SAMPLE_RATE);
-    run->keep_samples = run->n_workers > 1; /* another device may have to redo a file */
+                               (int64_t)READER_SECONDS * QASR_SAMPLE_RATE, max_piece);
+    const double enc = o->qopt.encoder_seconds > 0 ? o->qopt.encoder_seconds : 600;
+    run->waiting_seconds = MAX(WAITING_SECONDS, 2 * enc); /* an encoder pass always finds enough */
+    run->keep_samples = run->n_workers > 1; /* another device may have to redo a piece */
     run->alive = run->n_workers;
     pthread_mutex_init(&run->mu, NULL);
     pthread_cond_init(&run->changed, NULL);
@@ -248,8 +268,14 @@ long run_workers(run_t *run, qasr_t **models, const int *devices, size_t n, cons
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) qasr_die(BATCH_MODEL, "cannot start a worker thread");
     }
     for (int i = 0; i < run->n_workers; i++) pthread_join(run->workers[i].thread, NULL);
-    long lost = 0;
-    for (item_t *it = run->retry; it; it = it->next, lost++) item_release(it);
+    long lost = 0; /* files with a piece no device is left to run */
+    for (piece_t *p = run->retry, *next; p; p = next) {
+        next = p->next;
+        lost += !p->item->orphaned;
+        p->item->orphaned = 1;
+        free(p->samples);
+        free(p);
+    }
     if (run->n_workers > 1 && !o->quiet)
         for (int i = 0; i < run->n_workers; i++)
             fprintf(stderr, "qasr-batch: device %d: %ld files%s\n", run->workers[i].device, run->workers[i].files,
@@ -257,6 +283,7 @@ long run_workers(run_t *run, qasr_t **models, const int *devices, size_t n, cons
     for (int i = 0; i < run->n_workers; i++)
         if (!run->workers[i].dead) qasr_session_free(run->workers[i].s); /* a dead device's state is left */
     reader_free(run->reader);
+    for (size_t i = 0; i < n; i++) item_release(&run->items[i]); /* the files left without a line */
     pthread_cond_destroy(&run->changed);
     pthread_mutex_destroy(&run->mu);
     return lost;

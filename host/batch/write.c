@@ -11,18 +11,15 @@
 
 void item_release(item_t *it)
 {
-    for (int i = 0; i < it->n_seg && it->seg; i++) qasr_result_free(&it->seg[i]);
+    for (int i = 0; i < it->cap_seg; i++) qasr_result_free(&it->seg[i]);
     free(it->seg);
-    free(it->tags);
     free(it->bounds);
-    free(it->samples);
     free(it->warning);
-    it->warning = NULL;
+    free(it->error);
     it->seg = NULL;
-    it->tags = NULL;
     it->bounds = NULL;
-    it->samples = NULL;
-    it->n_seg = it->n_done = 0;
+    it->warning = it->error = NULL;
+    it->n_seg = it->n_in = it->n_done = it->cap_seg = 0;
 }
 
 static double seconds_at(int64_t sample) { return (double)sample / QASR_SAMPLE_RATE; }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audio.h"
 #include "batch.h"
 #include "shard.h"
 #include "util.h"
@@ -69,6 +70,8 @@ static void usage(FILE *f)
           "      --encoder-seconds S    audio encoded together per step (default 600)\n"
           "\n"
           "  -q, --quiet                no progress, no per-file messages\n"
+          "  -v, --verbose              also the audio decoders' own messages (libmpg123's:\n"
+          "                             qasr reports each file's problem itself)\n"
           "      --progress-interval S  seconds between progress lines when stderr is not a\n"
           "                             terminal (default 30)\n"
           "      --fsync-seconds S      sync the output at most every S seconds (default 10;\n"
@@ -146,7 +149,8 @@ int main(int argc, char **argv)
         { "max-segment-seconds", required_argument, 0, OPT_MAXSEG },
         { "readers", required_argument, 0, OPT_READERS },  { "no-bucketing", no_argument, 0, OPT_NOBUCKET },
         { "static-batching", no_argument, 0, OPT_STATIC }, { "encoder-seconds", required_argument, 0, OPT_ENCSEC },
-        { "quiet", no_argument, 0, 'q' },                  { "progress-interval", required_argument, 0, OPT_PINT },
+        { "quiet", no_argument, 0, 'q' },                  { "verbose", no_argument, 0, 'v' },
+        { "progress-interval", required_argument, 0, OPT_PINT },
         { "fsync-seconds", required_argument, 0, OPT_FSYNC }, { "help", no_argument, 0, 'h' },
         { "device", required_argument, 0, OPT_DEVICE },    { "gpus", required_argument, 0, OPT_GPUS },
         { "shard", required_argument, 0, OPT_SHARD },
@@ -154,7 +158,7 @@ int main(int argc, char **argv)
     };
     const char *gpus_arg = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "o:m:l:c:n:t:b:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:m:l:c:n:t:b:qvh", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': o.output = optarg; break;
         case 'm': o.model = optarg; break;
@@ -171,6 +175,7 @@ int main(int argc, char **argv)
             o.qopt.precision = optarg;
             break;
         case 'q': o.quiet = 1; break;
+        case 'v': audio_show_library_messages(1); break;
         case 'h': usage(stdout); return BATCH_OK;
         case OPT_RETRY: o.retry_errors = 1; break;
         case OPT_OVERWRITE: o.overwrite = 1; break;

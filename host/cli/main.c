@@ -45,7 +45,8 @@ static void usage(FILE *f)
           "      --dump-dir DIR       write each stage's tensors as .npy (one file only)\n"
           "      --list-languages     print the languages the model supports and exit\n"
           "  -v, --verbose            timings on stderr, stage by stage (on a GPU each stage\n"
-          "                           then ends with a sync: a little slower)\n"
+          "                           then ends with a sync: a little slower), and the audio\n"
+          "                           decoders' own messages (libmpg123's)\n"
           "  -h, --help               this help\n"
           "\n"
           "exit status: 0 all files transcribed, 1 some files failed (each is reported),\n"
@@ -112,7 +113,7 @@ int main(int argc, char **argv)
             opt.precision = optarg;
             break;
         case 'j': json = 1; break;
-        case 'v': opt.verbose = opt.profile = 1; break;
+        case 'v': opt.verbose = opt.profile = 1, audio_show_library_messages(1); break;
         case 'h': usage(stdout); return EXIT_OK;
         case OPT_IGNORE_EOS: ignore_eos = 1; break;
         case OPT_BATCH: opt.max_batch = atoi(optarg); break;

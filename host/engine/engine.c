@@ -205,6 +205,12 @@ int engine_cancel_waiting(engine_t *e, void (*drop)(void *tag))
 
 int engine_in_flight(const engine_t *e) { return e->in_flight; }
 int engine_waiting(const engine_t *e) { return e->w_count; }
+double engine_waiting_seconds(const engine_t *e)
+{
+    double sec = 0;
+    for (int i = 0; i < e->w_count; i++) sec += e->waiting[(e->w_head + i) % e->w_cap]->res.audio_seconds;
+    return sec;
+}
 int engine_ready(const engine_t *e) { return e->d_count; }
 
 static void push_result(engine_t *e, seq_t *s)

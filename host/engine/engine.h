@@ -89,6 +89,7 @@ void engine_submit(engine_t *e, const engine_req_t *r);
  * finished, waiting to be popped. */
 int engine_in_flight(const engine_t *e);
 int engine_waiting(const engine_t *e);
+double engine_waiting_seconds(const engine_t *e); /* audio of the waiting requests */
 int engine_ready(const engine_t *e);
 /* Drop every request not yet admitted (no result will come for them); calls drop(tag) for
  * each. Returns how many. */

@@ -211,6 +211,7 @@ void qasr_session_submit(qasr_session_t *s, const qasr_input_t *in, void *tag)
 
 int qasr_session_pending(const qasr_session_t *s) { return s->n_early + engine_in_flight(s->e); }
 int qasr_session_waiting(const qasr_session_t *s) { return engine_waiting(s->e); }
+double qasr_session_waiting_seconds(const qasr_session_t *s) { return engine_waiting_seconds(s->e); }
 
 static void drop_request(void *tag)
 {

@@ -80,6 +80,7 @@ void qasr_session_submit(qasr_session_t *s, const qasr_input_t *in, void *tag);
 /* Submitted inputs whose result has not been polled yet / that have not started yet. */
 int qasr_session_pending(const qasr_session_t *s);
 int qasr_session_waiting(const qasr_session_t *s);
+double qasr_session_waiting_seconds(const qasr_session_t *s); /* audio of those not started */
 /* Drop the inputs that have not started (e.g. on an interrupt); no result comes for them.
  * Returns how many. */
 int qasr_session_cancel_waiting(qasr_session_t *s);

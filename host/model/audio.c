@@ -96,45 +96,6 @@ static SNDFILE *open_audio(const char *path, SF_INFO *info)
     return sf;
 }
 
-/* Decodes the whole stream block by block, downmixing each block. */
-static int decode_mono(SNDFILE *sf, int channels, const char *path, float **out, int64_t *n_out)
-{
-    float *block = xmalloc(sizeof(float) * READ_FRAMES * (size_t)channels);
-    int64_t cap = READ_FRAMES, n = 0;
-    float *x = xmalloc(sizeof(float) * (size_t)cap);
-    sf_count_t got;
-    /* Each sf_readf_float call clears the error state, so check it after every block. */
-    while ((got = sf_readf_float(sf, block, READ_FRAMES)) > 0 && sf_error(sf) == SF_ERR_NO_ERROR) {
-        for (int64_t i = 0; i < got * channels; i++) {
-            if (!isfinite(block[i])) {
-                free(block);
-                free(x);
-                return qasr_fail("%s: non-finite sample value near frame %lld", path,
-                                 (long long)(n + i / channels));
-            }
-        }
-        if (n + got > cap) {
-            cap = MAX(2 * cap, n + got);
-            x = xrealloc(x, sizeof(float) * (size_t)cap);
-        }
-        audio_downmix(x + n, block, got, channels);
-        n += got;
-    }
-    free(block);
-    if (sf_error(sf) != SF_ERR_NO_ERROR) {
-        free(x);
-        return qasr_fail("%s: decode error after %lld frames (%s)", path, (long long)n,
-                         sf_strerror(sf));
-    }
-    if (n == 0) {
-        free(x);
-        return qasr_fail("%s: no audio samples", path);
-    }
-    *out = x;
-    *n_out = n;
-    return 0;
-}
-
 /* Frames the header promised, when more than the n that were read: libsndfile's header log
  * says "data : 320000 (should be 2880)" (WAV, W64; "SSND" for AIFF) where it clamped a chunk to
  * the bytes in the file, and SF_INFO.frames is the header's count where a decoder stopped early
@@ -154,36 +115,249 @@ static int64_t promised_frames(SNDFILE *sf, const SF_INFO *info, int64_t n)
     return promised;
 }
 
-int audio_load(const char *path, float **samples, int64_t *n_samples, char **warning)
-{
+/* One decoding pass over a file: libsndfile blocks, non-finite values refused, downmixed, then
+ * resampled in python-soxr's 3 s input chunks (see audio_resample_16k); out holds 16 kHz
+ * samples ready to hand out, not yet conditioned. */
+typedef struct {
+    const char *path;
+    SNDFILE *sf;
     SF_INFO info;
-    if (warning) *warning = NULL;
-    SNDFILE *sf = open_audio(path, &info);
-    if (!sf) return -1;
-    float *x = NULL;
+    soxr_t soxr;            /* NULL at 16 kHz */
+    float *block;           /* READ_FRAMES frames as read */
+    float *in;              /* mono input not yet resampled: up to chunk + READ_FRAMES frames */
+    int64_t in_len, chunk;
+    int64_t frames;         /* frames decoded */
+    int64_t length;         /* 16 kHz samples in all (librosa's), known once the input ends; -1 before */
+    int64_t served;         /* samples handed out */
+    float *out;
+    int64_t out_len, out_pos, out_cap;
+    int input_done, flushed;
+} pass_t;
+
+static void pass_close(pass_t *p)
+{
+    if (p->sf) sf_close(p->sf);
+    if (p->soxr) soxr_delete(p->soxr);
+    free(p->block);
+    free(p->in);
+    free(p->out);
+    memset(p, 0, sizeof *p);
+}
+
+static int pass_open(pass_t *p, const char *path)
+{
+    memset(p, 0, sizeof *p);
+    p->path = path;
+    p->length = -1;
+    if (!(p->sf = open_audio(path, &p->info))) return -1;
+    const double rate = p->info.samplerate;
+    p->chunk = rate == QASR_SAMPLE_RATE ? READ_FRAMES : MAX(1, (int64_t)(48000 * rate / QASR_SAMPLE_RATE));
+    p->block = xmalloc(sizeof(float) * READ_FRAMES * (size_t)p->info.channels);
+    p->in = xmalloc(sizeof(float) * (size_t)(p->chunk + READ_FRAMES));
+    p->out_cap = 2 * 48000 + 2 * READ_FRAMES; /* one chunk's output and soxr's backlog, or one block */
+    p->out = xmalloc(sizeof(float) * (size_t)p->out_cap);
+    if (rate != QASR_SAMPLE_RATE) {
+        soxr_error_t err = NULL;
+        const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
+        const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
+        p->soxr = soxr_create(rate, QASR_SAMPLE_RATE, 1, &err, &io, &quality, NULL);
+        if (err) {
+            qasr_fail("%s: resampling from %g Hz failed: %s", path, rate, soxr_strerror(err));
+            pass_close(p);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Decode blocks until in holds a chunk or the input ends. Each sf_readf_float call clears the
+ * error state, so it is checked after every block. */
+static int pass_decode(pass_t *p)
+{
+    const int channels = p->info.channels;
+    while (!p->input_done && p->in_len < p->chunk) {
+        const sf_count_t got = sf_readf_float(p->sf, p->block, READ_FRAMES);
+        if (sf_error(p->sf) != SF_ERR_NO_ERROR)
+            return qasr_fail("%s: decode error after %lld frames (%s)", p->path, (long long)p->frames,
+                             sf_strerror(p->sf));
+        if (got <= 0) {
+            p->input_done = 1;
+            break;
+        }
+        for (int64_t i = 0; i < got * channels; i++)
+            if (!isfinite(p->block[i]))
+                return qasr_fail("%s: non-finite sample value near frame %lld", p->path,
+                                 (long long)(p->frames + i / channels));
+        audio_downmix(p->in + p->in_len, p->block, got, channels);
+        p->in_len += got;
+        p->frames += got;
+    }
+    if (p->input_done && p->frames == 0) return qasr_fail("%s: no audio samples", p->path);
+    if (p->input_done && p->length < 0)
+        p->length = p->soxr ? (int64_t)ceil((double)p->frames * (QASR_SAMPLE_RATE / (double)p->info.samplerate))
+                            : p->frames;
+    return 0;
+}
+
+/* Refill out: a chunk of input through soxr (all of its output: drained until soxr has no more),
+ * else the flush, else librosa's zero padding up to the length. */
+static int pass_refill(pass_t *p)
+{
+    p->out_len = p->out_pos = 0;
+    if (pass_decode(p) != 0) return -1;
+    soxr_error_t err = NULL;
+    size_t done = 0;
+    if (p->in_len > 0) {
+        const int64_t k = MIN(p->chunk, p->in_len);
+        if (!p->soxr) {
+            memcpy(p->out, p->in, sizeof(float) * (size_t)k);
+            p->out_len = k;
+        } else {
+            for (size_t len = (size_t)k;; len = 0) { /* input taken on the first call (idone NULL) */
+                err = soxr_process(p->soxr, p->in, len, NULL, p->out + p->out_len,
+                                   (size_t)(p->out_cap - p->out_len), &done);
+                p->out_len += (int64_t)done;
+                if (err || p->out_len < p->out_cap) break;
+                p->out = xrealloc(p->out, sizeof(float) * (size_t)(p->out_cap *= 2)); /* more to drain */
+            }
+        }
+        memmove(p->in, p->in + k, sizeof(float) * (size_t)(p->in_len - k));
+        p->in_len -= k;
+    } else if (p->soxr && !p->flushed) {
+        err = soxr_process(p->soxr, NULL, 0, NULL, p->out, (size_t)p->out_cap, &done);
+        p->out_len = (int64_t)done;
+        p->flushed = done == 0;
+    } else if (p->served < p->length) {
+        p->out_len = MIN(p->out_cap, p->length - p->served);
+        memset(p->out, 0, sizeof(float) * (size_t)p->out_len);
+    }
+    if (err) return qasr_fail("%s: resampling from %d Hz failed: %s", p->path, p->info.samplerate, soxr_strerror(err));
+    return 0;
+}
+
+/* Up to max samples into dst: how many, 0 at the end, -1 + qasr_fail(). */
+static int64_t pass_read(pass_t *p, float *dst, int64_t max)
+{
     int64_t n = 0;
-    int rc = decode_mono(sf, info.channels, path, &x, &n);
-    const int64_t promised = rc ? 0 : promised_frames(sf, &info, n);
-    sf_close(sf);
-    if (rc) return -1;
-    if (warning && promised > n + info.samplerate / 100) { /* 10 ms: MP3 lengths are estimates */
+    while (n < max) {
+        if (p->out_pos == p->out_len) {
+            if (p->input_done && p->in_len == 0 && (!p->soxr || p->flushed) && p->served >= p->length) break;
+            if (pass_refill(p) != 0) return -1;
+            continue;
+        }
+        int64_t k = MIN(max - n, p->out_len - p->out_pos);
+        if (p->length >= 0) k = MIN(k, p->length - p->served); /* soxr's extra tail sample dropped */
+        if (k <= 0) {
+            p->out_pos = p->out_len;
+            continue;
+        }
+        memcpy(dst + n, p->out + p->out_pos, sizeof(float) * (size_t)k);
+        p->out_pos += k;
+        p->served += k;
+        n += k;
+    }
+    return n;
+}
+
+struct audio_stream {
+    char *path;
+    int64_t length;   /* 16 kHz samples */
+    float peak;       /* of the whole file: conditioning divides by it when over 1 */
+    float *kept;      /* the first pass's samples, conditioned, or NULL: read decodes again */
+    pass_t second;
+    int second_open;
+};
+
+#define STREAM_BLOCK 65536 /* samples per read in the first pass */
+
+audio_stream_t *audio_stream_open(const char *path, int64_t keep, char **warning)
+{
+    if (warning) *warning = NULL;
+    pass_t p;
+    if (pass_open(&p, path) != 0) return NULL;
+    float *kept = NULL, *buf = xmalloc(sizeof(float) * STREAM_BLOCK);
+    int64_t n = 0, cap = 0, got;
+    float peak = 0.0f;
+    while ((got = pass_read(&p, buf, STREAM_BLOCK)) > 0) {
+        for (int64_t i = 0; i < got; i++) peak = fmaxf(peak, fabsf(buf[i]));
+        if (n + got <= keep) {
+            if (n + got > cap) kept = xrealloc(kept, sizeof(float) * (size_t)(cap = MAX(2 * cap, n + got)));
+            memcpy(kept + n, buf, sizeof(float) * (size_t)got);
+        } else {
+            free(kept); /* too long to keep: read decodes it again */
+            kept = NULL;
+            cap = 0;
+            keep = -1;
+        }
+        n += got;
+    }
+    free(buf);
+    const int64_t promised = got < 0 ? 0 : promised_frames(p.sf, &p.info, p.frames);
+    const int rate = p.info.samplerate;
+    const int64_t frames = p.frames;
+    pass_close(&p);
+    if (got < 0) {
+        free(kept);
+        return NULL;
+    }
+    if (warning && promised > frames + rate / 100) { /* 10 ms: MP3 lengths are estimates */
         char msg[QASR_ERR_LEN];
         snprintf(msg, sizeof msg, "%s: the header promises %.2f s of audio, the file holds %.2f s (cut short?): "
-                 "transcribed what is there", path, (double)promised / info.samplerate, (double)n / info.samplerate);
+                 "transcribed what is there", path, (double)promised / rate, (double)frames / rate);
         *warning = xstrdup(msg);
     }
+    audio_stream_t *st = xcalloc(1, sizeof *st);
+    st->path = xstrdup(path);
+    st->length = n;
+    st->peak = peak;
+    st->kept = kept;
+    if (kept) audio_condition(kept, n);
+    return st;
+}
 
-    if (info.samplerate != QASR_SAMPLE_RATE) {
-        int64_t n16;
-        float *y = audio_resample_16k(x, n, info.samplerate, &n16);
-        free(x);
-        if (!y) return qasr_fail_prefix("%s", path);
-        x = y;
-        n = n16;
+int64_t audio_stream_length(const audio_stream_t *st) { return st->length; }
+
+float *audio_stream_take(audio_stream_t *st)
+{
+    float *x = st->kept;
+    st->kept = NULL;
+    return x;
+}
+
+int64_t audio_stream_read(audio_stream_t *st, float *out, int64_t max)
+{
+    if (!st->second_open) {
+        if (pass_open(&st->second, st->path) != 0) return -1;
+        st->second_open = 1;
     }
-    audio_condition(x, n);
-    *samples = x;
-    *n_samples = n;
+    const int64_t got = pass_read(&st->second, out, max);
+    if (got < 0) return -1;
+    if (st->second.served > st->length || (got == 0 && st->second.served < st->length))
+        return qasr_fail("%s: the file changed while it was read (%lld samples, then %lld)", st->path,
+                         (long long)st->length, (long long)st->second.served);
+    /* audio_condition with the whole file's peak */
+    if (st->peak > 1.0f)
+        for (int64_t i = 0; i < got; i++) out[i] /= st->peak;
+    for (int64_t i = 0; i < got; i++) out[i] = fminf(fmaxf(out[i], -1.0f), 1.0f);
+    return got;
+}
+
+void audio_stream_close(audio_stream_t *st)
+{
+    if (!st) return;
+    if (st->second_open) pass_close(&st->second);
+    free(st->kept);
+    free(st->path);
+    free(st);
+}
+
+int audio_load(const char *path, float **samples, int64_t *n_samples, char **warning)
+{
+    audio_stream_t *st = audio_stream_open(path, INT64_MAX, warning);
+    if (!st) return -1;
+    *n_samples = st->length;
+    *samples = audio_stream_take(st);
+    audio_stream_close(st);
     return 0;
 }
 

@@ -16,9 +16,28 @@
  * else NULL. */
 int audio_load(const char *path, float **samples, int64_t *n_samples, char **warning);
 
+/* A file read in pieces, for files too long to hold: audio_stream_open decodes it once to learn
+ * its length and peak (conditioning divides by the whole file's peak), keeping the samples only
+ * if there are at most keep of them; audio_stream_read then decodes it a second time. The
+ * samples are those audio_load returns, bit for bit, whatever the read sizes.
+ * open: NULL + qasr_fail() on any failure audio_load reports; warning as audio_load's. */
+typedef struct audio_stream audio_stream_t;
+audio_stream_t *audio_stream_open(const char *path, int64_t keep, char **warning);
+int64_t audio_stream_length(const audio_stream_t *st); /* 16 kHz samples in all */
+/* The kept samples (malloc'd, the caller's now), or NULL when the file was too long to keep. */
+float *audio_stream_take(audio_stream_t *st);
+/* The next up to max samples into out: how many (0 at the end), or -1 + qasr_fail() naming the
+ * file (a decode error, or the file changed since the first pass). */
+int64_t audio_stream_read(audio_stream_t *st, float *out, int64_t max);
+void audio_stream_close(audio_stream_t *st);
+
 /* Duration in seconds from the file header only (cheap; no decoding). -1 + qasr_fail(),
  * also when the header does not give the length or it is zero. */
 int audio_probe_duration(const char *path, double *seconds);
+
+/* Whether the decoding libraries' own messages reach stderr (default: no; qasr says what matters
+ * about each file itself). mpg123_quiet.c: libmpg123's, for MP3. */
+void audio_show_library_messages(int show);
 
 /* Downmix interleaved frames [n_frames][channels] to mono by averaging (in place allowed
  * with out == in). */
