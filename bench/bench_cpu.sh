@@ -5,11 +5,15 @@
 # Prints seconds of audio per second, prefill and decode tokens/s, peak RSS, and the engine's
 # per-stage breakdown (mel, conv stem, encoder layers, prefill, decode, LM head: ms, GFLOP/s).
 #
+# Names the machine first (CPU model, the ISA extensions that decide the products, the threads
+# qasr chose and why). --contention: the batch again with a busy loop beside it (another job
+# taking a core, as on a shared node), and its throughput as a share of the quiet one.
+#
 # usage: bench/bench_cpu.sh [--size 0.6b|1.7b] [--clips 32] [--seconds 10] [--steps 32]
-#                           [--threads 2] [--work DIR] [-- extra qasr options]
+#                           [--threads N] [--contention] [--work DIR] [-- extra qasr options]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-size=0.6b clips=32 seconds=10 steps=32 threads=2 work=$root/build/bench
+size=0.6b clips=32 seconds=10 steps=32 threads=2 work=$root/build/bench contention=0
 while [ $# -gt 0 ]; do
   case $1 in
     --size) size=$2; shift 2 ;;
@@ -17,6 +21,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --contention) contention=1; shift ;;
     --work) work=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
@@ -69,6 +74,26 @@ print(f"{'':>10}  stages, ms (GFLOP/s): {stages}")
 EOF
 }
 
-echo "qasr CPU benchmark: $size synthetic checkpoint, $threads threads, $steps tokens per clip, $(nproc) cores"
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+isa=$(grep -m1 '^flags' /proc/cpuinfo | grep -o -w -E 'avx2|avx512f|avx512_bf16|avx512_fp16|amx_tile|amx_bf16' | tr '\n' ' ')
+echo "qasr CPU benchmark: $size synthetic checkpoint, $threads threads, $steps tokens per clip"
+echo "machine: $cpu; $(nproc) CPUs usable of $(getconf _NPROCESSORS_ONLN); ISA: ${isa:-no avx2/avx512/amx}"
+echo "  AMX usable: $(grep -m1 '^flags' /proc/cpuinfo | grep -qw amx_tile && echo yes || echo no)"
 run single "${files[0]}"
 run batch "${files[@]}"
+if [ "$contention" = 1 ]; then
+  # another process busy on one core for the whole run: a shell loop, as a neighbour job would be
+  ( while :; do :; done ) &
+  busy=$!
+  trap 'kill $busy 2>/dev/null' EXIT
+  run busy "${files[@]}"
+  kill $busy
+  /usr/bin/python3 - "$work/batch.log" "$work/busy.log" <<'EOF'
+import re, sys
+def rate(path):
+    n, audio, wall = re.search(r"(\d+) files, ([\d.]+) s of audio in ([\d.]+) s", open(path).read()).groups()
+    return float(audio) / float(wall)
+quiet, busy = rate(sys.argv[1]), rate(sys.argv[2])
+print(f"contention: {busy:.2f} s of audio per s with a core busy, {100 * busy / quiet:.0f}% of the quiet {quiet:.2f}")
+EOF
+fi

@@ -52,6 +52,17 @@ check "unknown --precision message" err_has "--precision 'fp16': expected fp32, 
 run --model "$model" --precision fp32 --max-new-tokens 8 "$demo"
 check "--precision fp32 transcribes" rc_is 0
 
+# --- threads: OpenMP waits passively unless the user says otherwise; the default count is the
+# CPUs the process may use (here an affinity of one CPU), said by -v ---
+OMP_DISPLAY_ENV=true run --help
+check "OpenMP waits passively by default" err_has "OMP_WAIT_POLICY = 'PASSIVE'"
+OMP_DISPLAY_ENV=true OMP_WAIT_POLICY=active run --help
+check "the user's OMP_WAIT_POLICY stays" err_has "OMP_WAIT_POLICY = 'ACTIVE'"
+if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then
+  taskset -c 0 "$qasr" --model "$model" --max-new-tokens 2 -v "$demo" >"$work/out" 2>"$work/err"
+  check "threads default to the affinity mask" err_has "1 thread (affinity: 1 of"
+fi
+
 # --- good input ---
 stages_ok() { # -v: every stage named once, in order, with ms; FLOP rates where there are products
   $py -c '

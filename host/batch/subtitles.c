@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "id_map.h"
@@ -128,7 +129,11 @@ int subtitles_write(const char *path, const char *format, const cue_t *cues, int
             fprintf(f, "\n%s\n\n", cues[i].text);
         }
         if (!strcmp(format, "txt")) fputc('\n', f);
-        if (fclose(f) != 0 || rename(tmp, path) != 0) rc = qasr_fail("cannot write %s: %s", path, strerror(errno));
+        const int bad = ferror(f);
+        if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+            rc = qasr_fail("cannot write %s: %s", path, strerror(bad && !errno ? EIO : errno));
+            unlink(tmp); /* nothing half-written left behind */
+        }
     }
     free(tmp);
     return rc;

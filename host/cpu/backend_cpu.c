@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "cpus.h"
 #include "cpu_attention.h"
 #include "cpu_conv_dnnl.h"
 #include "cpu_gemm.h"
@@ -45,7 +46,8 @@ struct backend {
     char op_error[QASR_ERR_LEN]; /* an op that could not run since op_failed last asked, or "" */
     int threads;
     int bf16; /* matrices go through the bf16 matmul */
-    char desc[96];
+    char threads_desc[96];    /* "2 threads" and, when defaulted, where the count comes from */
+    char desc[192];
     mel_t *mel;
     stack_arena_t scratch;
     bf16_gemm_t *gemm;       /* bf16 path: oneDNN's engine, stream, primitives */
@@ -529,7 +531,7 @@ static const char *cpu_describe(backend_t *be)
 {
     const char *isa;
     bf16_gemm_native(&isa);
-    snprintf(be->desc, sizeof be->desc, "cpu, %d threads, %s matrix products%s%s%s", be->threads,
+    snprintf(be->desc, sizeof be->desc, "cpu, %s, %s matrix products%s%s%s", be->threads_desc,
              be->bf16 ? "bf16" : "fp32", be->bf16 ? " (" : "", be->bf16 ? isa : "", be->bf16 ? ")" : "");
     return be->desc;
 }
@@ -581,7 +583,13 @@ int backend_cpu_create(backend_ref_t *out, int threads, int n_mels, precision_t 
 {
     backend_t *be = xcalloc(1, sizeof *be);
     be->bf16 = precision == PRECISION_BF16;
-    be->threads = threads > 0 ? threads : omp_get_num_procs();
+    /* default: the CPUs this process may use (affinity, cgroup quota), not the machine's */
+    const cpus_t cpus = cpus_usable();
+    be->threads = threads > 0 ? threads : cpus.usable;
+    if (threads > 0)
+        snprintf(be->threads_desc, sizeof be->threads_desc, "%d thread%s", threads, threads == 1 ? "" : "s");
+    else
+        cpus_describe(&cpus, be->threads_desc, sizeof be->threads_desc);
     omp_set_num_threads(be->threads);
     /* Blocks from 256 KB up get their own mapping, returned to the system when freed. glibc's
      * default threshold rises with every large block freed (to 32 MB), after which per-step

@@ -5,7 +5,8 @@
  *
  * Truncated files: libsndfile clamps a header that promises more data than the file holds and
  * returns the frames that are there (e.g. a WAV cut short); such a short read is transcribed with
- * a warning naming the promised and the read duration (promised_frames). A decode error that
+ * a warning naming the promised and the read duration (cut_short_warning; also an Ogg stream
+ * without its end). A decode error that
  * libsndfile reports on any read (e.g. a FLAC cut mid-frame: "flac decoder lost sync") fails
  * the file. */
 #include "audio.h"
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <sndfile.h>
 #include <soxr.h>
 #include <stdlib.h>
@@ -38,22 +40,27 @@ static const char *file_kind(mode_t mode)
 }
 
 /* libsndfile's texts for a file we already know exists and is regular, in words that say what is
- * wrong with it (its own may blame the file system: "File does not exist or is not a regular
+ * wrong with it: its own may blame the file system ("File does not exist or is not a regular
  * file (possibly a pipe?)" for a truncated MP3, "SF_INFO struct incomplete" for a WAV header
- * with sample rate 0). */
-static const char *open_failure(const char *sf_text)
+ * with sample rate 0), and those are not repeated (*keep 0). */
+static const char *open_failure(const char *sf_text, int *keep)
 {
+    *keep = 0;
     if (strstr(sf_text, "not a regular file")) return "truncated or corrupt: no audio stream found";
     if (strstr(sf_text, "SF_INFO")) return "corrupt header: sample rate, channel count or format out of range";
+    *keep = 1;
     if (strstr(sf_text, "not recognised") || strstr(sf_text, "unknown format"))
         return "not an audio format libsndfile reads";
+    if (strstr(sf_text, "malformed")) return "corrupt or cut short";
     return NULL;
 }
 
+/* sf_open's error text is a process-wide variable: held from the open to reading it, so that a
+ * failure on another thread cannot put its text (or "No Error.") in this file's message. */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Opened without blocking: open(2) of a FIFO waits for a writer, so the path is opened with
- * O_NONBLOCK and anything but a regular file refused before libsndfile sees it.
- * sf_open's error text comes from a process-wide libsndfile variable: if two threads fail to
- * open files at the same moment, one may report the other's reason. */
+ * O_NONBLOCK and anything but a regular file refused before libsndfile sees it. */
 static SNDFILE *open_audio(const char *path, SF_INFO *info)
 {
     const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
@@ -75,13 +82,17 @@ static SNDFILE *open_audio(const char *path, SF_INFO *info)
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     memset(info, 0, sizeof *info);
+    pthread_mutex_lock(&open_lock);
     SNDFILE *sf = sf_open_fd(fd, SFM_READ, info, SF_TRUE); /* closes fd, also on failure */
     if (!sf) {
-        const char *text = sf_strerror(NULL), *ours = open_failure(text);
-        if (ours) qasr_fail("%s: %s (libsndfile: %s)", path, ours, text);
+        int keep;
+        const char *text = sf_strerror(NULL), *ours = open_failure(text, &keep);
+        if (ours && keep) qasr_fail("%s: %s (libsndfile: %s)", path, ours, text);
+        else if (ours) qasr_fail("%s: %s", path, ours);
         else qasr_fail("%s: not a readable audio file (%s)", path, text);
-        return NULL;
     }
+    pthread_mutex_unlock(&open_lock);
+    if (!sf) return NULL;
     if (info->samplerate < MIN_RATE || info->samplerate > MAX_RATE) {
         qasr_fail("%s: unsupported sample rate %d Hz (accepted: %d..%d)", path, info->samplerate,
                   MIN_RATE, MAX_RATE);
@@ -96,23 +107,44 @@ static SNDFILE *open_audio(const char *path, SF_INFO *info)
     return sf;
 }
 
-/* Frames the header promised, when more than the n that were read: libsndfile's header log
- * says "data : 320000 (should be 2880)" (WAV, W64; "SSND" for AIFF) where it clamped a chunk to
- * the bytes in the file, and SF_INFO.frames is the header's count where a decoder stopped early
- * without an error. 0 when nothing says the file was cut short. */
-static int64_t promised_frames(SNDFILE *sf, const SF_INFO *info, int64_t n)
+/* Why the n frames read are less than the file claims, as a warning naming the file, or NULL.
+ * libsndfile clamps a chunk to the bytes in the file and logs it: "data : 320000 (should be
+ * 2880)" (WAV; "SSND" for AIFF, "riff" for W64, "Riff size" for RF64, "Data Size" for AU), the
+ * frames then promised being about n times the ratio; RF64 also logs the frame count of its
+ * ds64 chunk; SF_INFO.frames is the header's count where a decoder stopped early without an
+ * error; an Ogg stream cut short has no end-of-stream flag, and then no length at all. */
+static char *cut_short_warning(SNDFILE *sf, const SF_INFO *info, int64_t n, const char *path)
 {
+    static const char *const clamped[] = { "data", "SSND", "riff", "Riff size", "Data Size" };
     int64_t promised = info->frames != SF_COUNT_MAX && info->frames > n ? (int64_t)info->frames : 0;
+    int no_end = 0;
     char log[8192] = "";
     sf_command(sf, SFC_GET_LOG_INFO, log, sizeof log);
     for (const char *l = log; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
         long long said, there;
-        char chunk[5];
-        if (sscanf(l, "%4s : %lld (should be %lld)", chunk, &said, &there) == 3 &&
-            (!strcmp(chunk, "data") || !strcmp(chunk, "SSND")) && there > 0 && said > there)
-            promised = MAX(promised, (int64_t)((double)n * ((double)said / (double)there)));
+        char name[32];
+        while (*l == ' ' || *l == '\t') l++;
+        if (sscanf(l, "%31[^:\n] : %lld (should be %lld)", name, &said, &there) == 3 && there > 0 && said > there) {
+            for (size_t k = strlen(name); k > 0 && name[k - 1] == ' ';) name[--k] = 0;
+            for (size_t c = 0; c < sizeof clamped / sizeof *clamped; c++)
+                if (!strcmp(name, clamped[c])) promised = MAX(promised, (int64_t)((double)n * ((double)said / (double)there)));
+        }
+        if (sscanf(l, "*** Calculated frame count %lld does not match value from 'ds64' chunk of %lld", &there, &said) == 2 &&
+            said > there)
+            promised = MAX(promised, (int64_t)said);
+        if (!strncmp(l, "Ogg : File ended unexpectedly without an End-Of-Stream flag", 59)) no_end = 1;
     }
-    return promised;
+    const int rate = info->samplerate;
+    char msg[QASR_ERR_LEN];
+    if (promised > n + rate / 100) /* 10 ms: MP3 lengths are estimates */
+        snprintf(msg, sizeof msg, "%s: the header promises %.2f s of audio, the file holds %.2f s (cut short?): "
+                 "transcribed what is there", path, (double)promised / rate, (double)n / rate);
+    else if (no_end)
+        snprintf(msg, sizeof msg, "%s: the stream ends without its end-of-stream mark after %.2f s (cut short?): "
+                 "transcribed what is there", path, (double)n / rate);
+    else
+        return NULL;
+    return xstrdup(msg);
 }
 
 /* One decoding pass over a file: libsndfile blocks, non-finite values refused, downmixed, then
@@ -177,9 +209,11 @@ static int pass_decode(pass_t *p)
     const int channels = p->info.channels;
     while (!p->input_done && p->in_len < p->chunk) {
         const sf_count_t got = sf_readf_float(p->sf, p->block, READ_FRAMES);
-        if (sf_error(p->sf) != SF_ERR_NO_ERROR)
-            return qasr_fail("%s: decode error after %lld frames (%s)", p->path, (long long)p->frames,
-                             sf_strerror(p->sf));
+        if (sf_error(p->sf) != SF_ERR_NO_ERROR) { /* the frames of this block before the error count */
+            const int64_t at = p->frames + MAX(got, 0);
+            return qasr_fail("%s: decode error at %.2f s, after %lld frames (%s)", p->path,
+                             (double)at / p->info.samplerate, (long long)at, sf_strerror(p->sf));
+        }
         if (got <= 0) {
             p->input_done = 1;
             break;
@@ -292,19 +326,11 @@ audio_stream_t *audio_stream_open(const char *path, int64_t keep, char **warning
         n += got;
     }
     free(buf);
-    const int64_t promised = got < 0 ? 0 : promised_frames(p.sf, &p.info, p.frames);
-    const int rate = p.info.samplerate;
-    const int64_t frames = p.frames;
+    if (got >= 0 && warning) *warning = cut_short_warning(p.sf, &p.info, p.frames, path);
     pass_close(&p);
     if (got < 0) {
         free(kept);
         return NULL;
-    }
-    if (warning && promised > frames + rate / 100) { /* 10 ms: MP3 lengths are estimates */
-        char msg[QASR_ERR_LEN];
-        snprintf(msg, sizeof msg, "%s: the header promises %.2f s of audio, the file holds %.2f s (cut short?): "
-                 "transcribed what is there", path, (double)promised / rate, (double)frames / rate);
-        *warning = xstrdup(msg);
     }
     audio_stream_t *st = xcalloc(1, sizeof *st);
     st->path = xstrdup(path);

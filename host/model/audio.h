@@ -36,7 +36,7 @@ void audio_stream_close(audio_stream_t *st);
 int audio_probe_duration(const char *path, double *seconds);
 
 /* Whether the decoding libraries' own messages reach stderr (default: no; qasr says what matters
- * about each file itself). mpg123_quiet.c: libmpg123's, for MP3. */
+ * about each file itself). mpg123_hooks.c: libmpg123's, for MP3. */
 void audio_show_library_messages(int show);
 
 /* Downmix interleaved frames [n_frames][channels] to mono by averaging (in place allowed
