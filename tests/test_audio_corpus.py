@@ -39,7 +39,6 @@ subtitle file is there and whole; --retry-errors after freeing space finishes th
 usage: test_audio_corpus.py --bin BUILD_DIR --model DIR --work DIR
 """
 import ctypes
-import json
 import os
 import re
 import shutil
@@ -50,7 +49,7 @@ import wave
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import ROOT, Checker, bin_model_work_args  # noqa: E402
+from testlib import Checker, ROOT, bin_model_work_args, result_lines  # noqa: E402
 
 HANG = 600  # seconds: a run this long has hung (the corpus takes a few seconds, 20 under ASan)
 SECONDS = 3.0
@@ -273,14 +272,6 @@ def damage(data, name, variant):
     raise AssertionError(variant)
 
 
-def lines_of(path):
-    """The JSON lines of a results file, which must end with a complete line (or be empty)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    assert not data or data.endswith(b"\n"), f"{path}: torn last line"
-    return [json.loads(x) for x in data.decode().splitlines()]
-
-
 def sanitizer_findings(stderr):
     """(unknown, known): sanitizer reports on stderr that are not, and that are, KNOWN_LEAKS."""
     known = []
@@ -359,7 +350,7 @@ def judge(chk, case, bad, what):
 def lines_checked(chk, path, what):
     """The lines of a results file, [] after a failed check if it is torn or not JSON."""
     try:
-        return lines_of(path)
+        return result_lines(path)
     except (AssertionError, ValueError, OSError) as e:
         chk.ok(False, f"{what}: {e}")
         return []

@@ -16,7 +16,7 @@ import time
 import wave
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import ROOT, Checker, bin_model_work_args  # noqa: E402
+from testlib import Checker, ROOT, bin_model_work_args, result_lines  # noqa: E402
 
 HANG = 300  # seconds: a run this long has hung (they take about a second)
 AUDIO = os.path.join(ROOT, "tests", "audio")
@@ -29,13 +29,6 @@ def write_wav(path, seconds):
         w.setsampwidth(2)
         w.setframerate(16000)
         w.writeframes(bytes(2 * round(16000 * seconds)))
-
-
-def lines_of(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    assert not data or data.endswith(b"\n"), f"{path}: torn last line"
-    return [json.loads(x) for x in data.decode().splitlines()]
 
 
 def main():
@@ -68,7 +61,7 @@ def main():
         p = run(m, out)
         if p is None:
             continue
-        by = {o["id"]: o for o in lines_of(out)}
+        by = {o["id"]: o for o in result_lines(out)}
         chk.ok(p.returncode == 1, f"special files: exit {p.returncode}, wanted 1\n{p.stderr}")
         chk.ok(sorted(by) == ["chardev", "fifo", "good"], f"special files: ids {sorted(by)}")
         chk.ok(by.get("good", {}).get("error") is None, f"special files: the good file failed: {by.get('good')}")
@@ -87,7 +80,7 @@ def main():
     out = os.path.join(work, "cut.jsonl")
     p = run(m, out)
     if p is not None:
-        by = {o["id"]: o for o in lines_of(out)}
+        by = {o["id"]: o for o in result_lines(out)}
         c = by.get("cut", {})
         chk.ok(p.returncode == 0 and c.get("error") is None and c.get("text") is not None,
                f"cut WAV: exit {p.returncode}, line {c}")
@@ -107,7 +100,7 @@ def main():
     out = os.path.join(work, "nul.jsonl.out")
     p = run(m, out)
     if p is not None:
-        ids = sorted(o["id"] for o in lines_of(out))
+        ids = sorted(o["id"] for o in result_lines(out))
         chk.ok(ids == ["escaped", "ok"], f"NUL/huge manifest: ids {ids}")
         chk.ok(p.returncode == 1, f"NUL/huge manifest: exit {p.returncode}, wanted 1")
         chk.ok(":2: a string holds \\u0000" in p.stderr, f"NUL line not reported:\n{p.stderr}")
@@ -122,7 +115,7 @@ def main():
     p = run(m, os.path.join(work, "long.jsonl"), "--shard", "1/2")
     if p is not None:
         shard_out = os.path.join(work, "long.1-of-2.jsonl")
-        got = lines_of(shard_out) if os.path.exists(shard_out) else []
+        got = result_lines(shard_out) if os.path.exists(shard_out) else []
         chk.ok(p.returncode == 1 and len(got) == 32, f"long manifest: exit {p.returncode}, {len(got)} lines in shard 1/2")
         chk.ok(":66: duration '604801' is not a number of seconds" in p.stderr, f"604801 s accepted:\n{p.stderr}")
         chk.ok("of 10752.00 h of audio" in p.stderr, f"shard plan: total of 64 weeks wrong:\n{p.stderr}")
@@ -170,7 +163,7 @@ def main():
     out = os.path.join(work, "names.jsonl")
     p = run(m, out)
     if p is not None:
-        by = {o["id"]: o for o in lines_of(out)}
+        by = {o["id"]: o for o in result_lines(out)}
         chk.ok(tiny in (by.get("tiny", {}).get("error") or ""), f"too short: the error does not name the file: {by.get('tiny')}")
         chk.ok("\x1b" not in p.stderr and "x\\x1b[2Jy.wav" in p.stderr, f"escape sequence on stderr: {p.stderr!r}")
     p = run(os.path.join(work, "cut.tsv"), "/dev/full")
@@ -190,7 +183,7 @@ def main():
     p = run(m, link, "--retry-errors")
     if p is not None:
         chk.ok(os.path.islink(link), "--retry-errors replaced the symlinked output by a file")
-        got = {o["id"]: o["error"] for o in lines_of(real)}
+        got = {o["id"]: o["error"] for o in result_lines(real)}
         chk.ok(got == {"good": None, "later": None}, f"--retry-errors through a link: target holds {got}")
 
     return chk.result()

@@ -17,7 +17,7 @@ import time
 import wave
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import ROOT, Checker  # noqa: E402
+from testlib import Checker, ROOT, result_lines  # noqa: E402
 
 MANIFEST = os.path.join(ROOT, "manifests", "e2e.tsv")
 TOKENS = "6"  # tokens per segment: the tiny model never stops by itself
@@ -34,14 +34,6 @@ def count_lines(path):
             return f.read().count(b"\n")
     except FileNotFoundError:
         return 0
-
-
-def read_lines(path):
-    """Parsed lines; raises if any line is not complete JSON."""
-    with open(path, "rb") as f:
-        data = f.read()
-    assert not data or data.endswith(b"\n"), "torn last line"
-    return [json.loads(line) for line in data.decode().splitlines()]
 
 
 def manifest_entries():
@@ -67,7 +59,7 @@ def main():
     out = os.path.join(args.work, "e2e.jsonl")
     p = run([batch, MANIFEST, "-o", out, "--progress-interval", "0.5", *common])
     chk.ok(p.returncode == 1, f"e2e manifest: exit {p.returncode}, wanted 1 (some failed)\n{p.stderr}")
-    lines = read_lines(out)
+    lines = result_lines(out)
     entries = manifest_entries()
     ids = [o["id"] for o in lines]
     chk.ok(sorted(ids) == sorted(e["id"] for e in entries), f"ids {sorted(ids)}")
@@ -107,7 +99,7 @@ def main():
     chk.ok(p.returncode == 1 and open(out, "rb").read() == before, "resume rewrote a finished output")
     chk.ok("nothing to do" in p.stderr, f"resume message: {p.stderr}")
     p = run([batch, MANIFEST, "-o", out, "--retry-errors", *common])
-    again = read_lines(out)
+    again = result_lines(out)
     chk.ok(sorted(o["id"] for o in again) == sorted(ids), "retry: one line per id")
     chk.ok(sum(1 for o in again if o["error"]) == sum(1 for e in entries if e["id"].startswith("broken")),
            "retry: the broken entries fail again, nothing else")
@@ -135,8 +127,8 @@ def main():
     t0 = time.time()
     run([batch, many, "-o", ref_out, *slow])
     span = time.time() - t0
-    ref = {o["id"]: o["text"] for o in read_lines(ref_out)}
-    pieces = {o["id"]: len(o["segments"]) for o in read_lines(ref_out) if o["id"].startswith("long")}
+    ref = {o["id"]: o["text"] for o in result_lines(ref_out)}
+    pieces = {o["id"]: len(o["segments"]) for o in result_lines(ref_out) if o["id"].startswith("long")}
     chk.ok(pieces and min(pieces.values()) >= 3, f"the long files were not cut into pieces: {pieces}")
     killed_out = os.path.join(args.work, "many-killed.jsonl")
     rng = random.Random(7)
@@ -165,7 +157,7 @@ def main():
         proc.wait()
         kills += 1
         try:
-            now = [o["id"] for o in read_lines(killed_out)] if os.path.exists(killed_out) else []
+            now = [o["id"] for o in result_lines(killed_out)] if os.path.exists(killed_out) else []
             if len(now) != len(set(now)):
                 after_kill.append(f"kill {kills}: an id written twice")
         except (AssertionError, ValueError) as e:
@@ -173,7 +165,7 @@ def main():
     chk.ok(rc == 0, f"after {kills} kills the run did not finish cleanly (exit {rc})")
     chk.ok(kills == n_kills, f"only {kills} kills happened: the test did not exercise resume")
     chk.ok(not after_kill, f"after a kill: {after_kill[:5]}")
-    got = read_lines(killed_out)
+    got = result_lines(killed_out)
     print(f"resume after {kills} SIGKILLs: {len(got)} lines")
     chk.ok(len(got) == n_many and len({o["id"] for o in got}) == n_many, f"{len(got)} lines after kills")
     chk.ok(all(ref[o["id"]] == o["text"] for o in got), "texts after kills differ from an uninterrupted run")
@@ -187,10 +179,10 @@ def main():
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     chk.ok(proc.returncode == 4, f"SIGINT: exit {proc.returncode}, wanted 4\n{err}")
-    part = read_lines(int_out)
+    part = result_lines(int_out)
     chk.ok(0 < len(part) < n_many and len({o["id"] for o in part}) == len(part), f"SIGINT: {len(part)} lines")
     p = run([batch, many, "-o", int_out, *slow])
-    chk.ok(p.returncode == 0 and len(read_lines(int_out)) == n_many, "rerun after SIGINT did not complete")
+    chk.ok(p.returncode == 0 and len(result_lines(int_out)) == n_many, "rerun after SIGINT did not complete")
 
     # --- a long file is split at quiet points, segments tile it, texts joined ---
     long_wav = os.path.join(args.work, "long.wav")
@@ -200,7 +192,7 @@ def main():
     long_out = os.path.join(args.work, "long.jsonl")
     p = run([batch, "-", "-o", long_out, "--max-segment-seconds", "45", "--format", "srt",
              "--output-dir", os.path.join(args.work, "srt"), *common], input=long_wav + "\n")
-    o = read_lines(long_out)[0]
+    o = result_lines(long_out)[0]
     seg = o["segments"]
     chk.ok(p.returncode == 0 and len(seg) >= 4, f"long file: exit {p.returncode}, {len(seg)} segments")
     chk.ok(seg[0]["start"] == 0 and abs(seg[-1]["end"] - duration) < 1e-3, f"segments do not cover the file: {seg}")
@@ -220,7 +212,7 @@ def main():
     p = run([batch, bad, "-o", bad_out, *common])
     chk.ok(p.returncode == 1, f"malformed lines: exit {p.returncode}")
     chk.ok(f"{bad}:3" in p.stderr and f"{bad}:4" in p.stderr, f"line numbers not reported:\n{p.stderr}")
-    chk.ok(sorted(o["id"] for o in read_lines(bad_out)) == ["ok", "ok2"], "valid lines not transcribed")
+    chk.ok(sorted(o["id"] for o in result_lines(bad_out)) == ["ok", "ok2"], "valid lines not transcribed")
 
     # --- duplicate ids stop the run before any work ---
     dup = os.path.join(args.work, "dup.tsv")

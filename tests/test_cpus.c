@@ -51,42 +51,42 @@ int main(void)
 {
     root = test_tmp_dir("cpus");
 
-    /* v2: the parent's 1.5 CPUs bind a child without a quota; a tighter child wins */
-    put("v2a/a/cpu.max", "150000 100000\n");
-    put("v2a/a/b/cpu.max", "max 100000\n");
-    check_near(quota("v2a", "0::/a/b\n"), 1.5, "v2 parent quota");
-    put("v2b/a/cpu.max", "150000 100000\n");
-    put("v2b/a/b/cpu.max", "50000 100000\n");
-    check_near(quota("v2b", "0::/a/b\n"), 0.5, "v2 child quota");
-    put("v2c/a/cpu.max", "max 100000\n");
-    check_near(quota("v2c", "0::/a\n"), 0, "v2 max");
-    /* a container with its own cgroup namespace: "/", the quota at the mount's root */
-    put("v2d/cpu.max", "300000 100000\n");
-    check_near(quota("v2d", "0::/\n"), 3, "v2 namespace root");
-    /* a path the mount does not show (another namespace's): its visible ancestors still count */
-    put("v2e/cpu.max", "200000 100000\n");
-    check_near(quota("v2e", "0::/not/here\n"), 2, "v2 missing path");
-
-    /* v1: the hierarchy holding the cpu controller; -1 is no quota */
-    put("v1a/cpu,cpuacct/job/cpu.cfs_quota_us", "250000\n");
-    put("v1a/cpu,cpuacct/job/cpu.cfs_period_us", "100000\n");
-    put("v1a/memory/job/cpu.cfs_quota_us", "10000\n"); /* not the cpu hierarchy: ignored */
-    put("v1a/memory/job/cpu.cfs_period_us", "100000\n");
-    check_near(quota("v1a", "5:memory:/job\n4:cpu,cpuacct:/job\n1:name=systemd:/job\n"), 2.5, "v1 quota");
-    put("v1b/cpu,cpuacct/job/cpu.cfs_quota_us", "-1\n");
-    put("v1b/cpu,cpuacct/job/cpu.cfs_period_us", "100000\n");
-    check_near(quota("v1b", "4:cpu,cpuacct:/job\n"), 0, "v1 -1");
-    put("v1c/cpuacct,cpu/job/cpu.cfs_quota_us", "100000\n");
-    put("v1c/cpuacct,cpu/job/cpu.cfs_period_us", "100000\n");
-    check_near(quota("v1c", "4:cpuacct,cpu:/job\n"), 1, "v1 controllers in the other order");
-
-    /* malformed, empty, missing: no quota, no crash */
-    put("bad/a/cpu.max", "lots 100000\n");
-    check_near(quota("bad", "0::/a\n"), 0, "cpu.max garbage");
-    put("bad2/a/cpu.max", "150000 0\n");
-    check_near(quota("bad2", "0::/a\n"), 0, "period 0");
-    check_near(quota("empty", ""), 0, "empty /proc/self/cgroup");
-    check_near(quota("junk", "no colons here\n::\n0:\n"), 0, "junk /proc/self/cgroup");
+    static const struct {
+        const char *what, *tree, *files[3][2], *proc;
+        double want;
+    } cases[] = {
+        { "v2: a parent's quota binds a child without one", "v2a",
+          { { "a/cpu.max", "150000 100000\n" }, { "a/b/cpu.max", "max 100000\n" } }, "0::/a/b\n", 1.5 },
+        { "v2: a tighter child wins", "v2b",
+          { { "a/cpu.max", "150000 100000\n" }, { "a/b/cpu.max", "50000 100000\n" } }, "0::/a/b\n", 0.5 },
+        { "v2: max is no quota", "v2c", { { "a/cpu.max", "max 100000\n" } }, "0::/a\n", 0 },
+        { "v2: own cgroup namespace, the quota at the mount's root", "v2d",
+          { { "cpu.max", "300000 100000\n" } }, "0::/\n", 3 },
+        { "v2: a path the mount does not show, its visible ancestors count", "v2e",
+          { { "cpu.max", "200000 100000\n" } }, "0::/not/here\n", 2 },
+        { "v1: the cpu hierarchy's quota, not another's", "v1a",
+          { { "cpu,cpuacct/job/cpu.cfs_quota_us", "250000\n" }, { "cpu,cpuacct/job/cpu.cfs_period_us", "100000\n" },
+            { "memory/job/cpu.cfs_quota_us", "10000\n" } },
+          "5:memory:/job\n4:cpu,cpuacct:/job\n1:name=systemd:/job\n", 2.5 },
+        { "v1: -1 is no quota", "v1b",
+          { { "cpu,cpuacct/job/cpu.cfs_quota_us", "-1\n" }, { "cpu,cpuacct/job/cpu.cfs_period_us", "100000\n" } },
+          "4:cpu,cpuacct:/job\n", 0 },
+        { "v1: controllers in the other order", "v1c",
+          { { "cpuacct,cpu/job/cpu.cfs_quota_us", "100000\n" }, { "cpuacct,cpu/job/cpu.cfs_period_us", "100000\n" } },
+          "4:cpuacct,cpu:/job\n", 1 },
+        { "cpu.max garbage", "bad", { { "a/cpu.max", "lots 100000\n" } }, "0::/a\n", 0 },
+        { "period 0", "bad2", { { "a/cpu.max", "150000 0\n" } }, "0::/a\n", 0 },
+        { "empty /proc/self/cgroup", "empty", { { 0 } }, "", 0 },
+        { "junk /proc/self/cgroup", "junk", { { 0 } }, "no colons here\n::\n0:\n", 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char rel[256];
+        for (int f = 0; f < 3 && cases[i].files[f][0]; f++) {
+            snprintf(rel, sizeof rel, "%s/%s", cases[i].tree, cases[i].files[f][0]);
+            put(rel, cases[i].files[f][1]);
+        }
+        check_near(quota(cases[i].tree, cases[i].proc), cases[i].want, cases[i].what);
+    }
     check_near(cpus_cgroup_quota("/nonexistent/cgroup", "/nonexistent"), 0, "missing files");
 
     /* this process: the affinity mask's count, usable within it, at least 1 */

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import ROOT, Checker, bin_model_work_args  # noqa: E402
+from testlib import Checker, ROOT, bin_model_work_args, result_lines  # noqa: E402
 
 E2E = os.path.join(ROOT, "manifests", "e2e.tsv")
 AUDIO = os.path.join(ROOT, "tests", "audio")
@@ -28,13 +28,6 @@ def run(cmd, env=None, **kw):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     full_env.update(env or {})
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, **kw)
-
-
-def read_lines(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    assert not data or data.endswith(b"\n"), f"{path}: torn last line"
-    return [json.loads(line) for line in data.decode().splitlines()]
 
 
 def manifest_rows(path):
@@ -87,7 +80,7 @@ def main():
         ref = os.path.join(work, f"{label}-ref.jsonl")
         p = run([batch, manifest, "-o", ref, "--shard", "none", *common])
         chk.ok(p.returncode == want_rc, f"{label}: unsharded run: exit {p.returncode}\n{p.stderr[-1500:]}")
-        ref_text = {o["id"]: o["text"] for o in read_lines(ref)}
+        ref_text = {o["id"]: o["text"] for o in result_lines(ref)}
 
         # --- three shards: the names, the stderr line, disjoint, covering, the specified split ---
         out = os.path.join(work, label, "results.jsonl")
@@ -104,17 +97,17 @@ def main():
                    f"{label} shard {k}: no shard line for {len(mine)} entries in:\n{p.stderr[:600]}")
             chk.ok(("h of audio" if label == "good" else "file size") in p.stderr,
                    f"{label} shard {k}: weights not as specified:\n{p.stderr[:600]}")
-            got = [o["id"] for o in read_lines(path)] if os.path.exists(path) else []
+            got = [o["id"] for o in result_lines(path)] if os.path.exists(path) else []
             chk.ok(sorted(got) == sorted(mine), f"{label} shard {k}: ids {sorted(got)}, wanted {sorted(mine)}")
         chk.ok(not os.path.exists(out), f"{label}: the unsharded name {out} was written")
-        all_ids = [o["id"] for f in shard_files if os.path.exists(f) for o in read_lines(f)]
+        all_ids = [o["id"] for f in shard_files if os.path.exists(f) for o in result_lines(f)]
         chk.ok(sorted(all_ids) == sorted(ids), f"{label}: shards not disjoint or not covering: {sorted(all_ids)}")
 
         # --- merge: one line per id, manifest order, the unsharded texts, the documented exit ---
         merged = os.path.join(work, f"{label}-merged.jsonl")
         p = run([merge, manifest, *shard_files, "-o", merged])
         chk.ok(p.returncode == want_rc, f"{label}: merge exit {p.returncode}, wanted {want_rc}\n{p.stderr}")
-        lines = read_lines(merged) if os.path.exists(merged) else []
+        lines = result_lines(merged) if os.path.exists(merged) else []
         chk.ok([o["id"] for o in lines] == ids, f"{label}: merged ids {[o['id'] for o in lines]}")
         chk.ok(all(o["text"] == ref_text.get(o["id"]) for o in lines), f"{label}: merged texts differ from unsharded")
         chk.ok(not os.path.exists(merged + ".tmp"), f"{label}: {merged}.tmp left behind")
@@ -135,8 +128,8 @@ def main():
     p = run([batch, good, "-o", env_out, *common], env=slurm)
     env_file = os.path.join(work, "env", f"results.1-of-{N}.jsonl")
     chk.ok(p.returncode == 0 and "SLURM_ARRAY_TASK_ID=11" in p.stderr, f"env shard: exit {p.returncode}\n{p.stderr}")
-    chk.ok(os.path.exists(env_file) and sorted(o["id"] for o in read_lines(env_file)) ==
-           sorted(o["id"] for o in read_lines(os.path.join(work, "good", f"results.1-of-{N}.jsonl"))),
+    chk.ok(os.path.exists(env_file) and sorted(o["id"] for o in result_lines(env_file)) ==
+           sorted(o["id"] for o in result_lines(os.path.join(work, "good", f"results.1-of-{N}.jsonl"))),
            "the array task 11 of 10-12 is not shard 1/3")
     p = run([batch, good, "-o", env_out, *common], env={**slurm, "SLURM_ARRAY_TASK_MAX": "20"})
     chk.ok(p.returncode == 2 and "--shard K/N" in p.stderr, f"sparse array: exit {p.returncode}\n{p.stderr}")
@@ -171,7 +164,7 @@ def main():
     chk.ok(p.returncode == 5 and "INCOMPLETE" in p.stderr, f"missing: exit {p.returncode}\n{p.stderr}")
     chk.ok(all(f"missing: {i} " in p.stderr for i in lost), f"missing ids {lost} not all named\n{p.stderr}")
     chk.ok(f"belong to shard(s) 1 of {N}" in p.stderr, f"missing entries not traced to shard 1\n{p.stderr}")
-    chk.ok(len(read_lines(merged)) == len(ids) - len(lost), "the incomplete merge did not write the others")
+    chk.ok(len(result_lines(merged)) == len(ids) - len(lost), "the incomplete merge did not write the others")
     p = run([merge, good, files[0], files[2], "-o", merged])
     chk.ok(p.returncode == 5 and f"no input file for shard(s) 1 of {N}" in p.stderr,
            f"absent shard file not named\n{p.stderr}")
@@ -179,8 +172,8 @@ def main():
 
     # a duplicate success, an error line for an id that succeeded elsewhere, an id not in the
     # manifest, a torn last line: all reported, exit 1, the merged output still one success per id
-    first = read_lines(files[0])[0]
-    other = read_lines(files[1])[0]
+    first = result_lines(files[0])[0]
+    other = result_lines(files[1])[0]
     with open(files[2], "a") as f:
         f.write(json.dumps(first) + "\n")
         f.write(json.dumps({**other, "text": None, "error": "decoder exploded"}) + "\n")
@@ -195,7 +188,7 @@ def main():
     chk.ok("not in the manifest (dropped): not-in-manifest" in p.stderr, f"extra id not reported\n{p.stderr}")
     chk.ok("incomplete last line" in p.stderr and f"{files[2]}:" in p.stderr, f"torn line not reported\n{p.stderr}")
     chk.ok("2 duplicate(s), 1 not in the manifest, 1 unreadable line(s)" in p.stderr, f"counts\n{p.stderr}")
-    lines = read_lines(merged)
+    lines = result_lines(merged)
     chk.ok([o["id"] for o in lines] == ids and all(o["error"] is None for o in lines),
            "damaged merge: not one success per id in manifest order")
 

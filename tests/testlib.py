@@ -5,6 +5,7 @@ first entries of a make_corpus.py split.
 The tests run as scripts (/usr/bin/python3 tests/<name>.py) and import this module from their
 own directory."""
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -33,6 +34,14 @@ class Checker:
         """Prints the summary; the exit code: 1 if a check failed or none ran."""
         print(f"{self.checks - self.failures}/{self.checks} checks passed")
         return 1 if self.failures or self.checks == 0 else 0
+
+
+def result_lines(path):
+    """The parsed lines of a results file; raises if its last line is torn or a line is not JSON."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert not data or data.endswith(b"\n"), f"{path}: torn last line"
+    return [json.loads(line) for line in data.decode().splitlines()]
 
 
 def bin_model_work_args(doc):
