@@ -63,6 +63,17 @@ if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then
   check "threads default to the affinity mask" err_has "1 thread (affinity: 1 of"
 fi
 
+# --- audio on standard input: the same text as the file; errors name stdin ---
+"$qasr" --model "$model" --max-new-tokens 6 --ignore-eos "$demo" >"$work/file.txt" 2>/dev/null
+"$qasr" --model "$model" --max-new-tokens 6 --ignore-eos - <"$demo" >"$work/out" 2>"$work/err"
+check "stdin: the file's text" cmp -s "$work/out" "$work/file.txt"
+run --model "$model" --max-new-tokens 6 -j - </dev/null
+check "empty stdin: exit 1" rc_is 1
+check "empty stdin: named" err_has "stdin: empty file (0 bytes)"
+check "empty stdin: no temporary file named" eval '! grep -q qasr-stdin "$work/err"'
+run --model "$model" - - </dev/null
+check "stdin twice: usage error" rc_is 2
+
 # --- good input ---
 stages_ok() { # -v: every stage named once, in order, with ms; FLOP rates where there are products
   $py -c '

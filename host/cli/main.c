@@ -1,10 +1,12 @@
 /* qasr: transcribe a few audio files with a Qwen3-ASR checkpoint (all files of one call are
  * decoded together as one batch). For manifests and long runs use qasr-batch. */
 #include <cJSON.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "audio.h"
 #include "qasr.h"
@@ -15,7 +17,7 @@ enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_USAGE = 2, EXIT_MODEL = 3 };
 
 static void usage(FILE *f)
 {
-    fputs("usage: qasr --model DIR [options] AUDIO...\n"
+    fputs("usage: qasr --model DIR [options] AUDIO...   (AUDIO '-': standard input)\n"
           "\n"
           "Transcribe audio files with a Qwen3-ASR checkpoint directory as published\n"
           "(config.json, *.safetensors, vocab.json, merges.txt, tokenizer_config.json).\n"
@@ -28,7 +30,8 @@ static void usage(FILE *f)
           "  -c, --context TEXT       background text (names, terms) to bias recognition\n"
           "  -n, --max-new-tokens N   token limit per file (default: 32 + 12 per second of audio)\n"
           "      --ignore-eos         decode exactly --max-new-tokens tokens (benchmarks, tests)\n"
-          "  -t, --threads N          CPU threads (default: all cores)\n"
+          "  -t, --threads N          CPU threads (default: the CPUs this process may use:\n"
+          "                           affinity mask, cgroup CPU quota)\n"
           "      --precision P        CPU matrix products: fp32 (the reference), bf16 (bf16\n"
           "                           inputs, fp32 sums; needs AVX512-BF16 or AMX) or auto\n"
           "                           (default: bf16 where the CPU has it, else fp32)\n"
@@ -52,6 +55,42 @@ static void usage(FILE *f)
           "exit status: 0 all files transcribed, 1 some files failed (each is reported),\n"
           "2 usage error, 3 the model could not be loaded.\n",
           f);
+}
+
+/* Audio from standard input ("-"): copied to an unlinked-on-return temporary file first, so that
+ * every format decodes as from a file (libsndfile seeks; a pipe cannot). The decoder's messages
+ * name "stdin", not the temporary file. */
+static int load_stdin(float **x, int64_t *n, char **warning)
+{
+    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char *tmp = path_join(dir, "qasr-stdin-XXXXXX");
+    const int fd = mkstemp(tmp);
+    if (fd < 0) {
+        qasr_fail("stdin: cannot make a temporary file in %s (set TMPDIR): %s", dir, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    char buf[1 << 16];
+    ssize_t got = 0;
+    int rc = 0;
+    while (rc == 0 && (got = read(0, buf, sizeof buf)) != 0) {
+        if (got < 0 && errno == EINTR) continue;
+        for (ssize_t off = 0, w; rc == 0 && got > 0 && off < got; off += w)
+            if ((w = write(fd, buf + off, (size_t)(got - off))) < 0)
+                rc = qasr_fail("stdin: writing the temporary copy %s: %s", tmp, strerror(errno));
+        if (got < 0) rc = qasr_fail("stdin: %s", strerror(errno));
+    }
+    close(fd);
+    if (rc == 0 && audio_load(tmp, x, n, warning) != 0) { /* its message, naming stdin */
+        char *msg = xstrdup(qasr_last_error());
+        const char *rest = strncmp(msg, tmp, strlen(tmp)) ? msg : msg + strlen(tmp);
+        qasr_fail("stdin%s", rest);
+        free(msg);
+        rc = -1;
+    }
+    unlink(tmp);
+    free(tmp);
+    return rc;
 }
 
 static void print_json(const char *path, const qasr_result_t *r)
@@ -135,6 +174,11 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    for (int i = optind, dash = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-") && dash++) {
+            fputs("qasr: '-' (standard input) given twice: it can be read once\n", stderr);
+            return EXIT_USAGE;
+        }
     if (ignore_eos && max_new <= 0) {
         fputs("qasr: --ignore-eos needs --max-new-tokens N\n", stderr);
         return EXIT_USAGE;
@@ -160,7 +204,7 @@ int main(int argc, char **argv)
         float *x;
         int64_t n;
         char *warning = NULL;
-        if (audio_load(paths[i], &x, &n, &warning) != 0) {
+        if ((!strcmp(paths[i], "-") ? load_stdin(&x, &n, &warning) : audio_load(paths[i], &x, &n, &warning)) != 0) {
             load_error[i] = xstrdup(qasr_last_error());
             continue;
         }
