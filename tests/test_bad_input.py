@@ -46,6 +46,16 @@ def main():
             chk.ok(False, f"{manifest}: qasr-batch still running after {HANG} s (hung)")
             return None
 
+    def manifest(name, rows):
+        """work/NAME.tsv with the (path, id) rows; its path."""
+        path = os.path.join(work, name + ".tsv")
+        with open(path, "w") as f:
+            f.write("path\tid\n" + "".join(f"{a}\t{i}\n" for a, i in rows))
+        return path
+
+    def by_id(out):
+        return {o["id"]: o for o in result_lines(out)}
+
     # --- special files: an error line naming the kind, never a blocked reader (with and without
     # a duration column: without one, the header probe opens the file before the model loads) ---
     fifo = os.path.join(work, "pipe.wav")
@@ -61,7 +71,7 @@ def main():
         p = run(m, out)
         if p is None:
             continue
-        by = {o["id"]: o for o in result_lines(out)}
+        by = by_id(out)
         chk.ok(p.returncode == 1, f"special files: exit {p.returncode}, wanted 1\n{p.stderr}")
         chk.ok(sorted(by) == ["chardev", "fifo", "good"], f"special files: ids {sorted(by)}")
         chk.ok(by.get("good", {}).get("error") is None, f"special files: the good file failed: {by.get('good')}")
@@ -74,13 +84,11 @@ def main():
     cut = os.path.join(work, "cut.wav")
     with open(full, "rb") as f, open(cut, "wb") as g:
         g.write(f.read(44 + 2 * 8000))
-    m = os.path.join(work, "cut.tsv")
-    with open(m, "w") as f:
-        f.write(f"path\tid\n{cut}\tcut\n{good}\tgood\n")
+    m = manifest("cut", [(cut, "cut"), (good, "good")])
     out = os.path.join(work, "cut.jsonl")
     p = run(m, out)
     if p is not None:
-        by = {o["id"]: o for o in result_lines(out)}
+        by = by_id(out)
         c = by.get("cut", {})
         chk.ok(p.returncode == 0 and c.get("error") is None and c.get("text") is not None,
                f"cut WAV: exit {p.returncode}, line {c}")
@@ -154,16 +162,14 @@ def main():
         chk.ok(not os.path.exists(out) or os.path.getsize(out) == 0, f"{sig.name}: lines written")
 
     # --- messages: the command's own name, the file named, no raw escape sequence on the terminal ---
-    m = os.path.join(work, "names.tsv")
     tiny = os.path.join(work, "tiny.wav")
     write_wav(tiny, 10 / 16000)
     esc = os.path.join(work, "x\x1b[2Jy.wav")
-    with open(m, "w") as f:
-        f.write(f"path\tid\n{tiny}\ttiny\n{esc}\tesc\n")
+    m = manifest("names", [(tiny, "tiny"), (esc, "esc")])
     out = os.path.join(work, "names.jsonl")
     p = run(m, out)
     if p is not None:
-        by = {o["id"]: o for o in result_lines(out)}
+        by = by_id(out)
         chk.ok(tiny in (by.get("tiny", {}).get("error") or ""), f"too short: the error does not name the file: {by.get('tiny')}")
         chk.ok("\x1b" not in p.stderr and "x\\x1b[2Jy.wav" in p.stderr, f"escape sequence on stderr: {p.stderr!r}")
     p = run(os.path.join(work, "cut.tsv"), "/dev/full")
@@ -174,9 +180,7 @@ def main():
     # --- --retry-errors through a symlinked output: the link stays, its target gets the lines ---
     real = os.path.join(work, "real.jsonl")
     link = os.path.join(work, "link.jsonl")
-    m = os.path.join(work, "retry.tsv")
-    with open(m, "w") as f:
-        f.write(f"path\tid\n{good}\tgood\n{os.path.join(work, 'later.wav')}\tlater\n")
+    m = manifest("retry", [(good, "good"), (os.path.join(work, "later.wav"), "later")])
     p = run(m, real)
     os.symlink(real, link)
     shutil.copy(os.path.join(AUDIO, "phone8k.wav"), os.path.join(work, "later.wav"))

@@ -147,6 +147,29 @@ static char *cut_short_warning(SNDFILE *sf, const SF_INFO *info, int64_t n, cons
     return xstrdup(msg);
 }
 
+/* The resampling both audio_resample_16k and a decoding pass do, the same way (so that a file
+ * read in pieces gives the samples of one read whole): libsoxr HQ, input in python-soxr's 3 s
+ * chunks, output length librosa's. */
+static soxr_t resampler_new(double rate_in, soxr_error_t *err)
+{
+    const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
+    const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
+    return soxr_create(rate_in, QASR_SAMPLE_RATE, 1, err, &io, &quality, NULL);
+}
+static int64_t resampler_chunk(double rate_in) { return MAX(1, (int64_t)(48000 * rate_in / QASR_SAMPLE_RATE)); }
+static int64_t resampled_length(int64_t n_in, double rate_in)
+{
+    return (int64_t)ceil((double)n_in * (QASR_SAMPLE_RATE / rate_in));
+}
+
+/* Spec section 3 step 4 with a known peak: divided by it when over 1, then clipped. */
+static void condition_with_peak(float *x, int64_t n, float peak)
+{
+    if (peak > 1.0f)
+        for (int64_t i = 0; i < n; i++) x[i] /= peak;
+    for (int64_t i = 0; i < n; i++) x[i] = fminf(fmaxf(x[i], -1.0f), 1.0f);
+}
+
 /* One decoding pass over a file: libsndfile blocks, non-finite values refused, downmixed, then
  * resampled in python-soxr's 3 s input chunks (see audio_resample_16k); out holds 16 kHz
  * samples ready to hand out, not yet conditioned. */
@@ -183,16 +206,14 @@ static int pass_open(pass_t *p, const char *path)
     p->length = -1;
     if (!(p->sf = open_audio(path, &p->info))) return -1;
     const double rate = p->info.samplerate;
-    p->chunk = rate == QASR_SAMPLE_RATE ? READ_FRAMES : MAX(1, (int64_t)(48000 * rate / QASR_SAMPLE_RATE));
+    p->chunk = rate == QASR_SAMPLE_RATE ? READ_FRAMES : resampler_chunk(rate);
     p->block = xmalloc(sizeof(float) * READ_FRAMES * (size_t)p->info.channels);
     p->in = xmalloc(sizeof(float) * (size_t)(p->chunk + READ_FRAMES));
     p->out_cap = 2 * 48000 + 2 * READ_FRAMES; /* one chunk's output and soxr's backlog, or one block */
     p->out = xmalloc(sizeof(float) * (size_t)p->out_cap);
     if (rate != QASR_SAMPLE_RATE) {
         soxr_error_t err = NULL;
-        const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
-        const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
-        p->soxr = soxr_create(rate, QASR_SAMPLE_RATE, 1, &err, &io, &quality, NULL);
+        p->soxr = resampler_new(rate, &err);
         if (err) {
             qasr_fail("%s: resampling from %g Hz failed: %s", path, rate, soxr_strerror(err));
             pass_close(p);
@@ -228,8 +249,7 @@ static int pass_decode(pass_t *p)
     }
     if (p->input_done && p->frames == 0) return qasr_fail("%s: no audio samples", p->path);
     if (p->input_done && p->length < 0)
-        p->length = p->soxr ? (int64_t)ceil((double)p->frames * (QASR_SAMPLE_RATE / (double)p->info.samplerate))
-                            : p->frames;
+        p->length = p->soxr ? resampled_length(p->frames, p->info.samplerate) : p->frames;
     return 0;
 }
 
@@ -337,7 +357,7 @@ audio_stream_t *audio_stream_open(const char *path, int64_t keep, char **warning
     st->length = n;
     st->peak = peak;
     st->kept = kept;
-    if (kept) audio_condition(kept, n);
+    if (kept) condition_with_peak(kept, n, peak);
     return st;
 }
 
@@ -361,10 +381,7 @@ int64_t audio_stream_read(audio_stream_t *st, float *out, int64_t max)
     if (st->second.served > st->length || (got == 0 && st->second.served < st->length))
         return qasr_fail("%s: the file changed while it was read (%lld samples, then %lld)", st->path,
                          (long long)st->length, (long long)st->second.served);
-    /* audio_condition with the whole file's peak */
-    if (st->peak > 1.0f)
-        for (int64_t i = 0; i < got; i++) out[i] /= st->peak;
-    for (int64_t i = 0; i < got; i++) out[i] = fminf(fmaxf(out[i], -1.0f), 1.0f);
+    condition_with_peak(out, got, st->peak); /* the whole file's peak */
     return got;
 }
 
@@ -432,15 +449,11 @@ float *audio_resample_16k(const float *in, int64_t n_in, double rate_in, int64_t
         *n_out = n_in;
         return copy;
     }
-    int64_t n = (int64_t)ceil((double)n_in * (QASR_SAMPLE_RATE / rate_in));
+    const int64_t n = resampled_length(n_in, rate_in), chunk = resampler_chunk(rate_in);
     float *out = xcalloc((size_t)n, sizeof(float));
-
     soxr_error_t err = NULL;
-    soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
-    soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
-    soxr_t soxr = soxr_create(rate_in, QASR_SAMPLE_RATE, 1, &err, &io, &quality, NULL);
+    soxr_t soxr = resampler_new(rate_in, &err);
     size_t done, pos = 0;
-    int64_t chunk = MAX(1, (int64_t)(48000 * rate_in / QASR_SAMPLE_RATE));
     for (int64_t i = 0; !err && i < n_in; i += chunk) {
         err = soxr_process(soxr, in + i, (size_t)MIN(chunk, n_in - i), NULL, out + pos,
                            (size_t)n - pos, &done);
@@ -462,7 +475,5 @@ void audio_condition(float *x, int64_t n)
 {
     float peak = 0.0f;
     for (int64_t i = 0; i < n; i++) peak = fmaxf(peak, fabsf(x[i]));
-    if (peak > 1.0f)
-        for (int64_t i = 0; i < n; i++) x[i] /= peak;
-    for (int64_t i = 0; i < n; i++) x[i] = fminf(fmaxf(x[i], -1.0f), 1.0f);
+    condition_with_peak(x, n, peak);
 }
