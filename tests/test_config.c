@@ -91,6 +91,38 @@ static void test_real_0p6b(void)
     CHECK_INT_EQ(config_tokens_per_chunk(&c), 13);
     CHECK_INT_EQ(config_enc_window(&c), 104);
     CHECK_INT_EQ(config_conv_out_freq(&c), 16);
+    CHECK_INT_EQ(c.aligner, 0);
+    CHECK_INT_EQ(c.head_rows, 151936);
+}
+
+/* The published Qwen3-ForcedAligner-0.6B config.json, byte for byte (aligner spec 2.2). */
+static void test_real_aligner(void)
+{
+    model_config_t c;
+    char *dir = path_join(fixture_dir(), "qwen3-forced-aligner-0.6b");
+    int rc = config_load(&c, dir);
+    free(dir);
+    CHECK_INT_EQ(rc, 0);
+    if (rc != 0) {
+        fprintf(stderr, "config_load: %s\n", qasr_last_error());
+        return;
+    }
+    CHECK_INT_EQ(c.aligner, 1);
+    CHECK_INT_EQ(c.head_rows, 5000);
+    CHECK_INT_EQ(c.timestamp_token_id, 151705);
+    CHECK_INT_EQ(c.timestamp_ms, 80);
+    CHECK_INT_EQ(c.enc_d, 1024);
+    CHECK_INT_EQ(c.enc_layers, 24);
+    CHECK_INT_EQ(c.enc_heads, 16);
+    CHECK_INT_EQ(c.enc_ffn, 4096);
+    CHECK_INT_EQ(c.enc_out, 1024);
+    CHECK_INT_EQ(c.vocab, 152064);
+    CHECK_INT_EQ(c.tie_word_embeddings, 0);
+    CHECK_INT_EQ(c.max_positions, 8192);
+    CHECK_INT_EQ(c.dec_layers, 28);
+    CHECK_INT_EQ(c.dec_hidden, 1024);
+    CHECK_INT_EQ(c.audio_token_id, 151676);
+    CHECK_INT_EQ(c.n_languages, 11);
 }
 
 static void test_1p7b(void)
@@ -192,9 +224,12 @@ static void test_malformed(void)
           "audio_config.encoder_attention_heads" },
         { "{\"model_type\": \"qwen3_asr\", \"support",
           "{\"model_type\": \"qwen3_forced_aligner\", \"support",
-          "config.json: model_type: \"qwen3_forced_aligner\" is the Qwen3-ForcedAligner" },
+          "config.json: model_type: \"qwen3_forced_aligner\" belongs in thinker_config" },
+        /* an aligner's thinker needs its head size */
         { "{\"model_type\": \"qwen3_asr\",\n", "{\"model_type\": \"qwen3_forced_aligner\",\n",
-          "thinker_config.model_type" },
+          "thinker_config.classify_num: missing" },
+        { "{\"model_type\": \"qwen3_asr\",\n", "{\"model_type\": \"qwen3_tts\",\n",
+          "thinker_config.model_type: expected \"qwen3_asr\"" },
         { "{\"model_type\": \"qwen3_asr\", \"support", "{\"model_type\": \"whisper\", \"support",
           "config.json: model_type: expected \"qwen3_asr\"" },
         { "\"output_dim\": 2048", "\"output_dim\": 1024", "audio_config.output_dim" },
@@ -292,6 +327,7 @@ static void test_audio_tokens(void)
 int main(void)
 {
     test_real_0p6b();
+    test_real_aligner();
     test_1p7b();
     test_optional_keys();
     test_malformed();

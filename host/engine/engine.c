@@ -220,8 +220,8 @@ static void push_result(engine_t *e, seq_t *s)
     if (dir && !s->res.error) {
         dump_i32(dir, "prompt_ids", s->prompt.ids, s->prompt.n);
         dump_i32(dir, "tokens", s->res.tokens, s->res.n_tokens);
-        dump_f32(dir, "logits", e->obs.step_logits, -1, e->m->cfg.vocab);
-        dump_f32(dir, "step_logits", e->obs.step_logits, e->obs.n_step_logits, e->m->cfg.vocab);
+        dump_f32(dir, "logits", e->obs.step_logits, -1, e->m->cfg.head_rows);
+        dump_f32(dir, "step_logits", e->obs.step_logits, e->obs.n_step_logits, e->m->cfg.head_rows);
     }
     if (e->d_count == e->d_cap) {
         int cap = e->d_cap ? 2 * e->d_cap : 64;

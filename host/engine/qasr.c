@@ -39,6 +39,11 @@ static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, 
     qasr_t *q = xcalloc(1, sizeof *q);
     model_config_t cfg;
     if (config_load(&cfg, dir) != 0) goto fail;
+    if (cfg.aligner) {
+        qasr_fail("%s: a Qwen3-ForcedAligner checkpoint (word timestamps: its thinker_config.model_type "
+                  "is a forced aligner), not a speech recognition model; use a Qwen3-ASR checkpoint", dir);
+        goto fail;
+    }
     if (!(q->tok = tokenizer_load(dir))) goto fail;
     if (special_ids_load(&q->sp, q->tok, &cfg) != 0) {
         qasr_fail_prefix("%s", dir);

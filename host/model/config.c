@@ -101,10 +101,29 @@ static int check_model_type(const section_t *s)
 {
     const cJSON *j = get(s, "model_type");
     if (cJSON_IsString(j) && strcmp(j->valuestring, "qwen3_forced_aligner") == 0)
-        return key_fail(s, "model_type", "\"qwen3_forced_aligner\" is the Qwen3-ForcedAligner "
-                        "(timestamp) model, not a speech recognition model; use a Qwen3-ASR "
-                        "checkpoint");
+        return key_fail(s, "model_type", "\"qwen3_forced_aligner\" belongs in thinker_config; the "
+                        "published aligner's top-level model_type is \"qwen3_asr\"");
     return check_string(s, "model_type", "qwen3_asr");
+}
+
+/* The official class builds the timestamp head when thinker_config.model_type contains
+ * "forced_aligner" (aligner spec 2.2); the top-level model_type is "qwen3_asr" for both. */
+static int parse_variant(model_config_t *c, const section_t *top, const section_t *th)
+{
+    const cJSON *j = get(th, "model_type");
+    if (j && !cJSON_IsString(j)) return key_fail(th, "model_type", "expected a string, got %s", json_type(j));
+    c->aligner = j && strstr(j->valuestring, "forced_aligner") != NULL;
+    if (!c->aligner) {
+        c->head_rows = c->vocab;
+        return check_model_type(th);
+    }
+    if (get_int(th, "classify_num", 1, &c->head_rows) || get_int(top, "timestamp_token_id", 0, &c->timestamp_token_id) ||
+        get_int(top, "timestamp_segment_time", 1, &c->timestamp_ms))
+        return -1;
+    if (c->timestamp_token_id >= c->vocab)
+        return key_fail(top, "timestamp_token_id", "%d is outside the vocabulary (vocab_size %d)",
+                        c->timestamp_token_id, c->vocab);
+    return 0;
 }
 
 static int parse_audio(model_config_t *c, const section_t *a)
@@ -224,11 +243,10 @@ int config_parse(model_config_t *cfg, const char *json, const char *origin)
     if (!cJSON_IsObject(root))
         qasr_fail("%s: top level is not a JSON object", origin);
     else if (check_model_type(&top) == 0 && get_section(&top, "thinker_config", &thinker) == 0 &&
-             check_model_type(&thinker) == 0 &&
              get_section(&thinker, "audio_config", &audio) == 0 &&
              get_section(&thinker, "text_config", &text) == 0 && parse_audio(cfg, &audio) == 0 &&
-             parse_text(cfg, &text) == 0 && parse_token_ids(cfg, &thinker) == 0 &&
-             parse_languages(cfg, &top) == 0)
+             parse_text(cfg, &text) == 0 && parse_variant(cfg, &top, &thinker) == 0 &&
+             parse_token_ids(cfg, &thinker) == 0 && parse_languages(cfg, &top) == 0)
         rc = check_consistency(cfg, &audio, &text);
     cJSON_Delete(root);
     return rc;

@@ -38,6 +38,13 @@ typedef struct {
     /* special ids named in thinker_config (cross-checked against the tokenizer) */
     int audio_token_id, audio_start_token_id, audio_end_token_id;
 
+    /* Qwen3-ForcedAligner (aligner spec 2.2): thinker_config.model_type names a forced aligner;
+     * its head gives timestamp classes, not tokens. */
+    int aligner;
+    int head_rows;           /* rows of lm_head: vocab, or thinker_config.classify_num */
+    int timestamp_token_id;  /* top level: the <timestamp> slot token (aligner only) */
+    int timestamp_ms;        /* top level timestamp_segment_time: ms per class (aligner only) */
+
     int n_languages;         /* top-level support_languages */
     char languages[QASR_MAX_LANGUAGES][32];
 } model_config_t;

@@ -5,7 +5,8 @@
  *   RMSNorm -> q|k|v -> per-head RMSNorm of q and k -> RoPE -> store k, v in the paged cache
  *   -> causal GQA attention over the cache -> o_proj + residual
  *   -> RMSNorm -> gate|up -> SiLU(gate) * up -> down + residual
- * -> final RMSNorm and LM head on the rows whose next token is wanted -> greedy argmax. */
+ * -> final RMSNorm and LM head on the rows whose next token is wanted -> greedy argmax (the
+ * aligner: its timestamp-class head at the slot rows, aligner spec 7). */
 #include <math.h>
 #include <stdio.h>
 
@@ -41,7 +42,7 @@ int decoder_forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int 
     void *gu = o->scratch(be, (size_t)n * 2 * I);
     void *act = o->scratch(be, (size_t)n * I);
     void *xo = b->n_out > 0 ? o->scratch(be, (size_t)b->n_out * Hd) : NULL;
-    void *logits = b->n_out > 0 ? o->scratch(be, (size_t)b->n_out * c->vocab) : NULL;
+    void *logits = b->n_out > 0 ? o->scratch(be, (size_t)b->n_out * c->head_rows) : NULL;
     if (!pos || !slot || !ids || !attn.ctx_len || !attn.row_seq || !attn.block_tables || !x || !h || !qkv || !att ||
         !gu || !act || (b->n_out > 0 && (!out_rows || !xo || !logits)))
         goto done;
@@ -81,10 +82,10 @@ int decoder_forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int 
     if (b->n_out > 0) {
         o->gather_rows(be, xo, x, out_rows, b->n_out, Hd);
         o->rmsnorm(be, xo, xo, w->norm, b->n_out, Hd, eps);
-        o->matmul(be, logits, xo, w->lm_head, NULL, b->n_out, Hd, c->vocab, 0);
-        observe_tensor(ob, "logits", logits, b->n_out, c->vocab);
-        o->argmax(be, h_next, logits, b->n_out, c->vocab);
-        observe_stage(ob, STAGE_LM_HEAD, 2.0 * b->n_out * Hd * c->vocab);
+        o->matmul(be, logits, xo, w->lm_head, NULL, b->n_out, Hd, c->head_rows, 0);
+        observe_tensor(ob, "logits", logits, b->n_out, c->head_rows);
+        o->argmax(be, h_next, logits, b->n_out, c->head_rows);
+        observe_stage(ob, STAGE_LM_HEAD, 2.0 * b->n_out * Hd * c->head_rows);
     }
     rc = 0;
 done:

@@ -251,10 +251,11 @@ static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t
         l->w_down = get(L, WEIGHT_MATRIX, SHAPE(Hd, I), "%slayers.%d.mlp.down_proj.weight", p, i);
     }
     d->norm = get(L, WEIGHT_PARAM, SHAPE(Hd), "%snorm.weight", p);
-    /* The released files store the head separately (equal to the embedding, spec 2.6); use it
-     * when present, otherwise share the embedding. */
-    *tied = st_find(L->st, "thinker.lm_head.weight") == NULL;
-    d->lm_head = *tied ? d->embed : get(L, WEIGHT_MATRIX, SHAPE(V, Hd), "thinker.lm_head.weight");
+    /* The released ASR files store the head separately (equal to the embedding, spec 2.6); use
+     * it when present, otherwise share the embedding. The aligner's head is its own
+     * [classify_num][Hd] classifier, never the embedding. */
+    *tied = !c->aligner && st_find(L->st, "thinker.lm_head.weight") == NULL;
+    d->lm_head = *tied ? d->embed : get(L, WEIGHT_MATRIX, SHAPE(c->head_rows, Hd), "thinker.lm_head.weight");
     if (*tied) matrix_ready(L, d->embed, V, Hd);
 }
 
