@@ -3,7 +3,7 @@
 
 Usage:
     make_synthetic_model.py OUT_DIR --size {tiny,0.6b,1.7b} [--seed N] [--shards K]
-                            [--no-lm-head]
+                            [--no-lm-head] [--aligner]
 
 The directory receives config.json, generation_config.json, preprocessor_config.json,
 chat_template.json, tokenizer_config.json, vocab.json, merges.txt and BF16 safetensors
@@ -31,6 +31,12 @@ stay exactly as published.
 
 `--shards K` forces K shards for any size (K = 1: single model.safetensors, no index).
 `--no-lm-head` omits thinker.lm_head.weight (tests the tied-embedding fallback).
+`--aligner` writes a Qwen3-ForcedAligner checkpoint instead (aligner spec 2): the JSON files
+come from tests/fixtures/qwen3-forced-aligner-0.6b (the published aligner's, byte for byte;
+vocab.json and merges.txt are the ASR ones, as published), the head thinker.lm_head.weight is
+[classify_num, H] (5000 timestamp classes of 80 ms), not tied. --size 0.6b: the published
+dimensions (708 tensors, 917,728,896 parameters: the published file size); tiny: the tiny
+dimensions and tokenizer above, with the aligner's 63 added tokens (<timestamp> included).
 
 Weights are drawn from numpy's default_rng, seeded per tensor *and per row chunk* with
 (seed, crc32(tensor name), chunk index), so the values do not depend on the shard layout
@@ -74,6 +80,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE_DIR = os.path.join(os.path.dirname(HERE), "tests", "fixtures", "qwen3-asr-0.6b")
+ALIGNER_FIXTURE_DIR = os.path.join(os.path.dirname(HERE), "tests", "fixtures", "qwen3-forced-aligner-0.6b")
+# The JSON files (config, tokenizer_config, ...) come from here: FIXTURE_DIR, or the aligner's
+# with --aligner. vocab.json and merges.txt always come from FIXTURE_DIR.
+json_dir = FIXTURE_DIR
 
 TINY_V0 = 2000          # tiny tokenizer: ids 0..1999 = 256 bytes + first 1744 merges
 CHUNK_ELEMS = 1 << 22   # elements per generated row chunk (fixed: values depend on it)
@@ -301,7 +311,7 @@ def build_tiny_tokenizer(out_dir, v0=TINY_V0):
 
 def fixture_added_tokens():
     """[(id, added_tokens_decoder entry)] of the fixture's tokenizer_config.json, by id."""
-    tc = load_json(os.path.join(FIXTURE_DIR, "tokenizer_config.json"))
+    tc = load_json(os.path.join(json_dir, "tokenizer_config.json"))
     return sorted(((int(k), e) for k, e in tc["added_tokens_decoder"].items()), key=lambda t: t[0])
 
 
@@ -315,7 +325,7 @@ def write_tokenizer_config(out_dir, first_id):
     for j, (old, entry) in enumerate(fixture_added_tokens()):
         keys[("added_tokens_decoder", str(old))] = str(first_id + j)
         ids[entry["content"]] = first_id + j
-    patch_json_file(os.path.join(FIXTURE_DIR, "tokenizer_config.json"),
+    patch_json_file(os.path.join(json_dir, "tokenizer_config.json"),
                     os.path.join(out_dir, "tokenizer_config.json"), keys=keys)
     return ids
 
@@ -357,7 +367,7 @@ def write_fixture_json(out_dir, fn, values=None, id_map=None):
     """The fixture's JSON file fn written to out_dir with only the given values changed
     ({path: value}) and, with id_map, every token id renumbered (token_id_changes); a byte
     copy when nothing changes. Returns the written document."""
-    src = os.path.join(FIXTURE_DIR, fn)
+    src = os.path.join(json_dir, fn)
     changes = dict(values or {})
     if id_map is not None:
         changes.update(token_id_changes(load_json(src), id_map))
@@ -385,7 +395,7 @@ def write_files(out, size):
     ordinary (vocab.json) tokens, n_tok with the added tokens."""
     os.makedirs(out, exist_ok=True)
     for fn in ("preprocessor_config.json", "chat_template.json"):
-        shutil.copyfile(os.path.join(FIXTURE_DIR, fn), os.path.join(out, fn))
+        shutil.copyfile(os.path.join(json_dir, fn), os.path.join(out, fn))
     if size == "tiny":
         n_tok, tok_ids = build_tiny_tokenizer(out)
         n_real = TINY_V0
@@ -393,8 +403,10 @@ def write_files(out, size):
         write_fixture_json(out, "generation_config.json", id_map=id_map)
         cfg = write_fixture_json(out, "config.json", config_changes("tiny", n_tok), id_map)
     else:
-        for fn in ("vocab.json", "merges.txt", "tokenizer_config.json", "generation_config.json"):
+        for fn in ("vocab.json", "merges.txt"):
             shutil.copyfile(os.path.join(FIXTURE_DIR, fn), os.path.join(out, fn))
+        for fn in ("tokenizer_config.json", "generation_config.json"):
+            shutil.copyfile(os.path.join(json_dir, fn), os.path.join(out, fn))
         n_real = len(load_json(os.path.join(FIXTURE_DIR, "vocab.json")))
         n_tok = n_real + len(fixture_added_tokens())
         cfg = write_fixture_json(out, "config.json", config_changes(size))
@@ -450,8 +462,8 @@ def tensor_list(cfg, lm_head=True):
               (p + "mlp.up_proj.weight", [I, H]),
               (p + "mlp.down_proj.weight", [H, I])]
     t += [(m + "norm.weight", [H])]
-    if lm_head:
-        t += [("thinker.lm_head.weight", [V, H])]
+    if lm_head:  # the aligner's head: classify_num timestamp classes (aligner spec 2.4)
+        t += [("thinker.lm_head.weight", [th.get("classify_num", V), H])]
     return t
 
 
@@ -470,6 +482,8 @@ FINAL_NORM_GAIN = LOGIT_STD / (EMBED_ROW_NORM * float(np.exp(EMBED_ROW_TAU ** 2)
 
 def weight_init(name, shape, ctx):
     """-> (mean, std) for a plain Gaussian tensor, or ('embed', std) for the embedding."""
+    if name == "thinker.lm_head.weight" and ctx.get("aligner"):
+        return (0.0, EMBED_ROW_NORM / np.sqrt(shape[1]))  # its own classifier: logits std ~2.5
     if name in (EMBED_NAME, "thinker.lm_head.weight"):
         return ("embed", EMBED_ROW_NORM / np.sqrt(shape[1]))
     if name == "thinker.model.norm.weight":
@@ -593,7 +607,14 @@ def main(argv=None):
                     help="number of safetensors shards (default: 1 for tiny/0.6b, 2 for 1.7b)")
     ap.add_argument("--no-lm-head", action="store_true",
                     help="omit thinker.lm_head.weight (tied-embedding fallback)")
+    ap.add_argument("--aligner", action="store_true",
+                    help="a Qwen3-ForcedAligner checkpoint (sizes tiny and 0.6b)")
     args = ap.parse_args(argv)
+    global json_dir
+    if args.aligner:
+        if args.size == "1.7b" or args.no_lm_head:
+            ap.error("--aligner: sizes tiny and 0.6b, with its head")
+        json_dir = ALIGNER_FIXTURE_DIR
     shards = args.shards if args.shards is not None else (2 if args.size == "1.7b" else 1)
     if shards < 1:
         ap.error("--shards must be >= 1")
@@ -609,7 +630,8 @@ def main(argv=None):
     tensors = tensor_list(cfg, lm_head=not args.no_lm_head)
     assert len(tensors) == expected_tensor_count(cfg, not args.no_lm_head)
     V = cfg["thinker_config"]["text_config"]["vocab_size"]
-    ctx = {"seed": args.seed, "row_scale": embed_row_scales(args.seed, V, n_real, n_tok)}
+    ctx = {"seed": args.seed, "row_scale": embed_row_scales(args.seed, V, n_real, n_tok),
+           "aligner": args.aligner}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         if shards == 1:
             total = write_safetensors(os.path.join(out, "model.safetensors"), tensors, ctx, pool)

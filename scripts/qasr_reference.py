@@ -629,6 +629,97 @@ def normalize_language(name, supported):
 
 
 # ========================================================================================
+# forced aligner (aligner spec: qwen3-forced-aligner.md)
+
+ALIGN_SPACE = set(chr(c) for c in range(0x110000) if chr(c).isspace())
+KOREAN_DICT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "host", "model", "data", "korean_dict_jieba.dict")
+
+
+def align_clean(word):
+    """Aligner spec 5.2: letters (L*), numbers (N*) and the ASCII apostrophe survive."""
+    return "".join(ch for ch in word if ch == "'" or unicodedata.category(ch)[0] in "LN")
+
+
+def align_is_cjk(ch):
+    c = ord(ch)
+    return (0x4E00 <= c <= 0x9FFF or 0x3400 <= c <= 0x4DBF or 0x20000 <= c <= 0x2A6DF
+            or 0x2A700 <= c <= 0x2B73F or 0x2B740 <= c <= 0x2B81F or 0x2B820 <= c <= 0x2CEAF
+            or 0xF900 <= c <= 0xFAFF)
+
+
+def align_words(text, language):
+    """Aligner spec 5: the words that get times. Japanese: NFKC + the default splitter (the
+    official code segments with nagisa, which this project does not port)."""
+    lang = (language or "").lower()
+    words = []
+    if lang == "korean":
+        with open(KOREAN_DICT, encoding="utf-8") as f:
+            entries = {ln.split()[0] for ln in f if ln.split()}
+        for piece in text.split():
+            toks = [piece]
+            if len(piece) > 2:
+                pre = [piece[:n] for n in range(2, len(piece) + 1) if piece[:n] in entries]
+                if pre and len(pre[-1]) < len(piece):
+                    toks = [pre[-1], piece[len(pre[-1]):]]
+            words += [w for w in (align_clean(t) for t in toks) if w]
+        return words
+    if lang == "japanese":
+        text = unicodedata.normalize("NFKC", text)
+    for piece in text.split():
+        run = ""
+        for ch in align_clean(piece):
+            if align_is_cjk(ch):
+                if run:
+                    words.append(run)
+                words.append(ch)
+                run = ""
+            else:
+                run += ch
+        if run:
+            words.append(run)
+    return words
+
+
+def align_repair(t):
+    """Aligner spec 8.2 (fix_timestamp): keep one longest non-decreasing chain, fill the rest."""
+    n = len(t)
+    best, prev = [1] * n, [-1] * n
+    for i in range(n):
+        for j in range(i):
+            if t[j] <= t[i] and best[j] + 1 > best[i]:
+                best[i], prev[i] = best[j] + 1, j
+    end = max(range(n), key=lambda i: (best[i], -i)) if n else -1
+    kept = set()
+    while end >= 0:
+        kept.add(end)
+        end = prev[end]
+    v = [float(x) for x in t]
+    i = 0
+    while i < n:
+        if i in kept:
+            i += 1
+            continue
+        j = i
+        while j < n and j not in kept:
+            j += 1
+        m = j - i
+        left = v[i - 1] if i > 0 else None
+        right = v[j] if j < n else None
+        for k in range(i, j):
+            if left is None:
+                v[k] = right
+            elif right is None:
+                v[k] = left
+            elif m <= 2:
+                v[k] = left if (k - (i - 1)) <= (j - k) else right
+            else:
+                v[k] = left + (right - left) / (m + 1) * (k - i + 1)
+        i = j
+    return [int(x) for x in v]
+
+
+# ========================================================================================
 # driver
 
 def load_config(model_dir):
@@ -760,6 +851,76 @@ def run(model_dir, audio_path, dump_dir, context="", language=None, steps=32,
     return meta
 
 
+def run_align(model_dir, audio_path, dump_dir, text, language=None, verbose=True):
+    """Aligner spec 1: audio + transcript -> words with start/end ms. Dumps mel, enc_*,
+    prompt_ids, dec_embed, dec_layer_NN as run() does, plus slot_logits.npy [slots, classes],
+    classes.npy int32 [slots], times_ms.npy int32 [slots] (after the repair) and meta.json
+    (words, their times)."""
+    cfg = load_config(model_dir)
+    th = cfg["thinker_config"]
+    if "forced_aligner" not in th.get("model_type", ""):
+        raise SystemExit("error: %s is not a forced aligner checkpoint" % model_dir)
+    acfg, tcfg = th["audio_config"], th["text_config"]
+    tok = Tokenizer(model_dir)
+    ts_id, ms_per_class = cfg["timestamp_token_id"], cfg["timestamp_segment_time"]
+    os.makedirs(dump_dir, exist_ok=True)
+
+    def dump(name, arr, dtype=np.float32):
+        np.save(os.path.join(dump_dir, name), np.ascontiguousarray(arr, dtype=dtype))
+
+    ck = Checkpoint(model_dir)
+    enc, dec = Encoder(ck, acfg), Decoder(ck, tcfg)
+    x = read_wav(audio_path)
+    mel = log_mel(x, acfg["num_mel_bins"])
+    dump("mel.npy", mel)
+    T = mel.shape[1]
+    h = enc.conv_stem(mel)
+    A = h.shape[0]
+    windows = encoder_windows(T, A, acfg["n_window"], acfg["n_window_infer"])
+    dump("enc_conv.npy", h)
+    for i, L in enumerate(enc.layers):
+        h = enc.layer(h, L, windows)
+        dump("enc_layer_%02d.npy" % i, h)
+    audio_emb = enc.head(h).astype(np.float32)
+    dump("enc_out.npy", audio_emb)
+
+    words = align_words(text, language)
+    prompt = ("<|audio_start|>" + "<|audio_pad|>" * A + "<|audio_end|>"
+              + "<timestamp><timestamp>".join(words) + "<timestamp><timestamp>")
+    ids = np.array(tok.encode(prompt), dtype=np.int64)
+    dump("prompt_ids.npy", ids, np.int32)
+    pos = np.nonzero(ids == th["audio_token_id"])[0]
+    assert len(pos) == A, (len(pos), A)
+    slots = np.nonzero(ids == ts_id)[0]
+    assert len(slots) == 2 * max(len(words), 1), (len(slots), len(words))
+    e = dec.embed[ids].copy()
+    e[pos] = audio_emb
+    dump("dec_embed.npy", e)
+    hs = e
+    for i in range(len(dec.layers)):
+        hs = dec.layer(i, hs, 0)
+        dump("dec_layer_%02d.npy" % i, hs)
+    logits = dec.logits(hs[slots])          # the rows AT the slots (aligner spec 7.4)
+    dump("slot_logits.npy", logits)
+    classes = [int(np.argmax(r)) for r in logits]
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    ms = align_repair([c * float(ms_per_class) for c in classes])
+    dump("classes.npy", np.array(classes), np.int32)
+    dump("times_ms.npy", np.array(ms), np.int32)
+    items = [{"word": w, "start_ms": ms[2 * k], "end_ms": ms[2 * k + 1]} for k, w in enumerate(words)]
+    meta = {"model": os.path.abspath(model_dir), "audio": os.path.abspath(audio_path),
+            "T": int(T), "A": int(A), "S": int(len(ids)), "windows": windows, "text": text,
+            "language": language, "words": items, "classes": classes,
+            "margins": [float(m) for m in top2[:, 1] - top2[:, 0]]}
+    with open(os.path.join(dump_dir, "meta.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1, ensure_ascii=False)
+    if verbose:
+        print("T=%d A=%d S=%d words=%d" % (T, A, len(ids), len(words)))
+        for it in items:
+            print("%8d %8d  %s" % (it["start_ms"], it["end_ms"], it["word"]))
+    return meta
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -771,12 +932,18 @@ def main(argv=None):
     ap.add_argument("--language", default=None, help="force the language (e.g. English)")
     ap.add_argument("--steps", type=int, default=32, help="max generated tokens (default 32)")
     ap.add_argument("--ignore-eos", action="store_true", help="do not stop on stop tokens")
+    ap.add_argument("--align-text", default=None,
+                    help="forced aligner checkpoint: align this transcript instead of "
+                         "transcribing (words and times in meta.json; --language picks the splitter)")
     ap.add_argument("--dump-step-logits", action="store_true",
                     help="also write step_logits.npy [n, V]: the logits each generated token "
                          "was selected from (row 0 = logits.npy); not part of the fixed contract")
     args = ap.parse_args(argv)
     if args.steps < 1:
         ap.error("--steps must be >= 1")
+    if args.align_text is not None:
+        run_align(args.model, args.audio, args.dump_dir, args.align_text, args.language)
+        return 0
     run(args.model, args.audio, args.dump_dir, args.context, args.language, args.steps,
         args.ignore_eos, dump_step_logits=args.dump_step_logits)
     return 0

@@ -19,6 +19,9 @@ typedef struct {
     engine_req_t req;     /* context/language are owned copies */
     seq_state_t state;
     prompt_t prompt;
+    int *slots;           /* aligner: prompt rows of the <timestamp> slots [n_slots] */
+    int n_slots, next_slot;
+    align_words_t words;  /* aligner: the transcript's words, until the result takes them */
     kv_seq_t kv;
     void *audio;          /* [A][Hd] encoder output, until the prompt is prefilled */
     int len;              /* tokens in the KV cache */
@@ -31,11 +34,13 @@ typedef struct {
  * arrays are the engine's, kept from step to step and grown when a step needs more. */
 typedef struct {
     int *ids, *pos, *slot, *row_seq, *ctx_len; /* [n_rows] */
-    int *out_rows, *out_seq;                   /* [n_out]: rows whose next token is wanted, their sequence */
+    int *out_rows, *out_seq;                   /* [n_out]: rows whose next token (an aligner's: class)
+                                                * is wanted, their sequence */
+    int *next;                                 /* [n_out] the step's greedy tokens */
     audio_span_t *audio;                       /* [n_audio] */
     int *tables;                               /* [n_active][max_blocks] */
     int n_rows, n_out, n_audio, n_decode_rows, max_blocks, max_ctx;
-    int cap_rows, cap_seqs;
+    int cap_rows, cap_seqs, cap_out;
     size_t cap_tables;
 } step_plan_t;
 
@@ -43,6 +48,7 @@ struct engine {
     const model_t *m;
     const tokenizer_t *tok;
     special_ids_t sp;
+    align_ids_t align_ids; /* an aligner's prompt tokens */
     engine_opts_t opt;
     kv_pool_t pool;
     kv_cache_t *kv;
@@ -58,7 +64,6 @@ struct engine {
     int d_head, d_count, d_cap;
     int in_flight;
     step_plan_t plan;
-    int *next;            /* [max_seqs] the step's greedy tokens */
     long allocs0;         /* the backend's device allocations when the engine was made */
     engine_stats_t stats;
 };
@@ -96,6 +101,8 @@ engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_
     e->m = m;
     e->tok = tok;
     e->sp = *sp;
+    e->align_ids = (align_ids_t){ .audio_start = sp->audio_start, .audio_pad = sp->audio_pad,
+                                  .audio_end = sp->audio_end, .timestamp = c->timestamp_token_id };
     e->opt = *opts;
     e->t0 = now_seconds();
     const backend_ops_t *o = m->bk.ops;
@@ -119,7 +126,6 @@ engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_
     e->stats.device_allocs = o->device_allocs ? 0 : -1;
     e->active = xcalloc(e->opt.max_seqs, sizeof *e->active);
     e->fresh = xcalloc(e->opt.max_seqs, sizeof *e->fresh);
-    e->next = xcalloc(e->opt.max_seqs, sizeof *e->next);
     return e;
 }
 
@@ -128,7 +134,10 @@ static void seq_free(const engine_t *e, seq_t *s)
     free(s->req.samples);
     free((char *)s->req.context);
     free((char *)s->req.language);
+    free((char *)s->req.align_text);
     prompt_free(&s->prompt);
+    free(s->slots);
+    align_words_free(&s->words);
     if (s->audio) e->m->bk.ops->buf_free(e->m->bk.be, s->audio);
     free(s);
 }
@@ -136,7 +145,7 @@ static void seq_free(const engine_t *e, seq_t *s)
 static void plan_free(step_plan_t *p)
 {
     free(p->ids), free(p->pos), free(p->slot), free(p->row_seq), free(p->ctx_len);
-    free(p->out_rows), free(p->out_seq), free(p->audio), free(p->tables);
+    free(p->out_rows), free(p->out_seq), free(p->next), free(p->audio), free(p->tables);
 }
 
 void engine_free(engine_t *e, void (*drop)(void *tag))
@@ -161,7 +170,6 @@ void engine_free(engine_t *e, void (*drop)(void *tag))
     free(e->waiting);
     free(e->active);
     free(e->fresh);
-    free(e->next);
     free(e->done);
     free(e);
 }
@@ -172,6 +180,7 @@ void engine_submit(engine_t *e, const engine_req_t *r)
     s->req = *r;
     s->req.context = r->context ? xstrdup(r->context) : NULL;
     s->req.language = r->language ? xstrdup(r->language) : NULL;
+    s->req.align_text = r->align_text ? xstrdup(r->align_text) : NULL;
     s->res.tag = r->tag;
     s->res.audio_seconds = (double)r->n_samples / QASR_SAMPLE_RATE;
     s->res.t_submit = clock_now(e);
@@ -219,9 +228,14 @@ static void push_result(engine_t *e, seq_t *s)
     const char *dir = e->obs.dump_dir;
     if (dir && !s->res.error) {
         dump_i32(dir, "prompt_ids", s->prompt.ids, s->prompt.n);
-        dump_i32(dir, "tokens", s->res.tokens, s->res.n_tokens);
-        dump_f32(dir, "logits", e->obs.step_logits, -1, e->m->cfg.head_rows);
-        dump_f32(dir, "step_logits", e->obs.step_logits, e->obs.n_step_logits, e->m->cfg.head_rows);
+        if (s->n_slots) { /* an alignment: the slot logits were dumped by the observer */
+            dump_i32(dir, "classes", s->res.tokens, s->res.n_tokens);
+            dump_i32(dir, "times_ms", s->res.times_ms, s->n_slots);
+        } else {
+            dump_i32(dir, "tokens", s->res.tokens, s->res.n_tokens);
+            dump_f32(dir, "logits", e->obs.step_logits, -1, e->m->cfg.head_rows);
+            dump_f32(dir, "step_logits", e->obs.step_logits, e->obs.n_step_logits, e->m->cfg.head_rows);
+        }
     }
     if (e->d_count == e->d_cap) {
         int cap = e->d_cap ? 2 * e->d_cap : 64;
@@ -269,6 +283,52 @@ static void compact_active(engine_t *e)
     e->n_active = k;
 }
 
+/* KV pages for the prompt and token limit must exist. 0, or -1 after failing s. */
+static int check_pages(engine_t *e, seq_t *s)
+{
+    const int pages = kv_pages_for(&e->pool, s->prompt.n + s->max_new);
+    if (pages > e->pool.n_pages) {
+        fail_seq(e, s, "audio too long for the KV cache: %d tokens need %.2f GB, the cache has %.2f GB "
+                 "(raise --kv-gb or split the audio)", s->prompt.n + s->max_new,
+                 e->opt.kv_gb * pages / e->pool.n_pages, e->opt.kv_gb);
+        return -1;
+    }
+    return 0;
+}
+
+/* An aligner's request (aligner spec 5-6): the transcript's words, the input with two
+ * <timestamp> slots after each, one prefill and no decoding. 0, or -1 after failing it. */
+static int prepare_align(engine_t *e, seq_t *s, int A)
+{
+    const model_config_t *c = &e->m->cfg;
+    if (!s->req.align_text) {
+        fail_seq(e, s, "no transcript to align");
+        return -1;
+    }
+    align_prompt_t ap;
+    if (align_split_words(s->req.align_text, s->req.language, &s->words) != 0 ||
+        align_prompt_build(&ap, e->tok, &e->align_ids, A, &s->words) != 0) {
+        fail_seq(e, s, "%s", qasr_last_error());
+        return -1;
+    }
+    s->prompt = (prompt_t){ .ids = ap.ids, .n = ap.n, .audio_at = ap.audio_at, .n_audio = ap.n_audio };
+    s->slots = ap.slots;
+    s->n_slots = ap.n_slots;
+    s->res.audio_tokens = A;
+    s->res.prompt_tokens = s->prompt.n;
+    if (s->words.n == 0) { /* the official code computes two slots and discards them */
+        fail_seq(e, s, "no word to align: the transcript has no letters or digits");
+        return -1;
+    }
+    if (s->prompt.n > c->max_positions) {
+        fail_seq(e, s, "too long to align in one pass: %.1f s of audio and %d words need %d positions, "
+                 "the aligner has %d; split the audio (the official wrapper aligns at most 180 s at once)",
+                 s->res.audio_seconds, s->words.n, s->prompt.n, c->max_positions);
+        return -1;
+    }
+    return check_pages(e, s);
+}
+
 /* Tokens, prompt and limits of a waiting request. 0, or -1 after failing it. */
 static int prepare(engine_t *e, seq_t *s)
 {
@@ -283,6 +343,7 @@ static int prepare(engine_t *e, seq_t *s)
         return -1;
     }
     const int A = model_audio_tokens(e->m, s->req.n_samples);
+    if (c->aligner) return prepare_align(e, s, A);
     if (prompt_build(&s->prompt, e->tok, &e->sp, A, s->req.context, s->req.language) != 0) {
         fail_seq(e, s, "%s", qasr_last_error());
         return -1;
@@ -297,14 +358,7 @@ static int prepare(engine_t *e, seq_t *s)
     }
     s->max_new = MIN(s->max_new, c->max_positions - s->prompt.n);
     s->res.max_new_tokens = s->max_new;
-    const int pages = kv_pages_for(&e->pool, s->prompt.n + s->max_new);
-    if (pages > e->pool.n_pages) {
-        fail_seq(e, s, "audio too long for the KV cache: %d tokens need %.2f GB, the cache has %.2f GB "
-                 "(raise --kv-gb or split the audio)", s->prompt.n + s->max_new,
-                 e->opt.kv_gb * pages / e->pool.n_pages, e->opt.kv_gb);
-        return -1;
-    }
-    return 0;
+    return check_pages(e, s);
 }
 
 /* Move waiting requests into the active set while there is a slot, KV pages for their prompt
@@ -379,6 +433,12 @@ static int encode(engine_t *e, int n)
 
 static void plan_grow(step_plan_t *p, int rows, int seqs, size_t tables)
 {
+    if (rows > p->cap_out) { /* at most one wanted token per row */
+        p->cap_out = MAX(rows, 2 * p->cap_out);
+        p->out_rows = xrealloc(p->out_rows, p->cap_out * sizeof(int));
+        p->out_seq = xrealloc(p->out_seq, p->cap_out * sizeof(int));
+        p->next = xrealloc(p->next, p->cap_out * sizeof(int));
+    }
     if (rows > p->cap_rows) {
         p->cap_rows = MAX(rows, 2 * p->cap_rows);
         int **a[] = { &p->ids, &p->pos, &p->slot, &p->row_seq, &p->ctx_len };
@@ -386,8 +446,6 @@ static void plan_grow(step_plan_t *p, int rows, int seqs, size_t tables)
     }
     if (seqs > p->cap_seqs) {
         p->cap_seqs = MAX(seqs, 2 * p->cap_seqs);
-        p->out_rows = xrealloc(p->out_rows, p->cap_seqs * sizeof(int));
-        p->out_seq = xrealloc(p->out_seq, p->cap_seqs * sizeof(int));
         p->audio = xrealloc(p->audio, p->cap_seqs * sizeof(audio_span_t));
     }
     if (tables > p->cap_tables) {
@@ -445,9 +503,14 @@ static void plan_step(engine_t *e)
         if (a1 > a0)
             p->audio[p->n_audio++] = (audio_span_t){ .src = s->audio, .src_row = a0 - s->prompt.audio_at,
                                                      .dst_row = p->n_rows + a0 - first, .n = a1 - a0 };
+        const int row0 = p->n_rows;
         for (int pos = first; pos < first + k; pos++) add_row(p, e, s, i, pos, s->prompt.ids[pos]);
         s->len += k;
-        if (s->len == s->prompt.n) {
+        for (; s->next_slot < s->n_slots && s->slots[s->next_slot] < s->len; s->next_slot++) {
+            p->out_seq[p->n_out] = i; /* an aligner's slot: its class is wanted */
+            p->out_rows[p->n_out++] = row0 + s->slots[s->next_slot] - first;
+        }
+        if (s->len == s->prompt.n && !s->n_slots) {
             p->out_seq[p->n_out] = i;
             p->out_rows[p->n_out++] = p->n_rows - 1;
         }
@@ -455,7 +518,7 @@ static void plan_step(engine_t *e)
     for (int i = 0; i < p->n_rows; i++) p->max_ctx = MAX(p->max_ctx, p->ctx_len[i]);
 }
 
-/* Run the planned step; its greedy tokens go to e->next. 0; -1 + qasr_fail() when the device
+/* Run the planned step; its greedy tokens go to plan.next. 0; -1 + qasr_fail() when the device
  * failed. Out of backend memory, the step's sequences fail. */
 static int decode(engine_t *e)
 {
@@ -469,7 +532,7 @@ static int decode(engine_t *e)
     /* layer dumps describe the prompt pass: the step that prefills the (single) sequence */
     e->obs.dump_layers = e->active[0]->state == SEQ_PREFILL;
     const double t0 = now_seconds();
-    const int rc = decoder_forward(e->m, e->kv, &b, e->next, observer(e));
+    const int rc = decoder_forward(e->m, e->kv, &b, p->next, observer(e));
     *(b.prefill ? &e->stats.t_prefill : &e->stats.t_decode) += now_seconds() - t0;
     e->stats.steps++;
     e->stats.decode_tokens += p->n_decode_rows;
@@ -485,6 +548,27 @@ static int decode(engine_t *e)
 
 static int is_stop(const engine_t *e, int t) { return t == e->sp.im_end || t == e->sp.endoftext; }
 
+/* An aligner's slot class; after the last, the words' times (aligner spec 8) and the result.
+ * 1 when the sequence has ended. */
+static int collect_slot(engine_t *e, seq_t *s, int cls, double t)
+{
+    if (s->res.n_tokens == 0) s->res.t_first = t;
+    s->res.tokens = xrealloc(s->res.tokens, (s->res.n_tokens + 1) * sizeof(int));
+    s->res.tokens[s->res.n_tokens++] = cls;
+    if (s->res.n_tokens < s->n_slots) return 0;
+    double *ms = xmalloc(sizeof(double) * (size_t)s->n_slots);
+    for (int i = 0; i < s->n_slots; i++) ms[i] = (double)s->res.tokens[i] * e->m->cfg.timestamp_ms;
+    s->res.times_ms = xmalloc(sizeof(int) * (size_t)s->n_slots);
+    align_repair(ms, s->n_slots, s->res.times_ms);
+    free(ms);
+    s->res.words = s->words;
+    memset(&s->words, 0, sizeof s->words);
+    s->res.stopped = 1;
+    kv_seq_release(&e->pool, &s->kv);
+    push_result(e, s);
+    return 1;
+}
+
 /* The step's tokens into their sequences; finished sequences give up their pages and results. */
 static void collect(engine_t *e)
 {
@@ -492,6 +576,10 @@ static void collect(engine_t *e)
     const double t = clock_now(e);
     for (int j = 0; j < p->n_out; j++) {
         seq_t *s = e->active[p->out_seq[j]];
+        if (s->n_slots) {
+            if (collect_slot(e, s, p->next[j], t)) e->active[p->out_seq[j]] = NULL;
+            continue;
+        }
         if (s->state == SEQ_PREFILL) { /* prompt complete: the audio embeddings are no longer needed */
             s->state = SEQ_DECODE;
             e->m->bk.ops->buf_free(e->m->bk.be, s->audio);
@@ -499,8 +587,8 @@ static void collect(engine_t *e)
             s->res.t_first = t;
         }
         s->res.tokens = xrealloc(s->res.tokens, (s->res.n_tokens + 1) * sizeof(int));
-        s->res.tokens[s->res.n_tokens++] = s->last = e->next[j];
-        s->res.stopped = !s->req.ignore_eos && is_stop(e, e->next[j]);
+        s->res.tokens[s->res.n_tokens++] = s->last = p->next[j];
+        s->res.stopped = !s->req.ignore_eos && is_stop(e, p->next[j]);
         if (s->res.stopped || s->res.n_tokens >= s->max_new) {
             s->res.truncated = !s->res.stopped && !s->req.ignore_eos;
             kv_seq_release(&e->pool, &s->kv);
@@ -545,5 +633,7 @@ void engine_result_free(engine_result_t *r)
 {
     free(r->tokens);
     free(r->error);
+    free(r->times_ms);
+    align_words_free(&r->words);
     memset(r, 0, sizeof *r);
 }

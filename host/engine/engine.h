@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "align.h"
 #include "mel.h"
 #include "model.h"
 #include "prompt.h"
@@ -42,6 +43,8 @@ typedef struct {
     const char *language; /* forced language, normalised and validated, or NULL (copied) */
     int max_new_tokens;   /* <= 0: engine_auto_max_new() of the duration */
     int ignore_eos;       /* decode exactly max_new_tokens steps */
+    const char *align_text; /* an aligner model's request: the transcript whose words get times
+                           * (copied; language picks the word splitter) */
     void *tag;            /* returned with the result */
 } engine_req_t;
 
@@ -54,6 +57,9 @@ typedef struct {
     int prompt_tokens, audio_tokens, max_new_tokens;
     double audio_seconds;
     char *error;          /* NULL, or why this input produced nothing (malloc'd) */
+    /* an alignment (the model is an aligner; tokens then holds each slot's class): */
+    align_words_t words;  /* the transcript's words */
+    int *times_ms;        /* [2 * words.n]: start, end of each word, ms from the audio's start */
     /* seconds on the engine clock: submitted, admitted, encoded, first token, done */
     double t_submit, t_admit, t_encoded, t_first, t_done;
 } engine_result_t;

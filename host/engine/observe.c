@@ -32,7 +32,7 @@ static void on_stage(observer_t *o, stage_t s, double flop)
 }
 
 /* Dump mode: the passes' tensors while dump_layers is set; the logits of every step (the
- * reference comparison reads them as step_logits). */
+ * reference comparison reads them as step_logits), or of an aligner's slots (slot_logits). */
 static void on_tensor(observer_t *o, const char *name, const void *x, int rows, int cols, dump_layout_t layout)
 {
     engine_observer_t *ob = self(o);
@@ -49,8 +49,8 @@ static void on_tensor(observer_t *o, const char *name, const void *x, int rows, 
             for (int c = 0; c < cols; c++) t[(size_t)c * rows + r] = h[(size_t)r * cols + c];
         dump_f32(ob->dump_dir, name, t, cols, rows);
         free(t);
-    } else if (!logits) {
-        dump_f32(ob->dump_dir, name, h, rows, cols);
+    } else {  /* several logit rows in one step: an aligner's slots */
+        dump_f32(ob->dump_dir, logits ? "slot_logits" : name, h, rows, cols);
     }
     free(h);
 }

@@ -33,20 +33,32 @@ void qasr_options_default(qasr_options_t *o)
 
 /* One model instance on `device`; upload 0: weights allocated but left for the backend's
  * broadcast_weights. */
-static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, int upload)
+static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, int upload, int aligner)
 {
     const double t0 = now_seconds();
     qasr_t *q = xcalloc(1, sizeof *q);
     model_config_t cfg;
     if (config_load(&cfg, dir) != 0) goto fail;
-    if (cfg.aligner) {
+    if (cfg.aligner && !aligner) {
         qasr_fail("%s: a Qwen3-ForcedAligner checkpoint (word timestamps: its thinker_config.model_type "
-                  "is a forced aligner), not a speech recognition model; use a Qwen3-ASR checkpoint", dir);
+                  "is a forced aligner), not a speech recognition model; use a Qwen3-ASR checkpoint "
+                  "(and give this one as --aligner)", dir);
+        goto fail;
+    }
+    if (!cfg.aligner && aligner) {
+        qasr_fail("%s: not a Qwen3-ForcedAligner checkpoint (its thinker_config has no forced-aligner "
+                  "model_type: a speech recognition model?); --aligner takes a Qwen3-ForcedAligner "
+                  "directory", dir);
         goto fail;
     }
     if (!(q->tok = tokenizer_load(dir))) goto fail;
     if (special_ids_load(&q->sp, q->tok, &cfg) != 0) {
         qasr_fail_prefix("%s", dir);
+        goto fail;
+    }
+    if (aligner && tokenizer_token_id(q->tok, "<timestamp>") != cfg.timestamp_token_id) {
+        qasr_fail("%s: config.json timestamp_token_id %d is not the tokenizer's <timestamp> (%d)", dir,
+                  cfg.timestamp_token_id, tokenizer_token_id(q->tok, "<timestamp>"));
         goto fail;
     }
     const backend_params_t bp = { .device = device, .threads = opt->threads, .n_mels = cfg.n_mels,
@@ -78,7 +90,17 @@ qasr_t *qasr_load(const char *dir, const qasr_options_t *opt)
         qasr_options_default(&def);
         opt = &def;
     }
-    return load_one(dir, opt, opt->device, 1);
+    return load_one(dir, opt, opt->device, 1, 0);
+}
+
+qasr_t *qasr_load_aligner(const char *dir, const qasr_options_t *opt)
+{
+    qasr_options_t def;
+    if (!opt) {
+        qasr_options_default(&def);
+        opt = &def;
+    }
+    return load_one(dir, opt, opt->device, 1, 1);
 }
 
 /* Copy out[0]'s weights to out[1..n-1] (loaded without uploading), where the backend can. */
@@ -99,7 +121,7 @@ int qasr_load_devices(const char *dir, const qasr_options_t *opt, const int *dev
     memset(out, 0, n * sizeof *out);
     int i = 0;
     for (; i < n; i++)
-        if (!(out[i] = load_one(dir, opt, devices[i], i == 0))) goto fail;
+        if (!(out[i] = load_one(dir, opt, devices[i], i == 0, 0))) goto fail;
     const double t1 = now_seconds();
     if (n > 1 && broadcast(out, n) == 0) {
         if (opt->verbose)
@@ -110,7 +132,7 @@ int qasr_load_devices(const char *dir, const qasr_options_t *opt, const int *dev
             fprintf(stderr, "%s: %s: each device uploads the weights itself\n", qasr_program_name(), qasr_last_error());
         for (i = 1; i < n; i++) {
             qasr_free(out[i]);
-            if (!(out[i] = load_one(dir, opt, devices[i], 1))) goto fail;
+            if (!(out[i] = load_one(dir, opt, devices[i], 1, 0))) goto fail;
         }
     }
     for (i = 0; i < n; i++) out[i]->load_seconds = now_seconds() - t0;
@@ -144,7 +166,20 @@ static char *check_language(const qasr_t *q, const char *name)
     return NULL;
 }
 
-static void fill_result(const qasr_t *q, const engine_result_t *er, const char *forced,
+/* An alignment's result: the words and their times; text the transcript aligned. */
+static void fill_alignment(const engine_result_t *er, const char *text, const char *language, qasr_result_t *r)
+{
+    r->text = xstrdup(text ? text : "");
+    r->language = xstrdup(language ? language : "");
+    r->raw = xstrdup("");
+    r->n_words = er->words.n;
+    r->words = xcalloc(MAX(1, er->words.n), sizeof *r->words);
+    for (int i = 0; i < er->words.n; i++)
+        r->words[i] = (qasr_word_t){ .word = xstrdup(er->words.words[i]), .start_ms = er->times_ms[2 * i],
+                                     .end_ms = er->times_ms[2 * i + 1] };
+}
+
+static void fill_result(const qasr_t *q, const engine_result_t *er, const char *forced, const char *align_text,
                         qasr_result_t *r)
 {
     r->audio_seconds = er->audio_seconds;
@@ -155,12 +190,16 @@ static void fill_result(const qasr_t *q, const engine_result_t *er, const char *
     r->token_ids = xmalloc(MAX(1, er->n_tokens) * sizeof(int));
     memcpy(r->token_ids, er->tokens, er->n_tokens * sizeof(int));
     r->n_tokens = er->n_tokens;
-    r->truncated = er->truncated;
-    r->raw = tokenizer_decode(q->tok, er->tokens, er->n_tokens, 1);
-    transcript_parse(r->raw, forced, &r->language, &r->text);
     r->encode_seconds = er->t_encoded - er->t_submit;
     r->first_token_seconds = er->t_first - er->t_submit;
     r->total_seconds = er->t_done - er->t_submit;
+    if (q->model.cfg.aligner) {
+        fill_alignment(er, align_text, forced, r);
+        return;
+    }
+    r->truncated = er->truncated;
+    r->raw = tokenizer_decode(q->tok, er->tokens, er->n_tokens, 1);
+    transcript_parse(r->raw, forced, &r->language, &r->text);
 }
 
 /* ---- sessions: an engine fed incrementally ---- */
@@ -168,6 +207,7 @@ static void fill_result(const qasr_t *q, const engine_result_t *er, const char *
 typedef struct {
     void *tag;      /* the caller's */
     char *forced;   /* normalised forced language, or NULL */
+    char *align_text; /* an alignment's transcript, or NULL */
 } request_t;
 
 struct qasr_session {
@@ -194,7 +234,10 @@ qasr_session_t *qasr_session_new(qasr_t *q)
 void qasr_session_submit(qasr_session_t *s, const qasr_input_t *in, void *tag)
 {
     char *forced = NULL;
-    if (in->language && !(forced = check_language(s->q, in->language))) {
+    const int aligner = s->q->model.cfg.aligner;
+    /* the aligner splits any language's text (unknown ones as space-separated): not refused */
+    if (in->language && aligner) forced = transcript_normalize_language(in->language);
+    else if (in->language && !(forced = check_language(s->q, in->language))) {
         if (s->n_early == s->cap_early) {
             s->cap_early = s->cap_early ? 2 * s->cap_early : 16;
             s->early = xrealloc(s->early, s->cap_early * sizeof *s->early);
@@ -205,12 +248,13 @@ void qasr_session_submit(qasr_session_t *s, const qasr_input_t *in, void *tag)
         return;
     }
     request_t *rq = xmalloc(sizeof *rq);
-    *rq = (request_t){ tag, forced };
+    *rq = (request_t){ tag, forced, aligner && in->align_text ? xstrdup(in->align_text) : NULL };
     float *copy = xmalloc(MAX(1, in->n_samples) * sizeof(float));
     memcpy(copy, in->samples, in->n_samples * sizeof(float));
     const engine_req_t r = { .samples = copy, .n_samples = in->n_samples, .context = in->context,
                              .language = forced, .max_new_tokens = in->max_new_tokens,
-                             .ignore_eos = in->ignore_eos, .tag = rq };
+                             .ignore_eos = in->ignore_eos, .align_text = aligner ? in->align_text : NULL,
+                             .tag = rq };
     engine_submit(s->e, &r);
 }
 
@@ -222,6 +266,7 @@ static void drop_request(void *tag)
 {
     request_t *rq = tag;
     free(rq->forced);
+    free(rq->align_text);
     free(rq);
 }
 
@@ -245,11 +290,10 @@ int qasr_session_poll(qasr_session_t *s, qasr_result_t *out, void **tag)
     if (!engine_pop(s->e, &er)) return 0;
     request_t *rq = er.tag;
     memset(out, 0, sizeof *out);
-    fill_result(s->q, &er, rq->forced, out);
+    fill_result(s->q, &er, rq->forced, rq->align_text, out);
     *tag = rq->tag;
     engine_result_free(&er);
-    free(rq->forced);
-    free(rq);
+    drop_request(rq);
     return 1;
 }
 
@@ -327,6 +371,8 @@ void qasr_result_free(qasr_result_t *r)
     free(r->raw);
     free(r->token_ids);
     free(r->error);
+    for (int i = 0; i < r->n_words; i++) free(r->words[i].word);
+    free(r->words);
     memset(r, 0, sizeof *r);
 }
 

@@ -36,7 +36,17 @@ typedef struct {
     const char *language; /* force a language (any case of a supported name), or NULL */
     int max_new_tokens;   /* 0: scaled to the audio length */
     int ignore_eos;       /* decode exactly max_new_tokens tokens */
+    const char *align_text; /* an aligner (qasr_load_aligner): the transcript whose words get
+                           * times; language (any supported by either model, or NULL) picks
+                           * the word splitter */
 } qasr_input_t;
+
+/* A word of an alignment: as the aligner's splitter cleaned it (letters, digits and '), with
+ * its start and end in ms from the start of the audio (end >= start; both may be equal). */
+typedef struct {
+    char *word;
+    int start_ms, end_ms;
+} qasr_word_t;
 
 typedef struct {
     char *text;           /* transcript */
@@ -48,10 +58,18 @@ typedef struct {
     double audio_seconds;
     double encode_seconds, first_token_seconds, total_seconds; /* since submission */
     char *error;          /* NULL, or why this input has no transcript */
+    qasr_word_t *words;   /* an aligner's result: the words with their times (text is then the
+                           * aligned transcript, token_ids the slot classes) */
+    int n_words;
 } qasr_result_t;
 
 void qasr_options_default(qasr_options_t *o);
 qasr_t *qasr_load(const char *model_dir, const qasr_options_t *o);
+/* A Qwen3-ForcedAligner checkpoint directory as published (word timestamps): its inputs carry
+ * align_text, and qasr_transcribe and sessions align instead of transcribing (one prefill pass
+ * per input, batched as transcription is). NULL + qasr_last_error() also when dir holds a
+ * speech recognition model. */
+qasr_t *qasr_load_aligner(const char *aligner_dir, const qasr_options_t *o);
 /* One model per CUDA device of devices[0..n-1] into out[0..n-1] (each then used by one thread
  * at a time, any thread): the checkpoint is read from disk once, uploaded to devices[0] and
  * copied to the others with an NCCL broadcast (a build without NCCL uploads to each device from
