@@ -212,9 +212,12 @@ class Model:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_q", None):
-            _lib.lib.qasr_free(self._q)
-            self._q = None
+        try:  # at interpreter exit the module may be half torn down: the process frees it all
+            if getattr(self, "_q", None):
+                _lib.lib.qasr_free(self._q)
+                self._q = None
+        except Exception:
+            pass
 
     def __repr__(self) -> str:
         return f"qasr.Model({self.model_dir!r}, {self.backend if self._q else 'closed'})"
