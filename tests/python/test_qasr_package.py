@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -213,3 +214,25 @@ def test_gil_released_during_transcribe(model: qasr.Model) -> None:
     inside = [x for x in ticks if t0 + 0.02 < x < t1 - 0.02]
     # a held GIL would leave no tick inside the call; allow for a busy 2-core machine
     assert t1 - t0 > 0.1 and len(inside) > 0.1 * (t1 - t0) / 0.001, (len(inside), t1 - t0)
+
+
+def test_batch_interrupted_resumes_and_gives_signals_back(work: Path) -> None:
+    """SIGINT mid-run: KeyboardInterrupt after the files in progress are written; Python's own
+    SIGINT handling is back afterwards; a second call resumes and completes the manifest."""
+    clip = AUDIO / "heldout-00001.wav"
+    manifest, out = work / "many.tsv", work / "many.jsonl"
+    manifest.write_text("path\tid\n" + "".join(f"{clip}\tu{i:03d}\n" for i in range(120)))
+    out.unlink(missing_ok=True)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        qasr.batch(manifest, MODEL, out, quiet=True, threads=2)
+    timer.join()
+    done = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert len(done) < 120
+    with pytest.raises(KeyboardInterrupt):  # Python's handler again, not qasr-batch's
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+    assert qasr.batch(manifest, MODEL, out, quiet=True, threads=2) == 0
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == [f"u{i:03d}" for i in range(120)] and ids[:len(done)] == done
