@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The layer map of host/ and cuda/, checked from the sources (README "Which file owns what").
 
-    base <- model <- cpu, cuda <- engine <- batch <- cli
+    base <- model <- cpu, cuda <- engine <- batch <- cli, py
 
 A folder's files may include their own folder's headers and those of the layers it uses, nothing
 above or beside it. The build enforces the same map (one CMake library per folder, include paths
@@ -24,9 +24,10 @@ USES = {
     "engine": ["cpu", "model", "base"],
     "batch": ["engine", "model", "base"],
     "cli": ["batch", "engine", "model", "base"],
+    "py": ["batch", "engine", "model", "base"],  # libqasr.so for python/: beside cli
 }
-HOST_LAYERS = ["base", "model", "cpu", "engine", "batch", "cli"]
-LIBRARY = {"base", "model", "cpu", "cuda", "engine"}  # the library: never exits the process
+HOST_LAYERS = ["base", "model", "cpu", "engine", "batch", "cli", "py"]
+LIBRARY = {"base", "model", "cpu", "cuda", "engine", "py"}  # the library: never exits the process
 SOURCE = re.compile(r"\.(c|h|cu|cuh)$")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 EXITS = re.compile(r"\b(exit|_exit|quick_exit|qasr_die|longjmp|siglongjmp|setjmp)\s*\(")

@@ -18,6 +18,8 @@ packages=(
                                            # agreement test): torch's BLAS is the system libblas,
                                            # the reference BLAS until OpenBLAS provides it
   slurm-wlm munge                          # tests/test_slurm.sh: a private one-node cluster
+  python3-pytest python3-venv              # the Python package (python/): its tests; pip install
+  python3-setuptools python3-wheel         # ./python into a venv, offline (tests/python)
 )
 
 missing=()

@@ -24,7 +24,7 @@ cc -O3 -march=x86-64-v3 -c "$work/probe.c" -o "$work/probe256.o"
 check "the scan finds AVX-512 in an object built for it" test "$(avx512 "$work/probe512.o")" -gt 0
 check "the scan finds none in one built for x86-64-v3" test "$(avx512 "$work/probe256.o")" -eq 0
 
-for f in qasr qasr-batch qasr-merge libqasr_cuda.so; do
+for f in qasr qasr-batch qasr-merge libqasr.so libqasr_cuda.so; do
   [ -f "$build/$f" ] || continue
   n=$(avx512 "$build/$f")
   check "$f: no AVX-512 instruction in the host code ($n found)" test "$n" -eq 0

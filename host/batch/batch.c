@@ -129,6 +129,7 @@ static void catch_signals(void)
 
 int batch_run(const batch_opts_t *o)
 {
+    interrupted = 0; /* a library caller (python/) may run again after an interrupted run */
     catch_signals();
     manifest_format_t mf;
     if (manifest_format_parse(o->manifest_format, &mf) != 0) {
