@@ -18,6 +18,7 @@ enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_USAGE = 2, EXIT_MODEL = 3 };
 static void usage(FILE *f)
 {
     fputs("usage: qasr --model DIR [options] AUDIO...   (AUDIO '-': standard input)\n"
+          "       qasr --aligner DIR --text TEXT [options] AUDIO   (forced alignment of known text)\n"
           "\n"
           "Transcribe audio files with a Qwen3-ASR checkpoint directory as published\n"
           "(config.json, *.safetensors, vocab.json, merges.txt, tokenizer_config.json).\n"
@@ -25,7 +26,13 @@ static void usage(FILE *f)
           "together as one batch.\n"
           "\n"
           "options:\n"
-          "  -m, --model DIR          checkpoint directory (required)\n"
+          "  -m, --model DIR          checkpoint directory (required, unless --text is given)\n"
+          "      --aligner DIR        a Qwen3-ForcedAligner checkpoint: word start/end times for\n"
+          "                           each transcript (or for --text)\n"
+          "      --text TEXT          the transcript of the one AUDIO, to align instead of\n"
+          "                           transcribing (needs --aligner; --language picks the word\n"
+          "                           splitter: Chinese/Japanese/Korean rules, else spaces)\n"
+          "      --timestamps word|none  word times when an aligner is given (default word)\n"
           "  -l, --language NAME      force the language (e.g. English); default: detect\n"
           "  -c, --context TEXT       background text (names, terms) to bias recognition\n"
           "  -n, --max-new-tokens N   token limit per file (default: 32 + 12 per second of audio)\n"
@@ -44,7 +51,8 @@ static void usage(FILE *f)
           "      --step-tokens N      rows per decoder step; longer prompts are prefilled in\n"
           "                           chunks (default 2048)\n"
           "  -j, --json               one JSON object per file and line: path, text, language,\n"
-          "                           raw, token_ids, n_tokens, truncated, audio_seconds, error\n"
+          "                           raw, token_ids, n_tokens, truncated, audio_seconds, error;\n"
+          "                           with word times also words: [{word, start, end}] (seconds)\n"
           "      --dump-dir DIR       write each stage's tensors as .npy (one file only)\n"
           "      --list-languages     print the languages the model supports and exit\n"
           "  -v, --verbose            timings on stderr, stage by stage (on a GPU each stage\n"
@@ -93,7 +101,22 @@ static int load_stdin(float **x, int64_t *n, char **warning)
     return rc;
 }
 
-static void print_json(const char *path, const qasr_result_t *r)
+/* Word times as JSON: [{word, start, end}] in seconds (ms exact to 3 decimals). */
+static cJSON *words_json(const qasr_result_t *r)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < r->n_words; i++) {
+        cJSON *w = cJSON_CreateObject();
+        cJSON_AddStringToObject(w, "word", r->words[i].word);
+        cJSON_AddNumberToObject(w, "start", r->words[i].start_ms / 1000.0);
+        cJSON_AddNumberToObject(w, "end", r->words[i].end_ms / 1000.0);
+        cJSON_AddItemToArray(a, w);
+    }
+    return a;
+}
+
+/* words: -1 no aligner (no field), 0 aligned, 1 not aligned (words_error says why) */
+static void print_json(const char *path, const qasr_result_t *r, int words, const char *words_error)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "path", path);
@@ -108,6 +131,11 @@ static void print_json(const char *path, const qasr_result_t *r)
         cJSON_AddNumberToObject(o, "n_tokens", r->n_tokens);
         cJSON_AddBoolToObject(o, "truncated", r->truncated);
         cJSON_AddNumberToObject(o, "audio_seconds", r->audio_seconds);
+        if (words == 0) cJSON_AddItemToObject(o, "words", words_json(r));
+        if (words == 1) {
+            cJSON_AddNullToObject(o, "words");
+            cJSON_AddStringToObject(o, "words_error", words_error);
+        }
         cJSON_AddNullToObject(o, "error");
     }
     char *s = cJSON_PrintUnformatted(o);
@@ -116,13 +144,46 @@ static void print_json(const char *path, const qasr_result_t *r)
     cJSON_Delete(o);
 }
 
+/* Word times for the n transcripts in res (their audio in in): the aligner's words moved into
+ * res. A transcript that cannot be aligned keeps its text, with the reason in words_error[k];
+ * with given (--text), that is the file's error instead. Empty transcripts get no words. */
+static void align(qasr_t *al, const qasr_input_t *in, qasr_result_t *res, int n, char **words_error, int given)
+{
+    qasr_input_t *ain = xcalloc(MAX(1, n), sizeof *ain);
+    qasr_result_t *ares = xcalloc(MAX(1, n), sizeof *ares);
+    int *of = xcalloc(MAX(1, n), sizeof *of), m = 0;
+    for (int k = 0; k < n; k++) {
+        if (res[k].error || !res[k].text[0]) continue;
+        ain[m] = (qasr_input_t){ .samples = in[k].samples, .n_samples = in[k].n_samples,
+                                 .language = res[k].language[0] ? res[k].language : NULL,
+                                 .align_text = res[k].text };
+        of[m++] = k;
+    }
+    qasr_transcribe(al, ain, m, ares);
+    for (int j = 0; j < m; j++) {
+        qasr_result_t *r = &res[of[j]];
+        if (ares[j].error && given) r->error = xstrdup(ares[j].error);
+        else if (ares[j].error) words_error[of[j]] = xstrdup(ares[j].error);
+        else {
+            r->words = ares[j].words, r->n_words = ares[j].n_words;
+            ares[j].words = NULL, ares[j].n_words = 0;
+        }
+        qasr_result_free(&ares[j]);
+    }
+    free(of);
+    free(ares);
+    free(ain);
+}
+
 int main(int argc, char **argv)
 {
     qasr_options_t opt;
     qasr_options_default(&opt);
-    const char *model = NULL, *language = NULL, *context = NULL;
+    const char *model = NULL, *language = NULL, *context = NULL, *aligner = NULL, *text = NULL;
+    int timestamps = 1;
     int max_new = 0, ignore_eos = 0, json = 0, list_languages = 0;
-    enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_STEP, OPT_DUMP, OPT_LIST, OPT_DEVICE, OPT_PRECISION };
+    enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_STEP, OPT_DUMP, OPT_LIST, OPT_DEVICE, OPT_PRECISION,
+           OPT_ALIGNER, OPT_TEXT, OPT_TIMESTAMPS };
     static const struct option longopts[] = {
         { "model", required_argument, 0, 'm' },          { "language", required_argument, 0, 'l' },
         { "context", required_argument, 0, 'c' },        { "max-new-tokens", required_argument, 0, 'n' },
@@ -133,6 +194,8 @@ int main(int argc, char **argv)
         { "dump-dir", required_argument, 0, OPT_DUMP },  { "list-languages", no_argument, 0, OPT_LIST },
         { "verbose", no_argument, 0, 'v' },              { "help", no_argument, 0, 'h' },
         { "device", required_argument, 0, OPT_DEVICE },  { "precision", required_argument, 0, OPT_PRECISION },
+        { "aligner", required_argument, 0, OPT_ALIGNER }, { "text", required_argument, 0, OPT_TEXT },
+        { "timestamps", required_argument, 0, OPT_TIMESTAMPS },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -161,12 +224,37 @@ int main(int argc, char **argv)
         case OPT_DUMP: opt.dump_dir = optarg; break;
         case OPT_LIST: list_languages = 1; break;
         case OPT_DEVICE: opt.device = atoi(optarg); break;
+        case OPT_ALIGNER: aligner = optarg; break;
+        case OPT_TEXT: text = optarg; break;
+        case OPT_TIMESTAMPS:
+            if (strcmp(optarg, "word") && strcmp(optarg, "none")) {
+                fprintf(stderr, "qasr: --timestamps '%s': expected word or none\n", optarg);
+                return EXIT_USAGE;
+            }
+            timestamps = !strcmp(optarg, "word");
+            break;
         default: usage(stderr); return EXIT_USAGE;
         }
     }
-    if (!model) {
+    if (text && (!aligner || !timestamps)) {
+        fputs("qasr: --text aligns known text: it needs --aligner DIR (and word timestamps)\n", stderr);
+        return EXIT_USAGE;
+    }
+    if (text && model) {
+        fputs("qasr: --text gives the transcript, so --model is not used: give one or the other\n", stderr);
+        return EXIT_USAGE;
+    }
+    if (text && argc - optind != 1) {
+        fputs("qasr: --text is the transcript of exactly one AUDIO\n", stderr);
+        return EXIT_USAGE;
+    }
+    if (!model && !text) {
         fputs("qasr: --model DIR is required\n", stderr);
         usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (list_languages && !model) {
+        fputs("qasr: --list-languages needs --model DIR\n", stderr);
         return EXIT_USAGE;
     }
     if (!list_languages && optind >= argc) {
@@ -184,10 +272,18 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
-    qasr_t *q = qasr_load(model, &opt);
-    if (!q) qasr_die(EXIT_MODEL, "%s", qasr_last_error());
-    if (opt.verbose)
+    qasr_t *q = NULL, *al = NULL;
+    if (model && !(q = qasr_load(model, &opt))) qasr_die(EXIT_MODEL, "%s", qasr_last_error());
+    if (q && opt.verbose)
         fprintf(stderr, "qasr: model loaded in %.2f s (%s)\n", qasr_load_seconds(q), qasr_backend_describe(q));
+    qasr_options_t aopt = opt;
+    if (model) aopt.dump_dir = NULL; /* --dump-dir: the transcription's stages, or the alignment's with --text */
+    if (aligner && timestamps && !(al = qasr_load_aligner(aligner, &aopt))) {
+        qasr_free(q);
+        qasr_die(EXIT_MODEL, "%s", qasr_last_error());
+    }
+    if (al && opt.verbose)
+        fprintf(stderr, "qasr: aligner loaded in %.2f s (%s)\n", qasr_load_seconds(al), qasr_backend_describe(al));
     if (list_languages) {
         for (int i = 0; i < qasr_n_languages(q); i++) puts(qasr_language(q, i));
         qasr_free(q);
@@ -214,7 +310,17 @@ int main(int argc, char **argv)
                                      .max_new_tokens = max_new, .ignore_eos = ignore_eos };
     }
     const double t0 = now_seconds();
-    qasr_transcribe(q, in, n_in, res);
+    if (q) {
+        qasr_transcribe(q, in, n_in, res);
+    } else { /* --text: the transcript is given */
+        for (int k = 0; k < n_in; k++)
+            res[k] = (qasr_result_t){ .text = xstrdup(text), .language = xstrdup(language ? language : ""),
+                                      .raw = xstrdup(""), .token_ids = xmalloc(sizeof(int)),
+                                      .audio_seconds = (double)in[k].n_samples / QASR_SAMPLE_RATE };
+    }
+    const double t_align = now_seconds();
+    char **words_error = xcalloc(MAX(1, n_in), sizeof *words_error);
+    if (al) align(al, in, res, n_in, words_error, text != NULL);
     const double elapsed = now_seconds() - t0;
 
     double audio_total = 0;
@@ -225,17 +331,30 @@ int main(int argc, char **argv)
             failed++;
             fprintf(stderr, "qasr: %s: %s\n", paths[i], r->error);
         }
+        const int k_res = load_error[i] ? -1 : k - 1;
+        const char *werr = k_res >= 0 ? words_error[k_res] : NULL;
+        if (werr) fprintf(stderr, "qasr: %s: no word times: %s\n", paths[i], werr);
         if (json)
-            print_json(paths[i], r);
+            print_json(paths[i], r, !al || r->error ? -1 : werr ? 1 : 0, werr);
         else if (!r->error && n_files > 1)
             printf("%s: %s\n", paths[i], r->text);
         else if (!r->error)
             printf("%s\n", r->text);
+        if (!json && al && !r->error && !werr)
+            for (int w = 0; w < r->n_words; w++)
+                printf("%8.3f %8.3f  %s\n", r->words[w].start_ms / 1000.0, r->words[w].end_ms / 1000.0,
+                       r->words[w].word);
         if (r->truncated)
             fprintf(stderr, "qasr: %s: transcript cut at the %d-token limit without an end token "
                     "(raise --max-new-tokens)\n", paths[i], r->n_tokens);
     }
-    if (opt.verbose) {
+    if (opt.verbose && al) {
+        qasr_stats_t st;
+        qasr_last_stats(al, &st);
+        fprintf(stderr, "qasr: aligner %.2f s for %.1f s of audio (%ld prompt tokens)\n", elapsed - (t_align - t0),
+                st.audio_seconds, st.prefill_tokens);
+    }
+    if (opt.verbose && q) {
         qasr_stats_t st;
         qasr_last_stats(q, &st);
         fprintf(stderr, "qasr: %d files, %.1f s of audio in %.2f s (%.2fx real time)\n", n_files,
@@ -260,9 +379,12 @@ int main(int argc, char **argv)
         qasr_result_free(&res[i]);
     }
     for (int i = 0; i < n_files; i++) free(load_error[i]);
+    for (int i = 0; i < n_in; i++) free(words_error[i]);
+    free(words_error);
     free(load_error);
     free(in);
     free(res);
     qasr_free(q);
+    qasr_free(al);
     return failed ? EXIT_SOME_FAILED : EXIT_OK;
 }
