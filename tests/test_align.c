@@ -165,10 +165,32 @@ static void test_repair(void)
     check_repair(c, 6, c_ms);
 }
 
+static void test_spans(void)
+{
+    const char *text = "It's 10 o’clock, Mr. O’Neil! 今天 fine";
+    align_words_t w;
+    CHECK_INT_EQ(align_split_words(text, "English", &w), 0);
+    int spans[16][2];
+    CHECK_INT_EQ(w.n, 8);
+    CHECK_INT_EQ(align_word_spans(text, w.words, w.n, spans), 0);
+    /* o’clock: the apostrophe U+2019 is deleted by cleaning but inside the word's span */
+    const char *want[] = { "It's", "10", "o’clock", "Mr", "O’Neil", "今", "天", "fine" };
+    for (int k = 0; k < w.n && k < 8; k++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.*s", spans[k][1] - spans[k][0], text + spans[k][0]);
+        CHECK_STR_EQ(buf, want[k]);
+    }
+    /* a word that is not in the text in order */
+    char *swapped[] = { w.words[1], w.words[0] };
+    CHECK_INT_EQ(align_word_spans(text, swapped, 2, spans), -1);
+    align_words_free(&w);
+}
+
 int main(void)
 {
     test_words();
     test_prompt();
     test_repair();
+    test_spans();
     return test_result("test_align");
 }

@@ -19,6 +19,13 @@ typedef struct {
 int align_split_words(const char *text, const char *language, align_words_t *out);
 void align_words_free(align_words_t *w);
 
+/* Where each of the n words came from in text (the transcript they were split from, or one
+ * that contains them in order with other text between): spans[k] = byte range [start, end) from
+ * the word's first to its last character. Cleaning only deletes characters, so a word's
+ * characters appear in text in order with only deleted ones (not letters, digits or ')
+ * between them. 0, or -1 when a word is not found so (e.g. Japanese words, NFKC-normalised). */
+int align_word_spans(const char *text, char *const *words, int n, int (*spans)[2]);
+
 typedef struct {
     int audio_start, audio_pad, audio_end, timestamp;
 } align_ids_t;

@@ -173,6 +173,32 @@ void align_words_free(align_words_t *w)
     memset(w, 0, sizeof *w);
 }
 
+int align_word_spans(const char *text, char *const *words, int n, int (*spans)[2])
+{
+    const size_t len = strlen(text);
+    size_t pos = 0;
+    for (int k = 0; k < n; k++) {
+        const char *w = words[k];
+        const size_t wl = strlen(w);
+        spans[k][0] = -1;
+        for (size_t i = 0; i < wl;) {
+            uint32_t want, c = 0;
+            i += (size_t)MAX(1, utf8_decode(w + i, wl - i, &want));
+            int k_len = 0;
+            while (pos < len) { /* skip what cleaning deleted; any other character is a mismatch */
+                k_len = utf8_decode(text + pos, len - pos, &c);
+                if (k_len <= 0 || c == want || kept_char(c)) break;
+                pos += (size_t)k_len;
+            }
+            if (pos >= len || k_len <= 0 || c != want) return -1;
+            if (spans[k][0] < 0) spans[k][0] = (int)pos;
+            pos += (size_t)k_len;
+            spans[k][1] = (int)pos;
+        }
+    }
+    return 0;
+}
+
 static void append(align_prompt_t *p, int *cap, const int *ids, int n)
 {
     if (p->n + n > *cap) p->ids = xrealloc(p->ids, sizeof(int) * (size_t)(*cap = MAX(2 * *cap, p->n + n)));

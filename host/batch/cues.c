@@ -1,0 +1,133 @@
+/* Subtitle cues from word times: the rules are in cues.h. */
+#include "cues.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "align.h"
+#include "utf8.h"
+#include "util.h"
+
+static int code_points(const char *s, size_t n)
+{
+    int k = 0;
+    for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return k;
+}
+
+/* s[0..n) with whitespace runs made single spaces, trimmed (malloc'd). */
+static char *squeeze(const char *s, size_t n)
+{
+    char *out = xmalloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int space = s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r';
+        if (space && (k == 0 || out[k - 1] == ' ')) continue;
+        out[k++] = space ? ' ' : s[i];
+    }
+    while (k > 0 && out[k - 1] == ' ') k--;
+    out[k] = '\0';
+    return out;
+}
+
+/* Whether the text between two words holds sentence punctuation. */
+static int sentence_end(const char *s, size_t n)
+{
+    static const char *const marks[] = { ".", "!", "?", "\u2026", "\u3002", "\uff01", "\uff1f", "\uff0e" };
+    for (size_t m = 0; m < sizeof marks / sizeof marks[0]; m++)
+        for (size_t i = 0; i + strlen(marks[m]) <= n; i++)
+            if (!memcmp(s + i, marks[m], strlen(marks[m]))) return 1;
+    return 0;
+}
+
+/* text wrapped into at most two lines of CUE_LINE_CHARS where it fits (malloc'd; takes text) */
+static char *wrap(char *text)
+{
+    const size_t len = strlen(text);
+    const int chars = code_points(text, len);
+    if (chars <= CUE_LINE_CHARS) return text;
+    size_t best = 0;
+    int best_off = chars;
+    for (size_t i = 1; i + 1 < len; i++) /* the space nearest the middle */
+        if (text[i] == ' ') {
+            const int left = code_points(text, i), off = abs(2 * left - chars);
+            if (off < best_off) best = i, best_off = off;
+        }
+    if (best) {
+        text[best] = '\n';
+        return text;
+    }
+    size_t mid = 0; /* no space: before the middle character */
+    for (int k = 0; mid < len; mid++)
+        if (((unsigned char)text[mid] & 0xc0) != 0x80 && k++ == chars / 2) break;
+    char *out = xmalloc(len + 2);
+    memcpy(out, text, mid);
+    out[mid] = '\n';
+    memcpy(out + mid + 1, text + mid, len - mid + 1);
+    free(text);
+    return out;
+}
+
+/* The display text of words i..j: the transcript's from word i to word j + 1, or the words. */
+static char *cue_text(const char *text, const qasr_word_t *w, int n, int (*spans)[2], int i, int j)
+{
+    if (spans) {
+        const size_t a = (size_t)spans[i][0], b = j + 1 < n ? (size_t)spans[j + 1][0] : strlen(text);
+        return squeeze(text + a, b - a);
+    }
+    size_t len = 1;
+    for (int k = i; k <= j; k++) len += strlen(w[k].word) + 1;
+    char *s = xcalloc(len, 1);
+    for (int k = i; k <= j; k++) {
+        if (k > i) strcat(s, " ");
+        strcat(s, w[k].word);
+    }
+    return s;
+}
+
+int cues_from_words(const char *text, const qasr_word_t *words, int n, cue_t **cues)
+{
+    *cues = NULL;
+    if (n <= 0) return 0;
+    int (*spans)[2] = xmalloc(sizeof *spans * (size_t)n);
+    char **wl = xmalloc(sizeof *wl * (size_t)n);
+    for (int k = 0; k < n; k++) wl[k] = words[k].word;
+    if (!text || align_word_spans(text, wl, n, spans) != 0) {
+        free(spans);
+        spans = NULL;
+    }
+    free(wl);
+    cue_t *out = xcalloc((size_t)n, sizeof *out);
+    int n_cues = 0;
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j + 1 < n) {
+            if (spans && sentence_end(text + spans[j][1], (size_t)(spans[j + 1][0] - spans[j][1]))) break;
+            if (words[j + 1].start_ms - words[j].end_ms >= CUE_PAUSE_MS) break;
+            if (words[j + 1].end_ms - words[i].start_ms > CUE_MAX_MS) break;
+            char *t = cue_text(text, words, n, spans, i, j + 1);
+            const int chars = code_points(t, strlen(t));
+            free(t);
+            if (chars > CUE_LINES * CUE_LINE_CHARS) break;
+            j++;
+        }
+        out[n_cues++] = (cue_t){ .start = words[i].start_ms / 1000.0, .end = words[j].end_ms / 1000.0,
+                                 .text = wrap(cue_text(text, words, n, spans, i, j)) };
+        i = j + 1;
+    }
+    for (int c = 0; c < n_cues; c++) { /* at least CUE_MIN_MS where the next cue leaves room, never into it */
+        const double next = c + 1 < n_cues ? out[c + 1].start : 1e300;
+        if (out[c].end - out[c].start < CUE_MIN_MS / 1000.0)
+            out[c].end = MAX(out[c].end, MIN(out[c].start + CUE_MIN_MS / 1000.0, next));
+        if (out[c].end > next) out[c].end = MAX(out[c].start, next);
+    }
+    free(spans);
+    *cues = out;
+    return n_cues;
+}
+
+void cues_free(cue_t *cues, int n)
+{
+    for (int c = 0; c < n; c++) free((char *)cues[c].text);
+    free(cues);
+}

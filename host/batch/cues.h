@@ -1,0 +1,33 @@
+/* Subtitle cues cut from word times (qasr-batch --aligner): where a transcript with word start
+ * and end times is cut into cues, and how a cue's text is wrapped. The rules, from the Netflix
+ * Timed Text Style Guide (general requirements: at most 42 characters per line and 2 lines per
+ * event, at most 7 s and at least 5/6 s on screen) and the BBC Subtitle Guidelines (break at the
+ * end of a sentence and at natural pauses):
+ *   - a cue ends after a word followed by sentence punctuation (. ! ? ... and their CJK forms)
+ *     or by a pause of at least CUE_PAUSE_MS before the next word;
+ *   - a cue never grows past 2 x 42 characters or 7 s: the next word starts a new cue;
+ *   - a cue is shown from its first word's start to its last word's end, at least 5/6 s when
+ *     the next cue leaves room, and never into the next cue;
+ *   - its text is the transcript's own (capitals and punctuation kept) from its first word to the
+ *     next cue's first word; over 42 characters it is wrapped into two lines at the space nearest
+ *     the middle (or, without spaces as in Chinese, at the middle character).
+ * Characters are code points. */
+#ifndef QASR_CUES_H
+#define QASR_CUES_H
+
+#include "qasr.h"
+#include "subtitles.h"
+
+#define CUE_LINE_CHARS 42
+#define CUE_LINES 2
+#define CUE_MAX_MS 7000
+#define CUE_MIN_MS 833
+#define CUE_PAUSE_MS 500
+
+/* The cues of text from its n words (times in ms from the start of the file) into *cues
+ * (malloc'd, each text malloc'd: free with cues_free); returns how many. Words the text does
+ * not contain in order (align_word_spans) are shown as themselves, joined by spaces. */
+int cues_from_words(const char *text, const qasr_word_t *words, int n, cue_t **cues);
+void cues_free(cue_t *cues, int n);
+
+#endif
