@@ -44,6 +44,7 @@ void batch_opts_default(batch_opts_t *o)
      * the quietest 100 ms of the preceding 5 s) while a sequence needs at most ~7.5k positions. */
     o->max_segment_seconds = 300;
     o->readers = 2;
+    o->timestamps = 1;
     o->progress_interval = 30;
     o->fsync_seconds = 10;
 }
@@ -105,10 +106,27 @@ static void name_subtitles(const manifest_t *m, const batch_opts_t *o, item_t *i
     free(ids);
 }
 
+/* The aligner instances, one per device of the models (with --align-reference they are the
+ * models). Each reads the checkpoint itself: it is small and the page cache serves the rest. */
+static int load_aligners(const batch_opts_t *o, qasr_t ***aligners, int n)
+{
+    *aligners = xcalloc(n, sizeof **aligners);
+    for (int i = 0; i < n; i++) {
+        qasr_options_t qo = o->qopt;
+        if (o->n_gpus > 0) qo.device = o->gpus[i];
+        if (!((*aligners)[i] = qasr_load_aligner(o->aligner, &qo))) {
+            if (o->n_gpus > 1) qasr_fail_prefix("device %d", o->gpus[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The model instances: one per --gpus device (NCCL-copied weights), else one. */
 static int load_models(const batch_opts_t *o, qasr_t ***models, int *n)
 {
     *n = MAX(1, o->n_gpus);
+    if (o->align_reference) return load_aligners(o, models, *n);
     *models = xcalloc(*n, sizeof **models);
     qasr_options_t qo = o->qopt;
     qo.verbose = !o->quiet; /* how the weights reached the devices */
@@ -127,9 +145,40 @@ static void catch_signals(void)
     signal(SIGPIPE, SIG_IGN); /* a closed stdout becomes a write error with a message */
 }
 
-int batch_run(const batch_opts_t *o)
+/* Word times: a usage error, or 0 with the run's options adjusted into *eff (pieces of at most
+ * 180 s, the official wrapper's cut for alignment, aligner spec 9). */
+static int check_alignment(const batch_opts_t *o, batch_opts_t *eff)
+{
+    *eff = *o;
+    if (o->align_reference && !o->aligner) {
+        fputs("qasr-batch: --align-reference needs --aligner DIR\n", stderr);
+        return BATCH_USAGE;
+    }
+    if (o->align_reference && o->model) {
+        fputs("qasr-batch: --align-reference aligns the manifest's text column: --model is not used; give one or "
+              "the other\n", stderr);
+        return BATCH_USAGE;
+    }
+    if (o->align_reference && !o->timestamps) {
+        fputs("qasr-batch: --align-reference makes word times: --timestamps none contradicts it\n", stderr);
+        return BATCH_USAGE;
+    }
+    if (!o->model && !o->align_reference) {
+        fputs("qasr-batch: --model DIR is required (or --aligner DIR --align-reference)\n", stderr);
+        return BATCH_USAGE;
+    }
+    if (!o->timestamps) eff->aligner = NULL;
+    if (eff->aligner) eff->max_segment_seconds = MIN(eff->max_segment_seconds, ALIGN_MAX_SECONDS);
+    return 0;
+}
+
+int batch_run(const batch_opts_t *o_in)
 {
     interrupted = 0; /* a library caller (python/) may run again after an interrupted run */
+    batch_opts_t eff;
+    const int usage = check_alignment(o_in, &eff);
+    if (usage) return usage;
+    const batch_opts_t *o = &eff;
     catch_signals();
     manifest_format_t mf;
     if (manifest_format_parse(o->manifest_format, &mf) != 0) {
@@ -187,17 +236,22 @@ int batch_run(const batch_opts_t *o)
 
     int code = (prior_failed || m->n_problems) ? BATCH_SOME_FAILED : BATCH_OK;
     run_t run = { .o = o, .out = out, .items = items };
-    qasr_t **models = NULL;
+    qasr_t **models = NULL, **aligners = NULL;
     int n_models = 0;
+    run.aligned = o->aligner != NULL;
     if (n > 0 && !interrupted) {
-        if (load_models(o, &models, &n_models) != 0) {
+        if (load_models(o, &models, &n_models) != 0 ||
+            (o->aligner && !o->align_reference && load_aligners(o, &aligners, n_models) != 0)) {
             fprintf(stderr, "qasr-batch: %s\n", qasr_last_error());
             code = BATCH_MODEL;
         }
         run.n_workers = n_models;
         if (code != BATCH_MODEL && !o->quiet)
-            fprintf(stderr, "qasr-batch: model loaded in %.2f s (%s)\n", qasr_load_seconds(models[0]),
-                    qasr_backend_describe(models[0]));
+            fprintf(stderr, "qasr-batch: %s loaded in %.2f s (%s)\n", o->align_reference ? "aligner" : "model",
+                    qasr_load_seconds(models[0]), qasr_backend_describe(models[0]));
+        if (code != BATCH_MODEL && aligners && !o->quiet)
+            fprintf(stderr, "qasr-batch: aligner loaded in %.2f s; files are cut at %.0f s for it\n",
+                    qasr_load_seconds(aligners[0]), o->max_segment_seconds);
     } else if (!o->quiet) {
         fprintf(stderr, "qasr-batch: nothing to do: every entry%s of %s has a line in %s\n",
                 sp->shard.n ? " of this shard" : "", o->manifest, output);
@@ -213,22 +267,36 @@ int batch_run(const batch_opts_t *o)
             total += items[i].duration > 0 ? items[i].duration : 0;
         }
         run.progress = progress_new((long)n, total, o->quiet, o->progress_interval);
-        const long lost = run_workers(&run, models, o->n_gpus ? o->gpus : NULL, n, paths);
+        const long lost = run_workers(&run, models, aligners, o->n_gpus ? o->gpus : NULL, n, paths);
         const int stopped = run.stopping;
         char status[256], left[96] = "";
         if (lost) snprintf(left, sizeof left, ", %ld left undone by failed devices", lost);
-        snprintf(status, sizeof status, "qasr-batch: %s: %ld transcribed, %ld failed%s%s", stopped ? "interrupted" : "done",
-                 run.done - run.failed, run.failed, left, stopped || lost ? "; rerun the same command to resume" : "");
+        snprintf(status, sizeof status, "qasr-batch: %s: %ld %s, %ld failed%s%s", stopped ? "interrupted" : "done",
+                 run.done - run.failed, o->align_reference ? "aligned" : "transcribed", run.failed, left, stopped || lost ? "; rerun the same command to resume" : "");
         progress_finish(run.progress, status);
+        if (aligners && !o->quiet) { /* the aligner's share of the work */
+            double t = 0, audio = 0;
+            for (int i = 0; i < n_models; i++) {
+                t += run.align_stats[i].encoder_seconds + run.align_stats[i].mel_seconds +
+                     run.align_stats[i].prefill_seconds + run.align_stats[i].decode_seconds;
+                audio += run.align_stats[i].audio_seconds;
+            }
+            fprintf(stderr, "qasr-batch: word times: %.1f s of audio aligned in %.1f s of aligner time\n", audio, t);
+        }
         free(paths);
         code = stopped ? BATCH_INTERRUPTED
              : lost    ? BATCH_DEVICE_FAILED
              : (run.failed || prior_failed || m->n_problems) ? BATCH_SOME_FAILED : BATCH_OK;
     }
     for (int i = 0; i < n_models; i++)
-        if (!run.workers || !run.workers[i].dead) qasr_free(models[i]);
+        if (!run.workers || !run.workers[i].dead) {
+            qasr_free(models[i]);
+            if (aligners) qasr_free(aligners[i]);
+        }
     free(models);
+    free(aligners);
     free(run.workers);
+    free(run.align_stats);
     for (size_t i = 0; i < n; i++) free(items[i].subtitle_path);
     free(items);
     if (results_close(out) != 0) {

@@ -42,7 +42,13 @@ typedef struct {
     double progress_interval;    /* seconds between progress lines when stderr is not a tty */
     double fsync_seconds;        /* see results.h */
     const char *shard;           /* --shard K/N or none; NULL: from the Slurm environment (shard.h) */
+    const char *aligner;         /* --aligner: a Qwen3-ForcedAligner directory (word times), or NULL */
+    int timestamps;              /* word times when an aligner is given (--timestamps word: 1, none: 0) */
+    int align_reference;         /* align each entry's text column instead of transcribing (no model) */
 } batch_opts_t;
+
+/* The longest piece the aligner takes at once: the official wrapper's cut (aligner spec 9). */
+#define ALIGN_MAX_SECONDS 180
 
 void batch_opts_default(batch_opts_t *o);
 /* Run; returns one of the exit codes above. */

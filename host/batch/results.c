@@ -56,6 +56,19 @@ char *result_line(const result_record_t *rec, size_t *len)
         cJSON_AddItemToObject(seg, "text", json_string(s->text));
         cJSON_AddItemToArray(segments, seg);
     }
+    if (rec->has_words && rec->words_error) {
+        cJSON_AddNullToObject(o, "words");
+        cJSON_AddItemToObject(o, "words_error", json_string(rec->words_error));
+    } else if (rec->has_words) {
+        cJSON *words = cJSON_AddArrayToObject(o, "words");
+        for (int i = 0; i < rec->n_words; i++) {
+            cJSON *w = cJSON_CreateObject();
+            cJSON_AddItemToObject(w, "word", json_string(rec->words[i].word));
+            cJSON_AddNumberToObject(w, "start", rec->words[i].start_ms / 1000.0);
+            cJSON_AddNumberToObject(w, "end", rec->words[i].end_ms / 1000.0);
+            cJSON_AddItemToArray(words, w);
+        }
+    }
     cJSON_AddNumberToObject(o, "n_tokens", rec->n_tokens);
     cJSON_AddBoolToObject(o, "truncated", rec->truncated);
     cJSON_AddItemToObject(o, "error", json_string(rec->error));

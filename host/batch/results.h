@@ -1,8 +1,9 @@
 /* results.jsonl: the output of a resumable batch run, one JSON object per line per input.
  *
  * Line schema, keys in this order (result_line builds it):
- *   id, line, path, text, language, duration, segments [{start, end, text}], n_tokens, truncated,
- *   error, reference (only when given), timings {name: seconds, ...}
+ *   id, line, path, text, language, duration, segments [{start, end, text}], words
+ *   [{word, start, end}] or null (only with an aligner; null with words_error saying why), n_tokens,
+ *   truncated, error, reference (only when given), timings {name: seconds, ...}
  * A NULL string, line <= 0 or duration < 0 is written as null. Strings are written as valid UTF-8:
  * each byte that does not start a valid sequence becomes U+FFFD (utf8.h), so ids must already be
  * valid UTF-8 to be found again on resume (manifest ids are). Segment times and timings are
@@ -44,6 +45,8 @@
 
 #include <stddef.h>
 
+#include "qasr.h"
+
 typedef struct {
     double start, end; /* seconds */
     const char *text;
@@ -68,6 +71,10 @@ typedef struct {
     const char *error;     /* NULL: success */
     const char *warning;   /* NULL: the key is left out (a success with something to know, e.g. a cut file) */
     const char *reference; /* NULL: the key is left out */
+    int has_words;         /* an aligner ran: "words" is written (null when words_error is set) */
+    const qasr_word_t *words; /* times in ms from the start of the file */
+    int n_words;
+    const char *words_error;
     const result_timing_t *timings;
     int n_timings;
 } result_record_t;

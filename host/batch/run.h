@@ -36,6 +36,8 @@ typedef struct item {
     char *error;              /* the decoder's, when the file failed after some pieces; malloc'd or NULL */
     char *warning;            /* the decoder's (the file was cut short), for the line; malloc'd or NULL */
     char *subtitle_path;      /* with --format: the file to write (subtitles_paths); NULL: a clash */
+    char *words_error;        /* the first piece the aligner could not align: why (malloc'd or NULL) */
+    double align_seconds;     /* its pieces' time in the aligner (submission to result) */
 } item_t;
 
 /* A piece of an item in flight on a device: the session's tag for it. */
@@ -44,17 +46,20 @@ typedef struct piece {
     int i;                    /* its segment index */
     float *samples;           /* kept until its result is in when another device may have to redo it */
     int64_t n_samples;
+    int aligning;             /* transcribed, now in the aligner (its result is on the item) */
+    double t_align;           /* when it went to the aligner */
     struct piece *next;       /* in a worker's in-flight list or the retry queue */
 } piece_t;
 
 struct run;
 
-/* One device (or the CPU) with its own model instance and session, on its own thread. */
+/* One device (or the CPU) with its own model instance and session, on its own thread; with an
+ * aligner (after transcription, word times: qa and its session sa) on the same device. */
 typedef struct {
     struct run *run;
     int index, device;        /* device: CUDA index, -1 for the CPU */
-    qasr_t *q;
-    qasr_session_t *s;
+    qasr_t *q, *qa;
+    qasr_session_t *s, *sa;
     pthread_t thread;
     piece_t *inflight;        /* submitted here, result not yet in (under run->mu) */
     long files;               /* written by this worker */
@@ -69,6 +74,8 @@ typedef struct run {
     reader_t *reader;
     worker_t *workers;
     int n_workers, keep_samples;
+    int aligned;              /* word times: an aligner after transcription, or --align-reference */
+    qasr_stats_t *align_stats;/* [n_workers] each aligner session's work, filled at the end */
     double waiting_seconds;   /* most audio a worker keeps waiting in its session */
     /* under mu: */
     pthread_mutex_t mu;
@@ -85,9 +92,10 @@ typedef struct run {
 void write_item(run_t *run, item_t *it, const char *error);
 void item_release(item_t *it);
 
-/* workers.c: decode ahead and run one worker per model instance until the files are done or a
- * signal stops the intake. Returns the files left without a line because devices failed. */
-long run_workers(run_t *run, qasr_t **models, const int *devices, size_t n, const char **paths);
+/* workers.c: decode ahead and run one worker per model instance (aligners[i]: the aligner on
+ * the same device, or aligners NULL) until the files are done or a signal stops the intake.
+ * Returns the files left without a line because devices failed. */
+long run_workers(run_t *run, qasr_t **models, qasr_t **aligners, const int *devices, size_t n, const char **paths);
 
 /* batch.c: a first SIGINT or SIGTERM has come. */
 int batch_interrupted(void);

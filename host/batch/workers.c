@@ -11,8 +11,18 @@
 #include "segment.h"
 #include "util.h"
 
-/* Submit piece p to w's session; it is then in flight on w. A short last piece of a cut file
- * is padded to 0.5 s (official). */
+/* p's samples, a short last piece of a cut file padded to 0.5 s (official) into pad. */
+static const float *piece_audio(const piece_t *p, float pad[SEGMENT_MIN_SAMPLES], int64_t *n)
+{
+    *n = p->n_samples;
+    if (p->i == 0 || p->n_samples >= SEGMENT_MIN_SAMPLES) return p->samples;
+    memset(pad, 0, SEGMENT_MIN_SAMPLES * sizeof(float));
+    memcpy(pad, p->samples, p->n_samples * sizeof(float));
+    *n = SEGMENT_MIN_SAMPLES;
+    return pad;
+}
+
+/* Submit piece p to w's session; it is then in flight on w. */
 static void start_piece(worker_t *w, piece_t *p)
 {
     run_t *run = w->run;
@@ -22,24 +32,39 @@ static void start_piece(worker_t *w, piece_t *p)
     if (it->t_submit == 0) it->t_submit = now_seconds();
     p->next = w->inflight;
     w->inflight = p;
+    p->aligning = 0;
     pthread_mutex_unlock(&run->mu);
     float pad[SEGMENT_MIN_SAMPLES];
-    const float *x = p->samples;
-    int64_t n = p->n_samples;
-    if (p->i > 0 && n < SEGMENT_MIN_SAMPLES) {
-        memset(pad, 0, sizeof pad);
-        memcpy(pad, x, n * sizeof(float));
-        x = pad;
-        n = SEGMENT_MIN_SAMPLES;
-    }
+    int64_t n;
+    const float *x = piece_audio(p, pad, &n);
     const qasr_input_t in = {
         .samples = x, .n_samples = n,
         .context = it->e->context ? it->e->context : o->context,
         .language = it->e->language ? it->e->language : o->language,
         .max_new_tokens = o->max_new_tokens, .ignore_eos = o->ignore_eos,
+        /* the model is then the aligner; an empty text column is no text */
+        .align_text = o->align_reference && it->e->text && it->e->text[0] ? it->e->text : NULL,
     };
     qasr_session_submit(w->s, &in, p);
-    if (!run->keep_samples) { /* the session has its copy */
+    if (!run->keep_samples && !w->sa) { /* the session has its copy (the aligner needs them later) */
+        free(p->samples);
+        p->samples = NULL;
+    }
+}
+
+/* A transcribed piece to the aligner on w's device (its transcript is on the item already).
+ * Called with run->mu held. */
+static void start_alignment(worker_t *w, piece_t *p, const qasr_result_t *res)
+{
+    float pad[SEGMENT_MIN_SAMPLES];
+    int64_t n;
+    const float *x = piece_audio(p, pad, &n);
+    const qasr_input_t in = { .samples = x, .n_samples = n, .language = res->language[0] ? res->language : NULL,
+                              .align_text = res->text };
+    p->aligning = 1;
+    p->t_align = now_seconds();
+    qasr_session_submit(w->sa, &in, p);
+    if (!w->run->keep_samples) {
         free(p->samples);
         p->samples = NULL;
     }
@@ -80,24 +105,57 @@ static void start_decoded(worker_t *w, decoded_t *d)
         p = xmalloc(sizeof *p);
         *p = (piece_t){ .item = it, .i = d->index, .samples = d->samples, .n_samples = d->n_samples };
     }
+    if (p && run->o->align_reference && !(d->index == 0 && d->last)) {
+        /* a reference text cannot be split with the audio: only a file of one piece is aligned */
+        char msg[QASR_ERR_LEN];
+        snprintf(msg, sizeof msg, "longer than %.0f s: a reference text is aligned with its whole audio, at most "
+                 "%.0f s at once (the aligner's limit); transcribe it with --model and --aligner instead",
+                 run->o->max_segment_seconds, run->o->max_segment_seconds);
+        it->seg[d->index] = (qasr_result_t){ .error = xstrdup(msg) };
+        it->n_done++;
+        free(p->samples);
+        free(p);
+        p = NULL;
+    }
     const int finished = item_finished(it);
     pthread_mutex_unlock(&run->mu);
     if (p) start_piece(w, p);
     else if (finished) write_item(run, it, it->error);
 }
 
-/* A piece's result is in: kept on its file, whose line is written if it was the last one. */
+/* A piece's result is in: kept on its file, whose line is written if it was the last one. With
+ * an aligner, a transcript goes on to it first (res is the aligner's when p->aligning). */
 static void finish_piece(worker_t *w, piece_t *p, qasr_result_t *res)
 {
     run_t *run = w->run;
     item_t *it = p->item;
     pthread_mutex_lock(&run->mu);
+    if (p->aligning) { /* the words join the transcript */
+        qasr_result_t *seg = &it->seg[p->i];
+        it->align_seconds += now_seconds() - p->t_align;
+        if (res->error && !it->words_error) {
+            char msg[QASR_ERR_LEN];
+            if (it->n_seg > 1) snprintf(msg, sizeof msg, "segment %d: %s", p->i + 1, res->error);
+            else snprintf(msg, sizeof msg, "%s", res->error);
+            it->words_error = xstrdup(msg);
+        }
+        seg->words = res->words, seg->n_words = res->n_words;
+        res->words = NULL, res->n_words = 0;
+        qasr_result_free(res);
+    } else {
+        qasr_result_free(&it->seg[p->i]); /* a result from a device that failed before aligning it */
+        it->seg[p->i] = *res;
+        if (w->sa && !res->error && res->text[0]) { /* an empty transcript has no words (official) */
+            start_alignment(w, p, res);
+            pthread_mutex_unlock(&run->mu);
+            return;
+        }
+    }
     for (piece_t **q = &w->inflight; *q; q = &(*q)->next)
         if (*q == p) {
             *q = p->next;
             break;
         }
-    it->seg[p->i] = *res;
     it->n_done++;
     const int finished = item_finished(it);
     if (finished) w->files++;
@@ -150,7 +208,7 @@ static void stop_intake(worker_t *w)
     pthread_cond_broadcast(&run->changed);
     pthread_mutex_unlock(&run->mu);
     if (first) reader_cancel(run->reader);
-    qasr_session_cancel_waiting(w->s);
+    qasr_session_cancel_waiting(w->s); /* the aligner's waiting pieces finish: their files are in progress */
 }
 
 /* w's device failed: its files go to the retry queue for the other devices (or, if none is
@@ -205,7 +263,8 @@ static int work(worker_t *w)
             else
                 break;
         }
-        if (qasr_session_pending(w->s) == 0) {
+        const int aligning = w->sa && qasr_session_pending(w->sa) > 0;
+        if (qasr_session_pending(w->s) == 0 && !aligning) {
             if (stop || !wait_for_work(w)) break;
             continue;
         }
@@ -213,6 +272,9 @@ static int work(worker_t *w)
         qasr_result_t res;
         void *tag;
         while (qasr_session_poll(w->s, &res, &tag)) finish_piece(w, tag, &res);
+        /* the aligner: its own batched stage, a step per transcription step */
+        if (w->sa && qasr_session_step(w->sa) != 0) return -1;
+        while (w->sa && qasr_session_poll(w->sa, &res, &tag)) finish_piece(w, tag, &res);
         pthread_mutex_lock(&run->mu);
         progress_tick(run->progress);
         pthread_mutex_unlock(&run->mu);
@@ -232,7 +294,7 @@ static int work(worker_t *w)
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
-    if (!(w->s = qasr_session_new(w->q))) {
+    if (!(w->s = qasr_session_new(w->q)) || (w->qa && !(w->sa = qasr_session_new(w->qa)))) {
         device_lost(w, qasr_last_error());
         return NULL;
     }
@@ -247,7 +309,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-long run_workers(run_t *run, qasr_t **models, const int *devices, size_t n, const char **paths)
+long run_workers(run_t *run, qasr_t **models, qasr_t **aligners, const int *devices, size_t n, const char **paths)
 {
     const batch_opts_t *o = run->o;
     const int batch = o->qopt.max_batch > 0 ? o->qopt.max_batch : 32;
@@ -262,9 +324,11 @@ long run_workers(run_t *run, qasr_t **models, const int *devices, size_t n, cons
     pthread_mutex_init(&run->mu, NULL);
     pthread_cond_init(&run->changed, NULL);
     run->workers = xcalloc(run->n_workers, sizeof *run->workers);
+    run->align_stats = xcalloc(run->n_workers, sizeof *run->align_stats);
     for (int i = 0; i < run->n_workers; i++) {
         worker_t *w = &run->workers[i];
-        *w = (worker_t){ .run = run, .index = i, .device = devices ? devices[i] : -1, .q = models[i] };
+        *w = (worker_t){ .run = run, .index = i, .device = devices ? devices[i] : -1, .q = models[i],
+                         .qa = aligners ? aligners[i] : NULL };
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) qasr_die(BATCH_MODEL, "cannot start a worker thread");
     }
     for (int i = 0; i < run->n_workers; i++) pthread_join(run->workers[i].thread, NULL);
@@ -281,7 +345,11 @@ long run_workers(run_t *run, qasr_t **models, const int *devices, size_t n, cons
             fprintf(stderr, "qasr-batch: device %d: %ld files%s\n", run->workers[i].device, run->workers[i].files,
                     run->workers[i].dead ? " (failed)" : "");
     for (int i = 0; i < run->n_workers; i++)
-        if (!run->workers[i].dead) qasr_session_free(run->workers[i].s); /* a dead device's state is left */
+        if (!run->workers[i].dead) { /* a dead device's state is left */
+            if (run->workers[i].sa) qasr_session_stats(run->workers[i].sa, &run->align_stats[i]);
+            qasr_session_free(run->workers[i].s);
+            qasr_session_free(run->workers[i].sa);
+        }
     reader_free(run->reader);
     for (size_t i = 0; i < n; i++) item_release(&run->items[i]); /* the files left without a line */
     pthread_cond_destroy(&run->changed);

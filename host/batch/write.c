@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "audio.h"
+#include "cues.h"
 #include "join.h"
 #include "run.h"
 #include "subtitles.h"
@@ -16,13 +17,33 @@ void item_release(item_t *it)
     free(it->bounds);
     free(it->warning);
     free(it->error);
+    free(it->words_error);
     it->seg = NULL;
     it->bounds = NULL;
-    it->warning = it->error = NULL;
+    it->warning = it->error = it->words_error = NULL;
     it->n_seg = it->n_in = it->n_done = it->cap_seg = 0;
 }
 
 static double seconds_at(int64_t sample) { return (double)sample / QASR_SAMPLE_RATE; }
+
+/* The words of every segment, their times moved from the segment's start to the file's
+ * (borrowed word strings; malloc'd array). */
+static qasr_word_t *file_words(const item_t *it, int *n)
+{
+    *n = 0;
+    for (int i = 0; i < it->n_seg; i++) *n += it->seg[i].n_words;
+    qasr_word_t *w = xmalloc(sizeof *w * (size_t)MAX(1, *n));
+    int k = 0;
+    for (int i = 0; i < it->n_seg; i++) {
+        const int offset_ms = (int)((it->bounds[i] * 1000 + QASR_SAMPLE_RATE / 2) / QASR_SAMPLE_RATE); /* rounded */
+        for (int j = 0; j < it->seg[i].n_words; j++) {
+            w[k] = it->seg[i].words[j];
+            w[k].start_ms += offset_ms;
+            w[k++].end_ms += offset_ms;
+        }
+    }
+    return w;
+}
 
 /* "<path>: <what>" unless what names the file already (decode errors do). malloc'd. */
 static char *naming_the_file(const char *path, const char *what)
@@ -60,21 +81,33 @@ void write_item(run_t *run, item_t *it, const char *error_in)
         truncated |= it->seg[i].truncated;
     }
     char *text = error ? NULL : join_texts(texts, it->n_seg), *language = error ? NULL : join_languages(langs, it->n_seg);
+    /* word times: the segments become subtitle cues cut from them */
+    int n_words = 0, n_cues = it->n_seg;
+    qasr_word_t *words = run->aligned && !error ? file_words(it, &n_words) : NULL;
+    cue_t *word_cues = NULL;
+    if (words && !it->words_error) {
+        n_cues = cues_from_words(text, words, n_words, &word_cues);
+        segs = xrealloc(segs, sizeof *segs * (size_t)MAX(1, n_cues));
+        for (int c = 0; c < n_cues; c++) segs[c] = (result_segment_t){ word_cues[c].start, word_cues[c].end, word_cues[c].text };
+    }
     if (!error && o->format && !it->subtitle_path)
         error = naming_the_file(it->e->path, "its subtitle file name collides with other entries' even with entry "
                                 "numbers: change the id");
-    else if (!error && o->format && subtitles_write(it->subtitle_path, o->format, cues, it->n_seg) != 0)
+    else if (!error && o->format &&
+             subtitles_write(it->subtitle_path, o->format, word_cues ? word_cues : cues, n_cues) != 0)
         error = naming_the_file(it->e->path, qasr_last_error());
     const result_timing_t timings[] = {
         { "decode_audio", it->decode_seconds },
         { "transcribe", it->t_submit > 0 ? now_seconds() - it->t_submit : 0 },
+        { "align", it->align_seconds },
     };
     const result_record_t rec = {
         .id = it->e->id, .path = it->e->path, .line = it->e->line, .text = text, .language = language,
-        .duration = it->duration, .segments = segs, .n_segments = error ? 0 : it->n_seg,
+        .duration = it->duration, .segments = segs, .n_segments = error ? 0 : n_cues,
         .n_tokens = n_tokens, .truncated = truncated, .error = error, .warning = error ? NULL : it->warning,
         .reference = it->e->text,
-        .timings = timings, .n_timings = 2,
+        .has_words = words != NULL, .words = words, .n_words = n_words, .words_error = it->words_error,
+        .timings = timings, .n_timings = run->aligned ? 3 : 2,
     };
     if (results_append(run->out, &rec) != 0) /* a full disk is not a per-file problem: a rerun resumes */
         qasr_die(BATCH_USAGE, "%s", qasr_last_error());
@@ -87,6 +120,8 @@ void write_item(run_t *run, item_t *it, const char *error_in)
         snprintf(msg, sizeof msg, "qasr-batch: %s: transcript cut at the token limit without an end token", it->e->path);
     } else if (it->warning) {
         snprintf(msg, sizeof msg, "qasr-batch: warning: %s", it->warning);
+    } else if (words && it->words_error) {
+        snprintf(msg, sizeof msg, "qasr-batch: %s: no word times (transcript kept): %s", it->e->path, it->words_error);
     }
     if (*msg) progress_message(run->progress, msg);
     run->done++;
@@ -97,6 +132,8 @@ void write_item(run_t *run, item_t *it, const char *error_in)
     free(langs);
     free(segs);
     free(cues);
+    cues_free(word_cues, word_cues ? n_cues : 0);
+    free(words);
     free(text);
     free(language);
     free(error);

@@ -12,6 +12,7 @@
 static void usage(FILE *f)
 {
     fputs("usage: qasr-batch MANIFEST --model DIR [-o results.jsonl] [options]\n"
+          "       qasr-batch MANIFEST --aligner DIR --align-reference [options]   (word times of known text)\n"
           "\n"
           "Transcribe every file of a manifest with a Qwen3-ASR checkpoint directory, writing one\n"
           "JSON line per entry as it completes. Rerunning the same command resumes: entries that\n"
@@ -76,6 +77,15 @@ static void usage(FILE *f)
           "                             terminal (default 30)\n"
           "      --fsync-seconds S      sync the output at most every S seconds (default 10;\n"
           "                             0 every line, -1 never)\n"
+          "word times (README \"Word timestamps and subtitles\"):\n"
+          "      --aligner DIR          a Qwen3-ForcedAligner checkpoint: each transcript's words get\n"
+          "                             start/end times (\"words\" in the line); \"segments\" and\n"
+          "                             --format srt|vtt become subtitle cues cut from them; files\n"
+          "                             are cut at 180 s at most (the aligner's limit)\n"
+          "      --align-reference      align each entry's text column instead of transcribing\n"
+          "                             (no --model): corpus alignment of known text\n"
+          "      --timestamps word|none word times when --aligner is given (default word)\n"
+          "\n"
           "  -h, --help                 this help\n"
           "\n"
           "exit status: 0 every entry transcribed; 1 some entries failed (their lines carry\n"
@@ -134,7 +144,7 @@ int main(int argc, char **argv)
     enum {
         OPT_RETRY = 256, OPT_OVERWRITE, OPT_FORMAT, OPT_OUTDIR, OPT_MFORMAT, OPT_IGNORE_EOS, OPT_BATCH,
         OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC, OPT_DEVICE, OPT_GPUS,
-        OPT_SHARD, OPT_PRECISION,
+        OPT_SHARD, OPT_PRECISION, OPT_ALIGNER, OPT_ALIGN_REF, OPT_TIMESTAMPS,
     };
     static const struct option longopts[] = {
         { "output", required_argument, 0, 'o' },           { "retry-errors", no_argument, 0, OPT_RETRY },
@@ -154,6 +164,8 @@ int main(int argc, char **argv)
         { "fsync-seconds", required_argument, 0, OPT_FSYNC }, { "help", no_argument, 0, 'h' },
         { "device", required_argument, 0, OPT_DEVICE },    { "gpus", required_argument, 0, OPT_GPUS },
         { "shard", required_argument, 0, OPT_SHARD },
+        { "aligner", required_argument, 0, OPT_ALIGNER },  { "align-reference", no_argument, 0, OPT_ALIGN_REF },
+        { "timestamps", required_argument, 0, OPT_TIMESTAMPS },
         { 0, 0, 0, 0 },
     };
     const char *gpus_arg = NULL;
@@ -196,14 +208,23 @@ int main(int argc, char **argv)
         case OPT_DEVICE: o.qopt.device = atoi(optarg); break;
         case OPT_GPUS: gpus_arg = optarg; break;
         case OPT_SHARD: o.shard = optarg; break;
+        case OPT_ALIGNER: o.aligner = optarg; break;
+        case OPT_ALIGN_REF: o.align_reference = 1; break;
+        case OPT_TIMESTAMPS:
+            if (strcmp(optarg, "word") && strcmp(optarg, "none")) {
+                fprintf(stderr, "qasr-batch: --timestamps '%s': expected word or none\n", optarg);
+                return BATCH_USAGE;
+            }
+            o.timestamps = !strcmp(optarg, "word");
+            break;
         default: usage(stderr); return BATCH_USAGE;
         }
     }
     const char *problem = NULL;
     if (optind != argc - 1)
         problem = optind >= argc ? "no manifest given" : "more than one manifest given";
-    else if (!o.model)
-        problem = "--model DIR is required";
+    else if (!o.model && !o.align_reference)
+        problem = "--model DIR is required (or --aligner DIR --align-reference)";
     else if (o.retry_errors && o.overwrite)
         problem = "--retry-errors and --overwrite exclude each other";
     else if (o.format && strcmp(o.format, "srt") && strcmp(o.format, "vtt") && strcmp(o.format, "txt"))
