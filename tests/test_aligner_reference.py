@@ -13,7 +13,7 @@ across prefill chunks): the words and times must be the single runs'. With --mod
 are transcribed and all transcripts aligned in one batched engine run (two sequence slots, so
 alignments also join mid-run), each equal to aligning that transcript alone.
 
-usage: test_aligner_reference.py --qasr BIN --aligner DIR --work DIR [--model ASR_DIR]
+usage: test_aligner_reference.py --qasr BIN --aligner DIR --work DIR [--model ASR_DIR] [--cases a,b]
 """
 import argparse
 import json
@@ -55,12 +55,13 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--model", help="an ASR checkpoint: also transcribe all clips and align the "
                                     "transcripts in one batched run")
+    ap.add_argument("--cases", default=",".join(c[0] for c in CASES), help="which cases (labels)")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     chk = Checker()
 
     single = {}
-    for label, clip, text, language in CASES:
+    for label, clip, text, language in (c for c in CASES if c[0] in args.cases.split(",")):
         n, seed = CLIPS[clip]
         wav = os.path.join(args.work, clip + ".wav")
         write_clip(wav, n, seed)
