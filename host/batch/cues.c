@@ -85,6 +85,23 @@ static char *cue_text(const char *text, const qasr_word_t *w, int n, int (*spans
     return s;
 }
 
+qasr_word_t *cues_file_words(const qasr_result_t *seg, const int64_t *bounds, int n_seg, int *n)
+{
+    *n = 0;
+    for (int i = 0; i < n_seg; i++) *n += seg[i].n_words;
+    qasr_word_t *w = xmalloc(sizeof *w * (size_t)MAX(1, *n));
+    int k = 0;
+    for (int i = 0; i < n_seg; i++) {
+        const int offset_ms = (int)((bounds[i] * 1000 + 8000) / 16000); /* 16 kHz samples, rounded */
+        for (int j = 0; j < seg[i].n_words; j++) {
+            w[k] = seg[i].words[j];
+            w[k].start_ms += offset_ms;
+            w[k++].end_ms += offset_ms;
+        }
+    }
+    return w;
+}
+
 int cues_from_words(const char *text, const qasr_word_t *words, int n, cue_t **cues)
 {
     *cues = NULL;

@@ -24,6 +24,11 @@
 #define CUE_MIN_MS 833
 #define CUE_PAUSE_MS 500
 
+/* The words of a file's n_seg pieces (piece i spans samples bounds[i]..bounds[i + 1] at 16 kHz,
+ * its words in seg[i]), their times moved from the piece's start to the file's, rounded to ms.
+ * The word strings are borrowed; the array is malloc'd. */
+qasr_word_t *cues_file_words(const qasr_result_t *seg, const int64_t *bounds, int n_seg, int *n);
+
 /* The cues of text from its n words (times in ms from the start of the file) into *cues
  * (malloc'd, each text malloc'd: free with cues_free); returns how many. Words the text does
  * not contain in order (align_word_spans) are shown as themselves, joined by spaces. */

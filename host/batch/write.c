@@ -26,25 +26,6 @@ void item_release(item_t *it)
 
 static double seconds_at(int64_t sample) { return (double)sample / QASR_SAMPLE_RATE; }
 
-/* The words of every segment, their times moved from the segment's start to the file's
- * (borrowed word strings; malloc'd array). */
-static qasr_word_t *file_words(const item_t *it, int *n)
-{
-    *n = 0;
-    for (int i = 0; i < it->n_seg; i++) *n += it->seg[i].n_words;
-    qasr_word_t *w = xmalloc(sizeof *w * (size_t)MAX(1, *n));
-    int k = 0;
-    for (int i = 0; i < it->n_seg; i++) {
-        const int offset_ms = (int)((it->bounds[i] * 1000 + QASR_SAMPLE_RATE / 2) / QASR_SAMPLE_RATE); /* rounded */
-        for (int j = 0; j < it->seg[i].n_words; j++) {
-            w[k] = it->seg[i].words[j];
-            w[k].start_ms += offset_ms;
-            w[k++].end_ms += offset_ms;
-        }
-    }
-    return w;
-}
-
 /* "<path>: <what>" unless what names the file already (decode errors do). malloc'd. */
 static char *naming_the_file(const char *path, const char *what)
 {
@@ -83,7 +64,7 @@ void write_item(run_t *run, item_t *it, const char *error_in)
     char *text = error ? NULL : join_texts(texts, it->n_seg), *language = error ? NULL : join_languages(langs, it->n_seg);
     /* word times: the segments become subtitle cues cut from them */
     int n_words = 0, n_cues = it->n_seg;
-    qasr_word_t *words = run->aligned && !error ? file_words(it, &n_words) : NULL;
+    qasr_word_t *words = run->aligned && !error ? cues_file_words(it->seg, it->bounds, it->n_seg, &n_words) : NULL;
     cue_t *word_cues = NULL;
     if (words && !it->words_error) {
         n_cues = cues_from_words(text, words, n_words, &word_cues);

@@ -22,6 +22,7 @@ static int set_option(batch_opts_t *o, const char *k, const char *v)
                      : !strcmp(k, "language") ? &o->language
                      : !strcmp(k, "context") ? &o->context
                      : !strcmp(k, "shard") ? &o->shard
+                     : !strcmp(k, "aligner") ? &o->aligner
                      : NULL;
     int *flag = !strcmp(k, "device") ? &o->qopt.device
               : !strcmp(k, "threads") ? &o->qopt.threads
@@ -34,6 +35,8 @@ static int set_option(batch_opts_t *o, const char *k, const char *v)
               : !strcmp(k, "quiet") ? &o->quiet
               : !strcmp(k, "no_bucketing") ? &o->no_bucketing
               : !strcmp(k, "readers") ? &o->readers
+              : !strcmp(k, "timestamps") ? &o->timestamps
+              : !strcmp(k, "align_reference") ? &o->align_reference
               : NULL;
     double *num = !strcmp(k, "kv_gb") ? &o->qopt.kv_gb
                 : !strcmp(k, "max_segment_seconds") ? &o->max_segment_seconds

@@ -28,12 +28,20 @@ qasr_t *qasr_py_load(const char *model_dir, const char *backend, int device, int
 
 /* Decode, resample and condition each input as qasr-batch does, cut those longer than
  * max_segment_seconds (<= 0: never) at quiet points, decode all pieces in one session
- * (continuous batching), join each input's pieces. One JSON object per input and line:
- *   path, text, language, raw, token_ids, n_tokens, truncated, duration,
- *   segments [{start, end, text}], error, warning
+ * (continuous batching), join each input's pieces. With an aligner (qasr_load_aligner, else
+ * NULL), as qasr-batch --aligner: pieces of at most 180 s, each transcript aligned in a second
+ * session on the same device, words in file time, segments cut into subtitle cues from them.
+ * One JSON object per input and line:
+ *   path, words [{word, start, end}] or null, words_error (only when alignment failed), text,
+ *   language, raw, token_ids, n_tokens, truncated, duration, segments [{start, end, text}],
+ *   error, warning
  * NULL + qasr_last_error() only when no session could be made or the options are invalid. */
-char *qasr_py_transcribe(qasr_t *q, const qasr_py_input_t *in, int n, int max_new_tokens,
+char *qasr_py_transcribe(qasr_t *q, qasr_t *aligner, const qasr_py_input_t *in, int n, int max_new_tokens,
                          double max_segment_seconds);
+
+/* qasr_load_aligner with the same options as qasr_py_load. */
+qasr_t *qasr_py_load_aligner(const char *aligner_dir, const char *backend, int device, int threads,
+                             const char *precision, int max_batch, double kv_gb, int verbose);
 
 /* A qasr-batch run (batch_run) configured by n key/value pairs named like qasr-batch's long
  * options with '_' for '-' (manifest, model, output, backend, precision, threads, batch, kv_gb,

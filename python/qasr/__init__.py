@@ -10,7 +10,7 @@ Model.transcribe returns Result objects with the fields of the qasr commands' JS
 qasr.batch writes qasr-batch's resumable JSONL. The library works with the GIL released.
 """
 from .batch import batch
-from .model import DEFAULT_MAX_SEGMENT_SECONDS, Input, Model, QasrError, Result, Segment
+from .model import DEFAULT_MAX_SEGMENT_SECONDS, Input, Model, QasrError, Result, Segment, Word
 
-__all__ = ["Model", "Result", "Segment", "QasrError", "Input", "batch", "DEFAULT_MAX_SEGMENT_SECONDS"]
+__all__ = ["Model", "Result", "Segment", "Word", "QasrError", "Input", "batch", "DEFAULT_MAX_SEGMENT_SECONDS"]
 __version__ = "0.1.0"

@@ -48,8 +48,10 @@ def _load() -> ctypes.CDLL:
     sigs = {
         "qasr_py_load": (ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int,
                                            ctypes.c_char_p, ctypes.c_int, ctypes.c_double, ctypes.c_int]),
-        "qasr_py_transcribe": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.POINTER(InputStruct), ctypes.c_int,
-                                                 ctypes.c_int, ctypes.c_double]),
+        "qasr_py_load_aligner": (ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int,
+                                                   ctypes.c_char_p, ctypes.c_int, ctypes.c_double, ctypes.c_int]),
+        "qasr_py_transcribe": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(InputStruct),
+                                                 ctypes.c_int, ctypes.c_int, ctypes.c_double]),
         "qasr_py_batch": (ctypes.c_int, [c_char_pp, c_char_pp, ctypes.c_int]),
         "qasr_py_free": (None, [ctypes.c_void_p]),
         "qasr_free": (None, [ctypes.c_void_p]),

@@ -14,7 +14,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 OK, SOME_FAILED, USAGE, MODEL, INTERRUPTED, DEVICE_FAILED = range(6)
 
 
-def batch(manifest: PathLike, model: Union[PathLike, Model], output: PathLike = "results.jsonl", *,
+def batch(manifest: PathLike, model: Union[PathLike, Model, None], output: PathLike = "results.jsonl", *,
+          aligner: Optional[PathLike] = None, align_reference: bool = False,
           language: Optional[str] = None, context: Optional[str] = None, max_new_tokens: int = 0,
           max_segment_seconds: float = 300.0, retry_errors: bool = False, overwrite: bool = False,
           quiet: bool = False, format: Optional[str] = None, output_dir: Optional[PathLike] = None,
@@ -26,7 +27,9 @@ def batch(manifest: PathLike, model: Union[PathLike, Model], output: PathLike = 
     manifest: TSV, JSONL or a list of paths (README, "qasr-batch"); output: the results file,
     resumed if it exists (ids with a line are skipped; retry_errors re-runs the failed ones,
     overwrite starts afresh). model: a checkpoint directory, or a Model whose directory and
-    options are used (the run loads its own copy). Progress and messages go to stderr unless
+    options (its aligner too) are used (the run loads its own copy). aligner: a
+    Qwen3-ForcedAligner directory: word times and subtitle cues, as `qasr-batch --aligner`;
+    align_reference: align each entry's text column instead of transcribing (model None). Progress and messages go to stderr unless
     quiet. Returns 0 (every entry transcribed) or 1 (some entries failed; their lines say why).
     Raises QasrError for a bad invocation or a model that cannot be loaded, and
     KeyboardInterrupt when SIGINT/SIGTERM stopped the run (the files in progress are finished
@@ -37,8 +40,13 @@ def batch(manifest: PathLike, model: Union[PathLike, Model], output: PathLike = 
         opts.update({k: v for k, v in model.options.items() if v})
         opts["model"] = model.model_dir
     else:
-        opts["model"] = model
+        if model is not None:
+            opts["model"] = model
         opts["backend"] = "cpu"  # this package's library has no CUDA backend (see Model)
+    if aligner is not None:
+        opts["aligner"] = aligner
+    if align_reference:
+        opts["align_reference"] = 1
     if precision is not None:
         opts["precision"] = precision
     if threads:

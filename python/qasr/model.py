@@ -36,6 +36,16 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class Word:
+    """A word with its start and end in seconds from the start of the input (the aligner's:
+    the word as its splitter cleaned it, letters, digits and ' only)."""
+
+    word: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class Result:
     """One input's transcript: the fields of a `qasr --json` / `qasr-batch` line.
 
@@ -43,7 +53,9 @@ class Result:
     segments, the segments' texts joined and their languages joined with ",". None on error.
     error: None for a success, else why this input has no transcript (the file, the decoder or
     the engine's message).
-    words: word timestamps, which come with the forced aligner; None until then.
+    words: with an aligner (Model(..., aligner=DIR)), each word's start and end, in seconds from
+    the input's start; segments are then subtitle cues cut from them. None without an aligner,
+    and when the transcript could not be aligned (words_error says why; the text is kept).
     """
 
     text: Optional[str]
@@ -57,7 +69,8 @@ class Result:
     raw: Optional[str] = None           # the decoded output before parsing, segments concatenated
     truncated: bool = False             # stopped at max_new_tokens without an end token
     warning: Optional[str] = None       # e.g. a file cut short (its samples were used)
-    words: Optional[List[Any]] = None   # with the aligner (not yet in qasr): always None
+    words: Optional[List[Word]] = None  # with an aligner: word times
+    words_error: Optional[str] = None   # why an aligner gave no words for this transcript
 
     @property
     def ok(self) -> bool:
@@ -70,7 +83,9 @@ class Result:
         return cls(text=d["text"], language=d["language"], error=d["error"], path=d["path"],
                    duration=d["duration"], segments=[Segment(**s) for s in d["segments"]],
                    n_tokens=d["n_tokens"], token_ids=list(d["token_ids"]), raw=d["raw"],
-                   truncated=d["truncated"], warning=d["warning"])
+                   truncated=d["truncated"], warning=d["warning"],
+                   words=None if d.get("words") is None else [Word(**w) for w in d["words"]],
+                   words_error=d.get("words_error"))
 
 
 def _is_single(x: Any) -> bool:
@@ -85,8 +100,9 @@ class Model:
     >>> model = qasr.Model("tests/models/qasr-demo")
     >>> model.transcribe("tests/audio/demo.flac").text
 
-    backend: "cpu" (this package's library is built for the CPU only; the qasr commands built
-    with the CUDA toolkit run on GPUs). precision: "fp32", "bf16" or "auto" (bf16 where the CPU
+    aligner: a Qwen3-ForcedAligner checkpoint directory: every transcript then gets word times
+    (Result.words), as `qasr-batch --aligner`. backend: "cpu" (this package's library is built
+    for the CPU only; the qasr commands built with the CUDA toolkit run on GPUs). precision: "fp32", "bf16" or "auto" (bf16 where the CPU
     has native bf16, else fp32), as `qasr --precision`. threads: 0 for every CPU this process may
     use. max_batch, kv_gb: as `qasr --batch`, `--kv-gb` (0: defaults).
 
@@ -96,7 +112,8 @@ class Model:
 
     def __init__(self, model_dir: Union[str, "os.PathLike[str]"], backend: Optional[str] = None,
                  precision: Optional[str] = None, threads: int = 0, max_batch: int = 0,
-                 kv_gb: float = 0.0, device: int = 0, verbose: bool = False) -> None:
+                 kv_gb: float = 0.0, device: int = 0, verbose: bool = False,
+                 aligner: Optional[Union[str, "os.PathLike[str]"]] = None) -> None:
         if backend not in (None, "cpu"):
             raise QasrError(f"backend {backend!r}: this qasr package is built for the CPU only "
                             "(use backend='cpu'; the qasr commands run on GPUs)")
@@ -104,13 +121,22 @@ class Model:
             raise QasrError(f"precision {precision!r}: expected 'fp32', 'bf16' or 'auto'")
         self.model_dir = os.fspath(model_dir)
         self.options = dict(backend="cpu", precision=precision, threads=threads, max_batch=max_batch,
-                            kv_gb=kv_gb, device=device)
+                            kv_gb=kv_gb, device=device, aligner=None if aligner is None else os.fspath(aligner))
         self._lock = threading.Lock()
+        self._aligner: Optional[int] = None
         self._q: Optional[int] = _lib.lib.qasr_py_load(
             _lib.encode(model_dir), b"cpu", device, threads, _lib.encode(precision), max_batch, kv_gb,
             int(verbose))
         if not self._q:
             raise QasrError(_lib.last_error())
+        if aligner is not None:
+            self._aligner = _lib.lib.qasr_py_load_aligner(
+                _lib.encode(aligner), b"cpu", device, threads, _lib.encode(precision), max_batch, kv_gb,
+                int(verbose))
+            if not self._aligner:
+                error = _lib.last_error()
+                self.close()
+                raise QasrError(error)
 
     def _handle(self) -> int:
         if not self._q:
@@ -187,8 +213,8 @@ class Model:
                 keep.append(p)
                 s.path = p
         with self._lock:
-            out = _lib.lib.qasr_py_transcribe(self._handle(), structs, len(items), max_new_tokens,
-                                              float(max_segment_seconds or 0))
+            out = _lib.lib.qasr_py_transcribe(self._handle(), self._aligner, structs, len(items),
+                                              max_new_tokens, float(max_segment_seconds or 0))
             if not out:
                 raise QasrError(_lib.last_error())
         try:
@@ -201,9 +227,13 @@ class Model:
     def close(self) -> None:
         """Free the model now (also done when the object is collected)."""
         with self._lock:
-            if self._q:
-                _lib.lib.qasr_free(self._q)
-                self._q = None
+            self._free()
+
+    def _free(self) -> None:
+        for name in ("_q", "_aligner"):
+            if getattr(self, name, None):
+                _lib.lib.qasr_free(getattr(self, name))
+                setattr(self, name, None)
 
     def __enter__(self) -> "Model":
         return self
@@ -213,9 +243,7 @@ class Model:
 
     def __del__(self) -> None:
         try:  # at interpreter exit the module may be half torn down: the process frees it all
-            if getattr(self, "_q", None):
-                _lib.lib.qasr_free(self._q)
-                self._q = None
+            self._free()
         except Exception:
             pass
 

@@ -26,6 +26,7 @@ AUDIO = ROOT / "tests" / "audio"
 BIN = Path(os.environ.get("QASR_BIN", ROOT / "build"))
 WORK = Path(os.environ.get("QASR_TEST_WORK", ROOT / "build" / "tests" / "work" / "python"))
 CLIPS = [AUDIO / "demo.flac"] + sorted(AUDIO.glob("heldout-*"))
+ALIGNER = Path(os.environ.get("QASR_TEST_ALIGNER", ROOT / "build" / "tests" / "models" / "tiny_aligner"))
 BAD = [AUDIO / "broken-empty.wav", AUDIO / "broken-text.wav", AUDIO / "missing.flac"]
 
 
@@ -170,6 +171,37 @@ def test_batch_writes_qasr_batch_jsonl_and_resumes(model: qasr.Model, work: Path
     assert qasr.batch(manifest, model, py_out, quiet=True) == 0
     assert py_out.read_text().splitlines(keepends=True)[:-1] == kept[:-1]  # untouched
     assert read_lines(py_out) == read_lines(c_out)
+
+
+def test_aligner_words_equal_qasr_batch(work: Path) -> None:
+    """Word times and cues from Model(aligner=...) and qasr.batch(aligner=...) against qasr-batch
+    --aligner's lines (a synthetic aligner: the times are random, the agreement is the point)."""
+    manifest = ROOT / "manifests" / "demo.tsv"
+    c_out, py_out = work / "c_aligned.jsonl", work / "py_aligned.jsonl"
+    subprocess.run([str(BIN / "qasr-batch"), str(manifest), "--model", str(MODEL), "--aligner", str(ALIGNER),
+                    "-o", str(c_out), "-q", "--overwrite", "-t", "2"], check=True)
+    lines = read_lines(c_out)
+    aligned = qasr.Model(MODEL, threads=2, aligner=ALIGNER)
+    results = aligned.transcribe([d["path"] for d in lines])
+    for d, r in zip(lines, results):
+        assert r.ok and r.words, d["id"]
+        assert (r.text, r.language) == (d["text"], d["language"])
+        assert [(w.word, w.start, w.end) for w in r.words] == [(w["word"], w["start"], w["end"]) for w in d["words"]]
+        assert [(round(s.start, 3), round(s.end, 3), s.text) for s in r.segments] == \
+               [(s["start"], s["end"], s["text"]) for s in d["segments"]]
+    py_out.unlink(missing_ok=True)
+    assert qasr.batch(manifest, aligned, py_out, quiet=True) == 0  # the Model's aligner goes along
+    assert read_lines(py_out) == lines
+    # known text: align the manifest's text column, no speech model
+    ref_c, ref_py = work / "c_ref.jsonl", work / "py_ref.jsonl"
+    subprocess.run([str(BIN / "qasr-batch"), str(manifest), "--aligner", str(ALIGNER), "--align-reference",
+                    "-o", str(ref_c), "-q", "--overwrite", "-t", "2"], check=True)
+    ref_py.unlink(missing_ok=True)
+    assert qasr.batch(manifest, None, ref_py, aligner=ALIGNER, align_reference=True, quiet=True, threads=2) == 0
+    assert read_lines(ref_py) == read_lines(ref_c)
+    with pytest.raises(qasr.QasrError, match="not a Qwen3-ForcedAligner"):
+        qasr.Model(MODEL, aligner=MODEL)
+    aligned.close()
 
 
 def test_batch_errors(work: Path) -> None:
