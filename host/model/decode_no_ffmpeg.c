@@ -10,7 +10,7 @@ audio_source_t *ffmpeg_source_open(const char *path, int fd, int stream, int hea
 {
     close(fd);
     *why = DECODE_NOT_MINE;
-    qasr_fail("%s: this qasr is built without FFmpeg, which reads " FFMPEG_FORMATS
+    qasr_fail("%s: not an audio format libsndfile reads, and this qasr is built without FFmpeg, which reads " FFMPEG_FORMATS
               ": install libavformat-dev libavcodec-dev libavutil-dev and rebuild (cmake -DQASR_FFMPEG=ON)", path);
     return NULL;
 }
