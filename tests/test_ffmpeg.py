@@ -24,6 +24,8 @@ without FFmpeg.
   corrupt.m4a     podcast (moov first) with 2000    error "decode error at X s"
                   bytes of its audio data garbled
   noaudio.mp4     a video stream only               error "no audio stream"
+  unknown_codec.wav  heldout-00001 with format tag  error "codec not supported: unknown codec tag
+                  0x1234 (libsndfile refuses it)    0x1234"
   one.mkv         one stream, --audio-stream 1      error "no audio stream 1 (the file has 1)"
 
 Lossy files are judged twice. Exactly: the text equals that of the same file decoded by the
@@ -147,12 +149,19 @@ def main():
     data[third:third + 2000] = bytes((k * 149 + 71) % 256 for k in range(2000))  # fixed garbage
     with open(path("corrupt.m4a"), "wb") as f:
         f.write(data)
+    with open(ref["en"], "rb") as f:  # a WAV whose format tag no decoder knows
+        data = bytearray(f.read())
+    assert data[12:16] == b"fmt " and data[20:22] == b"\x01\x00"
+    data[20:22] = (0x1234).to_bytes(2, "little")
+    with open(path("unknown_codec.wav"), "wb") as f:
+        f.write(data)
     ffmpeg(path("noaudio.mp4"), *video("-t", "2", "-c:v", "libx264"))
     ffmpeg(path("one.mkv"), "-i", CLIP["en"], "-c:a", "libvorbis")
     errors = {  # name -> (what the error says, --audio-stream)
         "trunc.mp4": ("moov atom not found", 0),
         "corrupt.m4a": ("decode error at ", 0),
         "noaudio.mp4": ("no audio stream (", 0),
+        "unknown_codec.wav": ("codec not supported: unknown codec tag 0x1234", 0),
         "one.mkv": ("no audio stream 1 (the file has 1)", 1),
     }
 

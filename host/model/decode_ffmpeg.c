@@ -257,6 +257,9 @@ static int open_decoder(ffmpeg_source_t *s)
     const char *path = s->base.path;
     const AVStream *st = s->fmt->streams[s->index];
     const AVCodec *codec = avcodec_find_decoder(st->codecpar->codec_id);
+    if (!codec && st->codecpar->codec_id == AV_CODEC_ID_NONE) /* a tag FFmpeg does not know: name the tag */
+        return qasr_fail("%s: codec not supported: unknown codec tag 0x%04x in its %s stream", path,
+                         st->codecpar->codec_tag, s->fmt->iformat->name);
     if (!codec)
         return qasr_fail("%s: codec not supported: %s (this FFmpeg has no decoder for it)", path,
                          avcodec_get_name(st->codecpar->codec_id));
