@@ -10,6 +10,8 @@ without FFmpeg.
                   beside an H.264 video stream
   clip.webm       heldout-00001 as Opus, stereo     lossy
   talk.wma        heldout-00003 as WMA v2           lossy
+  raw.aac         heldout-00001 as raw AAC (ADTS),  lossy; no header gives its duration
+                  44.1 kHz
   phone.wav       heldout-00001 as G.722 in WAV     lossy (libsndfile refuses this WAV)
   two.mkv         heldout-00001, heldout-00002 as   stream 0 (default): the first clip's text;
                   two Vorbis streams                --audio-stream 1: the second's
@@ -24,6 +26,8 @@ without FFmpeg.
   corrupt.m4a     podcast (moov first) with 2000    error "decode error at X s"
                   bytes of its audio data garbled
   noaudio.mp4     a video stream only               error "no audio stream"
+  mixed.aac       raw.aac, then heldout-00002 as    error "the audio changes from 44100 Hz, 1
+                  ADTS at 22.05 kHz stereo          channels to 22050 Hz, 2 channels at ..."
   unknown_codec.wav  heldout-00001 with format tag  error "codec not supported: unknown codec tag
                   0x1234 (libsndfile refuses it)    0x1234"
   one.mkv         one stream, --audio-stream 1      error "no audio stream 1 (the file has 1)"
@@ -109,6 +113,8 @@ def main():
         "clip.webm": (ffmpeg(path("clip.webm"), "-i", CLIP["en"], "-c:a", "libopus", "-b:a", "64k", "-ac", "2"), "en"),
         "talk.wma": (ffmpeg(path("talk.wma"), "-i", CLIP["de3"], "-c:a", "wmav2", "-b:a", "128k"), "de3"),
         "phone.wav": (ffmpeg(path("phone.wav"), "-i", CLIP["en"], "-ar", "16000", "-c:a", "g722"), "en"),
+        "raw.aac": (ffmpeg(path("raw.aac"), "-i", CLIP["en"], "-ar", "44100", "-c:a", "aac", "-b:a", "128k", "-f", "adts"),
+                    "en"),  # no duration in any header: qasr-batch decodes it to learn its length
         "two.mkv": (ffmpeg(path("two.mkv"), "-i", CLIP["en"], "-i", CLIP["de2"], "-map", "0:a", "-map", "1:a",
                            "-c:a", "libvorbis"), "en"),
     }
@@ -155,12 +161,19 @@ def main():
     data[20:22] = (0x1234).to_bytes(2, "little")
     with open(path("unknown_codec.wav"), "wb") as f:
         f.write(data)
+    # raw AAC (ADTS) streams one after the other: 44.1 kHz mono, then 22.05 kHz stereo
+    ffmpeg(path("b22.aac"), "-i", CLIP["de2"], "-ar", "22050", "-ac", "2", "-c:a", "aac", "-f", "adts")
+    with open(path("mixed.aac"), "wb") as f:
+        for part in ("raw.aac", "b22.aac"):
+            with open(path(part), "rb") as g:
+                f.write(g.read())
     ffmpeg(path("noaudio.mp4"), *video("-t", "2", "-c:v", "libx264"))
     ffmpeg(path("one.mkv"), "-i", CLIP["en"], "-c:a", "libvorbis")
     errors = {  # name -> (what the error says, --audio-stream)
         "trunc.mp4": ("moov atom not found", 0),
         "corrupt.m4a": ("decode error at ", 0),
         "noaudio.mp4": ("no audio stream (", 0),
+        "mixed.aac": ("the audio changes from 44100 Hz, 1 channels to 22050 Hz, 2 channels at", 0),
         "unknown_codec.wav": ("codec not supported: unknown codec tag 0x1234", 0),
         "one.mkv": ("no audio stream 1 (the file has 1)", 1),
     }
