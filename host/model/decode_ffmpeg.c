@@ -46,7 +46,7 @@ typedef struct {
 /* ---- FFmpeg's log: its lines shown as qasr's with -v; the last error line of the file this
  * thread is opening or decoding kept for that file's message (several reader threads decode at
  * once, hence thread-local). */
-static _Thread_local char last_line[512];
+static _Thread_local char last_line[1024];
 static _Thread_local char partial[1024]; /* FFmpeg may write a line in several calls */
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 
@@ -147,7 +147,7 @@ static int next_frame(ffmpeg_source_t *s)
             continue;
         }
         if (err >= 0) {
-            err = avcodec_send_packet(s->dec, s->pkt);
+            err = avcodec_send_packet(s->dec, s->pkt); /* never EAGAIN here: receive said it wants input */
             av_packet_unref(s->pkt);
             if (err >= 0 || err == AVERROR(EAGAIN)) continue;
             if (!avio_feof(s->fmt->pb))
