@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A build without FFmpeg (-DQASR_FFMPEG=OFF) still builds and works, and says what it lacks: qasr
 # alone is configured and built in WORK_DIR/build (the libraries it needs, nothing else; about
-# 12 s from scratch on a 2-vCPU VM), links no libav*, reads a WAV as the full build does, and refuses an M4A
-# with a message naming the formats it lacks and the packages to build them with; --help says
-# so; --audio-decoder ffmpeg is a usage error.
+# 12 s from scratch on a 2-vCPU VM), links no libav*, reads a WAV as the full build does, and
+# refuses an M4A with a message naming the formats it lacks and the packages to build them
+# with; --help says so; --audio-decoder ffmpeg is a usage error.
 # usage: test_no_ffmpeg.sh SOURCE_DIR WORK_DIR FULL_BUILD_DIR MODEL_DIR
 set -uo pipefail
 src=$1 work=$2 full=$3 model=$4
