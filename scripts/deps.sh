@@ -8,6 +8,8 @@ packages=(
   clang                                    # C++ of the CUDA-on-CPU emulation (cuda/emu)
   libclang-rt-dev                          # libFuzzer and clang's sanitizers (tests/fuzz)
   libsndfile1-dev libsoxr-dev              # audio decoding and resampling
+  libavformat-dev libavcodec-dev libavutil-dev  # FFmpeg: what libsndfile cannot read (M4A, MP4, MKV, WebM, WMA)
+  ffmpeg                                   # tests/test_ffmpeg.py makes its files with the CLI
   libfftw3-dev                             # CPU mel spectrogram
   libdnnl-dev                              # oneDNN: CPU GEMMs (OpenMP build: one thread pool with ours)
   libcjson-dev libutf8proc-dev             # config/tokenizer JSON, Unicode (NFC, categories)

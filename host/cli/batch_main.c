@@ -62,6 +62,12 @@ static void usage(FILE *f)
           "                             1..16; GPU 80% of the free device memory)\n"
           "      --step-tokens N        rows per decoder step (default 2048)\n"
           "\n"
+          "audio:\n"
+          "      --audio-stream N       the Nth audio stream of files with several (0: the first;\n"
+          "                             counted among audio streams only)\n"
+          "      --audio-decoder D      auto (default: libsndfile, then FFmpeg for the files\n"
+          "                             libsndfile cannot open), sndfile or ffmpeg (only that one)\n"
+          "\n"
           "scheduling:\n"
           "      --max-segment-seconds S  split longer files at quiet points (default 300)\n"
           "      --readers N            audio decoding threads (default 2)\n"
@@ -71,8 +77,8 @@ static void usage(FILE *f)
           "      --encoder-seconds S    audio encoded together per step (default 600)\n"
           "\n"
           "  -q, --quiet                no progress, no per-file messages\n"
-          "  -v, --verbose              also the audio decoders' own messages (libmpg123's:\n"
-          "                             qasr reports each file's problem itself)\n"
+          "  -v, --verbose              also the audio decoders' own messages (libmpg123's,\n"
+          "                             FFmpeg's: qasr reports each file's problem itself)\n"
           "      --progress-interval S  seconds between progress lines when stderr is not a\n"
           "                             terminal (default 30)\n"
           "      --fsync-seconds S      sync the output at most every S seconds (default 10;\n"
@@ -94,6 +100,7 @@ static void usage(FILE *f)
           "(SIGINT/SIGTERM; a second signal stops at once; rerun to resume); 5 devices failed\n"
           "and no device was left for some files (rerun to resume).\n",
           f);
+    fprintf(f, "\naudio decoders in this build: %s\n", audio_decoders_describe());
 }
 
 enum { MAX_GPUS = 64 };
@@ -144,7 +151,7 @@ int main(int argc, char **argv)
     enum {
         OPT_RETRY = 256, OPT_OVERWRITE, OPT_FORMAT, OPT_OUTDIR, OPT_MFORMAT, OPT_IGNORE_EOS, OPT_BATCH,
         OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC, OPT_DEVICE, OPT_GPUS,
-        OPT_SHARD, OPT_PRECISION, OPT_ALIGNER, OPT_ALIGN_REF, OPT_TIMESTAMPS,
+        OPT_SHARD, OPT_PRECISION, OPT_ALIGNER, OPT_ALIGN_REF, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER,
     };
     static const struct option longopts[] = {
         { "output", required_argument, 0, 'o' },           { "retry-errors", no_argument, 0, OPT_RETRY },
@@ -166,6 +173,7 @@ int main(int argc, char **argv)
         { "shard", required_argument, 0, OPT_SHARD },
         { "aligner", required_argument, 0, OPT_ALIGNER },  { "align-reference", no_argument, 0, OPT_ALIGN_REF },
         { "timestamps", required_argument, 0, OPT_TIMESTAMPS },
+        { "audio-stream", required_argument, 0, OPT_STREAM }, { "audio-decoder", required_argument, 0, OPT_DECODER },
         { 0, 0, 0, 0 },
     };
     const char *gpus_arg = NULL;
@@ -217,9 +225,26 @@ int main(int argc, char **argv)
             }
             o.timestamps = !strcmp(optarg, "word");
             break;
+        case OPT_STREAM: {
+            char *end;
+            const long k = strtol(optarg, &end, 10);
+            if (end == optarg || *end || k < 0 || k > 1000) {
+                fprintf(stderr, "qasr-batch: --audio-stream '%s': expected a stream number, 0 for the first\n", optarg);
+                return BATCH_USAGE;
+            }
+            audio_set_stream((int)k);
+            break;
+        }
+        case OPT_DECODER:
+            if (audio_set_decoder(optarg) != 0) {
+                fprintf(stderr, "qasr-batch: --%s\n", qasr_last_error());
+                return BATCH_USAGE;
+            }
+            break;
         default: usage(stderr); return BATCH_USAGE;
         }
     }
+    if (o.quiet) audio_show_library_messages(0); /* -q wins over -v */
     const char *problem = NULL;
     if (optind != argc - 1)
         problem = optind >= argc ? "no manifest given" : "more than one manifest given";

@@ -22,8 +22,9 @@ static void usage(FILE *f)
           "\n"
           "Transcribe audio files with a Qwen3-ASR checkpoint directory as published\n"
           "(config.json, *.safetensors, vocab.json, merges.txt, tokenizer_config.json).\n"
-          "Any format libsndfile reads, any rate and channel count. All files are decoded\n"
-          "together as one batch.\n"
+          "Any format libsndfile reads (WAV, FLAC, Ogg, MP3, AIFF ...) and, when built with\n"
+          "FFmpeg, any it reads (M4A/AAC, MP4, MKV, WebM, WMA ...); any rate and channel\n"
+          "count. All files are decoded together as one batch.\n"
           "\n"
           "options:\n"
           "  -m, --model DIR          checkpoint directory (required, unless --text is given)\n"
@@ -50,6 +51,10 @@ static void usage(FILE *f)
           "                           1..16; GPU 80% of the free device memory)\n"
           "      --step-tokens N      rows per decoder step; longer prompts are prefilled in\n"
           "                           chunks (default 2048)\n"
+          "      --audio-stream N     the Nth audio stream of files with several (0: the first;\n"
+          "                           counted among audio streams only)\n"
+          "      --audio-decoder D    auto (default: libsndfile, then FFmpeg for the files\n"
+          "                           libsndfile cannot open), sndfile or ffmpeg (only that one)\n"
           "  -j, --json               one JSON object per file and line: path, text, language,\n"
           "                           raw, token_ids, n_tokens, truncated, audio_seconds, error;\n"
           "                           with word times also words: [{word, start, end}] (seconds)\n"
@@ -57,16 +62,17 @@ static void usage(FILE *f)
           "      --list-languages     print the languages the model supports and exit\n"
           "  -v, --verbose            timings on stderr, stage by stage (on a GPU each stage\n"
           "                           then ends with a sync: a little slower), and the audio\n"
-          "                           decoders' own messages (libmpg123's)\n"
+          "                           decoders' own messages (libmpg123's, FFmpeg's)\n"
           "  -h, --help               this help\n"
           "\n"
           "exit status: 0 all files transcribed, 1 some files failed (each is reported),\n"
           "2 usage error, 3 the model could not be loaded.\n",
           f);
+    fprintf(f, "\naudio decoders in this build: %s\n", audio_decoders_describe());
 }
 
 /* Audio from standard input ("-"): copied to an unlinked-on-return temporary file first, so that
- * every format decodes as from a file (libsndfile seeks; a pipe cannot). The decoder's messages
+ * every format decodes as from a file (libsndfile and FFmpeg's MP4 demuxer seek; a pipe cannot). The decoder's messages
  * name "stdin", not the temporary file. */
 static int load_stdin(float **x, int64_t *n, char **warning)
 {
@@ -183,7 +189,7 @@ int main(int argc, char **argv)
     int timestamps = 1;
     int max_new = 0, ignore_eos = 0, json = 0, list_languages = 0;
     enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_STEP, OPT_DUMP, OPT_LIST, OPT_DEVICE, OPT_PRECISION,
-           OPT_ALIGNER, OPT_TEXT, OPT_TIMESTAMPS };
+           OPT_ALIGNER, OPT_TEXT, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER };
     static const struct option longopts[] = {
         { "model", required_argument, 0, 'm' },          { "language", required_argument, 0, 'l' },
         { "context", required_argument, 0, 'c' },        { "max-new-tokens", required_argument, 0, 'n' },
@@ -196,6 +202,7 @@ int main(int argc, char **argv)
         { "device", required_argument, 0, OPT_DEVICE },  { "precision", required_argument, 0, OPT_PRECISION },
         { "aligner", required_argument, 0, OPT_ALIGNER }, { "text", required_argument, 0, OPT_TEXT },
         { "timestamps", required_argument, 0, OPT_TIMESTAMPS },
+        { "audio-stream", required_argument, 0, OPT_STREAM }, { "audio-decoder", required_argument, 0, OPT_DECODER },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -232,6 +239,22 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             timestamps = !strcmp(optarg, "word");
+            break;
+        case OPT_STREAM: {
+            char *end;
+            const long k = strtol(optarg, &end, 10);
+            if (end == optarg || *end || k < 0 || k > 1000) {
+                fprintf(stderr, "qasr: --audio-stream '%s': expected a stream number, 0 for the first\n", optarg);
+                return EXIT_USAGE;
+            }
+            audio_set_stream((int)k);
+            break;
+        }
+        case OPT_DECODER:
+            if (audio_set_decoder(optarg) != 0) {
+                fprintf(stderr, "qasr: --%s\n", qasr_last_error());
+                return EXIT_USAGE;
+            }
             break;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -273,6 +296,7 @@ int main(int argc, char **argv)
     }
 
     qasr_t *q = NULL, *al = NULL;
+    if (opt.verbose) fprintf(stderr, "qasr: audio decoders: %s\n", audio_decoders_describe());
     if (model && !(q = qasr_load(model, &opt))) qasr_die(EXIT_MODEL, "%s", qasr_last_error());
     if (q && opt.verbose)
         fprintf(stderr, "qasr: model loaded in %.2f s (%s)\n", qasr_load_seconds(q), qasr_backend_describe(q));

@@ -1,15 +1,14 @@
 /* Audio input, mirroring the official wrapper (spec section 3), which runs
  * librosa.load(sr=None, mono=False) -> to_mono -> librosa.resample(res_type="soxr_hq") ->
- * float_range_normalize. libsndfile decodes (int PCM scaled by 1/2^(bits-1), as soundfile
- * does), libsoxr resamples.
+ * float_range_normalize. A decoder (decode.h: libsndfile, FFmpeg) gives blocks of frames,
+ * libsoxr resamples.
  *
- * Truncated files: libsndfile clamps a header that promises more data than the file holds and
- * returns the frames that are there (e.g. a WAV cut short); such a short read is transcribed with
- * a warning naming the promised and the read duration (cut_short_warning; also an Ogg stream
- * without its end). A decode error that
- * libsndfile reports on any read (e.g. a FLAC cut mid-frame: "flac decoder lost sync") fails
- * the file. */
+ * Decoder order (audio_set_decoder): libsndfile first, FFmpeg for the files libsndfile cannot
+ * open. librosa.load does the same (soundfile, i.e. libsndfile, first; audioread/ffmpeg only as
+ * its fallback), so WAV, FLAC, Ogg and MP3 give the reference's samples bit for bit, and
+ * libsndfile's messages for its formats stay as they were. */
 #include "audio.h"
+#include "decode.h"
 #include "util.h"
 
 #include <errno.h>
@@ -18,15 +17,48 @@
 #include <pthread.h>
 #include <sndfile.h>
 #include <soxr.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Header rates outside this range are corruption, not audio. */
-#define MIN_RATE 1000
-#define MAX_RATE 768000
-#define READ_FRAMES 65536 /* frames per sf_readf_float call */
+#define READ_FRAMES 65536 /* frames per block read */
+
+/* Process-wide choices of the command line (audio_set_decoder, audio_set_stream). */
+static int decoder_order = AUDIO_DECODER_AUTO;
+static int stream_index;
+
+int audio_set_decoder(const char *name)
+{
+    int order;
+    if (!strcmp(name, "auto")) order = AUDIO_DECODER_AUTO;
+    else if (!strcmp(name, "sndfile")) order = AUDIO_DECODER_SNDFILE;
+    else if (!strcmp(name, "ffmpeg")) order = AUDIO_DECODER_FFMPEG;
+    else return qasr_fail("audio decoder '%s': expected auto, sndfile or ffmpeg", name);
+    if (order == AUDIO_DECODER_FFMPEG && !ffmpeg_describe())
+        return qasr_fail("audio decoder ffmpeg: this qasr is built without FFmpeg (install libavformat-dev "
+                         "libavcodec-dev libavutil-dev and rebuild)");
+    __atomic_store_n(&decoder_order, order, __ATOMIC_RELAXED);
+    return 0;
+}
+
+void audio_set_stream(int index) { __atomic_store_n(&stream_index, MAX(index, 0), __ATOMIC_RELAXED); }
+
+static char decoders_text[256];
+static void describe_decoders(void)
+{
+    const char *ff = ffmpeg_describe();
+    if (ff) snprintf(decoders_text, sizeof decoders_text, "%s, then %s", sf_version_string(), ff);
+    else snprintf(decoders_text, sizeof decoders_text, "%s only: built without FFmpeg (no %s)", sf_version_string(), FFMPEG_FORMATS);
+}
+
+const char *audio_decoders_describe(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, describe_decoders);
+    return decoders_text;
+}
 
 /* What a file that is not a regular file is, for the message. */
 static const char *file_kind(mode_t mode)
@@ -39,112 +71,59 @@ static const char *file_kind(mode_t mode)
                             : "not a regular file";
 }
 
-/* libsndfile's texts for a file we already know exists and is regular, in words that say what is
- * wrong with it: its own may blame the file system ("File does not exist or is not a regular
- * file (possibly a pipe?)" for a truncated MP3, "SF_INFO struct incomplete" for a WAV header
- * with sample rate 0), and those are not repeated (*keep 0). */
-static const char *open_failure(const char *sf_text, int *keep)
-{
-    *keep = 0;
-    if (strstr(sf_text, "not a regular file")) return "truncated or corrupt: no audio stream found";
-    if (strstr(sf_text, "SF_INFO")) return "corrupt header: sample rate, channel count or format out of range";
-    *keep = 1;
-    if (strstr(sf_text, "not recognised") || strstr(sf_text, "unknown format"))
-        return "not an audio format libsndfile reads";
-    if (strstr(sf_text, "malformed")) return "corrupt or cut short";
-    return NULL;
-}
-
-/* sf_open's error text is a process-wide variable: held from the open to reading it, so that a
- * failure on another thread cannot put its text (or "No Error.") in this file's message. */
-static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
-
 /* Opened without blocking: open(2) of a FIFO waits for a writer, so the path is opened with
- * O_NONBLOCK and anything but a regular file refused before libsndfile sees it. */
-static SNDFILE *open_audio(const char *path, SF_INFO *info)
+ * O_NONBLOCK and anything but a regular, non-empty file refused before any decoder sees it.
+ * The descriptor (blocking again) or -1 + qasr_fail(). */
+static int open_checked(const char *path)
 {
     const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         qasr_fail("%s: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
-        return NULL;
+        return -1;
     }
     if (!S_ISREG(st.st_mode)) {
         qasr_fail("%s: is %s, not an audio file", path, file_kind(st.st_mode));
         close(fd);
-        return NULL;
+        return -1;
     }
     if (st.st_size == 0) {
         qasr_fail("%s: empty file (0 bytes)", path);
         close(fd);
-        return NULL;
+        return -1;
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    memset(info, 0, sizeof *info);
-    pthread_mutex_lock(&open_lock);
-    SNDFILE *sf = sf_open_fd(fd, SFM_READ, info, SF_TRUE); /* closes fd, also on failure */
-    if (!sf) {
-        int keep;
-        const char *text = sf_strerror(NULL), *ours = open_failure(text, &keep);
-        if (ours && keep) qasr_fail("%s: %s (libsndfile: %s)", path, ours, text);
-        else if (ours) qasr_fail("%s: %s", path, ours);
-        else qasr_fail("%s: not a readable audio file (%s)", path, text);
-    }
-    pthread_mutex_unlock(&open_lock);
-    if (!sf) return NULL;
-    if (info->samplerate < MIN_RATE || info->samplerate > MAX_RATE) {
-        qasr_fail("%s: unsupported sample rate %d Hz (accepted: %d..%d)", path, info->samplerate,
-                  MIN_RATE, MAX_RATE);
-        sf_close(sf);
-        return NULL;
-    }
-    if (info->channels < 1) {
-        qasr_fail("%s: invalid channel count %d", path, info->channels);
-        sf_close(sf);
-        return NULL;
-    }
-    return sf;
+    return fd;
 }
 
-/* Why the n frames read are less than the file claims, as a warning naming the file, or NULL.
- * libsndfile clamps a chunk to the bytes in the file and logs it: "data : 320000 (should be
- * 2880)" (WAV; "SSND" for AIFF, "riff" for W64, "Riff size" for RF64, "Data Size" for AU), the
- * frames then promised being about n times the ratio; RF64 also logs the frame count of its
- * ds64 chunk; SF_INFO.frames is the header's count where a decoder stopped early without an
- * error; an Ogg stream cut short has no end-of-stream flag, and then no length at all. */
-static char *cut_short_warning(SNDFILE *sf, const SF_INFO *info, int64_t n, const char *path)
+/* The chosen audio stream of path from the decoders in the chosen order, or NULL + qasr_fail().
+ * Where both fail, the message is that of the decoder that knows the format: libsndfile's for
+ * its own formats (a WAV cut in its header), FFmpeg's for a file only FFmpeg recognises. */
+static audio_source_t *source_open(const char *path, int header_only)
 {
-    static const char *const clamped[] = { "data", "SSND", "riff", "Riff size", "Data Size" };
-    int64_t promised = info->frames != SF_COUNT_MAX && info->frames > n ? (int64_t)info->frames : 0;
-    int no_end = 0;
-    char log[8192] = "";
-    sf_command(sf, SFC_GET_LOG_INFO, log, sizeof log);
-    for (const char *l = log; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
-        long long said, there;
-        char name[32];
-        while (*l == ' ' || *l == '\t') l++;
-        if (sscanf(l, "%31[^:\n] : %lld (should be %lld)", name, &said, &there) == 3 && there > 0 && said > there) {
-            for (size_t k = strlen(name); k > 0 && name[k - 1] == ' ';) name[--k] = 0;
-            for (size_t c = 0; c < sizeof clamped / sizeof *clamped; c++)
-                if (!strcmp(name, clamped[c])) promised = MAX(promised, (int64_t)((double)n * ((double)said / (double)there)));
-        }
-        if (sscanf(l, "*** Calculated frame count %lld does not match value from 'ds64' chunk of %lld", &there, &said) == 2 &&
-            said > there)
-            promised = MAX(promised, (int64_t)said);
-        if (!strncmp(l, "Ogg : File ended unexpectedly without an End-Of-Stream flag", 59)) no_end = 1;
+    const int order = __atomic_load_n(&decoder_order, __ATOMIC_RELAXED);
+    const int stream = __atomic_load_n(&stream_index, __ATOMIC_RELAXED);
+    const int fd = open_checked(path);
+    if (fd < 0) return NULL;
+    decode_failure_t why, ff_why;
+    if (order == AUDIO_DECODER_FFMPEG) return ffmpeg_source_open(path, fd, stream, header_only, &why);
+    const int ff_fd = order == AUDIO_DECODER_AUTO ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1; /* libsndfile closes fd */
+    audio_source_t *src = sndfile_source_open(path, fd, stream, header_only, &why);
+    if (src || order == AUDIO_DECODER_SNDFILE || why == DECODE_FAILED || ff_fd < 0) {
+        if (ff_fd >= 0) close(ff_fd);
+        return src;
     }
-    const int rate = info->samplerate;
-    char msg[QASR_ERR_LEN];
-    if (promised > n + rate / 100) /* 10 ms: MP3 lengths are estimates */
-        snprintf(msg, sizeof msg, "%s: the header promises %.2f s of audio, the file holds %.2f s (cut short?): "
-                 "transcribed what is there", path, (double)promised / rate, (double)n / rate);
-    else if (no_end)
-        snprintf(msg, sizeof msg, "%s: the stream ends without its end-of-stream mark after %.2f s (cut short?): "
-                 "transcribed what is there", path, (double)n / rate);
-    else
-        return NULL;
-    return xstrdup(msg);
+    char *sf_msg = xstrdup(qasr_last_error());
+    lseek(ff_fd, 0, SEEK_SET); /* a dup shares the offset libsndfile moved */
+    src = ffmpeg_source_open(path, ff_fd, stream, header_only, &ff_why);
+    const char *sf_text = strstr(sf_msg, " (libsndfile: "); /* libsndfile's own words, kept */
+    if (!src && why == DECODE_NOT_MINE && ff_why == DECODE_NOT_MINE && ffmpeg_describe())
+        qasr_fail("%s: not an audio format libsndfile or FFmpeg reads%s", path, sf_text ? sf_text : "");
+    else if (!src && why == DECODE_CORRUPT && ff_why != DECODE_FAILED) /* FFmpeg got no further */
+        qasr_fail("%s", sf_msg);
+    free(sf_msg);
+    return src;
 }
 
 /* The resampling both audio_resample_16k and a decoding pass do, the same way (so that a file
@@ -170,13 +149,13 @@ static void condition_with_peak(float *x, int64_t n, float peak)
     for (int64_t i = 0; i < n; i++) x[i] = fminf(fmaxf(x[i], -1.0f), 1.0f);
 }
 
-/* One decoding pass over a file: libsndfile blocks, non-finite values refused, downmixed, then
+/* One decoding pass over a file: a decoder's blocks, non-finite values refused, downmixed, then
  * resampled in python-soxr's 3 s input chunks (see audio_resample_16k); out holds 16 kHz
  * samples ready to hand out, not yet conditioned. */
 typedef struct {
     const char *path;
-    SNDFILE *sf;
-    SF_INFO info;
+    audio_source_t *src;
+    int rate, channels;
     soxr_t soxr;            /* NULL at 16 kHz */
     float *block;           /* READ_FRAMES frames as read */
     float *in;              /* mono input not yet resampled: up to chunk + READ_FRAMES frames */
@@ -191,7 +170,7 @@ typedef struct {
 
 static void pass_close(pass_t *p)
 {
-    if (p->sf) sf_close(p->sf);
+    if (p->src) p->src->close(p->src);
     if (p->soxr) soxr_delete(p->soxr);
     free(p->block);
     free(p->in);
@@ -204,10 +183,12 @@ static int pass_open(pass_t *p, const char *path)
     memset(p, 0, sizeof *p);
     p->path = path;
     p->length = -1;
-    if (!(p->sf = open_audio(path, &p->info))) return -1;
-    const double rate = p->info.samplerate;
+    if (!(p->src = source_open(path, 0))) return -1;
+    p->rate = p->src->rate;
+    p->channels = p->src->channels;
+    const double rate = p->rate;
     p->chunk = rate == QASR_SAMPLE_RATE ? READ_FRAMES : resampler_chunk(rate);
-    p->block = xmalloc(sizeof(float) * READ_FRAMES * (size_t)p->info.channels);
+    p->block = xmalloc(sizeof(float) * READ_FRAMES * (size_t)p->channels);
     p->in = xmalloc(sizeof(float) * (size_t)(p->chunk + READ_FRAMES));
     p->out_cap = 2 * 48000 + 2 * READ_FRAMES; /* one chunk's output and soxr's backlog, or one block */
     p->out = xmalloc(sizeof(float) * (size_t)p->out_cap);
@@ -223,19 +204,14 @@ static int pass_open(pass_t *p, const char *path)
     return 0;
 }
 
-/* Decode blocks until in holds a chunk or the input ends. Each sf_readf_float call clears the
- * error state, so it is checked after every block. */
+/* Decode blocks until in holds a chunk or the input ends. */
 static int pass_decode(pass_t *p)
 {
-    const int channels = p->info.channels;
+    const int channels = p->channels;
     while (!p->input_done && p->in_len < p->chunk) {
-        const sf_count_t got = sf_readf_float(p->sf, p->block, READ_FRAMES);
-        if (sf_error(p->sf) != SF_ERR_NO_ERROR) { /* the frames of this block before the error count */
-            const int64_t at = p->frames + MAX(got, 0);
-            return qasr_fail("%s: decode error at %.2f s, after %lld frames (%s)", p->path,
-                             (double)at / p->info.samplerate, (long long)at, sf_strerror(p->sf));
-        }
-        if (got <= 0) {
+        const int64_t got = p->src->read(p->src, p->block, READ_FRAMES);
+        if (got < 0) return -1;
+        if (got == 0) {
             p->input_done = 1;
             break;
         }
@@ -249,7 +225,7 @@ static int pass_decode(pass_t *p)
     }
     if (p->input_done && p->frames == 0) return qasr_fail("%s: no audio samples", p->path);
     if (p->input_done && p->length < 0)
-        p->length = p->soxr ? resampled_length(p->frames, p->info.samplerate) : p->frames;
+        p->length = p->soxr ? resampled_length(p->frames, p->rate) : p->frames;
     return 0;
 }
 
@@ -285,7 +261,7 @@ static int pass_refill(pass_t *p)
         p->out_len = MIN(p->out_cap, p->length - p->served);
         memset(p->out, 0, sizeof(float) * (size_t)p->out_len);
     }
-    if (err) return qasr_fail("%s: resampling from %d Hz failed: %s", p->path, p->info.samplerate, soxr_strerror(err));
+    if (err) return qasr_fail("%s: resampling from %d Hz failed: %s", p->path, p->rate, soxr_strerror(err));
     return 0;
 }
 
@@ -346,7 +322,7 @@ audio_stream_t *audio_stream_open(const char *path, int64_t keep, char **warning
         n += got;
     }
     free(buf);
-    if (got >= 0 && warning) *warning = cut_short_warning(p.sf, &p.info, p.frames, path);
+    if (got >= 0 && warning) *warning = p.src->cut_short(p.src, p.frames);
     pass_close(&p);
     if (got < 0) {
         free(kept);
@@ -404,20 +380,20 @@ int audio_load(const char *path, float **samples, int64_t *n_samples, char **war
     return 0;
 }
 
-/* Header only. SF_INFO.frames is exact for PCM containers and FLAC; for Ogg it comes from the
+/* Header only: SF_INFO.frames is exact for PCM containers and FLAC; for Ogg it comes from the
  * last page's granule position and for MP3 from libmpg123's length estimate (Xing/Info tag or a
- * header scan), still without decoding. A stream whose length libsndfile cannot tell
- * (frames == SF_COUNT_MAX) is an error rather than a guess. */
+ * header scan); FFmpeg's is the container's (the stream's, else the file's), read at open
+ * without setting up a decoder. A length the header does not tell is an error rather than a
+ * guess (qasr-batch then decodes the file to learn it). */
 int audio_probe_duration(const char *path, double *seconds)
 {
-    SF_INFO info;
-    SNDFILE *sf = open_audio(path, &info);
-    if (!sf) return -1;
-    sf_close(sf);
-    if (info.frames == SF_COUNT_MAX)
-        return qasr_fail("%s: duration unknown without decoding", path);
-    if (info.frames <= 0) return qasr_fail("%s: no audio samples", path);
-    *seconds = (double)info.frames / info.samplerate;
+    audio_source_t *src = source_open(path, 1);
+    if (!src) return -1;
+    const double d = src->duration;
+    src->close(src);
+    if (d < 0) return qasr_fail("%s: duration unknown without decoding", path);
+    if (d == 0) return qasr_fail("%s: no audio samples", path);
+    *seconds = d;
     return 0;
 }
 

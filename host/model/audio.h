@@ -1,4 +1,5 @@
-/* Audio input: decode any file libsndfile reads, downmix to mono, resample to 16 kHz with
+/* Audio input: decode any file libsndfile reads (and, where built with it, any FFmpeg reads),
+ * downmix to mono, resample to 16 kHz with
  * libsoxr (high quality), then condition as the official wrapper does (spec section 3):
  * if max|x| > 1 divide by max|x|, then clip to [-1, 1]. No other gain, no DC removal. */
 #ifndef QASR_AUDIO_H
@@ -35,8 +36,24 @@ void audio_stream_close(audio_stream_t *st);
  * also when the header does not give the length or it is zero. */
 int audio_probe_duration(const char *path, double *seconds);
 
+/* The decoders that read a file, chosen once for the process (the command line's
+ * --audio-decoder; default auto): "auto" libsndfile, then FFmpeg for the files libsndfile cannot
+ * open; "sndfile" libsndfile only; "ffmpeg" FFmpeg only. -1 + qasr_fail() for another name, or
+ * ffmpeg in a build without it. Process-wide like audio_show_library_messages: one run reads all
+ * its files one way, and audio_load and audio_stream_open keep their signatures. */
+enum { AUDIO_DECODER_AUTO, AUDIO_DECODER_SNDFILE, AUDIO_DECODER_FFMPEG };
+int audio_set_decoder(const char *name);
+/* Which audio stream of a file is read (--audio-stream; default 0, the first): counted among
+ * the file's audio streams only, as ffmpeg's -map 0:a:N. A file with fewer fails with "no audio
+ * stream N (the file has K)". */
+void audio_set_stream(int index);
+/* "libsndfile-1.2.0, then FFmpeg 5.1.x (...)", or what a build without FFmpeg lacks: for -v and
+ * --help. */
+const char *audio_decoders_describe(void);
+
 /* Whether the decoding libraries' own messages reach stderr (default: no; qasr says what matters
- * about each file itself). mpg123_hooks.c: libmpg123's, for MP3. */
+ * about each file itself). mpg123_hooks.c: libmpg123's, for MP3; FFmpeg's log lines, which are
+ * shown as "PROGRAM: FFmpeg CONTEXT: line" (warnings and errors only). */
 void audio_show_library_messages(int show);
 
 /* Downmix interleaved frames [n_frames][channels] to mono by averaging (in place allowed

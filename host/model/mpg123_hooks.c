@@ -15,10 +15,12 @@
 #define _GNU_SOURCE
 #endif
 #include "audio.h"
+#include "decode.h"
 
 static int show_messages;
 
 void audio_show_library_messages(int show) { __atomic_store_n(&show_messages, show, __ATOMIC_RELAXED); }
+int audio_library_messages_shown(void) { return __atomic_load_n(&show_messages, __ATOMIC_RELAXED); }
 
 #if __has_include(<mpg123.h>)
 #include <dlfcn.h>
