@@ -274,7 +274,7 @@ int batch_run(const batch_opts_t *o_in)
         snprintf(status, sizeof status, "qasr-batch: %s: %ld %s, %ld failed%s%s", stopped ? "interrupted" : "done",
                  run.done - run.failed, o->align_reference ? "aligned" : "transcribed", run.failed, left, stopped || lost ? "; rerun the same command to resume" : "");
         progress_finish(run.progress, status);
-        if (aligners && !o->quiet) { /* the aligner's share of the work */
+        if (run.aligned && !o->quiet) { /* the aligner's share of the work */
             double t = 0, audio = 0;
             for (int i = 0; i < n_models; i++) {
                 t += run.align_stats[i].encoder_seconds + run.align_stats[i].mel_seconds +

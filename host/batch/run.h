@@ -75,7 +75,8 @@ typedef struct run {
     worker_t *workers;
     int n_workers, keep_samples;
     int aligned;              /* word times: an aligner after transcription, or --align-reference */
-    qasr_stats_t *align_stats;/* [n_workers] each aligner session's work, filled at the end */
+    qasr_stats_t *align_stats;/* [n_workers] each aligner session's work (with --align-reference, the
+                               * only session's), filled at the end */
     double waiting_seconds;   /* most audio a worker keeps waiting in its session */
     /* under mu: */
     pthread_mutex_t mu;

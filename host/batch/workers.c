@@ -346,7 +346,8 @@ long run_workers(run_t *run, qasr_t **models, qasr_t **aligners, const int *devi
                     run->workers[i].dead ? " (failed)" : "");
     for (int i = 0; i < run->n_workers; i++)
         if (!run->workers[i].dead) { /* a dead device's state is left */
-            if (run->workers[i].sa) qasr_session_stats(run->workers[i].sa, &run->align_stats[i]);
+            qasr_session_t *aligner = run->workers[i].sa ? run->workers[i].sa : o->align_reference ? run->workers[i].s : NULL;
+            if (aligner) qasr_session_stats(aligner, &run->align_stats[i]);
             qasr_session_free(run->workers[i].s);
             qasr_session_free(run->workers[i].sa);
         }
