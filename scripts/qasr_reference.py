@@ -727,6 +727,30 @@ def load_config(model_dir):
         return json.load(f)
 
 
+def encode_audio(enc, acfg, x, dump, timings):
+    """Spec sections 4-5: samples -> mel -> encoder output rows, every stage dumped.
+    -> (mel, A, windows, audio embeddings [A, H])."""
+    t = time.time()
+    mel = log_mel(x, acfg["num_mel_bins"])
+    dump("mel.npy", mel)
+    T = mel.shape[1]
+    timings["mel_s"] = time.time() - t
+    t = time.time()
+    h = enc.conv_stem(mel)
+    A = h.shape[0]
+    if acfg["n_window"] == 50 and A != audio_token_count(T):
+        raise AssertionError("conv rows %d != formula %d" % (A, audio_token_count(T)))
+    windows = encoder_windows(T, A, acfg["n_window"], acfg["n_window_infer"])
+    dump("enc_conv.npy", h)
+    for i, L in enumerate(enc.layers):
+        h = enc.layer(h, L, windows)
+        dump("enc_layer_%02d.npy" % i, h)
+    audio_emb = enc.head(h).astype(np.float32)
+    dump("enc_out.npy", audio_emb)
+    timings["encoder_s"] = time.time() - t
+    return mel, A, windows, audio_emb
+
+
 def run(model_dir, audio_path, dump_dir, context="", language=None, steps=32,
         ignore_eos=False, verbose=True, dump_step_logits=False):
     t_start = time.time()
@@ -753,28 +777,10 @@ def run(model_dir, audio_path, dump_dir, context="", language=None, steps=32,
     dec = Decoder(ck, tcfg)
     timings["load_s"] = time.time() - t
 
-    # ---- audio -> mel
-    t = time.time()
+    # ---- audio -> mel -> encoder
     x = read_wav(audio_path)
-    mel = log_mel(x, acfg["num_mel_bins"])
-    dump("mel.npy", mel)
+    mel, A, windows, audio_emb = encode_audio(enc, acfg, x, dump, timings)
     T = mel.shape[1]
-    timings["mel_s"] = time.time() - t
-
-    # ---- encoder
-    t = time.time()
-    h = enc.conv_stem(mel)
-    A = h.shape[0]
-    if acfg["n_window"] == 50 and A != audio_token_count(T):
-        raise AssertionError("conv rows %d != formula %d" % (A, audio_token_count(T)))
-    windows = encoder_windows(T, A, acfg["n_window"], acfg["n_window_infer"])
-    dump("enc_conv.npy", h)
-    for i, L in enumerate(enc.layers):
-        h = enc.layer(h, L, windows)
-        dump("enc_layer_%02d.npy" % i, h)
-    audio_emb = enc.head(h).astype(np.float32)
-    dump("enc_out.npy", audio_emb)
-    timings["encoder_s"] = time.time() - t
 
     # ---- prompt + embedding merge
     t = time.time()
@@ -870,19 +876,8 @@ def run_align(model_dir, audio_path, dump_dir, text, language=None, verbose=True
 
     ck = Checkpoint(model_dir)
     enc, dec = Encoder(ck, acfg), Decoder(ck, tcfg)
-    x = read_wav(audio_path)
-    mel = log_mel(x, acfg["num_mel_bins"])
-    dump("mel.npy", mel)
+    mel, A, windows, audio_emb = encode_audio(enc, acfg, read_wav(audio_path), dump, {})
     T = mel.shape[1]
-    h = enc.conv_stem(mel)
-    A = h.shape[0]
-    windows = encoder_windows(T, A, acfg["n_window"], acfg["n_window_infer"])
-    dump("enc_conv.npy", h)
-    for i, L in enumerate(enc.layers):
-        h = enc.layer(h, L, windows)
-        dump("enc_layer_%02d.npy" % i, h)
-    audio_emb = enc.head(h).astype(np.float32)
-    dump("enc_out.npy", audio_emb)
 
     words = align_words(text, language)
     prompt = ("<|audio_start|>" + "<|audio_pad|>" * A + "<|audio_end|>"

@@ -136,13 +136,13 @@ int main(void)
         CHECK(fabs(sec - 2.0) <= 0.05);
     }
     /* the stream asked for: a file with one has no stream 1; stream 0 again after */
-    audio_set_stream(1);
+    audio_set_stream("1");
     x = NULL;
     CHECK_INT_EQ(audio_load(aac, &x, &n, NULL), -1);
     CHECK(strstr(qasr_last_error(), "no audio stream 1 (the file has 1)") != NULL);
     CHECK_INT_EQ(audio_load(s16, &x, &n, NULL), -1);
     CHECK(strstr(qasr_last_error(), "no audio stream 1 (the file has 1)") != NULL);
-    audio_set_stream(0);
+    audio_set_stream("0");
 
     char *made[] = { s16, s24, u8, f32, f64, alac16, alac24, flac24, vorbis, vorbis_wav, aac, opus };
     for (size_t i = 0; i < sizeof made / sizeof *made; i++) free(made[i]);

@@ -47,17 +47,21 @@ static const char *fixture_dir(void)
     return d ? d : "fixtures";
 }
 
+/* The fixture's config.json (a published checkpoint's) into c; 0 if it loaded. */
+static int load_fixture(const char *name, model_config_t *c)
+{
+    char *dir = path_join(fixture_dir(), name);
+    const int rc = config_load(c, dir);
+    free(dir);
+    CHECK_INT_EQ(rc, 0);
+    if (rc != 0) fprintf(stderr, "config_load: %s\n", qasr_last_error());
+    return rc;
+}
+
 static void test_real_0p6b(void)
 {
     model_config_t c;
-    char *dir = path_join(fixture_dir(), "qwen3-asr-0.6b");
-    int rc = config_load(&c, dir);
-    free(dir);
-    CHECK_INT_EQ(rc, 0);
-    if (rc != 0) {
-        fprintf(stderr, "config_load: %s\n", qasr_last_error());
-        return;
-    }
+    if (load_fixture("qwen3-asr-0.6b", &c) != 0) return;
     CHECK_INT_EQ(c.n_mels, 128);
     CHECK_INT_EQ(c.enc_d, 896);
     CHECK_INT_EQ(c.enc_layers, 18);
@@ -99,14 +103,7 @@ static void test_real_0p6b(void)
 static void test_real_aligner(void)
 {
     model_config_t c;
-    char *dir = path_join(fixture_dir(), "qwen3-forced-aligner-0.6b");
-    int rc = config_load(&c, dir);
-    free(dir);
-    CHECK_INT_EQ(rc, 0);
-    if (rc != 0) {
-        fprintf(stderr, "config_load: %s\n", qasr_last_error());
-        return;
-    }
+    if (load_fixture("qwen3-forced-aligner-0.6b", &c) != 0) return;
     CHECK_INT_EQ(c.aligner, 1);
     CHECK_INT_EQ(c.head_rows, 5000);
     CHECK_INT_EQ(c.timestamp_token_id, 151705);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "align.h"
+#include "audio.h"
 #include "utf8.h"
 #include "util.h"
 
@@ -92,7 +93,7 @@ qasr_word_t *cues_file_words(const qasr_result_t *seg, const int64_t *bounds, in
     qasr_word_t *w = xmalloc(sizeof *w * (size_t)MAX(1, *n));
     int k = 0;
     for (int i = 0; i < n_seg; i++) {
-        const int offset_ms = (int)((bounds[i] * 1000 + 8000) / 16000); /* 16 kHz samples, rounded */
+        const int offset_ms = (int)((bounds[i] * 1000 + QASR_SAMPLE_RATE / 2) / QASR_SAMPLE_RATE); /* rounded */
         for (int j = 0; j < seg[i].n_words; j++) {
             w[k] = seg[i].words[j];
             w[k].start_ms += offset_ms;

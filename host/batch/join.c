@@ -1,8 +1,10 @@
 #include "join.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "audio.h"
 #include "utf8.h"
 #include "util.h"
 
@@ -45,4 +47,19 @@ char *join_languages(const char *const *languages, int n)
         prev = l;
     }
     return out;
+}
+
+char *join_first_error(const qasr_result_t *seg, const int64_t *bounds, int n_seg)
+{
+    for (int i = 0; i < n_seg; i++)
+        if (seg[i].error) {
+            char msg[QASR_ERR_LEN];
+            if (n_seg > 1)
+                snprintf(msg, sizeof msg, "segment %d (%.1f-%.1f s): %s", i + 1, (double)bounds[i] / QASR_SAMPLE_RATE,
+                         (double)bounds[i + 1] / QASR_SAMPLE_RATE, seg[i].error);
+            else
+                snprintf(msg, sizeof msg, "%s", seg[i].error);
+            return xstrdup(msg);
+        }
+    return NULL;
 }

@@ -1,6 +1,11 @@
-/* A file split into segments is one result: the segments' texts and languages joined. */
+/* A file split into segments is one result: the segments' texts and languages joined, and the
+ * first failed segment's error. */
 #ifndef QASR_JOIN_H
 #define QASR_JOIN_H
+
+#include <stdint.h>
+
+#include "qasr.h"
 
 /* Texts in order, NULL and empty ones skipped, with a space between two texts unless one is
  * already there or the boundary touches a script written without spaces (CJK, kana, Thai), as
@@ -9,5 +14,9 @@ char *join_texts(const char *const *texts, int n);
 
 /* Languages, empty ones and consecutive repeats dropped, joined with ",". Malloc'd. */
 char *join_languages(const char *const *languages, int n);
+
+/* The first error of seg[0..n_seg-1] (segment i spans samples bounds[i]..bounds[i + 1]), with
+ * "segment K (A-B s): " before it when the file has several; NULL if none. Malloc'd. */
+char *join_first_error(const qasr_result_t *seg, const int64_t *bounds, int n_seg);
 
 #endif

@@ -39,16 +39,9 @@ void write_item(run_t *run, item_t *it, const char *error_in)
 {
     const batch_opts_t *o = run->o;
     char *error = error_in ? naming_the_file(it->e->path, error_in) : NULL;
-    for (int i = 0; i < it->n_seg && !error; i++)
-        if (it->seg[i].error) {
-            char msg[QASR_ERR_LEN];
-            if (it->n_seg > 1)
-                snprintf(msg, sizeof msg, "segment %d (%.1f-%.1f s): %s", i + 1, seconds_at(it->bounds[i]),
-                         seconds_at(it->bounds[i + 1]), it->seg[i].error);
-            else
-                snprintf(msg, sizeof msg, "%s", it->seg[i].error);
-            error = naming_the_file(it->e->path, msg);
-        }
+    char *seg_error = error ? NULL : join_first_error(it->seg, it->bounds, it->n_seg);
+    if (seg_error) error = naming_the_file(it->e->path, seg_error);
+    free(seg_error);
     const char **texts = xcalloc(MAX(1, it->n_seg), sizeof *texts), **langs = xcalloc(MAX(1, it->n_seg), sizeof *langs);
     result_segment_t *segs = xcalloc(MAX(1, it->n_seg), sizeof *segs);
     cue_t *cues = xcalloc(MAX(1, it->n_seg), sizeof *cues);

@@ -240,18 +240,9 @@ int main(int argc, char **argv)
             }
             timestamps = !strcmp(optarg, "word");
             break;
-        case OPT_STREAM: {
-            char *end;
-            const long k = strtol(optarg, &end, 10);
-            if (end == optarg || *end || k < 0 || k > 1000) {
-                fprintf(stderr, "qasr: --audio-stream '%s': expected a stream number, 0 for the first\n", optarg);
-                return EXIT_USAGE;
-            }
-            audio_set_stream((int)k);
-            break;
-        }
+        case OPT_STREAM:
         case OPT_DECODER:
-            if (audio_set_decoder(optarg) != 0) {
+            if ((c == OPT_STREAM ? audio_set_stream(optarg) : audio_set_decoder(optarg)) != 0) {
                 fprintf(stderr, "qasr: --%s\n", qasr_last_error());
                 return EXIT_USAGE;
             }

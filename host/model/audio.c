@@ -35,15 +35,23 @@ int audio_set_decoder(const char *name)
     if (!strcmp(name, "auto")) order = AUDIO_DECODER_AUTO;
     else if (!strcmp(name, "sndfile")) order = AUDIO_DECODER_SNDFILE;
     else if (!strcmp(name, "ffmpeg")) order = AUDIO_DECODER_FFMPEG;
-    else return qasr_fail("audio decoder '%s': expected auto, sndfile or ffmpeg", name);
+    else return qasr_fail("audio-decoder '%s': expected auto, sndfile or ffmpeg", name);
     if (order == AUDIO_DECODER_FFMPEG && !ffmpeg_describe())
-        return qasr_fail("audio decoder ffmpeg: this qasr is built without FFmpeg (install libavformat-dev "
+        return qasr_fail("audio-decoder ffmpeg: this qasr is built without FFmpeg (install libavformat-dev "
                          "libavcodec-dev libavutil-dev and rebuild)");
     __atomic_store_n(&decoder_order, order, __ATOMIC_RELAXED);
     return 0;
 }
 
-void audio_set_stream(int index) { __atomic_store_n(&stream_index, MAX(index, 0), __ATOMIC_RELAXED); }
+int audio_set_stream(const char *arg)
+{
+    char *end;
+    const long k = strtol(arg, &end, 10);
+    if (end == arg || *end || k < 0 || k > 1000)
+        return qasr_fail("audio-stream '%s': expected a stream number, 0 for the first", arg);
+    __atomic_store_n(&stream_index, (int)k, __ATOMIC_RELAXED);
+    return 0;
+}
 
 static char decoders_text[256];
 static void describe_decoders(void)

@@ -43,10 +43,10 @@ int audio_probe_duration(const char *path, double *seconds);
  * its files one way, and audio_load and audio_stream_open keep their signatures. */
 enum { AUDIO_DECODER_AUTO, AUDIO_DECODER_SNDFILE, AUDIO_DECODER_FFMPEG };
 int audio_set_decoder(const char *name);
-/* Which audio stream of a file is read (--audio-stream; default 0, the first): counted among
+/* Which audio stream of a file is read (--audio-stream N; default "0", the first): counted among
  * the file's audio streams only, as ffmpeg's -map 0:a:N. A file with fewer fails with "no audio
- * stream N (the file has K)". */
-void audio_set_stream(int index);
+ * stream N (the file has K)". -1 + qasr_fail() when arg is not a stream number. */
+int audio_set_stream(const char *arg);
 /* "libsndfile-1.2.0, then FFmpeg 5.1.x (...)", or what a build without FFmpeg lacks: for -v and
  * --help. */
 const char *audio_decoders_describe(void);

@@ -177,22 +177,6 @@ static void piece_aligned(piece_t *p, qasr_result_t *r)
 
 static double seconds_at(int64_t sample) { return (double)sample / QASR_SAMPLE_RATE; }
 
-/* The first failed segment's error, as qasr-batch words it for a cut file; NULL if none. */
-static char *segment_error(const job_t *j)
-{
-    for (int i = 0; i < j->n_seg; i++)
-        if (j->seg[i].error) {
-            char msg[QASR_ERR_LEN];
-            if (j->n_seg > 1)
-                snprintf(msg, sizeof msg, "segment %d (%.1f-%.1f s): %s", i + 1, seconds_at(j->bounds[i]),
-                         seconds_at(j->bounds[i + 1]), j->seg[i].error);
-            else
-                snprintf(msg, sizeof msg, "%s", j->seg[i].error);
-            return xstrdup(msg);
-        }
-    return NULL;
-}
-
 static void add_string_or_null(cJSON *o, const char *key, const char *s)
 {
     if (s) cJSON_AddStringToObject(o, key, s);
@@ -215,7 +199,7 @@ static cJSON *words_json(const qasr_word_t *w, int n)
 /* j's line (no newline), malloc'd. aligned: word times were asked for. */
 static char *job_line(job_t *j, int aligned)
 {
-    if (!j->error) j->error = segment_error(j);
+    if (!j->error) j->error = join_first_error(j->seg, j->bounds, j->n_seg);
     cJSON *o = cJSON_CreateObject();
     add_string_or_null(o, "path", j->src->path);
     const char **texts = xcalloc((size_t)MAX(1, j->n_seg), sizeof *texts);
