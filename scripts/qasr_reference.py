@@ -751,6 +751,24 @@ def encode_audio(enc, acfg, x, dump, timings):
     return mel, A, windows, audio_emb
 
 
+def prompt_pass(dec, ids, audio_id, audio_emb, dump):
+    """Spec section 6: the prompt's embeddings with the audio rows replaced by the encoder output,
+    then every decoder layer over all of it (causal, positions from 0), each dumped.
+    -> the last layer's hidden states [S, H] (before the final norm)."""
+    pos = np.nonzero(ids == audio_id)[0]
+    if len(pos) != len(audio_emb):
+        raise AssertionError("prompt has %d audio placeholders, encoder gave %d rows"
+                             % (len(pos), len(audio_emb)))
+    e = dec.embed[ids].copy()
+    e[pos] = audio_emb
+    dump("dec_embed.npy", e)
+    hs = e
+    for i in range(len(dec.layers)):
+        hs = dec.layer(i, hs, 0)
+        dump("dec_layer_%02d.npy" % i, hs)
+    return hs
+
+
 def run(model_dir, audio_path, dump_dir, context="", language=None, steps=32,
         ignore_eos=False, verbose=True, dump_step_logits=False):
     t_start = time.time()
@@ -788,19 +806,9 @@ def run(model_dir, audio_path, dump_dir, context="", language=None, steps=32,
     ids_arr = np.array(ids, dtype=np.int64)
     dump("prompt_ids.npy", ids_arr, np.int32)
     S = len(ids)
-    pos = np.nonzero(ids_arr == audio_id)[0]
-    if len(pos) != A:
-        raise AssertionError("prompt has %d audio placeholders, encoder gave %d rows"
-                             % (len(pos), A))
-    e = dec.embed[ids_arr].copy()
-    e[pos] = audio_emb
-    dump("dec_embed.npy", e)
 
     # ---- decoder prompt pass
-    hs = e
-    for i in range(len(dec.layers)):
-        hs = dec.layer(i, hs, 0)
-        dump("dec_layer_%02d.npy" % i, hs)
+    hs = prompt_pass(dec, ids_arr, audio_id, audio_emb, dump)
     logits = dec.logits(hs[-1:])[0]
     dump("logits.npy", logits)
     timings["prefill_s"] = time.time() - t
@@ -884,17 +892,9 @@ def run_align(model_dir, audio_path, dump_dir, text, language=None, verbose=True
               + "<timestamp><timestamp>".join(words) + "<timestamp><timestamp>")
     ids = np.array(tok.encode(prompt), dtype=np.int64)
     dump("prompt_ids.npy", ids, np.int32)
-    pos = np.nonzero(ids == th["audio_token_id"])[0]
-    assert len(pos) == A, (len(pos), A)
     slots = np.nonzero(ids == ts_id)[0]
     assert len(slots) == 2 * max(len(words), 1), (len(slots), len(words))
-    e = dec.embed[ids].copy()
-    e[pos] = audio_emb
-    dump("dec_embed.npy", e)
-    hs = e
-    for i in range(len(dec.layers)):
-        hs = dec.layer(i, hs, 0)
-        dump("dec_layer_%02d.npy" % i, hs)
+    hs = prompt_pass(dec, ids, th["audio_token_id"], audio_emb, dump)
     logits = dec.logits(hs[slots])          # the rows AT the slots (aligner spec 7.4)
     dump("slot_logits.npy", logits)
     classes = [int(np.argmax(r)) for r in logits]
