@@ -8,7 +8,8 @@ Checks the reference against facts stated in the specification (MODEL.md)
 and against independent re-computations: audio-token formula vs the spec table (5.5),
 encoder windows (5.6), the mel frontend (zero signal -> -1.5, filterbank properties, a naive
 DFT re-computation), prompt ids of the real tokenizer (7.2-7.4), RoPE/GELU/bf16 facts, the
-fixture's files against the published sha256s, the non-weight files of synthetic 0.6B, 1.7B
+fixture's files (and the aligner's, with its Korean word list) against the published sha256s,
+the aligner's word splitter and repair on the aligner spec's worked examples, the non-weight files of synthetic 0.6B, 1.7B
 and tiny checkpoints against the published bytes (copies where nothing depends on the size or
 the ids; otherwise only those lines differ), the demo model's files against what its export
 writes, and a round trip through a tiny synthetic checkpoint made by
@@ -396,6 +397,19 @@ PUBLISHED_SHA256 = {
 }
 
 
+# sha256 of the published Qwen3-ForcedAligner-0.6B files and of the official Korean word list
+# (tests/fixtures/qwen3-forced-aligner-0.6b/README.md)
+ALIGNER_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "qwen3-forced-aligner-0.6b")
+ALIGNER_SHA256 = {
+    "chat_template.json": "75a8cfca24f00de72d796fbfed6858fc9614ef3dabd8696684cc3bc03a9c58ff",
+    "config.json": "d616c65d46c4b90bdc651b0a0963ea932732241140f337f9bb6b0335a9c8ef09",
+    "generation_config.json": "948d089b23bca1d214e768d59c4438365665f52ec6d33678f4062206b3fbbb8c",
+    "preprocessor_config.json": "45e120a4eda2c20c5d7f2ea9354e63536bf35e27aa573fb7cdf78017b378770d",
+    "tokenizer_config.json": "3ab80063f8511deb9566e6ad438d17b7a6277fcffd52d92854112f19d36bd81c",
+}
+KOREAN_DICT_SHA256 = "cc157a9ab78f92bf11ed98a69b285768d6627cf5cd57a581e6c06693effce37d"
+
+
 def _read_bytes(*p):
     with open(os.path.join(*p), "rb") as f:
         return f.read()
@@ -413,6 +427,19 @@ def _member(line):
     m = re.fullmatch(r'( *)"([^"]*)": (.*?)(,?)', line)
     assert m, line
     return m.group(1), m.group(2), m.group(3)
+
+
+@check
+def aligner_fixture_files_published():
+    names = sorted(f for f in os.listdir(ALIGNER_FIXTURE) if f != "README.md")
+    assert names == sorted(ALIGNER_SHA256), names
+    for fn, want in ALIGNER_SHA256.items():
+        got = hashlib.sha256(_read_bytes(ALIGNER_FIXTURE, fn)).hexdigest()
+        assert got == want, (fn, got)
+    assert hashlib.sha256(_read_bytes(ref.KOREAN_DICT)).hexdigest() == KOREAN_DICT_SHA256
+    cfg = json.loads(_read_bytes(ALIGNER_FIXTURE, "config.json"))
+    assert (cfg["timestamp_token_id"], cfg["timestamp_segment_time"]) == (151705, 80)
+    assert cfg["thinker_config"]["model_type"] == "qwen3_forced_aligner" and cfg["thinker_config"]["classify_num"] == 5000
 
 
 @check
@@ -819,6 +846,34 @@ def tiny_short_clip_context_language():
     r = run_ref(Tiny.model, os.path.join(Tiny.tmp, "a060.wav"), os.path.join(Tiny.tmp, "dbad"),
                 "--language", "Klingon")
     assert r.returncode != 0 and "unsupported language" in r.stderr
+
+
+@check
+def aligner_words_and_repair_as_spec():
+    """The reference's aligner rules (qwen3-forced-aligner.md) on the spec's worked examples,
+    which are the official code's outputs."""
+    cases = [
+        ("It's 10 o'clock, Mr. O\u2019Neil!", "English", "It's 10 o'clock Mr ONeil"),
+        ("\u4eca\u5929\u5929\u6c14\u5f88\u597d\u3002", "Chinese", "\u4eca \u5929 \u5929 \u6c14 \u5f88 \u597d"),
+        ("\u6211\u5728Qwen3-ASR\u4e0a\u8dd1\u4e862.5\u5c0f\u65f6\u7684benchmark, it's fine.", "Chinese",
+         "\u6211 \u5728 Qwen3ASR \u4e0a \u8dd1 \u4e86 25 \u5c0f \u65f6 \u7684 benchmark it's fine"),
+        ("Aujourd'hui, l\u2019h\u00f4tel co\u00fbte 12,50 \u20ac \u2014 tr\u00e8s cher!", "French",
+         "Aujourd'hui lh\u00f4tel co\u00fbte 1250 tr\u00e8s cher"),
+        ("\ubc18\uac11\uc2b5\ub2c8\ub2e4. \uc800\ub294 \ud559\uc0dd\uc785\ub2c8\ub2e4! \ud55c\uad6d\uc5b4\ub97c \uacf5\ubd80\ud574\uc694",
+         "Korean", "\ubc18\uac11 \uc2b5\ub2c8\ub2e4 \uc800\ub294 \ud559\uc0dd \uc785\ub2c8\ub2e4 \ud55c\uad6d\uc5b4 \ub97c \uacf5\ubd80 \ud574\uc694"),
+        ("Cafe\u0301 x\u00b2 \u01c5", "", "Cafe x\u00b2 \u01c5"),
+        ("... !?", "English", ""),
+    ]
+    for text, lang, want in cases:
+        got = " ".join(ref.align_words(text, lang))
+        assert got == want, (text, got, want)
+    ms = lambda classes: [80.0 * c for c in classes]  # noqa: E731
+    a = ref.align_repair(ms([3, 7, 6, 12, 40, 41, 13, 2, 2, 14, 15, 15]))
+    assert a == [240, 560, 560, 960, 960, 1040, 1040, 1040, 1120, 1120, 1200, 1200], a
+    b = ref.align_repair(ms([2, 1, 5, 9, 8, 30, 31, 32, 10, 11, 12, 12]))
+    assert b == [160, 160, 400, 720, 736, 752, 768, 784, 800, 880, 960, 960], b
+    t = [0.0] + [5000.0 - 80 * i for i in range(1, 14)] + [1840.0, 1900.0]
+    assert ref.align_repair(t)[7] == 919  # 919.9999999999999 in double, truncated (spec 8.2)
 
 
 def main():
