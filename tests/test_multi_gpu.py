@@ -6,10 +6,11 @@ with one device, each entry exactly once; the same with NCCL unavailable (each d
 the weights). Then devices fail (CUEMU_FAIL makes a chosen kernel
 launch of a device fail stickily, as a lost GPU does): one device of three fails mid-run and
 its files in progress are redone by the others, nothing lost, also a long file whose pieces
-run on several devices; both devices of two fail and the
+run on several devices, with and without a forced aligner after transcription on each device
+(the words equal to one device's); both devices of two fail and the
 run exits 5 with only complete lines, and a rerun finishes the rest.
 
-usage: test_multi_gpu.py --bin BUILD_DIR --model DIR --corpus DIR --work DIR [--limit N]
+usage: test_multi_gpu.py --bin BUILD_DIR --model DIR --corpus DIR --work DIR [--limit N] [--aligner DIR]
 """
 import argparse
 import json
@@ -39,6 +40,7 @@ def main():
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--limit", type=int, default=16)
+    ap.add_argument("--aligner", help="a forced aligner: the long-file runs again with word times")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     batch = os.path.join(args.bin, "qasr-batch-emu")
@@ -129,6 +131,19 @@ def main():
     ok(p.returncode == 0 and "device 1 failed" in p.stderr, f"long file, device 1 failing: exit {p.returncode}\n{p.stderr[-3000:]}")
     got = {o["id"]: key(o) + (len(o["segments"]),) for o in lines(out)}
     ok(got == want, f"long file, device 1 failing: results differ from one device's:\n{got}\n{want}")
+    if args.aligner:  # the aligner on every device after transcription: a failure may hit either stage
+        aligned_ref = os.path.join(args.work, "long_one_aligned.jsonl")
+        common = ["--overwrite", "--max-segment-seconds", "7", "--aligner", args.aligner]
+        p = run(1, None, aligned_ref, extra=common, manifest_path=long_manifest)
+        ok(p.returncode == 0, f"aligned, one device: exit {p.returncode}\n{p.stderr[-3000:]}")
+        want = {o["id"]: (key(o), o["words"]) for o in lines(aligned_ref)}
+        ok(all(w for _, w in want.values()) and len(want.get("long", (0, []))[1]) > 20,
+           f"aligned, one device: words missing: {[(k, len(w or [])) for k, (_, w) in want.items()]}")
+        out = os.path.join(args.work, "long_fail1_aligned.jsonl")
+        p = run(3, "0,1,2", out, fail="1:700", extra=common, manifest_path=long_manifest)
+        ok(p.returncode == 0 and "device 1 failed" in p.stderr, f"aligned, device 1 failing: exit {p.returncode}\n{p.stderr[-3000:]}")
+        got = {o["id"]: (key(o), o["words"]) for o in lines(out)}
+        ok(got == want, "aligned, device 1 failing: transcripts or words differ from one device's")
 
     # Both devices die: exit 5, only complete lines; a rerun (devices healthy) does the rest.
     out = os.path.join(args.work, "failall.jsonl")
