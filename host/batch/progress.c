@@ -9,7 +9,7 @@
 
 struct progress {
     long total_files, files, failed;
-    double total_audio, audio, t0, last_draw, interval;
+    double total_audio, audio, t0, last_draw, interval, align;
     int quiet, tty, drawn;
 };
 
@@ -39,12 +39,17 @@ static void draw(progress_t *p, int final)
 {
     const double now = now_seconds(), elapsed = now - p->t0;
     const double rate = elapsed > 0 ? p->audio / elapsed : 0;
-    char eta[32], took[32];
+    char eta[32], took[32], align[48] = "";
     format_duration(eta, sizeof eta, rate > 0 && p->total_audio > 0 ? (p->total_audio - p->audio) / rate : -1);
     format_duration(took, sizeof took, elapsed);
-    char line[256];
-    snprintf(line, sizeof line, "%ld/%ld files (%ld failed), %.2f/%.2f h audio, %.1f s/s, %s %s",
-                       p->files, p->total_files, p->failed, p->audio / 3600, p->total_audio / 3600, rate,
+    if (p->align > 0) {
+        char t[32];
+        format_duration(t, sizeof t, p->align);
+        snprintf(align, sizeof align, ", aligner %s", t);
+    }
+    char line[300];
+    snprintf(line, sizeof line, "%ld/%ld files (%ld failed), %.2f/%.2f h audio, %.1f s/s%s, %s %s",
+                       p->files, p->total_files, p->failed, p->audio / 3600, p->total_audio / 3600, rate, align,
                        final ? "took" : "ETA", final ? took : eta);
     if (p->tty && !final) {
         const int width = 24, done = p->total_audio > 0 ? (int)(width * p->audio / p->total_audio) : 0;
@@ -64,6 +69,8 @@ void progress_tick(progress_t *p)
 {
     if (!p->quiet && now_seconds() - p->last_draw >= p->interval) draw(p, 0);
 }
+
+void progress_align(progress_t *p, double seconds) { p->align += seconds; }
 
 void progress_add(progress_t *p, double audio_seconds, int failed)
 {

@@ -273,9 +273,12 @@ static int work(worker_t *w)
         void *tag;
         while (qasr_session_poll(w->s, &res, &tag)) finish_piece(w, tag, &res);
         /* the aligner: its own batched stage, a step per transcription step */
+        const double t_align = now_seconds();
         if (w->sa && qasr_session_step(w->sa) != 0) return -1;
+        const double align_step = w->sa && qasr_session_pending(w->sa) ? now_seconds() - t_align : 0;
         while (w->sa && qasr_session_poll(w->sa, &res, &tag)) finish_piece(w, tag, &res);
         pthread_mutex_lock(&run->mu);
+        progress_align(run->progress, align_step);
         progress_tick(run->progress);
         pthread_mutex_unlock(&run->mu);
     }
