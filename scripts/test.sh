@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # The builds and their test models take about 12 GB (the synthetic 0.6B and 1.7B checkpoints and
 # the 0.6B aligner at real dimensions are 8 GB of it): said up front rather than as ENOSPC in whichever test
 # writes next. What earlier runs left in build/ and build-asan/ is reused, so it counts as room.
-have_kb=$(du -sk build build-asan 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+have_kb=$( (du -sk build build-asan 2>/dev/null || true) | awk '{ s += $1 } END { print s + 0 }')
 need_kb=$((13 * 1024 * 1024 - have_kb))
 free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
 if [ "$free_kb" -lt "$need_kb" ]; then
