@@ -212,8 +212,8 @@ def training_data(work, n_sent, variants, seed, jobs):
     cache = os.path.join(work, "data-%d-%d-%d.npz" % (n_sent, variants, seed))
     if os.path.exists(cache):
         z = np.load(cache, allow_pickle=True)
-        off = z["off"]
-        mels = [z["mel"][:, off[i]:off[i + 1]] for i in range(len(off) - 1)]
+        data, off = z["mel"], z["off"]          # read once (each z[...] reads the file)
+        mels = [data[:, off[i]:off[i + 1]] for i in range(len(off) - 1)]
         return mels, list(z["times"]), list(z["text"]), list(z["lang"])
     t0 = time.time()
     exclude = frozenset(heldout_texts(1000))
@@ -379,8 +379,9 @@ def forward_loss(model, prompt, mels_np, words_list, times_list, seg):
 def cmd_train(args):
     import torch
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
+    shuffle = args.seed if args.shuffle_seed is None else args.shuffle_seed
+    torch.manual_seed(shuffle)
+    rng = random.Random(shuffle)
     os.makedirs(args.work, exist_ok=True)
     mels, times, texts, langs = training_data(args.work, args.sentences, args.variants,
                                               args.seed, args.threads)
@@ -393,13 +394,17 @@ def cmd_train(args):
     prompt = AlignPrompt(tok)
     seg = float(cfg["timestamp_segment_time"])
     model = build_aligner_class()(cfg)
-    demo, _, _ = tdm.load_checkpoint(args.init)
-    missing = model.load_state_dict(demo.state_dict(), strict=False)
-    assert list(missing.missing_keys) == ["lm_head.weight"], missing
-    with torch.no_grad():
-        model.model.embed_tokens.weight[prompt.ts].normal_(0.0, 0.02)
-        model.lm_head.weight.normal_(0.0, 0.02)
-    del demo
+    if "forced_aligner" in ref.load_config(args.init)["thinker_config"]["model_type"]:
+        # a second stage: continue from an exported aligner (all weights, head included)
+        model.load_state_dict(load_aligner(args.init)[0].state_dict())
+    else:
+        demo, _, _ = tdm.load_checkpoint(args.init)
+        missing = model.load_state_dict(demo.state_dict(), strict=False)
+        assert list(missing.missing_keys) == ["lm_head.weight"], missing
+        with torch.no_grad():
+            model.model.embed_tokens.weight[prompt.ts].normal_(0.0, 0.02)
+            model.lm_head.weight.normal_(0.0, 0.02)
+        del demo
     nparam = sum(p.numel() for p in model.parameters())
     log("model: %d parameters (%.2f M), initialised from %s; %d training clips, dev %d"
         % (nparam, nparam / 1e6, args.init, len(tr_idx), len(dev_idx)))
@@ -429,7 +434,7 @@ def cmd_train(args):
 
     lengths = [mels[i].shape[1] for i in tr_idx]
     batches, t0, step, hist = [], time.time(), 0, []
-    aug = random.Random(args.seed + 1)
+    aug = random.Random(shuffle + 1)
     model.train()
     dev_eval()
     while step < args.steps:
@@ -506,20 +511,36 @@ def summarize(errs):
             "within_80ms": float((e <= 80).mean()), "within_160ms": float((e <= 160).mean())}
 
 
+def spread_baseline(item):
+    """A blind guess to beat: the words spread over the whole clip in proportion to their
+    letters (what an aligner that ignores the audio, but knows the clip length, could do)."""
+    with wave.open(item["path"], "rb") as w:
+        dur = 1000.0 * w.getnframes() / w.getframerate()
+    n = [len(w) for w, _, _ in item["words"]]
+    edges = np.concatenate([[0], np.cumsum(n)]) * dur / sum(n)
+    return [(w, edges[k], edges[k + 1]) for k, (w, _, _) in enumerate(item["words"])]
+
+
 def evaluate(qasr, model, items, threads=2):
-    """-> {language: summary, "all": summary} over the items' boundaries."""
-    by = {}
+    """-> {language: summary, "all": summary} over the items' boundaries; each summary also
+    holds the spread baseline's mean abs error (baseline_mean_abs_ms)."""
+    by, base = {}, {}
     for it in items:
         e = boundary_errors(it, engine_align(qasr, model, it, threads))
-        by.setdefault(it["language"], []).extend(e)
-        by.setdefault("all", []).extend(e)
-    return {k: summarize(v) for k, v in sorted(by.items())}
+        b = boundary_errors(it, spread_baseline(it))
+        for k in (it["language"], "all"):
+            by.setdefault(k, []).extend(e)
+            base.setdefault(k, []).extend(b)
+    return {k: dict(summarize(v), baseline_mean_abs_ms=float(np.mean(base[k])))
+            for k, v in sorted(by.items())}
 
 
 def print_summary(res):
     for k, s in res.items():
-        print("%-8s %5d boundaries: mean abs error %6.1f ms, within 80 ms %5.1f%%, within 160 ms %5.1f%%"
-              % (k, s["boundaries"], s["mean_abs_ms"], 100 * s["within_80ms"], 100 * s["within_160ms"]))
+        print("%-8s %5d boundaries: mean abs error %6.1f ms, within 80 ms %5.1f%%, within 160 ms "
+              "%5.1f%% (spread baseline: %.0f ms)" % (k, s["boundaries"], s["mean_abs_ms"],
+                                                     100 * s["within_80ms"], 100 * s["within_160ms"],
+                                                     s["baseline_mean_abs_ms"]))
 
 
 def cmd_eval(args):
@@ -574,10 +595,15 @@ def main(argv=None):
         t.add_argument("--seed", type=int, default=0)
         t.add_argument("--threads", type=int, default=2)
     t.add_argument("--out", default=out)
-    t.add_argument("--init", default=DEMO_ASR, help="ASR checkpoint to start from")
-    t.add_argument("--steps", type=int, default=2500)
-    t.add_argument("--batch-frames", type=int, default=8000,
-                   help="padded mel frames per batch (default 8000, ~16 clips)")
+    t.add_argument("--init", default=DEMO_ASR,
+                   help="checkpoint to start from: an ASR model (encoder, decoder, embeddings; "
+                        "new head) or an aligner (everything: a further training stage)")
+    t.add_argument("--shuffle-seed", type=int, default=None,
+                   help="seed of the batch order, augmentation and new weights (default --seed, "
+                        "which also picks the data)")
+    t.add_argument("--steps", type=int, default=2400)
+    t.add_argument("--batch-frames", type=int, default=5000,
+                   help="padded mel frames per batch (default 5000, ~9 clips)")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--warmup", type=int, default=200)
     t.add_argument("--log-every", type=int, default=50)
