@@ -522,13 +522,15 @@ def spread_baseline(item):
 
 
 def evaluate(qasr, model, items, threads=2):
-    """-> {language: summary, "all": summary} over the items' boundaries; each summary also
-    holds the spread baseline's mean abs error (baseline_mean_abs_ms)."""
+    """-> {language: summary, "all": summary, "unseen voice": summary} over the items'
+    boundaries ("unseen voice": the items in make_corpus's held-out voice variant); each
+    summary also holds the spread baseline's mean abs error (baseline_mean_abs_ms)."""
     by, base = {}, {}
     for it in items:
         e = boundary_errors(it, engine_align(qasr, model, it, threads))
         b = boundary_errors(it, spread_baseline(it))
-        for k in (it["language"], "all"):
+        unseen = ["unseen voice"] if it["voice"].endswith("+" + mc.HELDOUT_VARIANT) else []
+        for k in [it["language"], "all"] + unseen:
             by.setdefault(k, []).extend(e)
             base.setdefault(k, []).extend(b)
     return {k: dict(summarize(v), baseline_mean_abs_ms=float(np.mean(base[k])))
@@ -537,7 +539,7 @@ def evaluate(qasr, model, items, threads=2):
 
 def print_summary(res):
     for k, s in res.items():
-        print("%-8s %5d boundaries: mean abs error %6.1f ms, within 80 ms %5.1f%%, within 160 ms "
+        print("%-12s %5d boundaries: mean abs error %6.1f ms, within 80 ms %5.1f%%, within 160 ms "
               "%5.1f%% (spread baseline: %.0f ms)" % (k, s["boundaries"], s["mean_abs_ms"],
                                                      100 * s["within_80ms"], 100 * s["within_160ms"],
                                                      s["baseline_mean_abs_ms"]))
