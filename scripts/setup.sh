@@ -11,3 +11,8 @@ echo "== build/demo-results.jsonl"
 cat build/demo-results.jsonl
 echo "== scripts/score.py build/demo-results.jsonl --manifest manifests/demo.tsv"
 /usr/bin/python3 scripts/score.py build/demo-results.jsonl --manifest manifests/demo.tsv
+echo "== word times of two demo clips: build/qasr --aligner tests/models/qasr-demo-aligner --text TEXT --language L AUDIO"
+grep -v '^#' manifests/demo.tsv | sed -n 2,3p | while IFS=$'\t' read -r path _ lang text; do
+  echo "-- $path ($lang)"
+  build/qasr --aligner tests/models/qasr-demo-aligner --text "$text" --language "$lang" "manifests/$path" < /dev/null
+done

@@ -427,11 +427,13 @@ def build_model_classes():
 # ========================================================================================
 # checkpoint export / import
 
-def export_safetensors(model, path):
+def export_safetensors(model, path, tied_head=True):
     """All parameters as BF16 (round to nearest even), official names, header sorted by name;
-    thinker.lm_head.weight = the embedding (tied)."""
+    thinker.lm_head.weight = the embedding (tied), unless tied_head is False (the model's own
+    lm_head parameter, e.g. the forced aligner's)."""
     sd = {"thinker." + k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    sd["thinker.lm_head.weight"] = sd["thinker.model.embed_tokens.weight"]
+    if tied_head:
+        sd["thinker.lm_head.weight"] = sd["thinker.model.embed_tokens.weight"]
     header = OrderedDict([("__metadata__", {"format": "pt"})])
     blobs, off = [], 0
     for name in sorted(sd):
