@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for a fresh Debian 12 machine: install dependencies, build, and run the main job
-# (qasr-batch over the bundled demo manifest with the bundled demo model), and score it.
+# (qasr-batch over the bundled demo manifest with the bundled demo model), and score it; then
+# word times and subtitles of the demo clips with the bundled demo aligner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -16,3 +17,7 @@ grep -v '^#' manifests/demo.tsv | sed -n 2,3p | while IFS=$'\t' read -r path _ l
   echo "-- $path ($lang)"
   build/qasr --aligner tests/models/qasr-demo-aligner --text "$text" --language "$lang" "manifests/$path" < /dev/null
 done
+echo "== subtitles from word times: build/qasr-batch manifests/demo.tsv --model tests/models/qasr-demo --aligner tests/models/qasr-demo-aligner --format srt --output-dir build/demo-subs -o build/demo-aligned.jsonl --overwrite"
+build/qasr-batch manifests/demo.tsv --model tests/models/qasr-demo --aligner tests/models/qasr-demo-aligner \
+  --format srt --output-dir build/demo-subs -o build/demo-aligned.jsonl --overwrite
+for f in build/demo-subs/test-00000.srt build/demo-subs/test-00001.srt; do echo "-- $f"; cat "$f"; done
