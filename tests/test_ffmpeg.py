@@ -236,6 +236,15 @@ def main():
             err = res.get(n, {}).get("error") or ""
             chk.ok("no audio stream 1 (the file has 1)" in err, f"qasr --audio-stream 1 {n}: error {err!r}")
 
+    # --- FFmpeg's libraries unavailable at run time (QASR_FFMPEG=0 stands for a machine without
+    # them): the commands still start, libsndfile's formats still work, the rest say why
+    q = subprocess.run([qasr, *common, "--json", next(iter(ref.values())), *list(good.values())[:2]],
+                       capture_output=True, text=True, timeout=HANG, env=dict(os.environ, QASR_FFMPEG="0"))
+    res = [__import__("json").loads(line) for line in q.stdout.splitlines()]
+    chk.ok(q.returncode == 1 and len(res) == 3 and res[0]["error"] is None, f"QASR_FFMPEG=0: exit {q.returncode}: {res}")
+    chk.ok(all("FFmpeg is turned off" in (r["error"] or "") and "QASR_FFMPEG=0" in (r["error"] or "") for r in res[1:]),
+           f"QASR_FFMPEG=0: the FFmpeg files do not say why: {[r['error'] for r in res[1:]]}")
+
     # --- libsndfile alone refuses every one of them (auto used FFmpeg), FFmpeg alone reads the WAVs
     p, res = qasr_json(list(good.values()), "--audio-decoder", "sndfile")
     if p is not None:

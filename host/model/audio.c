@@ -37,8 +37,7 @@ int audio_set_decoder(const char *name)
     else if (!strcmp(name, "ffmpeg")) order = AUDIO_DECODER_FFMPEG;
     else return qasr_fail("audio-decoder '%s': expected auto, sndfile or ffmpeg", name);
     if (order == AUDIO_DECODER_FFMPEG && !ffmpeg_describe())
-        return qasr_fail("audio-decoder ffmpeg: this qasr is built without FFmpeg (install libavformat-dev "
-                         "libavcodec-dev libavutil-dev and rebuild)");
+        return qasr_fail("audio-decoder ffmpeg: %s", ffmpeg_unavailable());
     __atomic_store_n(&decoder_order, order, __ATOMIC_RELAXED);
     return 0;
 }
@@ -53,12 +52,12 @@ int audio_set_stream(const char *arg)
     return 0;
 }
 
-static char decoders_text[256];
+static char decoders_text[1024];
 static void describe_decoders(void)
 {
     const char *ff = ffmpeg_describe();
     if (ff) snprintf(decoders_text, sizeof decoders_text, "%s, then %s", sf_version_string(), ff);
-    else snprintf(decoders_text, sizeof decoders_text, "%s only: built without FFmpeg (no %s)", sf_version_string(), FFMPEG_FORMATS);
+    else snprintf(decoders_text, sizeof decoders_text, "%s only: %s", sf_version_string(), ffmpeg_unavailable());
 }
 
 const char *audio_decoders_describe(void)

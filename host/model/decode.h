@@ -40,8 +40,12 @@ typedef enum {
 audio_source_t *sndfile_source_open(const char *path, int fd, int stream, int header_only, decode_failure_t *why);
 audio_source_t *ffmpeg_source_open(const char *path, int fd, int stream, int header_only, decode_failure_t *why);
 
-/* "FFmpeg 5.1 (libavformat 59.27.100, libavcodec 59.37.100)", or NULL when built without. */
+/* "FFmpeg 5.1 (libavformat 59.27.100, libavcodec 59.37.100)", or NULL when built without it or
+ * when its libraries cannot be loaded (they are loaded at run time: ffmpeg_api.h). */
 const char *ffmpeg_describe(void);
+/* Why FFmpeg cannot be used, as the end of a sentence ("this qasr is built without FFmpeg ...",
+ * "FFmpeg's libraries ... cannot be loaded (...): install them ..."), or NULL when it can. */
+const char *ffmpeg_unavailable(void);
 /* The extensions of the formats FFmpeg adds, for a build without it to name what it lacks. */
 #define FFMPEG_FORMATS "M4A/AAC, MP4/MOV, MKV, WebM, WMA/ASF, AMR, AC-3, and audio codecs libsndfile lacks in WAV"
 

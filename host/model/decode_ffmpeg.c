@@ -9,6 +9,7 @@
  * playlists, MOV references) is refused (io_open). One decoder thread per file: the batch
  * reader already decodes several files at once. */
 #include "decode.h"
+#include "ffmpeg_api.h"
 #include "util.h"
 
 #include <errno.h>
@@ -46,6 +47,7 @@ typedef struct {
 /* ---- FFmpeg's log: its lines shown as qasr's with -v; the last error line of the file this
  * thread is opening or decoding kept for that file's message (several reader threads decode at
  * once, hence thread-local). */
+static const ffmpeg_api_t *ff; /* the libraries' functions, once loaded (ffmpeg_available) */
 static _Thread_local char last_line[1024];
 static _Thread_local char partial[1024]; /* FFmpeg may write a line in several calls */
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
@@ -69,7 +71,7 @@ static void log_line(void *avcl, int level, const char *fmt, va_list vl)
     }
 }
 
-static void log_install(void) { av_log_set_callback(log_line); }
+static void log_install(void) { ff->av_log_set_callback(log_line); }
 
 /* "path: what (FFmpeg: its last error line, else the code's text)": -1. */
 static int fail_ffmpeg(const char *path, int err, const char *fmt, ...) QASR_PRINTF(3, 4);
@@ -80,7 +82,7 @@ static int fail_ffmpeg(const char *path, int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    if (!last_line[0] && err < 0) av_strerror(err, code, sizeof code);
+    if (!last_line[0] && err < 0) ff->av_strerror(err, code, sizeof code);
     const char *why = last_line[0] ? last_line : code;
     return *why ? qasr_fail("%s: %s (FFmpeg: %s)", path, what, why) : qasr_fail("%s: %s", path, what);
 }
@@ -109,19 +111,19 @@ static int64_t io_seek(void *opaque, int64_t offset, int whence)
 
 static int io_refuse(AVFormatContext *ctx, AVIOContext **pb, const char *url, int flags, AVDictionary **options)
 {
-    av_log(ctx, AV_LOG_ERROR, "refers to another file or URL (%s): not read\n", url);
+    ff->av_log(ctx, AV_LOG_ERROR, "refers to another file or URL (%s): not read\n", url);
     return AVERROR(EPERM);
 }
 
 static void ffmpeg_close(audio_source_t *src)
 {
     ffmpeg_source_t *s = (ffmpeg_source_t *)src;
-    av_frame_free(&s->frame);
-    av_packet_free(&s->pkt);
-    avcodec_free_context(&s->dec);
-    avformat_close_input(&s->fmt); /* custom I/O: the AVIOContext is ours */
-    if (s->io) av_freep(&s->io->buffer);
-    avio_context_free(&s->io);
+    ff->av_frame_free(&s->frame);
+    ff->av_packet_free(&s->pkt);
+    ff->avcodec_free_context(&s->dec);
+    ff->avformat_close_input(&s->fmt); /* custom I/O: the AVIOContext is ours */
+    if (s->io) ff->av_freep(&s->io->buffer);
+    ff->avio_context_free(&s->io);
     if (s->fd >= 0) close(s->fd);
     free(s);
 }
@@ -133,7 +135,7 @@ static int next_frame(ffmpeg_source_t *s)
 {
     const char *path = s->base.path;
     for (;;) {
-        int err = avcodec_receive_frame(s->dec, s->frame);
+        int err = ff->avcodec_receive_frame(s->dec, s->frame);
         if (err == 0) {
             s->decoded += s->frame->nb_samples;
             return 1;
@@ -141,23 +143,23 @@ static int next_frame(ffmpeg_source_t *s)
         if (err == AVERROR_EOF || (err == AVERROR(EAGAIN) && s->draining)) return 0;
         if (err != AVERROR(EAGAIN))
             return fail_ffmpeg(path, err, "decode error at %.2f s", (double)s->decoded / MAX(s->base.rate, 1));
-        err = av_read_frame(s->fmt, s->pkt);
+        err = ff->av_read_frame(s->fmt, s->pkt);
         if (err >= 0 && s->pkt->stream_index != s->index) {
-            av_packet_unref(s->pkt);
+            ff->av_packet_unref(s->pkt);
             continue;
         }
         if (err >= 0) {
-            err = avcodec_send_packet(s->dec, s->pkt); /* never EAGAIN here: receive said it wants input */
-            av_packet_unref(s->pkt);
+            err = ff->avcodec_send_packet(s->dec, s->pkt); /* never EAGAIN here: receive said it wants input */
+            ff->av_packet_unref(s->pkt);
             if (err >= 0 || err == AVERROR(EAGAIN)) continue;
-            if (!avio_feof(s->fmt->pb))
+            if (!ff->avio_feof(s->fmt->pb))
                 return fail_ffmpeg(path, err, "decode error at %.2f s", (double)s->decoded / MAX(s->base.rate, 1));
-        } else if (err != AVERROR_EOF && !avio_feof(s->fmt->pb)) {
+        } else if (err != AVERROR_EOF && !ff->avio_feof(s->fmt->pb)) {
             return fail_ffmpeg(path, err, "decode error at %.2f s: the container is corrupt",
                                (double)s->decoded / MAX(s->base.rate, 1));
         }
         s->draining = 1;
-        err = avcodec_send_packet(s->dec, NULL);
+        err = ff->avcodec_send_packet(s->dec, NULL);
         if (err < 0 && err != AVERROR_EOF)
             return fail_ffmpeg(path, err, "decode error at %.2f s", (double)s->decoded / MAX(s->base.rate, 1));
     }
@@ -166,8 +168,8 @@ static int next_frame(ffmpeg_source_t *s)
 /* n frames of f from frame `from` to interleaved float, in libsndfile's scaling. */
 static void convert(const AVFrame *f, int from, int n, float *out)
 {
-    const int ch = f->ch_layout.nb_channels, planar = av_sample_fmt_is_planar(f->format);
-    const enum AVSampleFormat packed = av_get_packed_sample_fmt(f->format);
+    const int ch = f->ch_layout.nb_channels, planar = ff->av_sample_fmt_is_planar(f->format);
+    const enum AVSampleFormat packed = ff->av_get_packed_sample_fmt(f->format);
     for (int c = 0; c < ch; c++) {
         const uint8_t *data = f->extended_data[planar ? c : 0];
         const int step = planar ? 1 : ch, first = planar ? from : from * ch + c;
@@ -192,11 +194,11 @@ static void convert(const AVFrame *f, int from, int n, float *out)
 static int frame_usable(ffmpeg_source_t *s)
 {
     const AVFrame *f = s->frame;
-    const enum AVSampleFormat packed = av_get_packed_sample_fmt(f->format);
+    const enum AVSampleFormat packed = ff->av_get_packed_sample_fmt(f->format);
     const double at = (double)(s->decoded - f->nb_samples) / MAX(s->base.rate, 1);
     if (packed != AV_SAMPLE_FMT_U8 && packed != AV_SAMPLE_FMT_S16 && packed != AV_SAMPLE_FMT_S32 &&
         packed != AV_SAMPLE_FMT_S64 && packed != AV_SAMPLE_FMT_FLT && packed != AV_SAMPLE_FMT_DBL) {
-        const char *name = av_get_sample_fmt_name(f->format);
+        const char *name = ff->av_get_sample_fmt_name(f->format);
         return qasr_fail("%s: decoded sample format %s not supported", s->base.path, name ? name : "unknown");
     }
     if (f->sample_rate != s->base.rate || f->ch_layout.nb_channels != s->base.channels)
@@ -256,19 +258,19 @@ static int open_decoder(ffmpeg_source_t *s)
 {
     const char *path = s->base.path;
     const AVStream *st = s->fmt->streams[s->index];
-    const AVCodec *codec = avcodec_find_decoder(st->codecpar->codec_id);
+    const AVCodec *codec = ff->avcodec_find_decoder(st->codecpar->codec_id);
     if (!codec && st->codecpar->codec_id == AV_CODEC_ID_NONE) /* a tag FFmpeg does not know: name the tag */
         return qasr_fail("%s: codec not supported: unknown codec tag 0x%04x in its %s stream", path,
                          st->codecpar->codec_tag, s->fmt->iformat->name);
     if (!codec)
         return qasr_fail("%s: codec not supported: %s (this FFmpeg has no decoder for it)", path,
-                         avcodec_get_name(st->codecpar->codec_id));
-    if (!(s->dec = avcodec_alloc_context3(codec)) || !(s->pkt = av_packet_alloc()) || !(s->frame = av_frame_alloc()))
+                         ff->avcodec_get_name(st->codecpar->codec_id));
+    if (!(s->dec = ff->avcodec_alloc_context3(codec)) || !(s->pkt = ff->av_packet_alloc()) || !(s->frame = ff->av_frame_alloc()))
         return qasr_fail("%s: out of memory setting up the %s decoder", path, codec->name);
-    int err = avcodec_parameters_to_context(s->dec, st->codecpar);
+    int err = ff->avcodec_parameters_to_context(s->dec, st->codecpar);
     s->dec->pkt_timebase = st->time_base;
     s->dec->thread_count = 1;
-    if (err < 0 || (err = avcodec_open2(s->dec, codec, NULL)) < 0)
+    if (err < 0 || (err = ff->avcodec_open2(s->dec, codec, NULL)) < 0)
         return fail_ffmpeg(path, err, "codec not supported: %s (its decoder refuses the stream's parameters)", codec->name);
     /* Rate and channels from the first frame: the header's can differ from what is decoded
      * (HE-AAC's SBR doubles the core rate, parametric stereo makes two channels of one). */
@@ -286,9 +288,22 @@ static int open_decoder(ffmpeg_source_t *s)
     return 0;
 }
 
+/* Whether FFmpeg's libraries are loaded (ffmpeg_api.h); ff is set when they are. */
+static int ffmpeg_available(void)
+{
+    if (!(ff = ffmpeg_api())) return 0;
+    pthread_once(&log_once, log_install);
+    return 1;
+}
+
 audio_source_t *ffmpeg_source_open(const char *path, int fd, int stream, int header_only, decode_failure_t *why)
 {
-    pthread_once(&log_once, log_install);
+    if (!ffmpeg_available()) {
+        close(fd);
+        *why = DECODE_NOT_MINE;
+        qasr_fail("%s: not an audio format libsndfile reads, and %s", path, ffmpeg_unavailable());
+        return NULL;
+    }
     last_line[0] = partial[0] = 0;
     *why = DECODE_NOT_MINE;
     ffmpeg_source_t *s = xcalloc(1, sizeof *s);
@@ -296,8 +311,8 @@ audio_source_t *ffmpeg_source_open(const char *path, int fd, int stream, int hea
     s->base = (audio_source_t){ .path = path, .duration = -1, .read = ffmpeg_read, .cut_short = ffmpeg_cut_short,
                                 .close = ffmpeg_close };
     s->promised = -1;
-    uint8_t *buf = av_malloc(IO_BUFFER);
-    if (buf && !(s->io = avio_alloc_context(buf, IO_BUFFER, 0, s, io_read, NULL, io_seek))) av_free(buf);
+    uint8_t *buf = ff->av_malloc(IO_BUFFER);
+    if (buf && !(s->io = ff->avio_alloc_context(buf, IO_BUFFER, 0, s, io_read, NULL, io_seek))) ff->av_free(buf);
     if (!s->io) {
         qasr_fail("%s: out of memory opening it with FFmpeg", path);
         goto fail;
@@ -305,27 +320,27 @@ audio_source_t *ffmpeg_source_open(const char *path, int fd, int stream, int hea
     /* FFmpeg's own probing takes any score at its largest probe size (a misdetection risk it
      * warns about); here a format must be recognised with more than that, or it is not one. */
     const AVInputFormat *ifmt = NULL;
-    const int score = av_probe_input_buffer2(s->io, &ifmt, path, NULL, 0, 0);
+    const int score = ff->av_probe_input_buffer2(s->io, &ifmt, path, NULL, 0, 0);
     if (score <= AVPROBE_SCORE_RETRY || !ifmt) {
         if (score < 0 && score != AVERROR_INVALIDDATA) fail_ffmpeg(path, score, "cannot be read");
         else qasr_fail("%s: not a format FFmpeg recognises", path);
         goto fail;
     }
     last_line[0] = 0;
-    if (!(s->fmt = avformat_alloc_context())) {
+    if (!(s->fmt = ff->avformat_alloc_context())) {
         qasr_fail("%s: out of memory opening it with FFmpeg", path);
         goto fail;
     }
     s->fmt->pb = s->io;
     s->fmt->io_open = io_refuse;
     *why = DECODE_CORRUPT;
-    int err = avformat_open_input(&s->fmt, path, ifmt, NULL); /* frees fmt on failure */
+    int err = ff->avformat_open_input(&s->fmt, path, ifmt, NULL); /* frees fmt on failure */
     if (err < 0) {
         fail_ffmpeg(path, err, "corrupt or cut short: FFmpeg cannot read its %s header",
                     ifmt->long_name ? ifmt->long_name : ifmt->name);
         goto fail;
     }
-    if ((s->fmt->ctx_flags & AVFMTCTX_NOHEADER) && (err = avformat_find_stream_info(s->fmt, NULL)) < 0) {
+    if ((s->fmt->ctx_flags & AVFMTCTX_NOHEADER) && (err = ff->avformat_find_stream_info(s->fmt, NULL)) < 0) {
         fail_ffmpeg(path, err, "corrupt or cut short: FFmpeg finds no streams in its %s data",
                     ifmt->long_name ? ifmt->long_name : ifmt->name);
         goto fail;
@@ -354,8 +369,8 @@ fail:
 static char description[160];
 static void describe(void)
 {
-    const unsigned f = avformat_version(), c = avcodec_version();
-    snprintf(description, sizeof description, "FFmpeg %s (libavformat %u.%u.%u, libavcodec %u.%u.%u)", av_version_info(),
+    const unsigned f = ff->avformat_version(), c = ff->avcodec_version();
+    snprintf(description, sizeof description, "FFmpeg %s (libavformat %u.%u.%u, libavcodec %u.%u.%u)", ff->av_version_info(),
              AV_VERSION_MAJOR(f), AV_VERSION_MINOR(f), AV_VERSION_MICRO(f), AV_VERSION_MAJOR(c), AV_VERSION_MINOR(c),
              AV_VERSION_MICRO(c));
 }
@@ -363,6 +378,18 @@ static void describe(void)
 const char *ffmpeg_describe(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (!ffmpeg_available()) return NULL;
     pthread_once(&once, describe);
     return description;
+}
+
+const char *ffmpeg_unavailable(void)
+{
+    static char why[768];
+    if (ffmpeg_available()) return NULL;
+    if (!strncmp(ffmpeg_api_error(), "turned off", 10))
+        return "FFmpeg is turned off (QASR_FFMPEG=0 in the environment), which reads " FFMPEG_FORMATS;
+    snprintf(why, sizeof why, "FFmpeg's libraries, which read " FFMPEG_FORMATS ", cannot be loaded (%s): install "
+             "them (Debian 12: apt install libavformat59 libavcodec59 libavutil57)", ffmpeg_api_error());
+    return why;
 }

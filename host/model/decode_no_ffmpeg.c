@@ -10,9 +10,14 @@ audio_source_t *ffmpeg_source_open(const char *path, int fd, int stream, int hea
 {
     close(fd);
     *why = DECODE_NOT_MINE;
-    qasr_fail("%s: not an audio format libsndfile reads, and this qasr is built without FFmpeg, which reads " FFMPEG_FORMATS
-              ": install libavformat-dev libavcodec-dev libavutil-dev and rebuild (cmake -DQASR_FFMPEG=ON)", path);
+    qasr_fail("%s: not an audio format libsndfile reads, and %s", path, ffmpeg_unavailable());
     return NULL;
 }
 
 const char *ffmpeg_describe(void) { return NULL; }
+
+const char *ffmpeg_unavailable(void)
+{
+    return "this qasr is built without FFmpeg, which reads " FFMPEG_FORMATS ": install libavformat-dev "
+           "libavcodec-dev libavutil-dev and rebuild (cmake -DQASR_FFMPEG=ON)";
+}
