@@ -18,7 +18,8 @@
 #             transcribes a held-out clip on the CPU
 #   device    nvidia-smi's line for the device; the CUDA module loads and creates the backend
 #   tests     the ctest "gpu" tests: the kernel tests linked to the real kernels
-#             (test_kernels_*_gpu: each kernel against the CPU backend), cuda_model_gpu (a tiny
+#             (test_kernels_*_gpu: each kernel against the CPU backend), aligner_cuda_gpu (a tiny
+#             synthetic forced aligner against the CPU backend), cuda_model_gpu (a tiny
 #             synthetic model, every stage against the CPU backend) and demo_cuda_gpu (the demo
 #             model's transcripts of 24 held-out clips, GPU = CPU)
 #   ops       bench_ops --backend cuda at 0.6B shapes, 64 and 256 decode rows: time per op,
@@ -64,7 +65,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bundle="" build="" from_source=0 out="" work=$root/build-gpu budget=480 steps=all device=0 size=0.6b
 files=1024 batches="32 128 256" e2e_model="" tests_re=.
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-list_tests() { (cd "$root/tests/cuda" && ls test_kernels_*.c | sed 's/\.c$/_gpu/'); echo cuda_model_gpu; echo demo_cuda_gpu; }
+list_tests() { (cd "$root/tests/cuda" && ls test_kernels_*.c | sed 's/\.c$/_gpu/'); echo cuda_model_gpu; echo demo_cuda_gpu; echo aligner_cuda_gpu; }
 while [ $# -gt 0 ]; do
   case $1 in
     --bundle) bundle=$2; shift 2 ;;
@@ -347,11 +348,17 @@ if [ $kit_ok = 1 ] && want tests; then
   if [ -n "$python" ] && [ ! -f "$tiny/config.json" ]; then
     "$python" "$root/scripts/make_synthetic_model.py" "$tiny" --size tiny --seed 7 >"$out/make-tiny.log" 2>&1 || tail_log "$out/make-tiny.log"
   fi
+  tiny_aligner=$work/models/tiny_aligner # make_model_tiny_aligner
+  if [ -n "$python" ] && [ ! -f "$tiny_aligner/config.json" ]; then
+    "$python" "$root/scripts/make_synthetic_model.py" "$tiny_aligner" --size tiny --aligner --seed 7 >"$out/make-tiny-aligner.log" 2>&1 ||
+      tail_log "$out/make-tiny-aligner.log"
+  fi
   while read -r name; do
     case $name in
       test_kernels_*) est=20 lim=120 cmd=("$bin/$name") ;;
       cuda_model_gpu) est=40 lim=180 cmd=("$python" "$root/tests/test_cuda_model.py" --gpu --bin "$bin" --model "$tiny" --work "$out/work/cuda_model_gpu") ;;
       demo_cuda_gpu) est=30 lim=180 cmd=("$python" "$root/tests/test_demo_cuda.py" --gpu --bin "$bin" --model "$demo_model" --corpus "$heldout" --work "$out/work/demo_cuda_gpu") ;;
+      aligner_cuda_gpu) est=20 lim=120 cmd=("$python" "$root/tests/test_aligner_cuda.py" --gpu --bin "$bin" --aligner "$tiny_aligner" --work "$out/work/aligner_cuda_gpu") ;;
     esac
     if [ -z "$python" ] && [ "${cmd[0]}" = "" ]; then row "test $name" FAILED "no python3 with numpy (set PYTHON)" 0.0; continue; fi
     fits "test $name" "$( [ $has_device = 1 ] && echo $est || echo 5)" || continue
