@@ -4,7 +4,7 @@
  * keep their extension (a/talk.wav and a/talk.flac give DIR/a/talk.wav.srt and DIR/a/talk.flac.srt);
  * ids that still collide (ids equal after "./" and "//" are dropped) add their manifest entry
  * number (DIR/a/talk.wav.entry7.srt). A cue is one transcribed segment (a whole short file, or a
- * piece of a long one): the model gives no finer timestamps. */
+ * piece of a long one), or with an aligner one cut from word times (cues.h). */
 #ifndef QASR_SUBTITLES_H
 #define QASR_SUBTITLES_H
 
