@@ -58,12 +58,10 @@ AdamW, warm-up then cosine decay, length-bucketed batches, seeded.
 import argparse
 import concurrent.futures
 import json
-import math
 import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 import wave
 
@@ -417,15 +415,7 @@ def cmd_train(args):
     log("model: %d parameters (%.2f M), initialised from %s; %d training clips, dev %d"
         % (nparam, nparam / 1e6, args.init, len(tr_idx), len(dev_idx)))
     params = list(model.parameters())
-    opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.01},
-                             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
-
-    def lr_at(step):
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        p = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return args.lr * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+    opt, lr_at = tdm.optimizer(params, args)
 
     def dev_eval():
         model.eval()

@@ -562,6 +562,23 @@ def forward_loss(model, ctc_head, prompt, mels_np, targets, ctc_targets, ctc_wei
     return ce, ctc, acc
 
 
+def optimizer(params, args):
+    """AdamW (weight decay on matrices only) and its learning rate at a step: linear warm-up over
+    args.warmup steps, then cosine decay to 3% of args.lr at args.steps. -> (opt, lr_at)."""
+    import torch
+    opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.01},
+                             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
+
+    def lr_at(step):
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        p = (step - args.warmup) / max(1, args.steps - args.warmup)
+        return args.lr * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+    return opt, lr_at
+
+
 def cmd_train(args):
     import torch
     torch.set_num_threads(args.threads)
@@ -604,17 +621,7 @@ def cmd_train(args):
     log("model: %d parameters (%.2f M), training %d utterances, dev %d"
         % (nparam, nparam / 1e6, len(tr_idx), len(dev_idx)))
     params = list(model.parameters()) + list(ctc_head.parameters())
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
-
-    def lr_at(step):
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        p = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return args.lr * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+    opt, lr_at = optimizer(params, args)
 
     lengths = [mels[i].shape[1] for i in tr_idx]
     batches, t0, step, hist = [], time.time(), 0, []

@@ -54,6 +54,18 @@ int main(void)
     for (int i = 0; i < k; i++) CHECK(b[i + 1] - b[i] <= max_len && b[i + 1] > b[i]);
     free(b);
     free(z);
+
+    /* the model's view of a segment: only a short one after the first is padded to 0.5 s */
+    float pad[SEGMENT_MIN_SAMPLES];
+    int64_t len;
+    CHECK(segment_padded(x, 100, 0, pad, &len) == x && len == 100);
+    CHECK(segment_padded(x, SEGMENT_MIN_SAMPLES, 3, pad, &len) == x && len == SEGMENT_MIN_SAMPLES);
+    memset(pad, 0x7f, sizeof pad);
+    CHECK(segment_padded(x, 100, 1, pad, &len) == pad && len == SEGMENT_MIN_SAMPLES);
+    CHECK(memcmp(pad, x, 100 * sizeof(float)) == 0);
+    int zeros = 1;
+    for (int i = 100; i < SEGMENT_MIN_SAMPLES; i++) zeros &= pad[i] == 0.0f;
+    CHECK(zeros);
     free(x);
     return test_result("test_segment");
 }

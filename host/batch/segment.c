@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "util.h"
 
@@ -46,4 +47,14 @@ int segment_plan(const float *x, int64_t n, int64_t max_len, int64_t **bounds)
     QASR_ASSERT(k <= cap);
     *bounds = b;
     return k;
+}
+
+const float *segment_padded(const float *x, int64_t n, int index, float pad[SEGMENT_MIN_SAMPLES], int64_t *len)
+{
+    *len = n;
+    if (index == 0 || n >= SEGMENT_MIN_SAMPLES) return x;
+    memset(pad, 0, SEGMENT_MIN_SAMPLES * sizeof(float));
+    memcpy(pad, x, (size_t)n * sizeof(float));
+    *len = SEGMENT_MIN_SAMPLES;
+    return pad;
 }

@@ -22,4 +22,9 @@ int64_t segment_cut(const float *x, int64_t max_len);
  * max_len must exceed SEGMENT_SEARCH_SAMPLES. */
 int segment_plan(const float *x, int64_t n, int64_t max_len, int64_t **bounds);
 
+/* Segment `index` (its n samples at x) as the model takes it: a segment after the first that is
+ * shorter than SEGMENT_MIN_SAMPLES is copied into pad, zero-padded to 0.5 s (official). Returns
+ * x or pad; *len its length. */
+const float *segment_padded(const float *x, int64_t n, int index, float pad[SEGMENT_MIN_SAMPLES], int64_t *len);
+
 #endif

@@ -11,15 +11,10 @@
 #include "segment.h"
 #include "util.h"
 
-/* p's samples, a short last piece of a cut file padded to 0.5 s (official) into pad. */
+/* p's samples as the model takes them (segment_padded). */
 static const float *piece_audio(const piece_t *p, float pad[SEGMENT_MIN_SAMPLES], int64_t *n)
 {
-    *n = p->n_samples;
-    if (p->i == 0 || p->n_samples >= SEGMENT_MIN_SAMPLES) return p->samples;
-    memset(pad, 0, SEGMENT_MIN_SAMPLES * sizeof(float));
-    memcpy(pad, p->samples, p->n_samples * sizeof(float));
-    *n = SEGMENT_MIN_SAMPLES;
-    return pad;
+    return segment_padded(p->samples, p->n_samples, p->i, pad, n);
 }
 
 /* Submit piece p to w's session; it is then in flight on w. */

@@ -94,16 +94,10 @@ static float *array_to_16k(const qasr_py_input_t *in, int64_t *n)
     return x;
 }
 
-/* Piece i of j's samples x, a short last piece of a cut input padded to 0.5 s (official). */
+/* Piece i of j's samples x as the model takes it (segment_padded). */
 static const float *piece_samples(const job_t *j, const float *x, int i, float pad[SEGMENT_MIN_SAMPLES], int64_t *len)
 {
-    const float *p = x + j->bounds[i];
-    *len = j->bounds[i + 1] - j->bounds[i];
-    if (i == 0 || *len >= SEGMENT_MIN_SAMPLES) return p;
-    memset(pad, 0, SEGMENT_MIN_SAMPLES * sizeof(float));
-    memcpy(pad, p, (size_t)*len * sizeof(float));
-    *len = SEGMENT_MIN_SAMPLES;
-    return pad;
+    return segment_padded(x + j->bounds[i], j->bounds[i + 1] - j->bounds[i], i, pad, len);
 }
 
 /* Decode j's audio, cut it and submit its pieces; on failure j->error is set and nothing is
