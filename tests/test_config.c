@@ -122,6 +122,38 @@ static void test_real_aligner(void)
     CHECK_INT_EQ(c.n_languages, 11);
 }
 
+/* The aligner's own keys, malformed in the published file: named in the message. */
+static void test_aligner_malformed(void)
+{
+    char *dir = path_join(fixture_dir(), "qwen3-forced-aligner-0.6b"), *path = path_join(dir, "config.json");
+    char *text = read_text_file(path, NULL);
+    free(dir);
+    free(path);
+    CHECK(text != NULL);
+    if (!text) return;
+    static const struct {
+        const char *from, *to, *want;
+    } cases[] = {
+        { "\"timestamp_token_id\": 151705", "\"timestamp_token_id\": 999999",
+          "timestamp_token_id: 999999 is outside the vocabulary" },
+        { "\"timestamp_token_id\": 151705", "\"timestamp_token_id\": \"151705\"", "timestamp_token_id" },
+        { "\"timestamp_segment_time\": 80", "\"timestamp_segment_time\": 0", "timestamp_segment_time" },
+        { "\"classify_num\": 5000", "\"classify_num\": -1", "thinker_config.classify_num" },
+        { "\"classify_num\": 5000", "\"classify_nums\": 5000", "thinker_config.classify_num: missing" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(strstr(text, cases[i].from) != NULL);
+        char *bad = replaced(text, cases[i].from, cases[i].to);
+        model_config_t c;
+        CHECK_INT_EQ(config_parse(&c, bad, "config.json"), -1);
+        if (!strstr(qasr_last_error(), cases[i].want))
+            fprintf(stderr, "case %zu: message '%s' lacks '%s'\n", i, qasr_last_error(), cases[i].want);
+        CHECK(strstr(qasr_last_error(), cases[i].want) != NULL);
+        free(bad);
+    }
+    free(text);
+}
+
 static void test_1p7b(void)
 {
     model_config_t c;
@@ -325,6 +357,7 @@ int main(void)
 {
     test_real_0p6b();
     test_real_aligner();
+    test_aligner_malformed();
     test_1p7b();
     test_optional_keys();
     test_malformed();
