@@ -6,7 +6,7 @@
  * where a failed allocation costs the files of that pass. So the largest passes a run with these
  * options makes are run once first, on synthetic input: a full encoder pass (as many seconds of
  * audio as fill one, within the per-step budget) and a decoder step of the full row budget with
- * an LM-head row per sequence. Their memory stays with the backend for the run; the KV cache is
+ * an LM-head row per sequence (an aligner: per row). Their memory stays with the backend for the run; the KV cache is
  * then sized from what is left. A longer single input can still need a little more (its log-mel
  * grows with its length): that allocation failing is an error for that input, not an abort. */
 #include <stdlib.h>
@@ -55,8 +55,10 @@ static int warm_decoder(const model_t *m, const engine_opts_t *o)
 {
     const backend_ops_t *ops = m->bk.ops;
     const model_config_t *c = &m->cfg;
-    /* a step's rows: up to max_step_tokens, or one per sequence when they are more */
-    const int R = MAX(1, MIN(MAX(o->max_step_tokens, o->max_seqs), c->max_positions)), n_out = MIN(o->max_seqs, R);
+    /* a step's rows: up to max_step_tokens, or one per sequence when they are more; head rows: one
+     * per sequence, or for an aligner any row (its slots) */
+    const int R = MAX(1, MIN(MAX(o->max_step_tokens, o->max_seqs), c->max_positions));
+    const int n_out = c->aligner ? R : MIN(o->max_seqs, R);
     const int pages = CEIL_DIV(R, o->page_size);
     const kv_geom_t g = { c->dec_layers, pages, o->page_size, c->dec_kv_heads, c->dec_head_dim };
     kv_cache_t *kv = ops->kv_alloc(m->bk.be, &g);
