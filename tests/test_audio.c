@@ -292,7 +292,7 @@ static void test_downmix_and_condition(void)
 static void copy_prefix(const char *src, const char *dst, size_t n)
 {
     size_t len = 0;
-    char *buf = read_text_file(src, &len);
+    char *buf = read_file(src, &len);
     CHECK(buf != NULL && n <= len);
     FILE *f = fopen(dst, "wb");
     if (buf && n) CHECK_INT_EQ(fwrite(buf, 1, n, f), n);

@@ -64,16 +64,15 @@ int utf8_encode(uint32_t c, char *out)
     return 4;
 }
 
-int utf8_valid(const char *s, size_t len)
+size_t utf8_valid_prefix(const char *s, size_t len)
 {
     uint32_t cp;
-    for (size_t i = 0; i < len;) {
-        const int k = utf8_decode(s + i, len - i, &cp);
-        if (k < 0) return 0;
-        i += (size_t)k;
-    }
-    return 1;
+    size_t i = 0;
+    for (int k; i < len && (k = utf8_decode(s + i, len - i, &cp)) > 0;) i += (size_t)k;
+    return i;
 }
+
+int utf8_valid(const char *s, size_t len) { return utf8_valid_prefix(s, len) == len; }
 
 char *utf8_sanitize(const char *s, size_t len, size_t *out_len)
 {

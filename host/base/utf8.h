@@ -19,6 +19,9 @@ int utf8_encode(uint32_t cp, char *out);
 /* 1 if the len bytes at s are valid UTF-8. */
 int utf8_valid(const char *s, size_t len);
 
+/* The length of the longest valid UTF-8 prefix of the len bytes at s (len if all are valid). */
+size_t utf8_valid_prefix(const char *s, size_t len);
+
 /* Copy of s with each byte that does not start a valid sequence replaced by U+FFFD
  * (so "\xe2\x82" becomes two U+FFFD). Malloc'd, NUL-terminated; *out_len (optional) gets its length. */
 char *utf8_sanitize(const char *s, size_t len, size_t *out_len);

@@ -1,12 +1,17 @@
 #include "util.h"
 
+#include "utf8.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static _Thread_local char last_error[QASR_ERR_LEN];
 static const char *program = "qasr";
@@ -173,29 +178,77 @@ void *thread_scratch(int slot, size_t n)
     return s->p[slot];
 }
 
-char *read_text_file(const char *path, size_t *len_out)
+/* What a file that is not a regular file is, for the message. */
+static const char *file_kind(mode_t mode)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO (named pipe)"
+           : S_ISSOCK(mode) ? "a socket"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+                            : "not a regular file";
+}
+
+int open_regular_file(const char *path, const char *what, size_t *size_out)
+{
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
         qasr_fail("%s: %s", path, strerror(errno));
-        return NULL;
+        if (fd >= 0) close(fd);
+        return -1;
     }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = xmalloc(cap);
-    for (;;) {
-        if (len + 1 >= cap) buf = xrealloc(buf, cap *= 2);
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0) break;
+    if (!S_ISREG(st.st_mode)) {
+        qasr_fail("%s: is %s, not %s", path, file_kind(st.st_mode), what);
+        close(fd);
+        return -1;
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    if (size_out) *size_out = (size_t)st.st_size;
+    return fd;
+}
+
+char *read_file(const char *path, size_t *len_out)
+{
+    size_t size;
+    const int fd = open_regular_file(path, "a regular file", &size);
+    if (fd < 0) return NULL;
+    /* the size fstat gave, plus one byte to see the file grow while it is read */
+    char *buf = xmalloc(size + 2);
+    size_t len = 0;
+    ssize_t got = 1;
+    while (len < size + 1 && (got = read(fd, buf + len, size + 1 - len)) != 0) {
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) break;
+        len += (size_t)got;
+    }
+    const int err = errno;
+    close(fd);
+    if (got < 0 || len != size) {
         free(buf);
-        qasr_fail("%s: read error", path);
+        if (got < 0) qasr_fail("%s: read error: %s", path, strerror(err));
+        else qasr_fail("%s: changed while read (%zu bytes, then %zu)", path, size, len);
         return NULL;
     }
     buf[len] = '\0';
+    if (len_out) *len_out = len;
+    return buf;
+}
+
+char *read_text_file(const char *path, size_t *len_out)
+{
+    size_t len;
+    char *buf = read_file(path, &len);
+    if (!buf) return NULL;
+    /* JSON (RFC 8259) and merges.txt are UTF-8; a NUL would end the text early for parsers */
+    const char *nul = memchr(buf, '\0', len);
+    const size_t valid = utf8_valid_prefix(buf, len);
+    if (nul || valid < len) {
+        if (nul) qasr_fail("%s: a NUL byte at offset %td: not a text file", path, nul - buf);
+        else qasr_fail("%s: not UTF-8 text (an invalid byte sequence at offset %zu)", path, valid);
+        free(buf);
+        return NULL;
+    }
     if (len_out) *len_out = len;
     return buf;
 }

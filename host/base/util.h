@@ -63,7 +63,16 @@ char *xstrdup(const char *s);
 #define THREAD_SCRATCH_SLOTS 3
 void *thread_scratch(int slot, size_t n);
 
-/* Read a whole file into a NUL-terminated buffer; NULL + qasr_fail() on error. */
+/* path opened for reading without blocking on it: open(2) of a FIFO waits for a writer and a
+ * character device (/dev/zero) never ends, so anything but a regular file is refused with a
+ * message naming what it is ("PATH: is a FIFO (named pipe), not WHAT"). The descriptor
+ * (blocking again, close-on-exec) and its size, or -1 + qasr_fail(). */
+int open_regular_file(const char *path, const char *what, size_t *size_out);
+
+/* Read a whole regular file into a NUL-terminated buffer; NULL + qasr_fail() on error. */
+char *read_file(const char *path, size_t *len_out);
+
+/* read_file of UTF-8 text without NUL bytes (JSON, merges.txt): other files are refused. */
 char *read_text_file(const char *path, size_t *len_out);
 
 /* dir + "/" + name, malloc'd. */

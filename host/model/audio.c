@@ -67,40 +67,17 @@ const char *audio_decoders_describe(void)
     return decoders_text;
 }
 
-/* What a file that is not a regular file is, for the message. */
-static const char *file_kind(mode_t mode)
-{
-    return S_ISDIR(mode)    ? "a directory"
-           : S_ISFIFO(mode) ? "a FIFO (named pipe)"
-           : S_ISSOCK(mode) ? "a socket"
-           : S_ISCHR(mode)  ? "a character device"
-           : S_ISBLK(mode)  ? "a block device"
-                            : "not a regular file";
-}
-
-/* Opened without blocking: open(2) of a FIFO waits for a writer, so the path is opened with
- * O_NONBLOCK and anything but a regular, non-empty file refused before any decoder sees it.
- * The descriptor (blocking again) or -1 + qasr_fail(). */
+/* Opened without blocking and refused unless a regular, non-empty file, before any decoder
+ * sees it. The descriptor (blocking) or -1 + qasr_fail(). */
 static int open_checked(const char *path)
 {
-    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        qasr_fail("%s: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        qasr_fail("%s: is %s, not an audio file", path, file_kind(st.st_mode));
-        close(fd);
-        return -1;
-    }
-    if (st.st_size == 0) {
+    size_t size;
+    const int fd = open_regular_file(path, "an audio file", &size);
+    if (fd >= 0 && size == 0) {
         qasr_fail("%s: empty file (0 bytes)", path);
         close(fd);
         return -1;
     }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     return fd;
 }
 

@@ -2,14 +2,18 @@
  * the file and the dotted key, e.g. "config.json: thinker_config.text_config.head_dim: ...". */
 #include "config.h"
 
+#include "mel.h" /* the features the front end computes */
 #include "util.h"
 
 #include <cJSON.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* One JSON object with its dotted path, so messages can name the full key. */
 typedef struct {
@@ -66,7 +70,7 @@ static int get_int(const section_t *s, const char *key, int min, int *out)
     if (!cJSON_IsNumber(j)) return key_fail(s, key, "expected an integer, got %s", json_type(j));
     double v = j->valuedouble;
     if (!(v >= min && v <= INT_MAX) || v != (double)(int)v)
-        return key_fail(s, key, "expected an integer >= %d, got %g", min, v);
+        return key_fail(s, key, "expected an integer >= %d, got %.17g", min, v);
     *out = (int)v;
     return 0;
 }
@@ -252,14 +256,55 @@ int config_parse(model_config_t *cfg, const char *json, const char *origin)
     return rc;
 }
 
+/* preprocessor_config.json (spec 2.4), where present: the features it describes must be those
+ * the front end computes (mel.h), or the model would be fed features it was not trained on. */
+static int check_features(const model_config_t *c, const char *dir)
+{
+    char *path = path_join(dir, "preprocessor_config.json");
+    if (access(path, F_OK) != 0 && errno == ENOENT) { /* not needed: the features are fixed */
+        free(path);
+        return 0;
+    }
+    char *text = read_text_file(path, NULL);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    int rc = -1;
+    if (text && !cJSON_IsObject(root)) {
+        qasr_fail("%s: not a JSON object", path);
+    } else if (root) {
+        const section_t top = { .obj = root, .origin = path };
+        const struct { const char *key; double want; } fixed[] = {
+            { "feature_size", c->n_mels }, { "sampling_rate", QASR_SAMPLE_RATE }, { "n_fft", QASR_N_FFT },
+            { "hop_length", QASR_HOP }, { "dither", 0 },
+        };
+        rc = 0;
+        for (size_t i = 0; i < sizeof fixed / sizeof fixed[0] && rc == 0; i++) {
+            const cJSON *j = get(&top, fixed[i].key);
+            if (j && !cJSON_IsNumber(j))
+                rc = key_fail(&top, fixed[i].key, "expected a number, got %s", json_type(j));
+            else if (j && j->valuedouble != fixed[i].want)
+                rc = key_fail(&top, fixed[i].key, "%g, but qasr computes features with %g (%s)", j->valuedouble,
+                              fixed[i].want, i == 0 ? "config.json's num_mel_bins" : "as the published checkpoints");
+        }
+    }
+    cJSON_Delete(root);
+    free(text);
+    free(path);
+    return rc;
+}
+
 int config_load(model_config_t *cfg, const char *dir)
 {
+    struct stat st;
+    if (stat(dir, &st) != 0) return qasr_fail("%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return qasr_fail("%s: not a directory (a model is the checkpoint's folder: config.json, *.safetensors, "
+                         "vocab.json, ...)", dir);
     char *path = path_join(dir, "config.json");
     char *text = read_text_file(path, NULL);
     int rc = text ? config_parse(cfg, text, path) : -1;
     free(text);
     free(path);
-    return rc;
+    return rc == 0 ? check_features(cfg, dir) : rc;
 }
 
 /* One stride-2, kernel-3, padding-1 conv: n -> (n - 1) / 2 + 1, i.e. ceil(n / 2); 0 stays 0. */

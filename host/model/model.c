@@ -1,6 +1,7 @@
 /* Loading an official checkpoint directory onto a backend: config.json for every size,
  * safetensors tensors checked against the shapes the config implies (spec 2.6), q|k|v and
  * gate|up fused into one matrix each, the encoder's sinusoid table computed (it is not stored). */
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -172,13 +173,23 @@ static weight_t *make_pos_emb(loader_t *L, int n, int D)
     return w;
 }
 
-/* Nonzero (and L->failed) when config.json's layer count needs more tensors (per_layer each) than
- * the whole checkpoint holds: said before anything is sized by it. */
-static int layers_fit(loader_t *L, const char *key, int layers, int per_layer)
+/* Nonzero (and L->failed) unless the checkpoint holds exactly config.json's layer count under
+ * prefix ("<prefix><i>." for i = 0 .. layers-1): said before anything is sized by the count, and
+ * a count too small would otherwise leave the checkpoint's last layers silently unused. */
+static int layers_match(loader_t *L, const char *key, int layers, const char *prefix)
 {
-    if (!L->failed && (int64_t)layers * per_layer > st_count(L->st))
-        L->failed = qasr_fail("config.json: %s is %d, but the checkpoint's %d tensors cannot hold that many layers",
-                              key, layers, st_count(L->st));
+    const size_t n = strlen(prefix);
+    long have = 0;
+    for (int i = 0; i < st_count(L->st) && !L->failed; i++) {
+        const char *name = st_get(L->st, i)->name;
+        char *end;
+        if (strncmp(name, prefix, n) != 0 || name[n] < '0' || name[n] > '9') continue;
+        const long k = strtol(name + n, &end, 10);
+        if (*end == '.' && k < INT_MAX && k + 1 > have) have = k + 1;
+    }
+    if (!L->failed && have != layers)
+        L->failed = qasr_fail("config.json: %s is %d, but the checkpoint has %ld layers (tensors %s0. to %s%ld.)",
+                              key, layers, have, prefix, prefix, have - 1);
     return L->failed;
 }
 
@@ -194,7 +205,7 @@ static void load_encoder(loader_t *L, const model_config_t *c, encoder_weights_t
     e->conv3_b = get(L, WEIGHT_PARAM, SHAPE(C), "%sconv2d3.bias", p);
     e->conv_out_w = get(L, WEIGHT_MATRIX, SHAPE(D, C * Fq), "%sconv_out.weight", p);
     e->pos_emb = make_pos_emb(L, config_tokens_per_chunk(c), (int)D);
-    if (layers_fit(L, "audio_config.encoder_layers", c->enc_layers, 16)) return;
+    if (layers_match(L, "audio_config.encoder_layers", c->enc_layers, "thinker.audio_tower.layers.")) return;
     e->layers = xcalloc(c->enc_layers, sizeof *e->layers);
     for (int i = 0; i < c->enc_layers && !L->failed; i++) {
         enc_layer_t *l = &e->layers[i];
@@ -231,7 +242,7 @@ static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t
                   Wkv = c->dec_kv_heads * Dh, I = c->dec_inter, V = c->vocab;
     const char *p = "thinker.model.";
     d->embed = get_table(L, SHAPE(V, Hd), "thinker.model.embed_tokens.weight");
-    if (layers_fit(L, "text_config.num_hidden_layers", c->dec_layers, 10)) return;
+    if (layers_match(L, "text_config.num_hidden_layers", c->dec_layers, "thinker.model.layers.")) return;
     d->layers = xcalloc(c->dec_layers, sizeof *d->layers);
     for (int i = 0; i < c->dec_layers && !L->failed; i++) {
         dec_layer_t *l = &d->layers[i];

@@ -88,25 +88,21 @@ static uint64_t hash_name(const char *s)
 
 static int map_file(st_file_t *f, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qasr_fail("%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    size_t size;
+    const int fd = open_regular_file(path, "a safetensors file", &size);
+    if (fd < 0) return -1;
+    if (size < 8) {
         close(fd);
-        return qasr_fail("%s: not a regular file", path);
+        return qasr_fail("%s: file is %zu bytes, too short for a safetensors file (needs an "
+                         "8-byte header length)", path, size);
     }
-    if (st.st_size < 8) {
-        close(fd);
-        return qasr_fail("%s: file is %lld bytes, too short for a safetensors file (needs an "
-                         "8-byte header length)", path, (long long)st.st_size);
-    }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int err = errno;
     close(fd);
     if (map == MAP_FAILED) return qasr_fail("%s: mmap failed: %s", path, strerror(err));
     f->path = xstrdup(path);
     f->map = map;
-    f->size = (size_t)st.st_size;
+    f->size = size;
     return 0;
 }
 
@@ -323,6 +319,10 @@ static int load_shards(st_model_t *m, const char *dir, const char *index_path, c
         if (!cJSON_IsString(e) || !e->valuestring[0])
             return qasr_fail("%s: weight_map entry for tensor '%s' is not a file name", index_path,
                              e->string);
+        /* shards are files of the model directory, as in the published index */
+        if (strchr(e->valuestring, '/') || !strcmp(e->valuestring, "..") || !strcmp(e->valuestring, "."))
+            return qasr_fail("%s: weight_map puts tensor '%s' in \"%s\", which is not a file of the model "
+                             "directory", index_path, e->string, e->valuestring);
         char *shard = path_join(dir, e->valuestring);
         int rc = has_file(m, shard) ? 0 : load_file(m, shard);
         free(shard);

@@ -36,6 +36,7 @@ typedef struct {   /* open addressing: (left id, right id) -> rank and merged id
 
 struct tokenizer {
     int n_ids;
+    int n_vocab;              /* entries of vocab.json */
     char **id_str;            /* [n_ids] vocab byte-level string or added content; NULL if unused */
     unsigned char *id_flags;  /* [n_ids] TOK_ADDED | TOK_SPECIAL */
     str_map_t by_str;
@@ -222,6 +223,7 @@ static int add_vocab(tokenizer_t *t, const cJSON *vocab, const char *path)
                              e->string);
         t->id_str[id] = xstrdup(e->string);
         if (str_map_add(t, id) >= 0) return qasr_fail("%s: token \"%s\" is listed twice", path, e->string);
+        t->n_vocab++;
     }
     return 0;
 }
@@ -297,6 +299,11 @@ static int load_merges(tokenizer_t *t, const char *path)
     }
     free(joined);
     free(text);
+    /* Byte-level BPE: every vocab.json token but the 256 bytes is made by one merge, so a file
+     * with fewer lines was cut short (a silent change of how prompts and words are encoded). */
+    if (rc == 0 && rank != t->n_vocab - 256)
+        rc = qasr_fail("%s: %d merges, but the %d tokens of vocab.json beyond its 256 bytes need %d: the file "
+                       "is cut short or belongs to another tokenizer", path, rank, t->n_vocab, t->n_vocab - 256);
     return rc;
 }
 
