@@ -57,12 +57,7 @@ CUTS = ("data25", "data50", "data90")
 
 # Wrong today; the test keeps what a careful tool does. A case listed here that passes fails the
 # test (take it off the list). Reproductions: the corpus files under the work directory.
-KNOWN_FAILURES = {
-    # libsndfile refuses a CAF whose data chunk runs past the end at open ("Supported file format
-    # but file is malformed."): an error line ("corrupt or cut short") where a WAV cut the same
-    # way is transcribed with a warning.
-    **{("caf", v): "cut short: an error where a WAV gets a warning" for v in CUTS},
-}
+KNOWN_FAILURES = {}
 # libsndfile's texts in error lines, by whichever entry shows them (reported, never a failure).
 KNOWN_MESSAGES = {}
 # Leaks inside the libraries (allocated under these functions): libsndfile 1.2.0 does not free

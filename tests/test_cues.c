@@ -115,6 +115,59 @@ static void test_cjk_wrap_and_fallback(void)
     CHECK_INT_EQ(cut("nothing", x, 0, &c), 0);
 }
 
+/* Found by tests/fuzz/fuzz_cues.c (regressions/cues). */
+static void test_lines_fit(void)
+{
+    /* 30 + 30 + 22 letters: 84 characters, but no space leaves two lines of 42: the third word
+     * starts a cue (it made a line of 53) */
+    char a30[31], b30[31], c22[23], text[128];
+    memset(a30, 'a', 30), a30[30] = '\0';
+    memset(b30, 'b', 30), b30[30] = '\0';
+    memset(c22, 'c', 22), c22[22] = '\0';
+    snprintf(text, sizeof text, "%s %s %s", a30, b30, c22);
+    const w_t w[] = { { a30, 0, 100 }, { b30, 100, 200 }, { c22, 200, 300 } };
+    cue_t *c;
+    CHECK_INT_EQ(cut(text, w, 3, &c), 2);
+    CHECK(strchr(c[0].text, '\n') && strchr(c[0].text, '\n') - c[0].text == 30);
+    CHECK_STR_EQ(c[1].text, c22);
+    cues_free(c, 2);
+    /* 50 ideographs and " OK": broken between ideographs, not at the space (a line of 50) */
+    w_t z[51];
+    char zh[50 * 3 + 4] = "", ch[50][4];
+    for (int i = 0; i < 50; i++) {
+        snprintf(ch[i], sizeof ch[i], "\u4e00");
+        ch[i][2] = (char)(0x80 + i);
+        z[i] = (w_t){ ch[i], 10 * i, 10 * i + 10 };
+        strcat(zh, ch[i]);
+    }
+    strcat(zh, " OK");
+    z[50] = (w_t){ "OK", 500, 600 };
+    CHECK_INT_EQ(cut(zh, z, 51, &c), 1);
+    const char *nl = strchr(c[0].text, '\n');
+    CHECK(nl && nl - c[0].text == 26 * 3 && !strcmp(nl + 1 + 24 * 3, " OK"));
+    cues_free(c, 1);
+}
+
+static void test_piece_past_its_end(void)
+{
+    /* a piece's last word placed at 399.92 s, past the piece's end (180 s), over the next
+     * piece's first word at 180.1 s: shown at that word's start, the cues in time order */
+    const w_t w[] = { { "One", 0, 300 }, { "Two", 179000, 399920 }, { "Three", 180100, 180400 } };
+    cue_t *c;
+    const int n = cut("One. Two. Three.", w, 3, &c);
+    CHECK_INT_EQ(n, 3);
+    CHECK_NEAR(c[1].start, 179.0, 1e-9, 0);
+    CHECK_NEAR(c[1].end, 180.1, 1e-9, 0);
+    CHECK_NEAR(c[2].start, 180.1, 1e-9, 0);
+    const w_t x[] = { { "One", 0, 300 }, { "Two", 399920, 399920 }, { "Three", 180100, 180400 } };
+    cues_free(c, n);
+    CHECK_INT_EQ(cut("One. Two. Three.", x, 3, &c), 3);
+    CHECK_NEAR(c[1].start, 180.1, 1e-9, 0);
+    CHECK_NEAR(c[1].end, 180.1, 1e-9, 0);
+    CHECK(c[0].end <= c[1].start && c[1].start <= c[2].start);
+    cues_free(c, 3);
+}
+
 int main(void)
 {
     test_sentences_and_min_duration();
@@ -122,5 +175,7 @@ int main(void)
     test_seven_seconds();
     test_characters();
     test_cjk_wrap_and_fallback();
+    test_lines_fit();
+    test_piece_past_its_end();
     return test_result("test_cues");
 }

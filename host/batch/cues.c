@@ -1,6 +1,7 @@
 /* Subtitle cues from word times: the rules are in cues.h. */
 #include "cues.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,30 +42,63 @@ static int sentence_end(const char *s, size_t n)
     return 0;
 }
 
+/* Scripts written without spaces (CJK ideographs, kana): a line may break between two of
+ * their characters (as UAX #14 lets it between ideographs). */
+static int spaceless(uint32_t c)
+{
+    return (c >= 0x2E80 && c <= 0x9FFF) || (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x20000 && c <= 0x3FFFF);
+}
+
+/* Where text (squeezed, chars code points, over CUE_LINE_CHARS) breaks into two lines: the byte
+ * offset of the break (a space there becomes the newline; elsewhere one is inserted). Among the
+ * spaces and the places between two spaceless characters, the one nearest the middle that
+ * leaves both lines within CUE_LINE_CHARS, else the one nearest the middle; without any, the
+ * middle character. *fits: both lines are within CUE_LINE_CHARS. */
+static size_t break_at(const char *text, int chars, int *fits)
+{
+    const size_t len = strlen(text);
+    size_t best = 0, mid = 0;
+    int best_off = -1, best_fit = 0, left = 0;
+    uint32_t prev = 0;
+    for (size_t i = 0; i < len; left++) {
+        uint32_t c;
+        const int k = utf8_decode(text + i, len - i, &c);
+        if (k <= 0) c = 0xFFFD;
+        const int space = c == ' ' && i > 0 && i + 1 < len;
+        if (left == chars / 2) mid = i;
+        if (space || (i > 0 && spaceless(prev) && spaceless(c))) {
+            const int right = chars - left - space, off = abs(2 * left - chars);
+            const int fit = left <= CUE_LINE_CHARS && right <= CUE_LINE_CHARS;
+            if (best_off < 0 || fit > best_fit || (fit == best_fit && off < best_off))
+                best = i, best_off = off, best_fit = fit;
+        }
+        prev = c;
+        i += (size_t)(k > 0 ? k : -k);
+    }
+    if (best_off < 0) { /* no place to break: the middle character */
+        *fits = chars - chars / 2 <= CUE_LINE_CHARS;
+        return mid;
+    }
+    *fits = best_fit;
+    return best;
+}
+
 /* text wrapped into at most two lines of CUE_LINE_CHARS where it fits (malloc'd; takes text) */
 static char *wrap(char *text)
 {
     const size_t len = strlen(text);
     const int chars = code_points(text, len);
     if (chars <= CUE_LINE_CHARS) return text;
-    size_t best = 0;
-    int best_off = chars;
-    for (size_t i = 1; i + 1 < len; i++) /* the space nearest the middle */
-        if (text[i] == ' ') {
-            const int left = code_points(text, i), off = abs(2 * left - chars);
-            if (off < best_off) best = i, best_off = off;
-        }
-    if (best) {
-        text[best] = '\n';
+    int fits;
+    const size_t at = break_at(text, chars, &fits);
+    if (text[at] == ' ') {
+        text[at] = '\n';
         return text;
     }
-    size_t mid = 0; /* no space: before the middle character */
-    for (int k = 0; mid < len; mid++)
-        if (((unsigned char)text[mid] & 0xc0) != 0x80 && k++ == chars / 2) break;
     char *out = xmalloc(len + 2);
-    memcpy(out, text, mid);
-    out[mid] = '\n';
-    memcpy(out + mid + 1, text + mid, len - mid + 1);
+    memcpy(out, text, at);
+    out[at] = '\n';
+    memcpy(out + at + 1, text + at, len - at + 1);
     free(text);
     return out;
 }
@@ -115,21 +149,31 @@ int cues_from_words(const char *text, const qasr_word_t *words, int n, cue_t **c
         spans = NULL;
     }
     free(wl);
+    /* The words' times in order. A piece's are (the repair makes them non-decreasing), but the
+     * aligner may place a piece's last words past the piece's end, over the next piece's words,
+     * which are within their audio: an earlier word is pulled back to the later ones. */
+    int (*t)[2] = xmalloc(sizeof *t * (size_t)n);
+    for (int k = n - 1, limit = INT_MAX; k >= 0; k--) {
+        t[k][1] = MIN(words[k].end_ms, limit);
+        t[k][0] = limit = MIN(words[k].start_ms, t[k][1]);
+    }
     cue_t *out = xcalloc((size_t)n, sizeof *out);
     int n_cues = 0;
     for (int i = 0; i < n;) {
         int j = i;
         while (j + 1 < n) {
             if (spans && sentence_end(text + spans[j][1], (size_t)(spans[j + 1][0] - spans[j][1]))) break;
-            if (words[j + 1].start_ms - words[j].end_ms >= CUE_PAUSE_MS) break;
-            if (words[j + 1].end_ms - words[i].start_ms > CUE_MAX_MS) break;
-            char *t = cue_text(text, words, n, spans, i, j + 1);
-            const int chars = code_points(t, strlen(t));
-            free(t);
-            if (chars > CUE_LINES * CUE_LINE_CHARS) break;
+            if (t[j + 1][0] - t[j][1] >= CUE_PAUSE_MS) break;
+            if (t[j + 1][1] - t[i][0] > CUE_MAX_MS) break;
+            char *shown = cue_text(text, words, n, spans, i, j + 1);
+            const int chars = code_points(shown, strlen(shown));
+            int fits = 1;
+            if (chars > CUE_LINE_CHARS) break_at(shown, chars, &fits);
+            free(shown);
+            if (chars > CUE_LINES * CUE_LINE_CHARS || !fits) break;
             j++;
         }
-        out[n_cues++] = (cue_t){ .start = words[i].start_ms / 1000.0, .end = words[j].end_ms / 1000.0,
+        out[n_cues++] = (cue_t){ .start = t[i][0] / 1000.0, .end = t[j][1] / 1000.0,
                                  .text = wrap(cue_text(text, words, n, spans, i, j)) };
         i = j + 1;
     }
@@ -140,6 +184,7 @@ int cues_from_words(const char *text, const qasr_word_t *words, int n, cue_t **c
         if (out[c].end > next) out[c].end = MAX(out[c].start, next);
     }
     free(spans);
+    free(t);
     *cues = out;
     return n_cues;
 }

@@ -7,10 +7,14 @@
  *     or by a pause of at least CUE_PAUSE_MS before the next word;
  *   - a cue never grows past 2 x 42 characters or 7 s: the next word starts a new cue;
  *   - a cue is shown from its first word's start to its last word's end, at least 5/6 s when
- *     the next cue leaves room, and never into the next cue;
+ *     the next cue leaves room, and never into the next cue; where a piece's last words were
+ *     placed past its end, over the next piece's words (the aligner does not clamp), they are
+ *     shown at the next word's start, so that cues stay in time order;
  *   - its text is the transcript's own (capitals and punctuation kept) from its first word to the
- *     next cue's first word; over 42 characters it is wrapped into two lines at the space nearest
- *     the middle (or, without spaces as in Chinese, at the middle character).
+ *     next cue's first word; over 42 characters it is wrapped into two lines at the space, or
+ *     the place between two CJK characters, nearest the middle that leaves both lines within 42
+ *     characters (without such places, at the middle character); a word that would leave no
+ *     such break starts the next cue, so only a cue of one word has a longer line.
  * Characters are code points. */
 #ifndef QASR_CUES_H
 #define QASR_CUES_H

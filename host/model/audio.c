@@ -81,6 +81,14 @@ static int open_checked(const char *path)
     return fd;
 }
 
+char *decode_cut_short_warning(const char *path, double promised, double read)
+{
+    char msg[QASR_ERR_LEN];
+    snprintf(msg, sizeof msg, "%s: the header promises %.2f s of audio, the file holds %.2f s (cut short?): "
+             "transcribed what is there", path, promised, read);
+    return xstrdup(msg);
+}
+
 /* The chosen audio stream of path from the decoders in the chosen order, or NULL + qasr_fail().
  * Where both fail, the message is that of the decoder that knows the format: libsndfile's for
  * its own formats (a WAV cut in its header), FFmpeg's for a file only FFmpeg recognises. */

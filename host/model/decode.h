@@ -26,6 +26,10 @@ struct audio_source {
     void (*close)(audio_source_t *src);
 };
 
+/* The warning of a file cut short, whichever decoder read it: path, the seconds its header or
+ * container promises and the seconds read (malloc'd). */
+char *decode_cut_short_warning(const char *path, double promised, double read);
+
 /* Why an open failed, for the choice of the next decoder and of the message. */
 typedef enum {
     DECODE_FAILED,     /* opened, and the file is bad (no stream N, a decode error): no other try */

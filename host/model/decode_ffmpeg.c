@@ -141,6 +141,7 @@ static int next_frame(ffmpeg_source_t *s)
             return 1;
         }
         if (err == AVERROR_EOF || (err == AVERROR(EAGAIN) && s->draining)) return 0;
+        if (err != AVERROR(EAGAIN) && ff->avio_feof(s->fmt->pb)) return 0; /* e.g. a partial last PCM packet */
         if (err != AVERROR(EAGAIN))
             return fail_ffmpeg(path, err, "decode error at %.2f s", (double)s->decoded / MAX(s->base.rate, 1));
         err = ff->av_read_frame(s->fmt, s->pkt);
@@ -234,10 +235,7 @@ static char *ffmpeg_cut_short(audio_source_t *src, int64_t frames)
     const ffmpeg_source_t *s = (const ffmpeg_source_t *)src;
     const double got = (double)frames / src->rate;
     if (s->promised < 0 || s->promised - got <= CUT_SHORT_SECONDS) return NULL;
-    char msg[QASR_ERR_LEN];
-    snprintf(msg, sizeof msg, "%s: the container promises %.2f s of audio, the stream holds %.2f s (cut short?): "
-             "transcribed what is there", src->path, s->promised, got);
-    return xstrdup(msg);
+    return decode_cut_short_warning(src->path, s->promised, got);
 }
 
 /* The stream-th audio stream's index, or -1 + qasr_fail(). */
@@ -353,6 +351,11 @@ audio_source_t *ffmpeg_source_open(const char *path, int fd, int stream, int hea
     /* This stream's length, else the file's where it is the only stream (an MKV or WebM gives
      * only the file's). For bucketing the file's is good enough even beside other streams. */
     if (st->duration != AV_NOPTS_VALUE && st->duration > 0) s->promised = (double)st->duration * av_q2d(st->time_base);
+    /* CAF states a stream of constant-size packets by its frame count alone (data size / bytes
+     * per packet x frames per packet); a container counting packets there would give less than
+     * the stream holds, never a false cut-short warning */
+    else if (st->nb_frames > 0 && st->codecpar->sample_rate > 0)
+        s->promised = (double)st->nb_frames / st->codecpar->sample_rate;
     else if (s->fmt->duration != AV_NOPTS_VALUE && s->fmt->duration > 0 && s->fmt->nb_streams == 1)
         s->promised = (double)s->fmt->duration / AV_TIME_BASE;
     s->base.duration = s->promised;

@@ -78,9 +78,8 @@ static char *sndfile_cut_short(audio_source_t *src, int64_t n)
     const char *path = src->path;
     char msg[QASR_ERR_LEN];
     if (promised > n + rate / 100) /* 10 ms: MP3 lengths are estimates */
-        snprintf(msg, sizeof msg, "%s: the header promises %.2f s of audio, the file holds %.2f s (cut short?): "
-                 "transcribed what is there", path, (double)promised / rate, (double)n / rate);
-    else if (no_end)
+        return decode_cut_short_warning(path, (double)promised / rate, (double)n / rate);
+    if (no_end)
         snprintf(msg, sizeof msg, "%s: the stream ends without its end-of-stream mark after %.2f s (cut short?): "
                  "transcribed what is there", path, (double)n / rate);
     else

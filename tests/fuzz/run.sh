@@ -14,7 +14,8 @@
 # copy it into tests/fuzz/regressions/<name>/ (the unit test fuzz_replay_<name> runs it).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-all=(utf8 jsonl config safetensors tokenizer manifest results result_line merge subtitles)
+all=(utf8 jsonl config safetensors tokenizer manifest results result_line merge subtitles align_text align_repair
+  cues)
 
 build=$root/build-fuzz
 jobs=$(nproc)
