@@ -352,9 +352,8 @@ audio_source_t *ffmpeg_source_open(const char *path, int fd, int stream, int hea
      * only the file's). For bucketing the file's is good enough even beside other streams. */
     if (st->duration != AV_NOPTS_VALUE && st->duration > 0) s->promised = (double)st->duration * av_q2d(st->time_base);
     /* CAF states a stream of constant-size packets by its frame count alone (data size / bytes
-     * per packet x frames per packet); a container counting packets there would give less than
-     * the stream holds, never a false cut-short warning */
-    else if (st->nb_frames > 0 && st->codecpar->sample_rate > 0)
+     * per packet x frames per packet: cafdec.c); other containers count packets there */
+    else if (!strcmp(s->fmt->iformat->name, "caf") && st->nb_frames > 0 && st->codecpar->sample_rate > 0)
         s->promised = (double)st->nb_frames / st->codecpar->sample_rate;
     else if (s->fmt->duration != AV_NOPTS_VALUE && s->fmt->duration > 0 && s->fmt->nb_streams == 1)
         s->promised = (double)s->fmt->duration / AV_TIME_BASE;
