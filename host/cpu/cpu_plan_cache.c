@@ -170,7 +170,7 @@ void plan_auto(cpu_plan_t *p, const char *dir, const char *key, plan_measure_fn 
     char path[4096] = "";
     if (dir) plan_cache_path(dir, key, path, sizeof path);
     if (dir && plan_cache_read(p, path, key) == 0) {
-        snprintf(p->source, sizeof p->source, "auto, timings cached in %s", path);
+        snprintf(p->source, sizeof p->source, "auto, timings cached in %.180s", path);
     } else {
         const double t0 = now_seconds();
         measure(p, ctx);
@@ -178,9 +178,9 @@ void plan_auto(cpu_plan_t *p, const char *dir, const char *key, plan_measure_fn 
         if (!dir)
             snprintf(p->source, sizeof p->source, "auto, measured in %.2f s; no cache", took);
         else if (plan_cache_write(p, dir, path, key) == 0)
-            snprintf(p->source, sizeof p->source, "auto, measured in %.2f s, kept in %s", took, path);
+            snprintf(p->source, sizeof p->source, "auto, measured in %.2f s, kept in %.180s", took, path);
         else
-            snprintf(p->source, sizeof p->source, "auto, measured in %.2f s; not kept: %s", took, qasr_last_error());
+            snprintf(p->source, sizeof p->source, "auto, measured in %.2f s; not kept: %.200s", took, qasr_last_error());
     }
     plan_decide(p);
 }
