@@ -6,7 +6,8 @@
 # per-stage breakdown (mel, conv stem, encoder layers, prefill, decode, LM head: ms, GFLOP/s).
 #
 # Names the machine first (CPU model, the ISA extensions that decide the products, the threads
-# qasr chose and why). --contention: the batch again with a busy loop beside it (another job
+# qasr chose and why), and after each run's figures the precision plan it ran (--precision auto:
+# per matrix shape and row count fp32 or bf16, as measured on this machine). --contention: the batch again with a busy loop beside it (another job
 # taking a core, as on a shared node), and its throughput as a share of the quiet one.
 #
 # usage: bench/bench_cpu.sh [--size 0.6b|1.7b] [--clips 32] [--seconds 10] [--steps 32]
@@ -71,6 +72,9 @@ print(f"{sys.argv[2]:>10}: {int(n)} x {audio / n:.1f} s audio: {wall:.2f} s -> {
       f"prefill {pre:.2f} s ({ptok / max(pre, 1e-9):.0f} tok/s), decode {dec:.2f} s ({dtok / max(dec, 1e-9):.1f} tok/s, "
       f"{int(steps)} steps) | load {load:.2f} s, whole process {process:.2f} s, peak RSS {rss / 1048576:.2f} GiB | {how}")
 print(f"{'':>10}  stages, ms (GFLOP/s): {stages}")
+plan = re.search(r"qasr: (precision plan .*(?:\n  +\d.*)*)", log)
+if plan:
+    print(f"{'':>10}  " + plan.group(1).replace("\n", f"\n{'':>10}  "))
 EOF
 }
 

@@ -48,24 +48,29 @@ static void check_product(int M, int K, int N, int with_bias, int accumulate)
     uint16_t *w = rand_bf16((size_t)N * K, &seed);
     for (size_t i = 0; i < (size_t)M * K; i++) x[i] = frand(&seed);
     for (int n = 0; n < N; n++) b[n] = frand(&seed);
-    for (size_t i = 0; i < (size_t)M * N; i++) out[i] = before[i] = accumulate ? frand(&seed) : 12345.0f;
-    bf16_weight_t *pw = bf16_weight_pack(g, w, N, K, 0);
+    for (size_t i = 0; i < (size_t)M * N; i++) before[i] = accumulate ? frand(&seed) : 12345.0f;
+    /* packed, and the plain layout a mixed precision plan runs its bf16 row counts on */
+    for (int plain = 0; plain < 2; plain++) {
+        memcpy(out, before, (size_t)M * N * sizeof(float));
+        bf16_weight_t *pw = plain ? bf16_weight_plain(w, N, K) : bf16_weight_pack(g, w, N, K, 0);
 
-    gemm_bf16_xwt(g, out, x, pw, with_bias ? b : NULL, M, accumulate);
+        gemm_bf16_xwt(g, out, x, pw, with_bias ? b : NULL, M, accumulate);
 
-    double worst = 0;
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            double ref = (accumulate ? before[(size_t)m * N + n] : 0.0) + (with_bias ? b[n] : 0.0);
-            for (int k = 0; k < K; k++)
-                ref += (double)bf16_to_f32(f32_to_bf16(x[(size_t)m * K + k])) * bf16_to_f32(w[(size_t)n * K + k]);
-            const double err = fabs(out[(size_t)m * N + n] - ref) / (1.0 + sqrt((double)K));
-            worst = err > worst ? err : worst;
-        }
-    if (worst > 2e-6)
-        fprintf(stderr, "M=%d K=%d N=%d bias=%d acc=%d: error %.3g\n", M, K, N, with_bias, accumulate, worst);
-    CHECK(worst <= 2e-6);
-    bf16_weight_free(pw);
+        double worst = 0;
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                double ref = (accumulate ? before[(size_t)m * N + n] : 0.0) + (with_bias ? b[n] : 0.0);
+                for (int k = 0; k < K; k++)
+                    ref += (double)bf16_to_f32(f32_to_bf16(x[(size_t)m * K + k])) * bf16_to_f32(w[(size_t)n * K + k]);
+                const double err = fabs(out[(size_t)m * N + n] - ref) / (1.0 + sqrt((double)K));
+                worst = err > worst ? err : worst;
+            }
+        if (worst > 2e-6)
+            fprintf(stderr, "M=%d K=%d N=%d bias=%d acc=%d plain=%d: error %.3g\n", M, K, N, with_bias, accumulate, plain,
+                    worst);
+        CHECK(worst <= 2e-6);
+        bf16_weight_free(pw);
+    }
     free(x), free(b), free(out), free(before), free(w);
 }
 
@@ -85,7 +90,7 @@ int main(void)
             for (int v = 0; v < 3; v++) check_product(Ms[i], KNs[j][0], KNs[j][1], v >= 1, v == 2);
     /* 1100 rows = 1024 + 64 + 12: row counts come from a bounded set, each made once */
     const int before = bf16_gemm_primitives(g);
-    check_product(1100, 96, 1027, 1, 1);
+    check_product(1100, 96, 1027, 1, 1); /* packed and plain: their primitives are kept apart */
     CHECK_INT_EQ(bf16_gemm_primitives(g), before);
     bf16_gemm_free(g);
     return test_result("test_cpu_gemm_bf16");

@@ -249,6 +249,8 @@ int batch_run(const batch_opts_t *o_in)
         if (code != BATCH_MODEL && !o->quiet)
             fprintf(stderr, "qasr-batch: %s loaded in %.2f s (%s)\n", o->align_reference ? "aligner" : "model",
                     qasr_load_seconds(models[0]), qasr_backend_describe(models[0]));
+        if (code != BATCH_MODEL && o->qopt.verbose && qasr_backend_plan(models[0]))
+            fprintf(stderr, "qasr-batch: %s\n", qasr_backend_plan(models[0]));
         if (code != BATCH_MODEL && aligners && !o->quiet)
             fprintf(stderr, "qasr-batch: aligner loaded in %.2f s; files are cut at %.0f s for it\n",
                     qasr_load_seconds(aligners[0]), o->max_segment_seconds);

@@ -42,7 +42,10 @@ static void usage(FILE *f)
           "                           affinity mask, cgroup CPU quota)\n"
           "      --precision P        CPU matrix products: fp32 (the reference), bf16 (bf16\n"
           "                           inputs, fp32 sums; needs AVX512-BF16 or AMX) or auto\n"
-          "                           (default: bf16 where the CPU has it, else fp32)\n"
+          "                           (default: where the CPU has native bf16, each matrix\n"
+          "                           shape and row count on whichever was measured faster\n"
+          "                           on it, timings cached in ~/.cache/qasr; else fp32;\n"
+          "                           -v prints the plan)\n"
           "  -b, --backend NAME       cpu or cuda (default: cuda when built with CUDA and a\n"
           "                           device is present, else cpu)\n"
           "      --device N           CUDA device index (default 0)\n"
@@ -289,8 +292,10 @@ int main(int argc, char **argv)
     qasr_t *q = NULL, *al = NULL;
     if (opt.verbose) fprintf(stderr, "qasr: audio decoders: %s\n", audio_decoders_describe());
     if (model && !(q = qasr_load(model, &opt))) qasr_die(EXIT_MODEL, "%s", qasr_last_error());
-    if (q && opt.verbose)
+    if (q && opt.verbose) {
         fprintf(stderr, "qasr: model loaded in %.2f s (%s)\n", qasr_load_seconds(q), qasr_backend_describe(q));
+        if (qasr_backend_plan(q)) fprintf(stderr, "qasr: %s\n", qasr_backend_plan(q));
+    }
     qasr_options_t aopt = opt;
     if (model) aopt.dump_dir = NULL; /* --dump-dir: the transcription's stages, or the alignment's with --text */
     if (aligner && timestamps && !(al = qasr_load_aligner(aligner, &aopt))) {

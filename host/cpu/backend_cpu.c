@@ -1,7 +1,9 @@
 /* CPU backend: fp32 activations; weight matrices in fp32 or the checkpoint's bf16 widened
  * inside oneDNN sgemm (--precision fp32), or packed bf16 into oneDNN's bf16 matmul (--precision
  * bf16: cpu_gemm_bf16.c; the conv stem's later layers on oneDNN's bf16 convolution,
- * cpu_conv_dnnl.c; the KV cache in bf16); sgemm for attention, OpenMP for the rest. Every oneDNN
+ * cpu_conv_dnnl.c; the KV cache in bf16), or per matrix shape and row count whichever of the two
+ * was measured faster on this machine (auto: cpu_plan.h); sgemm for attention, OpenMP for the
+ * rest. Every oneDNN
  * object (primitives, packed weights, converted kernels) belongs to one instance and goes with
  * it. This is the reference implementation of every backend op (the CUDA kernels are tested
  * against it) and the path users without a GPU run.
@@ -22,10 +24,14 @@
 
 #include "cpus.h"
 #include "cpu_attention.h"
+#include "cpu_conv.h"
 #include "cpu_conv_dnnl.h"
 #include "cpu_gemm.h"
 #include "cpu_gemm_bf16.h"
 #include "cpu_math.h"
+#include "cpu_plan.h"
+#include "cpu_plan_cache.h"
+#include "cpu_plan_measure.h"
 #include "mel.h"
 #include "stack_arena.h"
 #include "util.h"
@@ -38,6 +44,7 @@ struct weight {
     int table;             /* read by embed too: packed into a copy, not in place */
     int mapped;            /* p is the checkpoint's mapping (weight_map): not ours to free */
     bf16_weight_t *packed; /* bf16 path: packed for oneDNN at load (matrix_ready), in p itself unless a table */
+    bf16_weight_t *plain;  /* a plan's bf16 products on p as it is (RUN_BF16_PLAIN), made at load */
     conv_bf16_t *conv;     /* bf16 path: a conv kernel's oneDNN convolutions, made at its first use */
     struct weight *next;   /* the backend's weights */
 };
@@ -45,12 +52,13 @@ struct weight {
 struct backend {
     char op_error[QASR_ERR_LEN]; /* an op that could not run since op_failed last asked, or "" */
     int threads;
-    int bf16; /* matrices go through the bf16 matmul */
+    cpu_plan_t plan;          /* which products run in bf16 (cpu_plan.h) */
     char threads_desc[96];    /* "2 threads" and, when defaulted, where the count comes from */
     char desc[192];
+    char plan_desc[4096];
     mel_t *mel;
     stack_arena_t scratch;
-    bf16_gemm_t *gemm;       /* bf16 path: oneDNN's engine, stream, primitives */
+    bf16_gemm_t *gemm;       /* bf16 products: oneDNN's engine, stream, primitives */
     struct weight *weights;  /* every weight of this instance */
 };
 
@@ -87,6 +95,7 @@ static void cpu_destroy(backend_t *be)
         next = w->next;
         if (!w->mapped) free(w->p);
         bf16_weight_free(w->packed);
+        bf16_weight_free(w->plain);
         conv3x3s2_bf16_free(w->conv);
         free(w);
     }
@@ -106,8 +115,9 @@ static weight_t *weight_new(backend_t *be, struct weight w)
 
 static weight_t *cpu_weight_alloc(backend_t *be, size_t n, weight_kind_t kind, dtype_t src)
 {
-    /* the bf16 path keeps every matrix in bf16, the fp32 path those the checkpoint has in bf16 */
-    const int bf16 = kind != WEIGHT_PARAM && (be->bf16 || src == DTYPE_BF16);
+    /* a plan with bf16 products keeps every matrix in bf16, the fp32 path those the checkpoint
+     * has in bf16 */
+    const int bf16 = kind != WEIGHT_PARAM && (be->plan.any_bf16 || src == DTYPE_BF16);
     void *p = host_block(n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
     if (!p) return NULL;
     return weight_new(be, (struct weight){ .p = p, .n = n, .bf16 = bf16, .table = kind == WEIGHT_TABLE });
@@ -117,7 +127,7 @@ static weight_t *cpu_weight_alloc(backend_t *be, size_t n, weight_kind_t kind, d
  * store it (bf16 on the bf16 path, the checkpoint's bf16 or fp32 on the fp32 path). */
 static weight_t *cpu_weight_map(backend_t *be, const void *src, size_t n, weight_kind_t kind, dtype_t dt)
 {
-    const int bf16 = be->bf16 || dt == DTYPE_BF16;
+    const int bf16 = be->plan.any_bf16 || dt == DTYPE_BF16;
     if (kind != WEIGHT_TABLE || dt != (bf16 ? DTYPE_BF16 : DTYPE_F32) || (uintptr_t)src % dtype_size(dt))
         return NULL;
     return weight_new(be, (struct weight){ .p = (void *)src, .n = n, .bf16 = bf16, .table = 1, .mapped = 1 });
@@ -194,15 +204,15 @@ static void cpu_copy(backend_t *be, void *dst, const void *src, size_t n)
     memmove(dst, src, n * sizeof(float));
 }
 
-/* The bf16 path keeps keys and values in bf16 too: decode steps read the whole cache. */
-static size_t cpu_kv_elem_bytes(backend_t *be) { return be->bf16 ? sizeof(uint16_t) : sizeof(float); }
+/* A bf16 decoder keeps keys and values in bf16 too: decode steps read the whole cache. */
+static size_t cpu_kv_elem_bytes(backend_t *be) { return be->plan.kv_bf16 ? sizeof(uint16_t) : sizeof(float); }
 
 static kv_cache_t *cpu_kv_alloc(backend_t *be, const kv_geom_t *g)
 {
     size_t n = (size_t)g->n_layers * g->n_pages * 2 * g->n_kv_heads * g->page_size * g->head_dim;
     kv_cache_t *kv = xcalloc(1, sizeof *kv);
     kv->g = *g;
-    kv->bf16 = be->bf16;
+    kv->bf16 = be->plan.kv_bf16;
     const size_t bytes = n * cpu_kv_elem_bytes(be);
     if (posix_memalign(&kv->data, ALIGN, bytes) != 0) {
         free(kv);
@@ -254,33 +264,6 @@ static void cpu_mel_chunks(backend_t *be, void *out, const void *mel, const int 
     }
 }
 
-/* im2col of all N chunks side by side, [Cin*9][N][Ho*Wo], so that one GEMM over N*P columns
- * writes the [Cout][N][Ho][Wo] layout directly: a few parallel regions per layer, not per chunk
- * (each region costs a barrier, and a barrier costs a time slice on a busy machine). Each output
- * row is a stride-2 read of one input row between zero edges, with the bounds found once per
- * row so that the copy vectorises. */
-static void im2col_s2(float *col, const float *x, int Cin, int N, int Hin, int Win)
-{
-    const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, P = Ho * Wo;
-    const size_t NP = (size_t)N * P;
-#pragma omp parallel for collapse(2)
-    for (int k = 0; k < Cin * 9; k++)
-        for (int n = 0; n < N; n++) {
-            const int c = k / 9, dy = k % 9 / 3, dx = k % 3;
-            /* ox is inside the input for lo <= ox < hi: 0 <= 2 ox + dx - 1 < Win */
-            const int lo = dx == 0, hi = MIN(Wo, (Win - dx + 2) / 2);
-            const float *xc = x + ((size_t)c * N + n) * Hin * Win;
-            for (int oy = 0; oy < Ho; oy++) {
-                const int iy = 2 * oy + dy - 1, inside = iy >= 0 && iy < Hin;
-                const float *src = xc + (size_t)(inside ? iy : 0) * Win;
-                float *d = col + (size_t)k * NP + (size_t)n * P + (size_t)oy * Wo;
-                for (int ox = 0; ox < Wo; ox++) d[ox] = 0.0f;
-                if (inside)
-                    for (int ox = lo; ox < hi; ox++) d[ox] = src[2 * ox + dx - 1];
-            }
-        }
-}
-
 /* Work space of an op from the scratch stack; NULL (the op does nothing, op_failed says why)
  * when there is no memory for it. */
 static void *op_scratch(backend_t *be, size_t n, const char *op)
@@ -301,14 +284,12 @@ static int cpu_op_failed(backend_t *be)
 static void cpu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const weight_t *w,
                                const weight_t *bias, int Cin, int Cout, int N, int Hin, int Win)
 {
-    const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, K = Cin * 9;
-    const size_t NP = (size_t)N * Ho * Wo;
     const float *b = fp32_of(bias), *k = fp32_of(w);
     float *o = out;
     const size_t mark = cpu_scratch_mark(be);
-    /* bf16 path: the layers after the first on oneDNN (the first, one input channel, is 1/50 of
-     * the FLOPs, and im2col + sgemm does it in half the time oneDNN's fp32 kernel takes) */
-    if (be->bf16 && Cin > 1) {
+    /* bf16: the layers after the first on oneDNN (the first, one input channel, is 1/50 of the
+     * FLOPs, and im2col + sgemm does it in half the time oneDNN's fp32 kernel takes) */
+    if (be->plan.conv_bf16 && Cin > 1) {
         weight_t *kw = (weight_t *)w; /* its convolutions are made at first use, kept with it */
         if (!kw->conv) kw->conv = conv3x3s2_bf16_new(k);
         const size_t work = conv3x3s2_bf16_work_bytes(kw->conv, Cin, Cout, N, Hin, Win);
@@ -317,15 +298,9 @@ static void cpu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const w
         cpu_scratch_release(be, mark);
         return;
     }
-    float *col = op_scratch(be, (size_t)K * NP, "conv stem");
+    float *col = op_scratch(be, conv3x3s2_fp32_work(Cin, N, Hin, Win), "conv stem");
     if (!col) return;
-    im2col_s2(col, in, Cin, N, Hin, Win);
-    sgemm('N', 'N', Cout, (int)NP, K, 1.0f, k, K, col, (int)NP, 0.0f, o, (int)NP);
-#pragma omp parallel for
-    for (int co = 0; co < Cout; co++) {
-        float *r = o + (size_t)co * NP;
-        for (size_t i = 0; i < NP; i++) r[i] = qgelu(r[i] + b[co]);
-    }
+    conv3x3s2_gelu_fp32(o, in, k, b, Cin, Cout, N, Hin, Win, col);
     cpu_scratch_release(be, mark);
 }
 
@@ -366,23 +341,45 @@ static int pack_matrix(backend_t *be, weight_t *w, int N, int K)
     return 0;
 }
 
+/* How the plan runs a product of w [N][K] over M rows (RUN_*). Only bf16 matrices have bf16
+ * products; a shape the plan does not know runs as its other shapes default. */
+static int run_of(const backend_t *be, const weight_t *w, int M, int N, int K)
+{
+    if (w->packed) return RUN_BF16_PACKED;
+    if (!w->bf16) return RUN_FP32;
+    const plan_matrix_t *m = plan_find(&be->plan, N, K);
+    if (!m) return be->plan.other_bf16 ? RUN_BF16_PACKED : RUN_FP32;
+    return m->run[plan_row_class(M)];
+}
+
 static int cpu_matrix_ready(backend_t *be, weight_t *w, int N, int K)
 {
-    return be->bf16 ? pack_matrix(be, w, N, K) : 0;
+    if (!w->bf16) return 0;
+    const plan_matrix_t *m = plan_find(&be->plan, N, K);
+    if (m ? m->pack : be->plan.other_bf16) return pack_matrix(be, w, N, K);
+    for (int c = 0; m && c < N_ROW_CLASSES; c++)
+        if (m->run[c] == RUN_BF16_PLAIN && !w->plain) w->plain = bf16_weight_plain(w->p, N, K);
+    return 0;
 }
 
 static void cpu_matmul(backend_t *be, void *out, const void *x, const weight_t *w, const weight_t *bias,
                        int M, int K, int N, int accumulate)
 {
     const float *b = bias ? fp32_of(bias) : NULL;
-    if (be->bf16) {
+    switch (run_of(be, w, M, N, K)) {
+    case RUN_BF16_PACKED:
         /* packed at load; a caller that skipped matrix_ready (a benchmark) packs at first use */
         if (!w->packed && pack_matrix(be, (weight_t *)w, N, K) != 0) {
             fprintf(stderr, "%s: %s\n", qasr_program_name(), qasr_last_error());
             QASR_ASSERT(!"matrices are packed at load");
         }
         gemm_bf16_xwt(be->gemm, out, x, w->packed, b, M, accumulate);
-    } else {
+        break;
+    case RUN_BF16_PLAIN:
+        if (!w->plain) ((weight_t *)w)->plain = bf16_weight_plain(w->p, N, K); /* a benchmark's */
+        gemm_bf16_xwt(be->gemm, out, x, w->plain, b, M, accumulate);
+        break;
+    default:
         gemm_xwt(out, x, w->p, w->bf16, b, M, K, N, accumulate);
     }
 }
@@ -531,9 +528,20 @@ static const char *cpu_describe(backend_t *be)
 {
     const char *isa;
     bf16_gemm_native(&isa);
+    int bf16 = 0, fp32 = 0; /* which kinds of products the plan has */
+    for (int i = 0; i < be->plan.n; i++)
+        for (int c = 0; c < N_ROW_CLASSES; c++) *(be->plan.m[i].run[c] == RUN_FP32 ? &fp32 : &bf16) = 1;
+    if (!be->plan.n) *(be->plan.other_bf16 ? &bf16 : &fp32) = 1;
     snprintf(be->desc, sizeof be->desc, "cpu, %s, %s matrix products%s%s%s", be->threads_desc,
-             be->bf16 ? "bf16" : "fp32", be->bf16 ? " (" : "", be->bf16 ? isa : "", be->bf16 ? ")" : "");
+             bf16 && fp32 ? "fp32 and bf16" : bf16 ? "bf16" : "fp32", bf16 ? " (" : "", bf16 ? isa : "",
+             bf16 ? ")" : "");
     return be->desc;
+}
+
+static const char *cpu_plan_describe(backend_t *be)
+{
+    plan_describe(&be->plan, be->plan_desc, sizeof be->plan_desc);
+    return be->plan_desc;
 }
 
 static const backend_ops_t cpu_ops = {
@@ -577,12 +585,14 @@ static const backend_ops_t cpu_ops = {
     .sync = cpu_sync,
     .op_failed = cpu_op_failed,
     .describe = cpu_describe,
+    .plan = cpu_plan_describe,
 };
 
 int backend_cpu_create(backend_ref_t *out, int threads, int n_mels, precision_t precision)
 {
     backend_t *be = xcalloc(1, sizeof *be);
-    be->bf16 = precision == PRECISION_BF16;
+    plan_uniform(&be->plan, precision == PRECISION_BF16);
+    snprintf(be->plan.source, sizeof be->plan.source, "--precision %s", precision == PRECISION_BF16 ? "bf16" : "fp32");
     /* default: the CPUs this process may use (affinity, cgroup quota), not the machine's */
     const cpus_t cpus = cpus_usable();
     be->threads = threads > 0 ? threads : cpus.usable;
@@ -597,7 +607,7 @@ int backend_cpu_create(backend_ref_t *out, int threads, int n_mels, precision_t 
      * their blocks between calls instead (thread_scratch), so they pay no mapping per call. */
     mallopt(M_MMAP_THRESHOLD, 256 << 10);
     stack_arena_init(&be->scratch, arena_block, arena_free, be, ALIGN, (size_t)2 << 20);
-    if (be->bf16) be->gemm = bf16_gemm_new();
+    if (be->plan.any_bf16) be->gemm = bf16_gemm_new();
     if (!(be->mel = mel_init(n_mels))) {
         cpu_destroy(be);
         return -1;
@@ -607,13 +617,36 @@ int backend_cpu_create(backend_ref_t *out, int threads, int n_mels, precision_t 
     return 0;
 }
 
-/* The precision asked for, or bf16 where this CPU has it natively (auto), else fp32. */
+/* auto: where this CPU has native bf16, the plan measured (or read from the cache) on the
+ * model's shapes, with the backend's threads; else fp32 throughout. The measuring runs before
+ * any weight is loaded, since the plan decides how the weights are kept. */
+static int cpu_create_auto(backend_ref_t *out, const backend_params_t *p)
+{
+    const char *isa;
+    if (!bf16_gemm_native(&isa) || !p->config) {
+        const int bf16 = p->config == NULL && bf16_gemm_native(NULL); /* no shapes to time: by flags */
+        if (backend_cpu_create(out, p->threads, p->n_mels, bf16 ? PRECISION_BF16 : PRECISION_FP32) != 0) return -1;
+        snprintf(out->be->plan.source, sizeof out->be->plan.source, "%s",
+                 bf16 ? "auto without the model's shapes: bf16 throughout, as the CPU has it natively"
+                      : "auto: fp32 throughout, as this CPU has no native bf16 (oneDNN's needs AVX512-BF16 or AMX)");
+        return 0;
+    }
+    if (backend_cpu_create(out, p->threads, p->n_mels, PRECISION_FP32) != 0) return -1;
+    backend_t *be = out->be;
+    plan_shapes(&be->plan, p->config);
+    char key[1024], dir[2048];
+    plan_cache_key(&be->plan, be->threads, isa, key, sizeof key);
+    be->gemm = bf16_gemm_new();
+    plan_auto(&be->plan, plan_cache_dir(dir, sizeof dir) == 0 ? dir : NULL, key, plan_measure, be->gemm);
+    return 0;
+}
+
+/* The precision asked for, or the one measured faster (auto). */
 static int cpu_create(backend_ref_t *out, const backend_params_t *p)
 {
     const char *isa;
     const int native = bf16_gemm_native(&isa);
-    if (!p->precision || !strcmp(p->precision, "auto"))
-        return backend_cpu_create(out, p->threads, p->n_mels, native ? PRECISION_BF16 : PRECISION_FP32);
+    if (!p->precision || !strcmp(p->precision, "auto")) return cpu_create_auto(out, p);
     if (!strcmp(p->precision, "fp32")) return backend_cpu_create(out, p->threads, p->n_mels, PRECISION_FP32);
     if (!native) /* bf16 asked for */
         return qasr_fail("--precision bf16: this CPU has no native bf16 arithmetic (oneDNN finds %s; it needs "

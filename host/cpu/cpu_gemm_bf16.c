@@ -27,10 +27,11 @@ struct bf16_weight {
     void *data;            /* packed, bf16 */
     size_t bytes;
     int owned;             /* data is ours to free, not the caller's buffer packed in place */
+    int plain;             /* data is the caller's [N][K] as it is (bf16_weight_plain) */
 };
 
 typedef struct {
-    int m, K, N, bias, accumulate;
+    int m, K, N, bias, accumulate, plain;
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, dst, b; /* handles set per call */
 } prim_t;
@@ -248,6 +249,14 @@ bf16_weight_t *bf16_weight_pack(bf16_gemm_t *g, uint16_t *w, int N, int K, int i
     return bf16_weight_pack_how(g, w, N, K, in_place, 0);
 }
 
+bf16_weight_t *bf16_weight_plain(uint16_t *w, int N, int K)
+{
+    bf16_weight_t *bw = xcalloc(1, sizeof *bw);
+    *bw = (bf16_weight_t){ .N = N, .K = K, .data = w, .bytes = (size_t)N * K * sizeof(uint16_t), .plain = 1 };
+    md_2d(&bw->md, K, N, dnnl_bf16, dnnl_ba); /* PyTorch's [N][K]: the matmul's [K][N], K stride 1 */
+    return bw;
+}
+
 const void *bf16_weight_data(const bf16_weight_t *w) { return w->data; }
 
 void bf16_weight_free(bf16_weight_t *w)
@@ -273,13 +282,15 @@ static prim_t *prim_get(bf16_gemm_t *g, int m, int K, int N, const bf16_weight_t
 {
     for (int i = 0; i < g->n_prims; i++) {
         prim_t *p = &g->prims[i];
-        if (p->m == m && p->K == K && p->N == N && p->bias == bias && p->accumulate == accumulate) return p;
+        if (p->m == m && p->K == K && p->N == N && p->bias == bias && p->accumulate == accumulate &&
+            p->plain == w->plain)
+            return p;
     }
     if (g->n_prims == MAX_PRIMS) { /* shapes this varied are not expected: start over */
         for (int i = 0; i < g->n_prims; i++) prim_destroy(&g->prims[i]);
         g->n_prims = 0;
     }
-    dnnl_primitive_desc_t pd = make_pd(g, m, K, N, bias, accumulate, dnnl_format_tag_any);
+    dnnl_primitive_desc_t pd = make_pd(g, m, K, N, bias, accumulate, w->plain ? dnnl_ba : dnnl_format_tag_any);
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     /* The packed layout (queried at PACK_ROWS rows) is what this M must read too: a oneDNN that
      * asks for another is one this code does not know (an internal error, not a user's). */
@@ -289,7 +300,7 @@ static prim_t *prim_get(bf16_gemm_t *g, int m, int K, int N, const bf16_weight_t
         QASR_ASSERT(!"one packed bf16 layout for every row count");
     }
     prim_t *p = &g->prims[g->n_prims++];
-    *p = (prim_t){ .m = m, .K = K, .N = N, .bias = bias, .accumulate = accumulate };
+    *p = (prim_t){ .m = m, .K = K, .N = N, .bias = bias, .accumulate = accumulate, .plain = w->plain };
     DNNL_OK(dnnl_primitive_create(&p->prim, pd));
     const dnnl_memory_desc_t *src = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *dst = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);

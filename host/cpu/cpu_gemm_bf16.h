@@ -26,6 +26,10 @@ void bf16_gemm_free(bf16_gemm_t *g);
  * else into memory of the result's own; in_place 0: always a copy, and the caller may free w.
  * NULL + qasr_fail() when there is no memory for the copy. */
 bf16_weight_t *bf16_weight_pack(bf16_gemm_t *g, uint16_t *w, int N, int K, int in_place);
+/* A view of w [N][K] as it is, unpacked, for gemm_bf16_xwt: oneDNN reads the plain layout (its
+ * kernels copy blocks of it per call), so the same matrix serves the fp32 path too. w must
+ * outlive the view. This is what a mixed precision plan runs its bf16 row counts on. */
+bf16_weight_t *bf16_weight_plain(uint16_t *w, int N, int K);
 void bf16_weight_free(bf16_weight_t *w);
 size_t bf16_weight_bytes(const bf16_weight_t *w);
 /* For tests: bf16_weight_pack, with oneDNN's own reorder (by_reorder 1) or as it packs (0), and

@@ -62,7 +62,7 @@ static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, 
         goto fail;
     }
     const backend_params_t bp = { .device = device, .threads = opt->threads, .n_mels = cfg.n_mels,
-                                  .precision = opt->precision };
+                                  .precision = opt->precision, .config = &cfg };
     if (backend_create(&q->bk, opt->backend, &bp) != 0) goto fail;
     if (model_load(&q->model, dir, q->bk, upload) != 0) goto fail;
     engine_opts_default(&q->eopt);
@@ -383,6 +383,11 @@ const char *qasr_language(const qasr_t *q, int i) { return q->model.cfg.language
 double qasr_load_seconds(const qasr_t *q) { return q->load_seconds; }
 int qasr_device_count(void) { return backend_device_count(); }
 int qasr_precision_known(const char *s) { return backend_precision_known(s); }
+
+const char *qasr_backend_plan(const qasr_t *q)
+{
+    return q->bk.ops->plan ? q->bk.ops->plan(q->bk.be) : NULL;
+}
 
 const char *qasr_backend_describe(const qasr_t *q)
 {

@@ -142,5 +142,8 @@ double qasr_load_seconds(const qasr_t *q);
 const char *qasr_last_error(void);
 /* The backend and its arithmetic, for logs ("cpu, 2 threads, bf16 matrix products (AMX)"). */
 const char *qasr_backend_describe(const qasr_t *q);
+/* How the backend chose each op's arithmetic (the CPU's precision plan: per matrix shape and row
+ * count fp32 or bf16, and why), several lines; NULL where it chose nothing. */
+const char *qasr_backend_plan(const qasr_t *q);
 
 #endif

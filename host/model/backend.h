@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "safetensors.h"
 
 typedef struct backend backend_t;   /* one backend instance's state */
@@ -176,6 +177,9 @@ typedef struct backend_ops {
     void (*bind)(backend_t *be);
     /* What it computes with, for logs ("cpu, bf16 (AVX512-BF16)"); NULL: the name says it. */
     const char *(*describe)(backend_t *be);
+    /* Optional: how it chose the arithmetic of each op, in words, for -v (the CPU backend's
+     * precision plan); NULL: nothing chosen. */
+    const char *(*plan)(backend_t *be);
     /* Optional: copy every weight of bes[0] into bes[1..n-1], instances of this backend on
      * which the same model_load ran (the others without uploading): NCCL broadcast on CUDA.
      * 0, or -1 + qasr_fail() (then the caller uploads to each instead). */
@@ -216,6 +220,7 @@ typedef struct {
     int n_mels;            /* the model's mel bins (the front end's filterbank) */
     const char *precision; /* "fp32", "bf16", "auto" or NULL (auto); each backend decides what
                             * it offers and says so when it cannot */
+    const model_config_t *config; /* the model's (auto times the CPU's kernels on its shapes); may be NULL */
 } backend_params_t;
 
 /* A kind of backend, as the engine finds it (engine/backend_select.c): compiled in (the CPU, the
