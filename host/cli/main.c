@@ -10,6 +10,7 @@
 
 #include "audio.h"
 #include "qasr.h"
+#include "utf8.h"
 #include "util.h"
 
 /* Exit codes: documented in --help and README. */
@@ -349,7 +350,13 @@ int main(int argc, char **argv)
         audio_total += r->audio_seconds;
         if (r->error) {
             failed++;
-            fprintf(stderr, "qasr: %s: %s\n", paths[i], r->error);
+            /* most errors name the file already; control characters escaped for the terminal */
+            const size_t np = strlen(paths[i]);
+            const int named = !strncmp(r->error, paths[i], np) && r->error[np] == ':';
+            char *msg = utf8_printable(r->error), *path = utf8_printable(paths[i]);
+            fprintf(stderr, "qasr: %s%s%s\n", named ? "" : path, named ? "" : ": ", msg);
+            free(msg);
+            free(path);
         }
         const int k_res = load_error[i] ? -1 : k - 1;
         const char *werr = k_res >= 0 ? words_error[k_res] : NULL;
