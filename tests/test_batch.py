@@ -202,6 +202,17 @@ def main():
     chk.ok(o["text"] == " ".join(s["text"] for s in seg if s["text"]), "joined text")
     srt = os.path.join(args.work, "srt", os.path.splitext(long_wav.lstrip("/"))[0] + ".srt")
     chk.ok(os.path.exists(srt) and open(srt).read().count(" --> ") == len(seg), f"srt file {srt}")
+    # qasr cuts it the same way: the same pieces, texts and tokens, joined the same
+    p = run([qasr, "--json", "--max-segment-seconds", "45", *common, long_wav])
+    one = json.loads(p.stdout) if p.returncode == 0 else {}
+    chk.ok(p.returncode == 0 and (one["text"], one["language"], one["n_tokens"]) == (o["text"], o["language"],
+                                                                                     o["n_tokens"])
+           and abs(one["audio_seconds"] - duration) < 1e-3,
+           f"qasr --max-segment-seconds 45: exit {p.returncode}, {p.stdout[:300]} vs {o['text'][:200]}\n{p.stderr}")
+    p = run([qasr, "--json", "--max-segment-seconds", "0", *common, long_wav])
+    chk.ok(p.returncode == 0 and json.loads(p.stdout)["n_tokens"] == int(TOKENS), f"qasr, not cut: {p.stdout[:200]}")
+    p = run([qasr, "--max-segment-seconds", "5", *common, long_wav])
+    chk.ok(p.returncode == 2 and "more than 6" in p.stderr, f"qasr --max-segment-seconds 5: {p.returncode} {p.stderr}")
 
     # --- malformed manifest lines are reported with their line number; the rest runs ---
     bad = os.path.join(args.work, "bad.tsv")

@@ -121,6 +121,16 @@ def main():
                [(s["start"], s["end"], s["text"]) for s in a["segments"]], f"{name}: SRT cues differ from the JSON segments")
         chk.ok(all(e >= s for s, e, _ in cues), f"{name}: a cue ends before it starts")
     chk.ok(n_pieces >= len(clips) + 2, f"only {n_pieces} pieces: the long clip was not cut")
+    # qasr cuts and aligns a file as qasr-batch does: the same text and words in file time
+    p = subprocess.run([qasr, "--model", args.model, "--aligner", args.aligner, "--json", "-n", TOKENS, "--ignore-eos",
+                        "-t", "2", "--max-segment-seconds", "7", os.path.join(args.work, "cut.wav")],
+                       capture_output=True, text=True)
+    one = json.loads(p.stdout) if p.returncode == 0 else {}
+    b = timed_lines.get("cut", {})
+    ms = lambda words: [(w["word"], round(w["start"] * 1000), round(w["end"] * 1000)) for w in words or []]  # noqa: E731
+    chk.ok(p.returncode == 0 and one["text"] == b.get("text") and ms(one["words"]) == ms(b.get("words")),
+           f"qasr --aligner on the cut clip: exit {p.returncode} {p.stderr}\n  {one.get('words', [])[:4]}\n"
+           f"  {(b.get('words') or [])[:4]}")
 
     # --- resume: nothing left to do ---
     p = subprocess.run([batch, *common, "-o", timed, "--aligner", args.aligner], capture_output=True, text=True)

@@ -19,4 +19,10 @@ char *join_languages(const char *const *languages, int n);
  * "segment K (A-B s): " before it when the file has several; NULL if none. Malloc'd. */
 char *join_first_error(const qasr_result_t *seg, const int64_t *bounds, int n_seg);
 
+/* The segments' results seg[0..n_seg-1] as one file's: texts and languages joined as above, raw
+ * outputs and token ids one after the other, truncated if any was, audio_seconds of the whole
+ * file, words in file time (cues_file_words); or the first failed segment's error. Takes the
+ * segments' contents (each seg[i] is left empty); one segment is returned as it is. */
+qasr_result_t join_results(qasr_result_t *seg, const int64_t *bounds, int n_seg);
+
 #endif

@@ -9,7 +9,10 @@
 #include <unistd.h>
 
 #include "audio.h"
+#include "batch.h" /* ALIGN_MAX_SECONDS */
+#include "join.h"
 #include "qasr.h"
+#include "segment.h"
 #include "utf8.h"
 #include "util.h"
 
@@ -25,7 +28,9 @@ static void usage(FILE *f)
           "(config.json, *.safetensors, vocab.json, merges.txt, tokenizer_config.json).\n"
           "Any format libsndfile reads (WAV, FLAC, Ogg, MP3, AIFF ...) and, when built with\n"
           "FFmpeg, any it reads (M4A/AAC, MP4, MKV, WebM, WMA ...); any rate and channel\n"
-          "count. All files are decoded together as one batch.\n"
+          "count. All files are decoded together as one batch; files longer than\n"
+          "--max-segment-seconds are cut at quiet points and their pieces joined, as\n"
+          "qasr-batch does.\n"
           "\n"
           "options:\n"
           "  -m, --model DIR          checkpoint directory (required, unless --text is given)\n"
@@ -37,7 +42,11 @@ static void usage(FILE *f)
           "      --timestamps word|none  word times when an aligner is given (default word)\n"
           "  -l, --language NAME      force the language (e.g. English); default: detect\n"
           "  -c, --context TEXT       background text (names, terms) to bias recognition\n"
-          "  -n, --max-new-tokens N   token limit per file (default: 32 + 12 per second of audio)\n"
+          "  -n, --max-new-tokens N   token limit per file or piece (default: 32 + 12 per\n"
+          "                           second of audio)\n"
+          "      --max-segment-seconds S  cut longer files at the quietest 100 ms of the 5 s\n"
+          "                           before each limit (default 300; with --aligner at most\n"
+          "                           180, its limit; 0: never, as with --dump-dir and --text)\n"
           "      --ignore-eos         decode exactly --max-new-tokens tokens (benchmarks, tests)\n"
           "  -t, --threads N          CPU threads (default: the CPUs this process may use:\n"
           "                           affinity mask, cgroup CPU quota)\n"
@@ -185,15 +194,66 @@ static void align(qasr_t *al, const qasr_input_t *in, qasr_result_t *res, int n,
     free(ain);
 }
 
+/* A file and its pieces: in[first .. first + n_seg) of the batch, piece k its samples
+ * bounds[k]..bounds[k + 1] (the last short one padded to 0.5 s, as qasr-batch pads it). */
+typedef struct {
+    float *x;
+    int64_t *bounds;
+    int first, n_seg;
+    int n_cut; /* pieces cut at their token limit */
+    const float **piece;
+    int64_t *piece_len;
+    float (*pad)[SEGMENT_MIN_SAMPLES];
+    char *load_error;
+} file_t;
+
+static void cut_file(file_t *f, int64_t n, int64_t max_len)
+{
+    if (max_len > 0) {
+        f->n_seg = segment_plan(f->x, n, max_len, &f->bounds);
+    } else {
+        f->n_seg = 1;
+        f->bounds = xmalloc(2 * sizeof *f->bounds);
+        f->bounds[0] = 0, f->bounds[1] = n;
+    }
+    f->piece = xmalloc(sizeof *f->piece * (size_t)f->n_seg);
+    f->piece_len = xmalloc(sizeof *f->piece_len * (size_t)f->n_seg);
+    f->pad = xmalloc(sizeof *f->pad * (size_t)f->n_seg);
+    for (int k = 0; k < f->n_seg; k++)
+        f->piece[k] = segment_padded(f->x + f->bounds[k], f->bounds[k + 1] - f->bounds[k], k, f->pad[k],
+                                     &f->piece_len[k]);
+}
+
+static void file_free(file_t *f)
+{
+    free(f->x);
+    free(f->bounds);
+    free(f->piece);
+    free(f->piece_len);
+    free(f->pad);
+}
+
+/* The first piece's reason for having no word times, with the piece named when there are
+ * several (as join_first_error names a failed piece); NULL if none. Malloc'd. */
+static char *join_words_error(char **werr, const int64_t *bounds, int n_seg)
+{
+    qasr_result_t *as_errors = xcalloc(n_seg, sizeof *as_errors);
+    for (int k = 0; k < n_seg; k++) as_errors[k].error = werr[k];
+    char *e = join_first_error(as_errors, bounds, n_seg);
+    free(as_errors);
+    return e;
+}
+
 int main(int argc, char **argv)
 {
     qasr_options_t opt;
     qasr_options_default(&opt);
     const char *model = NULL, *language = NULL, *context = NULL, *aligner = NULL, *text = NULL;
     int timestamps = 1;
+    double max_segment = 300; /* seconds, as qasr-batch */
     int max_new = 0, ignore_eos = 0, json = 0, list_languages = 0;
     enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_STEP, OPT_DUMP, OPT_LIST, OPT_DEVICE, OPT_PRECISION,
-           OPT_ALIGNER, OPT_TEXT, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER };
+           OPT_ALIGNER, OPT_TEXT, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER, OPT_MAXSEG };
     static const struct option longopts[] = {
         { "model", required_argument, 0, 'm' },          { "language", required_argument, 0, 'l' },
         { "context", required_argument, 0, 'c' },        { "max-new-tokens", required_argument, 0, 'n' },
@@ -207,6 +267,7 @@ int main(int argc, char **argv)
         { "aligner", required_argument, 0, OPT_ALIGNER }, { "text", required_argument, 0, OPT_TEXT },
         { "timestamps", required_argument, 0, OPT_TIMESTAMPS },
         { "audio-stream", required_argument, 0, OPT_STREAM }, { "audio-decoder", required_argument, 0, OPT_DECODER },
+        { "max-segment-seconds", required_argument, 0, OPT_MAXSEG },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -237,6 +298,7 @@ int main(int argc, char **argv)
         case OPT_DEVICE: opt.device = atoi(optarg); break;
         case OPT_ALIGNER: aligner = optarg; break;
         case OPT_TEXT: text = optarg; break;
+        case OPT_MAXSEG: max_segment = atof(optarg); break;
         case OPT_TIMESTAMPS:
             if (strcmp(optarg, "word") && strcmp(optarg, "none")) {
                 fprintf(stderr, "qasr: --timestamps '%s': expected word or none\n", optarg);
@@ -285,6 +347,11 @@ int main(int argc, char **argv)
             fputs("qasr: '-' (standard input) given twice: it can be read once\n", stderr);
             return EXIT_USAGE;
         }
+    if (max_segment != 0 && !(max_segment > 6)) {
+        fputs("qasr: --max-segment-seconds must be more than 6 (the cut is searched in the 5 s before it), or 0\n",
+              stderr);
+        return EXIT_USAGE;
+    }
     if (ignore_eos && max_new <= 0) {
         fputs("qasr: --ignore-eos needs --max-new-tokens N\n", stderr);
         return EXIT_USAGE;
@@ -313,23 +380,30 @@ int main(int argc, char **argv)
 
     const int n_files = argc - optind;
     char **paths = argv + optind;
-    qasr_input_t *in = xcalloc(n_files, sizeof *in);
-    qasr_result_t *res = xcalloc(n_files, sizeof *res);
+    /* where a file is cut: never for a known text or a tensor dump (one pass each) */
+    if (al && max_segment > ALIGN_MAX_SECONDS) max_segment = ALIGN_MAX_SECONDS;
+    const int64_t max_len = text || opt.dump_dir ? 0 : (int64_t)(max_segment * QASR_SAMPLE_RATE);
+    file_t *files = xcalloc(n_files, sizeof *files);
+    qasr_input_t *in = NULL; /* the pieces of all files, in order */
     int n_in = 0, failed = 0;
-    char **load_error = xcalloc(n_files, sizeof *load_error);
     for (int i = 0; i < n_files; i++) {
-        float *x;
+        file_t *f = &files[i];
         int64_t n;
         char *warning = NULL;
-        if ((!strcmp(paths[i], "-") ? load_stdin(&x, &n, &warning) : audio_load(paths[i], &x, &n, &warning)) != 0) {
-            load_error[i] = xstrdup(qasr_last_error());
+        if ((!strcmp(paths[i], "-") ? load_stdin(&f->x, &n, &warning) : audio_load(paths[i], &f->x, &n, &warning)) != 0) {
+            f->load_error = xstrdup(qasr_last_error());
             continue;
         }
         if (warning) fprintf(stderr, "qasr: warning: %s\n", warning);
         free(warning);
-        in[n_in++] = (qasr_input_t){ .samples = x, .n_samples = n, .context = context, .language = language,
-                                     .max_new_tokens = max_new, .ignore_eos = ignore_eos };
+        cut_file(f, n, max_len);
+        f->first = n_in;
+        in = xrealloc(in, sizeof *in * (size_t)(n_in + f->n_seg));
+        for (int k = 0; k < f->n_seg; k++)
+            in[n_in++] = (qasr_input_t){ .samples = f->piece[k], .n_samples = f->piece_len[k], .context = context,
+                                         .language = language, .max_new_tokens = max_new, .ignore_eos = ignore_eos };
     }
+    qasr_result_t *res = xcalloc(MAX(1, n_in), sizeof *res);
     const double t0 = now_seconds();
     if (q) {
         qasr_transcribe(q, in, n_in, res);
@@ -345,8 +419,15 @@ int main(int argc, char **argv)
     const double elapsed = now_seconds() - t0;
 
     double audio_total = 0;
-    for (int i = 0, k = 0; i < n_files; i++) {
-        qasr_result_t fake = { .error = load_error[i] }, *r = load_error[i] ? &fake : &res[k++];
+    for (int i = 0; i < n_files; i++) {
+        file_t *f = &files[i];
+        qasr_result_t joined = { .error = f->load_error }, *r = &joined;
+        char *werr = NULL;
+        if (!f->load_error) {
+            for (int k = 0; k < f->n_seg; k++) f->n_cut += res[f->first + k].truncated;
+            joined = join_results(res + f->first, f->bounds, f->n_seg);
+            werr = join_words_error(words_error + f->first, f->bounds, f->n_seg);
+        }
         audio_total += r->audio_seconds;
         if (r->error) {
             failed++;
@@ -358,8 +439,6 @@ int main(int argc, char **argv)
             free(msg);
             free(path);
         }
-        const int k_res = load_error[i] ? -1 : k - 1;
-        const char *werr = k_res >= 0 ? words_error[k_res] : NULL;
         if (werr) fprintf(stderr, "qasr: %s: no word times: %s\n", paths[i], werr);
         if (json)
             print_json(paths[i], r, !al || r->error ? -1 : werr ? 1 : 0, werr);
@@ -371,9 +450,14 @@ int main(int argc, char **argv)
             for (int w = 0; w < r->n_words; w++)
                 printf("%8.3f %8.3f  %s\n", r->words[w].start_ms / 1000.0, r->words[w].end_ms / 1000.0,
                        r->words[w].word);
-        if (r->truncated)
+        if (r->truncated && f->n_seg > 1)
+            fprintf(stderr, "qasr: %s: %d of its %d pieces cut at their token limit without an end token "
+                    "(raise --max-new-tokens)\n", paths[i], f->n_cut, f->n_seg);
+        else if (r->truncated)
             fprintf(stderr, "qasr: %s: transcript cut at the %d-token limit without an end token "
                     "(raise --max-new-tokens)\n", paths[i], r->n_tokens);
+        qasr_result_free(&joined); /* frees the load error too */
+        free(werr);
     }
     if (opt.verbose && al) {
         qasr_stats_t st;
@@ -401,14 +485,10 @@ int main(int argc, char **argv)
         fputc('\n', stderr);
     }
 
-    for (int i = 0; i < n_in; i++) {
-        free((float *)in[i].samples);
-        qasr_result_free(&res[i]);
-    }
-    for (int i = 0; i < n_files; i++) free(load_error[i]);
+    for (int i = 0; i < n_files; i++) file_free(&files[i]);
     for (int i = 0; i < n_in; i++) free(words_error[i]);
     free(words_error);
-    free(load_error);
+    free(files);
     free(in);
     free(res);
     qasr_free(q);
