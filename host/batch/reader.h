@@ -10,6 +10,9 @@
 
 #include <stdint.h>
 
+/* qasr-batch's bound on the audio decoded ahead in the queue, in seconds (run.h). */
+#define READER_SECONDS 1800
+
 typedef struct {
     int job;          /* index into the order given to reader_start */
     int index;        /* of the piece in its file: 0, 1, ... in queue order */

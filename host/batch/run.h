@@ -13,10 +13,9 @@
 #include "reader.h"
 #include "results.h"
 
-/* Audio in memory ahead of the encoder: at most READER_SECONDS decoded ahead in the reader's
- * queue (plus a piece per reader thread), and per device at most WAITING_SECONDS (or twice
- * --encoder-seconds, if more) submitted but not yet started (plus a piece). README states it. */
-#define READER_SECONDS 1800
+/* Audio in memory ahead of the encoder: at most READER_SECONDS (reader.h) decoded ahead in the
+ * reader's queue (plus a piece per reader thread), and per device at most WAITING_SECONDS (or
+ * twice --encoder-seconds, if more) submitted but not yet started (plus a piece). README states it. */
 #define WAITING_SECONDS 1200
 
 /* One manifest entry on its way through the run: its pieces (the reader's, one per segment)
