@@ -133,12 +133,24 @@ static int64_t resampled_length(int64_t n_in, double rate_in)
     return (int64_t)ceil((double)n_in * (QASR_SAMPLE_RATE / rate_in));
 }
 
+/* The larger of peak and the largest |x[i]| (finite samples). */
+static float peak_of(const float *x, int64_t n, float peak)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float a = fabsf(x[i]);
+        peak = a > peak ? a : peak;
+    }
+    return peak;
+}
+
 /* Spec section 3 step 4 with a known peak: divided by it when over 1, then clipped. */
 static void condition_with_peak(float *x, int64_t n, float peak)
 {
     if (peak > 1.0f)
         for (int64_t i = 0; i < n; i++) x[i] /= peak;
-    for (int64_t i = 0; i < n; i++) x[i] = fminf(fmaxf(x[i], -1.0f), 1.0f);
+    /* comparisons, not fminf/fmaxf (library calls without -ffinite-math-only): samples are
+     * finite here (pass_refill refuses others), where the two agree */
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] < -1.0f ? -1.0f : x[i] > 1.0f ? 1.0f : x[i];
 }
 
 /* One decoding pass over a file: a decoder's blocks, non-finite values refused, downmixed, then
@@ -301,7 +313,7 @@ audio_stream_t *audio_stream_open(const char *path, int64_t keep, char **warning
     int64_t n = 0, cap = 0, got;
     float peak = 0.0f;
     while ((got = pass_read(&p, buf, STREAM_BLOCK)) > 0) {
-        for (int64_t i = 0; i < got; i++) peak = fmaxf(peak, fabsf(buf[i]));
+        peak = peak_of(buf, got, peak);
         if (n + got <= keep) {
             if (n + got > cap) kept = xrealloc(kept, sizeof(float) * (size_t)(cap = MAX(2 * cap, n + got)));
             memcpy(kept + n, buf, sizeof(float) * (size_t)got);
@@ -441,7 +453,5 @@ float *audio_resample_16k(const float *in, int64_t n_in, double rate_in, int64_t
 
 void audio_condition(float *x, int64_t n)
 {
-    float peak = 0.0f;
-    for (int64_t i = 0; i < n; i++) peak = fmaxf(peak, fabsf(x[i]));
-    condition_with_peak(x, n, peak);
+    condition_with_peak(x, n, peak_of(x, n, 0.0f));
 }
