@@ -54,7 +54,8 @@ def parse(path):
             k = p[0]
             if k == "K":
                 op = dict(kind="K", id=int(p[1]), stream=int(p[3]), name=p[4], grid=p[5], block=p[6],
-                          decl=(float(p[8]), float(p[9]), float(p[10])), meas=None, captured=p[11] == "1")
+                          smem=int(p[7]), decl=(float(p[8]), float(p[9]), float(p[10])), meas=None,
+                          captured=p[11] == "1")
                 by_id[op["id"]] = op
                 if not op["captured"]:  # graph launches are not traced: see trace.cpp
                     ops.append(op)
