@@ -25,7 +25,7 @@
     extern __shared__ __align__(16) unsigned char cuemu_dynamic_smem[];                \
     T *name = reinterpret_cast<T *>(cuemu_dynamic_smem)
 /* The performance trace is the emulator's (trace.cpp); on a GPU the declaration costs nothing. */
-#define CUEMU_COST(bytes_read, bytes_written, flops) ((void)0)
+#define CUEMU_COST(bytes_read, bytes_written, flops) ((void)(bytes_read), (void)(bytes_written), (void)(flops))
 
 #else /* emulation */
 
