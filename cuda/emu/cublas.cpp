@@ -9,6 +9,7 @@
  * are rounded to TF32 for COMPUTE_32F_FAST_TF32 (or COMPUTE_32F under TF32 math mode), to bf16 or
  * fp16 for the FAST_16BF / FAST_16F types; the result is rounded to C's type (RNE). */
 #include "cuemu.h"
+#include "trace.h"
 
 #include <cublas_v2.h>
 #include <stdarg.h>
@@ -195,9 +196,32 @@ cublasStatus_t check_gemm(gemm_desc &g, cublasHandle_t h, const void *alpha, con
     return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t submit(cublasHandle_t h, const char *api, std::function<cudaError_t()> fn)
+/* The performance trace's view of a GEMM (trace.cpp): 2mnk flops per batch item, the bytes of
+ * A, B (once when its batch stride is 0) and C (read too when beta != 0); tensor-core types in
+ * the op's name (bf16, f16, tf32 inputs) and CUDA cores for plain fp32. */
+void trace_gemm(const gemm_desc &g, int batch, bool a_shared, bool b_shared, char *op, size_t opn, char *shape,
+                size_t shapen, double *flops, double *rd, double *wr)
 {
-    cudaError_t e = cuemu::detail::enqueue(h->stream, std::move(fn));
+    const char *t = g.at == CUDA_R_16BF ? "bf16" : g.at == CUDA_R_16F ? "f16" : g.rounding == ROUND_TF32 ? "tf32"
+                  : g.rounding == ROUND_NONE ? "f32" : "f32r";
+    snprintf(op, opn, "gemm_%s", t);
+    snprintf(shape, shapen, "m=%d n=%d k=%d batch=%d", g.m, g.n, g.k, batch);
+    double m = g.m, n = g.n, k = g.k, b = batch;
+    *flops = reads_ab(g) ? 2 * m * n * k * b : 0;
+    double a = reads_ab(g) ? m * k * type_size(g.at) * (a_shared ? 1 : b) : 0;
+    double bb = reads_ab(g) ? k * n * type_size(g.bt) * (b_shared ? 1 : b) : 0;
+    double c = m * n * type_size(g.ct) * b;
+    *rd = a + bb + (g.beta != 0.0f ? c : 0);
+    *wr = c;
+}
+
+cublasStatus_t submit(cublasHandle_t h, const char *api, std::function<cudaError_t()> fn, const gemm_desc &g,
+                      int batch, bool a_shared = false, bool b_shared = false)
+{
+    char op[32], shape[96];
+    double flops, rd, wr;
+    trace_gemm(g, batch, a_shared, b_shared, op, sizeof op, shape, sizeof shape, &flops, &rd, &wr);
+    cudaError_t e = cuemu::detail::enqueue_library(h->stream, op, flops, rd, wr, shape, std::move(fn));
     if (e) return fail(CUBLAS_STATUS_EXECUTION_FAILED, api, "%s", cudaGetErrorString(e));
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -221,7 +245,7 @@ cublasStatus_t gemm_strided(gemm_desc g, cublasHandle_t handle, const void *alph
                      (const char *)B + i * strideB * (long long)type_size(g.bt),
                      (char *)C + i * strideC * (long long)type_size(g.ct));
         return cudaSuccess;
-    });
+    }, g, batchCount, strideA == 0, strideB == 0);
 }
 
 } // namespace
@@ -363,7 +387,7 @@ cublasStatus_t cublasGemmBatchedEx(cublasHandle_t handle, cublasOperation_t tran
             gemm_one(g, Aarray[i], Barray[i], Carray[i]);
         }
         return cudaSuccess;
-    });
+    }, g, batchCount);
 }
 
 const char *cublasGetStatusName(cublasStatus_t st)

@@ -24,6 +24,8 @@
 #define CUEMU_DYNAMIC_SHARED(T, name)                                                  \
     extern __shared__ __align__(16) unsigned char cuemu_dynamic_smem[];                \
     T *name = reinterpret_cast<T *>(cuemu_dynamic_smem)
+/* The performance trace is the emulator's (trace.cpp); on a GPU the declaration costs nothing. */
+#define CUEMU_COST(bytes_read, bytes_written, flops) ((void)(bytes_read), (void)(bytes_written), (void)(flops))
 
 #else /* emulation */
 
@@ -112,6 +114,9 @@ struct kernel_info {
 void rc_atomic(const void *addr, unsigned size, bool write);
 void rc_fence();
 
+/* trace.cpp: the cost declared for the next launch of this host thread (CUEMU_COST). */
+void note_cost(double bytes_read, double bytes_written, double flops);
+
 /* scheduler.cpp: run every block of one launch now; false after reporting a kernel error. */
 bool run_grid(dim3 grid, dim3 block, size_t smem, const kernel_info &info, void (*body)(void *), void *args);
 
@@ -197,6 +202,12 @@ template <class T> T warp_call(warp_kind kind, unsigned mask, T v, int arg, int 
     ::cuemu::detail::make_launcher((grid), (block), (smem), (stream), #__VA_ARGS__, __FILE__, __LINE__, \
                                    __VA_ARGS__)
 #define CUEMU_DYNAMIC_SHARED(T, name) T *name = reinterpret_cast<T *>(::cuemu::detail::dynamic_smem)
+/* The next launch's declared cost, for the performance trace (CUEMU_TRACE, trace.cpp): unique
+ * bytes of global memory it reads and writes, and its floating-point operations. Under
+ * CUEMU_DRYRUN the kernel does not run and the trace has only this; when it runs, the trace also
+ * has the bytes the instrumentation counted, which tests compare with the declaration. */
+#define CUEMU_COST(bytes_read, bytes_written, flops)                                              \
+    ::cuemu::detail::note_cost((double)(bytes_read), (double)(bytes_written), (double)(flops))
 
 #define CUEMU_HERE                                                                                 \
     ::cuemu::detail::site { f, l, c }

@@ -25,6 +25,7 @@
  * and the launch's dynamic buffer) has flat shadows whose cells belong to one block (the next
  * block reuses the addresses); global memory has a page table that lives for the launch. */
 #include "racecheck.h"
+#include "trace.h"
 
 #include <link.h>
 #include <limits.h>
@@ -479,7 +480,11 @@ inline __attribute__((always_inline)) const rc_thread *gpu_thread(uintptr_t addr
 
 inline __attribute__((always_inline)) void on_access(const void *p, unsigned size, uint8_t flags, void *pc)
 {
-    if (const rc_thread *t = gpu_thread((uintptr_t)p)) record(t, (uintptr_t)p, size, flags, (uintptr_t)pc);
+    if (const rc_thread *t = gpu_thread((uintptr_t)p)) {
+        /* the hooks also count the bytes of the performance trace (trace.cpp) */
+        if (counting()) count_access((uintptr_t)p, size, flags & F_WRITE);
+        if (R.enabled) record(t, (uintptr_t)p, size, flags, (uintptr_t)pc);
+    }
 }
 
 } // namespace
@@ -553,6 +558,11 @@ void rc_atomic(const void *addr, unsigned size, bool write)
 {
     const rc_thread *t = gpu_thread((uintptr_t)addr);
     if (!t) return;
+    if (counting()) {
+        count_access((uintptr_t)addr, size, false);
+        if (write) count_access((uintptr_t)addr, size, true);
+    }
+    if (!R.enabled) return;
     uintptr_t a = (uintptr_t)addr;
     record(t, a, size, F_ATOMIC | (write ? F_WRITE : 0), (uintptr_t)__builtin_return_address(0));
     if (a - R.sdynamic.base < R.sdynamic.size || a - R.sstatic.base < R.sstatic.size) return;
@@ -575,7 +585,7 @@ void rc_atomic(const void *addr, unsigned size, bool write)
 void rc_fence()
 {
     const rc_thread *t = rc_cur.load(std::memory_order_relaxed);
-    if (!t || (uintptr_t)__builtin_frame_address(0) - t->stack_lo >= t->stack_size) return;
+    if (!t || !R.enabled || (uintptr_t)__builtin_frame_address(0) - t->stack_lo >= t->stack_size) return;
     R.fence[t->tid] = R.bep + 1;
 }
 

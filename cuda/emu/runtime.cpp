@@ -13,9 +13,11 @@
  * an allocation, frees of unknown pointers and bad launch configurations are rejected (with the
  * reason on stderr), and a kernel failure is sticky until cudaDeviceReset. */
 #include "cuemu.h"
+#include "trace.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <algorithm>
 #include <chrono>
@@ -78,6 +80,7 @@ struct capture_s {
 };
 
 namespace {
+using namespace cuemu::detail;
 
 struct device_s {
     std::shared_ptr<CUstream_st> legacy;
@@ -91,7 +94,7 @@ struct device_s {
 struct alloc_s {
     size_t size;
     int device;
-    bool pinned;
+    bool pinned, mapped; /* mapped: a dry run's lazy mapping (munmap) */
 };
 
 constexpr size_t DEFAULT_SMEM = 48 << 10;
@@ -420,7 +423,13 @@ cudaError_t memcpy_2d(const char *api, void *dst, size_t dpitch, const void *src
         invalidate(*s->cap, api, "a captured copy must use pinned (cudaMallocHost) host memory");
         return record(cudaErrorStreamCaptureUnsupported);
     }
-    work_fn fn = copy_2d(dst, dpitch, source_of(src, src_n, pageable && !blocking), spitch, width, height);
+    static const char *kinds[] = {"h2h", "h2d", "d2h", "d2d"};
+    trace_copy(cur_dev, trace_stream(s.get(), s->legacy), kind >= 0 && kind < 4 ? kinds[kind] : "copy",
+               (double)width * height, blocking && kind != cudaMemcpyDeviceToDevice);
+    /* a dry run reads back (zeros) but writes nothing into device memory */
+    work_fn fn = dryrun() && kind != cudaMemcpyDeviceToHost && kind != cudaMemcpyHostToHost
+                     ? nullptr
+                     : copy_2d(dst, dpitch, source_of(src, src_n, pageable && !blocking), spitch, width, height);
     if (cudaError_t e = submit(s, std::move(fn), api)) return record(e);
     if (!blocking || kind == cudaMemcpyDeviceToDevice) return cudaSuccess;
     return record(run_to(s, s->enqueued));
@@ -435,6 +444,8 @@ cudaError_t memset_on(const char *api, void *p, int value, size_t n, cudaStream_
     cudaError_t err;
     auto s = resolve(stream, api, &err);
     if (!s) return err;
+    trace_copy(cur_dev, trace_stream(s.get(), s->legacy), "memset", (double)n, false);
+    if (dryrun()) return record(submit(s, nullptr, api));
     return record(submit(s, [=] { memset(p, value, n); return cudaSuccess; }, api));
 }
 
@@ -482,6 +493,9 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const kerne
             std::shared_ptr<void> args, void (*body)(void *))
 {
     entry lock;
+    struct drop_cost { /* a rejected launch's CUEMU_COST must not go to the next one */
+        ~drop_cost() { trace_drop_cost(); }
+    } drop;
     char api[256];
     snprintf(api, sizeof api, "launch of %s at %s:%d", info.name, info.file, info.line);
     device_s &d = devices[cur_dev];
@@ -527,8 +541,17 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const kerne
         }, api));
         return;
     }
-    record(submit(s, [=] { return run_grid(grid, block, smem, k, body, args.get()) ? cudaSuccess : cudaErrorLaunchFailure; },
-                  api));
+    const uint64_t id = trace_launch(info, grid, block, smem, cur_dev, trace_stream(s.get(), s->legacy), s->cap != nullptr);
+    if (dryrun()) {
+        record(submit(s, nullptr, api));
+        return;
+    }
+    record(submit(s, [=] {
+        count_begin();
+        bool ok = run_grid(grid, block, smem, k, body, args.get());
+        count_end(id);
+        return ok ? cudaSuccess : cudaErrorLaunchFailure;
+    }, api));
 }
 
 cudaError_t enqueue_on(cudaStream_t stream, int device, std::function<cudaError_t()> fn, uint64_t *pos)
@@ -569,6 +592,27 @@ cudaError_t enqueue(cudaStream_t stream, std::function<cudaError_t()> fn)
         return reject(cudaErrorInvalidResourceHandle, "library call", "stream belongs to device %d, current device is %d",
                       s->device, cur_dev);
     return record(submit(s, std::move(fn), "library call"));
+}
+
+bool memory_extent(uintptr_t a, uintptr_t *lo, uintptr_t *hi)
+{
+    auto *al = find_alloc((const void *)a);
+    if (!al) return false;
+    *lo = al->first;
+    *hi = al->first + al->second.size;
+    return true;
+}
+
+cudaError_t enqueue_library(cudaStream_t stream, const char *op, double flops, double rd, double wr, const char *shape,
+                            std::function<cudaError_t()> fn)
+{
+    entry lock;
+    if (cudaError_t e = devices[cur_dev].sticky) return record(e);
+    cudaError_t err;
+    auto s = resolve(stream, "library call", &err);
+    if (!s) return err;
+    if (s->device == cur_dev) trace_library(cur_dev, trace_stream(s.get(), s->legacy), op, flops, rd, wr, shape);
+    return enqueue(stream, dryrun() ? nullptr : std::move(fn));
 }
 
 bool device_range(const void *p, size_t bytes, const char *what)
@@ -831,10 +875,17 @@ cudaError_t cudaMalloc(void **p, size_t size)
                       "%zu bytes requested, %zu of the emulated %zu MiB free (CUEMU_DEVICE_MEM_MB)", size,
                       d.budget - d.used, d.budget >> 20);
     void *m;
-    if (posix_memalign(&m, 256, size)) return reject(cudaErrorMemoryAllocation, "cudaMalloc", "host allocation failed");
-    /* Exact size, so ASan sees the first byte past the end; 0xFF because device memory is not zeroed. */
-    memset(m, 0xff, size);
-    allocs[(uintptr_t)m] = {size, cur_dev, false};
+    const bool mapped = dryrun();
+    if (mapped) { /* untouched, so a real model's memory costs nothing: it reads as zeros */
+        m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) return reject(cudaErrorMemoryAllocation, "cudaMalloc", "mmap failed");
+    } else {
+        if (posix_memalign(&m, 256, size))
+            return reject(cudaErrorMemoryAllocation, "cudaMalloc", "host allocation failed");
+        /* Exact size, so ASan sees the first byte past the end; 0xFF because device memory is not zeroed. */
+        memset(m, 0xff, size);
+    }
+    allocs[(uintptr_t)m] = {size, cur_dev, false, mapped};
     d.used += size;
     *p = m;
     return cudaSuccess;
@@ -851,9 +902,11 @@ cudaError_t cudaFree(void *p)
                       it != allocs.end() ? " but by cudaMallocHost" : find_alloc(p) ? " (it points inside an allocation)" : "");
     /* cudaFree waits for the device, so queued work still using the memory completes first. */
     int d = it->second.device;
+    trace_sync(d, -1, "cudaFree");
     if (cudaError_t e = run_device(d)) return record(e);
     devices[d].used -= it->second.size;
-    free(p);
+    if (it->second.mapped) munmap(p, it->second.size);
+    else free(p);
     allocs.erase(it);
     return cudaSuccess;
 }
@@ -868,7 +921,7 @@ cudaError_t cudaMallocHost(void **p, size_t size)
     void *m;
     if (posix_memalign(&m, 256, size)) return reject(cudaErrorMemoryAllocation, "cudaMallocHost", "%zu bytes", size);
     memset(m, 0xff, size);
-    allocs[(uintptr_t)m] = {size, cur_dev, true};
+    allocs[(uintptr_t)m] = {size, cur_dev, true, false};
     *p = m;
     return cudaSuccess;
 }
@@ -1035,6 +1088,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
         return record(cudaErrorStreamCaptureUnsupported);
     }
     if (cudaError_t e = capture_guard("cudaStreamSynchronize")) return e;
+    trace_sync(s->device, trace_stream(s.get(), s->legacy), "cudaStreamSynchronize");
     return record(run_to(s, s->enqueued));
 }
 
@@ -1050,6 +1104,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
         return record(cudaErrorStreamCaptureUnsupported);
     }
     if (cudaError_t e = capture_guard("cudaStreamQuery")) return e;
+    trace_sync(s->device, trace_stream(s.get(), s->legacy), "cudaStreamQuery");
     if (s->done == s->enqueued) return record(devices[s->device].sticky);
     if (cudaError_t e = run_to(s, s->enqueued)) return record(e);
     return cudaErrorNotReady;
@@ -1084,6 +1139,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
         invalidate(*s->cap, api, "a capturing stream waits for an event recorded outside the capture");
         return record(cudaErrorStreamCaptureIsolation);
     }
+    trace_event(s->device, trace_stream(s.get(), s->legacy), "wait", ev.get());
     if (!ev->stream) return cudaSuccess;
     return record(submit(s, nullptr, api, {{ev->stream, ev->seq}}));
 }
@@ -1140,6 +1196,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
         return cudaSuccess;
     }
     ev->cap = nullptr;
+    trace_event(s->device, trace_stream(s.get(), s->legacy), "record", ev.get());
     uint64_t gen = ++ev->gen;
     ev->stream = s;
     ev->seq = s->enqueued + 1;
@@ -1158,6 +1215,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event)
     if (!ev) return reject(cudaErrorInvalidResourceHandle, "cudaEventSynchronize", "event %p does not exist", (void *)event);
     if (ev->cap) return reject(cudaErrorStreamCaptureUnsupported, "cudaEventSynchronize", "the event was recorded in a capture");
     if (cudaError_t e = capture_guard("cudaEventSynchronize")) return e;
+    trace_event(ev->device, -1, "sync", ev.get());
     if (!ev->stream) return cudaSuccess;
     return record(run_to(ev->stream, ev->seq));
 }
@@ -1169,6 +1227,7 @@ cudaError_t cudaEventQuery(cudaEvent_t event)
     if (!ev) return reject(cudaErrorInvalidResourceHandle, "cudaEventQuery", "event %p does not exist", (void *)event);
     if (ev->cap) return reject(cudaErrorStreamCaptureUnsupported, "cudaEventQuery", "the event was recorded in a capture");
     if (cudaError_t e = capture_guard("cudaEventQuery")) return e;
+    trace_event(ev->device, -1, "sync", ev.get());
     if (!ev->stream || ev->stream->done >= ev->seq) return record(devices[ev->device].sticky);
     if (cudaError_t e = run_to(ev->stream, ev->seq)) return record(e);
     return cudaErrorNotReady;

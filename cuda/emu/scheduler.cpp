@@ -9,6 +9,7 @@
  * per barrier, no scheduler context in between. The last thread to arrive releases the others. */
 #include "cuemu.h"
 #include "racecheck.h"
+#include "trace.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -202,7 +203,7 @@ void ctx_switch(fiber *from, fiber *to, bool from_dies)
 {
     S.cur = to;
     if (to != &S.host) threadIdx = to->tid;
-    rc_cur.store(S.racecheck && to != &S.host ? &to->rc : nullptr, std::memory_order_relaxed);
+    rc_cur.store((S.racecheck || counting()) && to != &S.host ? &to->rc : nullptr, std::memory_order_relaxed);
 #if defined(CUEMU_ASAN)
     __sanitizer_start_switch_fiber(from_dies ? nullptr : &from->fake_stack, to->stack_lo, to->stack_size);
 #else
@@ -593,6 +594,7 @@ bool run_grid(dim3 grid, dim3 block, size_t smem, const kernel_info &info, void 
     /* Exactly the requested size, so ASan reports the first byte past it; refilled per block. */
     dynamic_smem = (unsigned char *)malloc(smem);
     if (S.racecheck) rc_launch_begin(info, grid, block, dynamic_smem, smem, S.abort_on_error);
+    if (counting()) count_smem(dynamic_smem, smem);
     blockDim = block;
     gridDim = grid;
     uint64_t nblocks = (uint64_t)grid.x * grid.y * grid.z;

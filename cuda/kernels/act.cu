@@ -66,6 +66,8 @@ extern "C" cudaError_t cuda_add_bias(bf16_t *x, const bf16_t *bias, int rows, in
     SHAPE_ASSERT(rows >= 1 && N >= 1);
     bf16 *dx = reinterpret_cast<bf16 *>(x);
     const bf16 *db = reinterpret_cast<const bf16 *>(bias);
+    const double xb = (double)rows * N * sizeof(bf16_t);
+    CUEMU_COST(xb + N * sizeof(bf16_t), xb, (double)rows * N);
     if (N % 2 == 0 && aligned(x, 4) && aligned(bias, 4))
         CUEMU_LAUNCH(rows_grid(N / 2, rows), row_block(N / 2), 0, stream, add_bias_kernel<true>)(dx, db, rows, N);
     else
@@ -95,6 +97,7 @@ extern "C" cudaError_t cuda_gelu(bf16_t *x, int64_t n, cudaStream_t stream)
 {
     SHAPE_ASSERT(n >= 1);
     bf16 *dx = reinterpret_cast<bf16 *>(x);
+    CUEMU_COST(n * sizeof(bf16_t), n * sizeof(bf16_t), 20.0 * n); /* erf: about 20 operations */
     if (aligned(x, 4))
         CUEMU_LAUNCH(grid_blocks(CEIL_DIV(n, 2)), BLOCK, 0, stream, gelu_kernel<true>)(dx, n);
     else
@@ -130,6 +133,7 @@ extern "C" cudaError_t cuda_swiglu(bf16_t *out, const bf16_t *gu, int rows, int 
     SHAPE_ASSERT(rows >= 1 && Dff >= 1);
     bf16 *o = reinterpret_cast<bf16 *>(out);
     const bf16 *g = reinterpret_cast<const bf16 *>(gu);
+    CUEMU_COST(2.0 * rows * Dff * sizeof(bf16_t), (double)rows * Dff * sizeof(bf16_t), 6.0 * rows * Dff);
     if (Dff % 2 == 0 && aligned(out, 4) && aligned(gu, 4))
         CUEMU_LAUNCH(rows_grid(Dff / 2, rows), row_block(Dff / 2), 0, stream, swiglu_kernel<true>)(o, g, rows, Dff);
     else

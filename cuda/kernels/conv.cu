@@ -55,6 +55,9 @@ extern "C" cudaError_t cuda_mel_chunks(bf16_t *out, const bf16_t *mel, const int
 {
     SHAPE_ASSERT(N >= 1 && n_mels >= 1 && W >= 1);
     const dim3 grid(CEIL_DIV(W, TILE), CEIL_DIV(n_mels, TILE), cap(N, MAX_GRID_YZ));
+    /* reads at most W frames per chunk (the last of an item is shorter) */
+    const double chunk = (double)N * n_mels * W * sizeof(bf16_t);
+    CUEMU_COST(chunk + 2.0 * N * sizeof(int), chunk, 0);
     CUEMU_LAUNCH(grid, dim3(TILE, 8), 0, stream, mel_chunks_kernel)(
         reinterpret_cast<bf16 *>(out), reinterpret_cast<const bf16 *>(mel), start, len, N, n_mels, W);
     return cudaGetLastError();
@@ -92,6 +95,7 @@ extern "C" cudaError_t cuda_im2col3x3s2(bf16_t *col, const bf16_t *in, int Cin, 
     SHAPE_ASSERT((int64_t)N * Ho * Wo <= INT32_MAX && (int64_t)N * Hin * Win <= INT32_MAX);
     const int NP = N * Ho * Wo;
     const dim3 grid(cap(CEIL_DIV(NP, BLOCK), MAX_BLOCKS), cap(Cin, MAX_GRID_YZ));
+    CUEMU_COST((double)Cin * N * Hin * Win * sizeof(bf16_t), 9.0 * Cin * NP * sizeof(bf16_t), 0);
     CUEMU_LAUNCH(grid, BLOCK, 0, stream, im2col3x3s2_kernel)(
         reinterpret_cast<bf16 *>(col), reinterpret_cast<const bf16 *>(in), Cin, N, Hin, Win, Ho, Wo);
     return cudaGetLastError();
@@ -127,6 +131,7 @@ extern "C" cudaError_t cuda_bias_gelu_rows(bf16_t *x, const bf16_t *bias, int C,
     SHAPE_ASSERT(C >= 1 && L >= 1);
     bf16 *dx = reinterpret_cast<bf16 *>(x);
     const bf16 *db = reinterpret_cast<const bf16 *>(bias);
+    CUEMU_COST(((double)C * L + C) * sizeof(bf16_t), (double)C * L * sizeof(bf16_t), 21.0 * C * L);
     if (L % 2 == 0 && aligned(x, 4)) {
         const dim3 grid(cap(CEIL_DIV(L / 2, (int64_t)BLOCK), MAX_BLOCKS), cap(C, MAX_GRID_YZ));
         CUEMU_LAUNCH(grid, row_block(L / 2), 0, stream, bias_gelu_rows_kernel<true>)(dx, db, C, L);
@@ -170,6 +175,7 @@ extern "C" cudaError_t cuda_conv_flatten(bf16_t *out, const bf16_t *in, int C, i
     const int CB = FW >= FLATTEN_TILE_ELEMS ? 1 : (FLATTEN_TILE_ELEMS / FW < C ? FLATTEN_TILE_ELEMS / FW : C);
     const size_t smem = (size_t)CB * FW * sizeof(bf16);
     const dim3 grid(CEIL_DIV(C, CB), cap(N, MAX_GRID_YZ));
+    CUEMU_COST((double)C * N * FW * sizeof(bf16), (double)C * N * FW * sizeof(bf16), 0);
     CUEMU_LAUNCH(grid, BLOCK, smem, stream, conv_flatten_kernel)(
         reinterpret_cast<bf16 *>(out), reinterpret_cast<const bf16 *>(in), C, N, F, W, CB);
     return cudaGetLastError();
@@ -204,6 +210,8 @@ extern "C" cudaError_t cuda_add_pos_emb(bf16_t *x, const bf16_t *pe, int rows, i
     SHAPE_ASSERT(rows >= 1 && period >= 1 && D >= 1);
     bf16 *dx = reinterpret_cast<bf16 *>(x);
     const bf16 *dp = reinterpret_cast<const bf16 *>(pe);
+    CUEMU_COST(((double)rows + (period < rows ? period : rows)) * D * sizeof(bf16_t), (double)rows * D * sizeof(bf16_t),
+               (double)rows * D);
     if (D % 2 == 0 && aligned(x, 4) && aligned(pe, 4)) {
         const dim3 grid(cap(CEIL_DIV(D / 2, BLOCK), MAX_BLOCKS), cap(rows, MAX_GRID_YZ));
         CUEMU_LAUNCH(grid, row_block(D / 2), 0, stream, add_pos_emb_kernel<true>)(dx, dp, rows, period, D);

@@ -31,6 +31,8 @@ extern "C" cudaError_t cuda_kv_store(bf16_t *kv, const bf16_t *qkv, const int *s
 {
     SHAPE_ASSERT(rows >= 1 && H >= 1 && Hkv >= 1 && page_size >= 1);
     SHAPE_ASSERT(Dh >= 8 && Dh % 8 == 0 && (uintptr_t)kv % 16 == 0 && (uintptr_t)qkv % 16 == 0);
+    const double kvb = 2.0 * rows * Hkv * Dh * sizeof(bf16_t); /* the K and V parts of the rows */
+    CUEMU_COST(kvb + rows * sizeof(int), kvb, 0);
     CUEMU_LAUNCH(rows, KV_STORE_THREADS, 0, stream, kv_store_kernel)(reinterpret_cast<uint4 *>(kv),
                                                                      reinterpret_cast<const uint4 *>(qkv), slot,
                                                                      H, Hkv, Dh, page_size);

@@ -51,6 +51,10 @@ extern "C" cudaError_t cuda_mel_frames(float *frames, const float *x, int64_t n,
 {
     /* the left reflection reads x[1..200]; frames past n / 160 would reflect beyond x[0] */
     SHAPE_ASSERT(n >= QASR_N_FFT / 2 + 1 && t0 >= 0 && T >= 1 && t0 + (int64_t)T <= n / QASR_HOP);
+    /* samples 160 t - 200 .. 160 t + 199 of frames t0 .. t0 + T - 1, reflected inside x */
+    const int64_t lo = (int64_t)QASR_HOP * t0 - QASR_N_FFT / 2, hi = (int64_t)QASR_HOP * (t0 + T - 1) + QASR_N_FFT / 2;
+    const int64_t span = (hi < n ? hi : n) - (lo > 0 ? lo : 1);
+    CUEMU_COST(span * sizeof(float), (double)T * QASR_N_FFT * sizeof(float), 2.0 * T * QASR_N_FFT);
     CUEMU_LAUNCH(T < MAX_BLOCKS ? T : MAX_BLOCKS, BLOCK, 0, stream, mel_frames_kernel)(frames, x, n, t0, T);
     return cudaGetLastError();
 }
@@ -68,6 +72,7 @@ extern "C" cudaError_t cuda_mel_power(float *power, const float *spec, int T, cu
 {
     SHAPE_ASSERT(T >= 1 && ((uintptr_t)spec & 7) == 0);
     const int64_t bins = (int64_t)T * QASR_N_FREQ;
+    CUEMU_COST(bins * 2 * sizeof(float), bins * sizeof(float), 3.0 * bins);
     CUEMU_LAUNCH(grid_blocks(bins), BLOCK, 0, stream, mel_power_kernel)(
         power, reinterpret_cast<const float2 *>(spec), bins);
     return cudaGetLastError();
@@ -116,7 +121,9 @@ __global__ void mel_log_kernel(float *mel, /* [n] */ int64_t n, float *max_out)
 extern "C" cudaError_t cuda_mel_log(float *mel, int64_t n, float *max_out, cudaStream_t stream)
 {
     SHAPE_ASSERT(n >= 1);
+    CUEMU_COST(0, sizeof(float), 0);
     CUEMU_LAUNCH(1, 32, 0, stream, mel_max_init_kernel)(max_out);
+    CUEMU_COST((n + 1) * sizeof(float), (n + 1) * sizeof(float), 20.0 * n); /* + the atomic max */
     CUEMU_LAUNCH(grid_blocks(n), BLOCK, 0, stream, mel_log_kernel)(mel, n, max_out);
     return cudaGetLastError();
 }
@@ -133,6 +140,7 @@ extern "C" cudaError_t cuda_mel_finish(bf16_t *out, const float *mel, int64_t n,
                                        cudaStream_t stream)
 {
     SHAPE_ASSERT(n >= 1);
+    CUEMU_COST((n + 1) * sizeof(float), n * sizeof(bf16_t), 3.0 * n);
     CUEMU_LAUNCH(grid_blocks(n), BLOCK, 0, stream, mel_finish_kernel)(reinterpret_cast<bf16 *>(out), mel, n, max);
     return cudaGetLastError();
 }

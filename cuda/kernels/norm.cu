@@ -96,6 +96,7 @@ extern "C" cudaError_t cuda_layernorm(bf16_t *out, const bf16_t *x, const bf16_t
     const bf16 *dx = reinterpret_cast<const bf16 *>(x), *dw = reinterpret_cast<const bf16 *>(w),
                *db = reinterpret_cast<const bf16 *>(b);
     const size_t smem = (size_t)D * sizeof(float);
+    CUEMU_COST(((double)rows + 2) * D * sizeof(bf16_t), (double)rows * D * sizeof(bf16_t), 8.0 * rows * D);
     if (D % 2 == 0 && aligned(out, 4) && aligned(x, 4) && aligned(w, 4) && aligned(b, 4))
         CUEMU_LAUNCH(rows, norm_block(D / 2), smem, stream, layernorm_kernel<2>)(o, dx, dw, db, D, eps);
     else
@@ -136,6 +137,7 @@ extern "C" cudaError_t cuda_rmsnorm(bf16_t *out, const bf16_t *x, const bf16_t *
     bf16 *o = reinterpret_cast<bf16 *>(out);
     const bf16 *dx = reinterpret_cast<const bf16 *>(x), *dw = reinterpret_cast<const bf16 *>(w);
     const size_t smem = (size_t)D * sizeof(float);
+    CUEMU_COST(((double)rows + 1) * D * sizeof(bf16_t), (double)rows * D * sizeof(bf16_t), 5.0 * rows * D);
     if (D % 2 == 0 && aligned(out, 4) && aligned(x, 4) && aligned(w, 4))
         CUEMU_LAUNCH(rows, norm_block(D / 2), smem, stream, rmsnorm_kernel<2>)(o, dx, dw, D, eps);
     else

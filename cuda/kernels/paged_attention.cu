@@ -332,18 +332,74 @@ static int fill_segs(pa_segs_t *s, const std::vector<pa_seg_t> &v, size_t i0, si
     return s->first[i1 - i0];
 }
 
+/* The performance trace's cost of one launch over segments [i0, i1) (CUEMU_COST): each sequence's
+ * keys and values up to its longest context once (its rows share them), its block table, the q
+ * rows, ctx_len and row_seq; written: the output rows, or for a row split in ns > 1 parts its
+ * partials (Dh + 2 floats per head and split). 4 Dh flops per head and key (q.k and p.v). */
+static void declare_cost(const pa_args_t &a, const std::vector<pa_seg_t> &v, size_t i0, size_t i1,
+                         const int *h_ctx_len, const int *h_row_seq, int max_splits, bool decode)
+{
+    std::vector<std::pair<int, int>> seq_ctx; /* (sequence, longest context) */
+    double rd = 0, wr = 0, flops = 0;
+    const double hd = (double)a.H * a.Dh;
+    for (size_t i = i0; i < i1; i++)
+        for (int r = v[i].r0; r < v[i].r0 + v[i].len; r++) {
+            const int ctx = h_ctx_len[r];
+            bool found = false;
+            for (auto &sc : seq_ctx)
+                if (sc.first == h_row_seq[r]) {
+                    sc.second = ctx > sc.second ? ctx : sc.second;
+                    found = true;
+                }
+            if (!found) seq_ctx.push_back({h_row_seq[r], ctx});
+            rd += hd * sizeof(bf16) + 2 * sizeof(int);
+            flops += 4.0 * ctx * hd;
+            int parts = 1;
+            if (decode && ctx > PA_SPLIT_MIN && max_splits > 1) {
+                const int ns = CEIL_DIV(ctx, PA_SPLIT_MIN) < max_splits ? CEIL_DIV(ctx, PA_SPLIT_MIN) : max_splits;
+                parts = CEIL_DIV(ctx, CEIL_DIV(CEIL_DIV(ctx, ns), PA_CHUNK) * PA_CHUNK);
+            }
+            wr += parts == 1 ? hd * sizeof(bf16) : (double)parts * a.H * (a.Dh + 2) * sizeof(float);
+        }
+    for (auto &sc : seq_ctx)
+        rd += 2.0 * sc.second * a.Hkv * a.Dh * sizeof(bf16) + CEIL_DIV(sc.second, a.P) * sizeof(int);
+    CUEMU_COST(rd, wr, flops);
+}
+
+/* The combine's cost: the partials of the split rows, their output rows. */
+static void declare_combine_cost(const pa_args_t &a, const std::vector<pa_seg_t> &v, size_t i0, size_t i1,
+                                 const int *h_ctx_len, int max_splits)
+{
+    double rd = 0, wr = 0;
+    for (size_t i = i0; i < i1; i++)
+        for (int r = v[i].r0; r < v[i].r0 + v[i].len; r++) {
+            const int ctx = h_ctx_len[r];
+            rd += sizeof(int);
+            if (ctx <= PA_SPLIT_MIN) continue;
+            const int ns = CEIL_DIV(ctx, PA_SPLIT_MIN) < max_splits ? CEIL_DIV(ctx, PA_SPLIT_MIN) : max_splits;
+            const int parts = CEIL_DIV(ctx, CEIL_DIV(CEIL_DIV(ctx, ns), PA_CHUNK) * PA_CHUNK);
+            rd += (double)parts * a.H * (a.Dh + 2) * sizeof(float);
+            wr += (double)a.H * a.Dh * sizeof(bf16);
+        }
+    CUEMU_COST(rd, wr, 0);
+}
+
 template <int DH, int GT>
 static cudaError_t launch_decode(bf16 *out, float *work, const bf16 *q, const bf16 *kv, const pa_args_t &a,
-                                 const std::vector<pa_seg_t> &dec, int max_splits, cudaStream_t stream)
+                                 const std::vector<pa_seg_t> &dec, int max_splits, const int *h_ctx_len,
+                                 const int *h_row_seq, cudaStream_t stream)
 {
     for (size_t i = 0; i < dec.size(); i += PA_MAX_SEGS) {
         pa_segs_t s;
-        const int rows = fill_segs(&s, dec, i, i + PA_MAX_SEGS < dec.size() ? i + PA_MAX_SEGS : dec.size(), 1);
+        const size_t i1 = i + PA_MAX_SEGS < dec.size() ? i + PA_MAX_SEGS : dec.size();
+        const int rows = fill_segs(&s, dec, i, i1, 1);
         const dim3 grid(rows, a.Hkv * (a.G / GT), max_splits);
+        declare_cost(a, dec, i, i1, h_ctx_len, h_row_seq, max_splits, true);
         CUEMU_LAUNCH(grid, PA_THREADS, 0, stream, paged_decode_kernel<DH, GT>)(out, work, q, kv, a, s, max_splits);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return e;
         if (max_splits == 1) continue;
+        declare_combine_cost(a, dec, i, i1, h_ctx_len, max_splits);
         CUEMU_LAUNCH(dim3(rows, a.H), DH, 0, stream, paged_combine_kernel)(out, work, a, s, max_splits);
         if ((e = cudaGetLastError()) != cudaSuccess) return e;
     }
@@ -352,19 +408,21 @@ static cudaError_t launch_decode(bf16 *out, float *work, const bf16 *q, const bf
 
 template <int DH>
 static cudaError_t launch_decode_dh(bf16 *out, float *work, const bf16 *q, const bf16 *kv, const pa_args_t &a,
-                                    const std::vector<pa_seg_t> &dec, int max_splits, cudaStream_t stream)
+                                    const std::vector<pa_seg_t> &dec, int max_splits, const int *h_ctx_len,
+                                    const int *h_row_seq, cudaStream_t stream)
 {
     switch (a.GT) {
-    case 1: return launch_decode<DH, 1>(out, work, q, kv, a, dec, max_splits, stream);
-    case 2: return launch_decode<DH, 2>(out, work, q, kv, a, dec, max_splits, stream);
-    case 4: return launch_decode<DH, 4>(out, work, q, kv, a, dec, max_splits, stream);
-    default: return launch_decode<DH, 8>(out, work, q, kv, a, dec, max_splits, stream);
+    case 1: return launch_decode<DH, 1>(out, work, q, kv, a, dec, max_splits, h_ctx_len, h_row_seq, stream);
+    case 2: return launch_decode<DH, 2>(out, work, q, kv, a, dec, max_splits, h_ctx_len, h_row_seq, stream);
+    case 4: return launch_decode<DH, 4>(out, work, q, kv, a, dec, max_splits, h_ctx_len, h_row_seq, stream);
+    default: return launch_decode<DH, 8>(out, work, q, kv, a, dec, max_splits, h_ctx_len, h_row_seq, stream);
     }
 }
 
 template <int DH>
 static cudaError_t launch_prefill(bf16 *out, const bf16 *q, const bf16 *kv, const pa_args_t &a,
-                                  const std::vector<pa_seg_t> &runs, cudaStream_t stream)
+                                  const std::vector<pa_seg_t> &runs, const int *h_ctx_len, const int *h_row_seq,
+                                  cudaStream_t stream)
 {
     const size_t smem = attention_tile_smem_bytes<DH>();
     if (smem > 48 * 1024) {
@@ -374,8 +432,9 @@ static cudaError_t launch_prefill(bf16 *out, const bf16 *q, const bf16 *kv, cons
     }
     for (size_t i = 0; i < runs.size(); i += PA_MAX_SEGS) {
         pa_segs_t s;
-        const int tiles =
-            fill_segs(&s, runs, i, i + PA_MAX_SEGS < runs.size() ? i + PA_MAX_SEGS : runs.size(), TILE_Q / a.GT);
+        const size_t i1 = i + PA_MAX_SEGS < runs.size() ? i + PA_MAX_SEGS : runs.size();
+        const int tiles = fill_segs(&s, runs, i, i1, TILE_Q / a.GT);
+        declare_cost(a, runs, i, i1, h_ctx_len, h_row_seq, 1, false);
         const dim3 grid(tiles, a.Hkv * (a.G / a.GT));
         CUEMU_LAUNCH(grid, TILE_THREADS, smem, stream, paged_prefill_kernel<DH>)(out, q, kv, a, s);
         const cudaError_t e = cudaGetLastError();
@@ -423,14 +482,14 @@ extern "C" cudaError_t cuda_paged_attention(bf16_t *out, const bf16_t *q, const 
         if (work && (e = split_target_blocks(&target)) != cudaSuccess) return e;
         const long capacity = (long)p->max_blocks * page_size;
         const int ns = work ? plan_max_splits(target, n_dec, Hkv * (G / GT), H, Dh, capacity, work_bytes) : 1;
-        e = Dh <= 32   ? launch_decode_dh<32>(o, work, dq, dkv, a, dec, ns, stream)
-            : Dh <= 64 ? launch_decode_dh<64>(o, work, dq, dkv, a, dec, ns, stream)
-                       : launch_decode_dh<128>(o, work, dq, dkv, a, dec, ns, stream);
+        e = Dh <= 32   ? launch_decode_dh<32>(o, work, dq, dkv, a, dec, ns, h_ctx_len, h_row_seq, stream)
+            : Dh <= 64 ? launch_decode_dh<64>(o, work, dq, dkv, a, dec, ns, h_ctx_len, h_row_seq, stream)
+                       : launch_decode_dh<128>(o, work, dq, dkv, a, dec, ns, h_ctx_len, h_row_seq, stream);
         if (e != cudaSuccess) return e;
     }
     if (!runs.empty())
-        e = Dh <= 32   ? launch_prefill<32>(o, dq, dkv, a, runs, stream)
-            : Dh <= 64 ? launch_prefill<64>(o, dq, dkv, a, runs, stream)
-                       : launch_prefill<128>(o, dq, dkv, a, runs, stream);
+        e = Dh <= 32   ? launch_prefill<32>(o, dq, dkv, a, runs, h_ctx_len, h_row_seq, stream)
+            : Dh <= 64 ? launch_prefill<64>(o, dq, dkv, a, runs, h_ctx_len, h_row_seq, stream)
+                       : launch_prefill<128>(o, dq, dkv, a, runs, h_ctx_len, h_row_seq, stream);
     return e;
 }

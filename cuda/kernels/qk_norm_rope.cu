@@ -74,6 +74,8 @@ extern "C" cudaError_t cuda_qk_norm_rope(bf16_t *qkv, const bf16_t *qw, const bf
                                          int H, int Hkv, int Dh, float eps, float theta, cudaStream_t stream)
 {
     SHAPE_ASSERT(rows >= 1 && H >= 1 && Hkv >= 1 && Dh >= 2 && Dh % 2 == 0 && Dh <= ROPE_MAX_DH);
+    const double qk = (double)rows * (H + Hkv) * Dh * sizeof(bf16_t); /* in place on q and k */
+    CUEMU_COST(qk + 2.0 * Dh * sizeof(bf16_t) + rows * sizeof(int), qk, 12.0 * rows * (H + Hkv) * Dh);
     CUEMU_LAUNCH(rows, ROPE_THREADS, 0, stream, qk_norm_rope_kernel)(reinterpret_cast<bf16 *>(qkv),
                                                                      reinterpret_cast<const bf16 *>(qw),
                                                                      reinterpret_cast<const bf16 *>(kw), pos, H,

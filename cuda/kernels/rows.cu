@@ -32,6 +32,8 @@ static cudaError_t copy_rows(bf16_t *out, const bf16_t *src, const int *idx, int
     SHAPE_ASSERT(n >= 1 && D >= 1);
     const size_t bytes = (size_t)D * sizeof(bf16_t);
     const unsigned rows = (unsigned)(n < MAX_GRID_Y ? n : MAX_GRID_Y);
+    /* as if the n rows were distinct (repeated ids read the same row: fewer bytes) */
+    CUEMU_COST((double)n * bytes + n * sizeof(int), (double)n * bytes, 0);
     if (bytes % 16 == 0 && aligned(out, 16) && aligned(src, 16)) {
         const int words = (int)(bytes / 16);
         CUEMU_LAUNCH(dim3(CEIL_DIV(words, COPY_BLOCK), rows), COPY_BLOCK, 0, stream, copy_rows_kernel<uint4>)(
@@ -123,6 +125,7 @@ extern "C" cudaError_t cuda_argmax(int *ids, const bf16_t *logits, int n, int V,
 {
     SHAPE_ASSERT(n >= 1 && V >= 1);
     const bf16 *l = reinterpret_cast<const bf16 *>(logits);
+    CUEMU_COST((double)n * V * sizeof(bf16_t), n * sizeof(int), (double)n * V);
     if (V % 2 == 0 && aligned(logits, 4)) {
         const int block = V / 2 >= ARGMAX_BLOCK ? ARGMAX_BLOCK : CEIL_DIV(V / 2, 32) * 32;
         CUEMU_LAUNCH(n, block, 0, stream, argmax_kernel<2>)(ids, l, V);

@@ -50,6 +50,10 @@ static cudaError_t launch_window(bf16 *out, const bf16 *qkv, const int *win_star
         if (e != cudaSuccess) return e;
     }
     const dim3 grid(n_win, CEIL_DIV(max_len, TILE_Q), H);
+    /* as if every window were max_len rows long (the launcher does not see win_len) */
+    const double rows = (double)n_win * max_len, hd = (double)H * Dh;
+    CUEMU_COST(rows * 3 * hd * sizeof(bf16) + 2.0 * n_win * sizeof(int), rows * hd * sizeof(bf16),
+               4.0 * rows * max_len * hd);
     CUEMU_LAUNCH(grid, TILE_THREADS, smem, stream, window_attention_kernel<DH>)(out, qkv, win_start, win_len, H, Dh,
                                                                                 scale_log2);
     return cudaGetLastError();

@@ -2,6 +2,7 @@
  * cut by the reader) from the shared reader or the retry queue, feeds its session and writes a
  * file's line when its last piece's result is in, whichever device ran the others. A device
  * that fails hands its pieces in flight to the others. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,9 @@ static void start_piece(worker_t *w, piece_t *p)
         .samples = x, .n_samples = n,
         .context = it->e->context ? it->e->context : o->context,
         .language = it->e->language ? it->e->language : o->language,
-        .max_new_tokens = o->max_new_tokens, .ignore_eos = o->ignore_eos,
+        .max_new_tokens = o->tokens_per_second > 0 ? 4 + (int)ceil(o->tokens_per_second * (double)n / QASR_SAMPLE_RATE)
+                                                   : o->max_new_tokens,
+        .ignore_eos = o->ignore_eos,
         /* the model is then the aligner; an empty text column is no text */
         .align_text = o->align_reference && it->e->text && it->e->text[0] ? it->e->text : NULL,
     };

@@ -47,6 +47,8 @@ static void usage(FILE *f)
           "  -c, --context TEXT         context for entries that do not give one\n"
           "  -n, --max-new-tokens N     token limit per segment (default: 32 + 12 per second)\n"
           "      --ignore-eos           decode exactly --max-new-tokens tokens (benchmarks)\n"
+          "      --tokens-per-second R  with --ignore-eos: decode exactly 4 + ceil(R x seconds) tokens\n"
+          "                             per segment, a transcript's length (benchmarks, bench/predict_gpu.sh)\n"
           "  -t, --threads N            CPU threads (default: all cores)\n"
           "      --precision P          CPU matrix products: fp32 (the reference), bf16 (bf16\n"
           "                             inputs, fp32 sums; needs AVX512-BF16 or AMX) or auto\n"
@@ -155,6 +157,7 @@ int main(int argc, char **argv)
         OPT_RETRY = 256, OPT_OVERWRITE, OPT_FORMAT, OPT_OUTDIR, OPT_MFORMAT, OPT_IGNORE_EOS, OPT_BATCH,
         OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC, OPT_DEVICE, OPT_GPUS,
         OPT_SHARD, OPT_PRECISION, OPT_ALIGNER, OPT_ALIGN_REF, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER,
+        OPT_TPS,
     };
     static const struct option longopts[] = {
         { "output", required_argument, 0, 'o' },           { "retry-errors", no_argument, 0, OPT_RETRY },
@@ -163,6 +166,7 @@ int main(int argc, char **argv)
         { "model", required_argument, 0, 'm' },            { "language", required_argument, 0, 'l' },
         { "context", required_argument, 0, 'c' },          { "max-new-tokens", required_argument, 0, 'n' },
         { "ignore-eos", no_argument, 0, OPT_IGNORE_EOS },  { "threads", required_argument, 0, 't' },
+        { "tokens-per-second", required_argument, 0, OPT_TPS },
         { "backend", required_argument, 0, 'b' },          { "batch", required_argument, 0, OPT_BATCH },
         { "precision", required_argument, 0, OPT_PRECISION },
         { "kv-gb", required_argument, 0, OPT_KV },         { "step-tokens", required_argument, 0, OPT_STEP },
@@ -206,6 +210,7 @@ int main(int argc, char **argv)
         case OPT_OUTDIR: o.output_dir = optarg; break;
         case OPT_MFORMAT: o.manifest_format = optarg; break;
         case OPT_IGNORE_EOS: o.ignore_eos = 1; break;
+        case OPT_TPS: o.tokens_per_second = atof(optarg); break;
         case OPT_BATCH: o.qopt.max_batch = atoi(optarg); break;
         case OPT_KV: o.qopt.kv_gb = atof(optarg); break;
         case OPT_STEP: o.qopt.step_tokens = atoi(optarg); break;
@@ -250,8 +255,10 @@ int main(int argc, char **argv)
         problem = "--format takes srt, vtt or txt";
     else if (o.max_segment_seconds <= 6)
         problem = "--max-segment-seconds must be more than 6 (the cut is searched in the 5 s before it)";
-    else if (o.ignore_eos && o.max_new_tokens <= 0)
-        problem = "--ignore-eos needs --max-new-tokens N";
+    else if (o.ignore_eos && o.max_new_tokens <= 0 && !(o.tokens_per_second > 0))
+        problem = "--ignore-eos needs --max-new-tokens N or --tokens-per-second R";
+    else if (o.tokens_per_second != 0 && !(o.ignore_eos && o.tokens_per_second > 0 && o.tokens_per_second <= 1000))
+        problem = "--tokens-per-second takes a rate in (0, 1000] and needs --ignore-eos";
     else if (o.readers < 1)
         problem = "--readers must be at least 1";
     else if (o.shard && shard_parse(o.shard, &(shard_t){ 0, 0 }) != 0)

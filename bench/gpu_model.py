@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+"""Predicted GPU time of a cuemu trace (CUEMU_TRACE, cuda/emu/trace.cpp) on a named GPU.
+
+Per operation (bench/ROOFLINE.md explains every term):
+  kernel   max(bytes / (hbm_bw_peak * hbm_bw_fraction), flops / (fp32_peak * fp32_fraction))
+           + kernel_overhead; bytes = unique bytes read + written (measured by the emulator's
+           instrumentation when the kernel ran, else the launcher's CUEMU_COST declaration)
+  GEMM     max(bytes / bw, flops / tensor rate) + kernel_overhead; tensor rate = tc_bf16_peak *
+           tc_fraction_large (tc_fraction_small when a side has < 128 rows); tf32 at half the
+           bf16 rate, plain fp32 on CUDA cores (fp32_peak * fp32_fraction)
+  FFT      as a kernel (fp32 CUDA-core rate)
+  h2d/d2h  copy_latency + bytes / pcie_bw;   d2d, memset: as a kernel of those bytes
+The host issues operations one after another (launch_host per launch, library_host per library
+call, launch_host per copy); each stream runs its operations in order, an operation starting when
+the host has issued it and the stream's previous one has ended (stream 0, the legacy stream, also
+waits for every other stream). The host waits at synchronisations (sync_latency after the work it
+waits for) and blocking copies. Events order streams. The predicted time is the host's clock at
+the end. Host work between CUDA calls (the engine's own CPU time) is not in the trace: 0 here.
+
+Stages: the trace is cut at host waits; a piece with mel/conv/window-attention kernels is an
+encoder call, one with a paged prefill kernel a prefill step, one with a paged decode kernel a
+decode step. Inside: mel = mel_* kernels, FFTs and fp32 GEMMs; conv = im2col .. conv_flatten
+(with their GEMMs, mel_chunks, bias_gelu_rows); lm_head = a GEMM with a side >= 32768 (the
+vocabulary); argmax = argmax kernels; the rest goes to the piece's kind.
+"""
+import argparse
+import json
+import math
+import sys
+
+STAGES = ["mel", "conv", "encoder", "prefill", "decode", "lm_head", "argmax", "other"]
+
+
+def load_constants(path, gpu):
+    c = {}
+    with open(path) as f:
+        for line in f:
+            if not line.strip() or line.startswith("#"):
+                continue
+            g, name, value = line.rstrip("\n").split("\t")[:3]
+            if g == gpu:
+                c[name] = float(value)
+    if not c:
+        sys.exit(f"gpu_model: no constants for gpu {gpu!r} in {path}")
+    return c
+
+
+def parse(path):
+    """The trace as a list of dicts, launches with their measured bytes joined in."""
+    ops, by_id = [], {}
+    with open(path) as f:
+        for line in f:
+            p = line.rstrip("\n").split("\t")
+            k = p[0]
+            if k == "K":
+                op = dict(kind="K", id=int(p[1]), stream=int(p[3]), name=p[4], grid=p[5], block=p[6],
+                          smem=int(p[7]), decl=(float(p[8]), float(p[9]), float(p[10])), meas=None,
+                          captured=p[11] == "1")
+                by_id[op["id"]] = op
+                if not op["captured"]:  # graph launches are not traced: see trace.cpp
+                    ops.append(op)
+            elif k == "M":
+                by_id[int(p[1])]["meas"] = (float(p[2]), float(p[3]))
+            elif k == "L":
+                shape = dict(kv.split("=") for kv in p[7].split())
+                ops.append(dict(kind="L", stream=int(p[2]), name=p[3], flops=float(p[4]), rd=float(p[5]),
+                                wr=float(p[6]), shape={a: int(b) for a, b in shape.items()}))
+            elif k == "C":
+                ops.append(dict(kind="C", stream=int(p[2]), name=p[3], bytes=float(p[4]), blocking=p[5] == "1"))
+            elif k == "S":
+                ops.append(dict(kind="S", stream=int(p[2]), name=p[3]))
+            elif k == "E":
+                ops.append(dict(kind="E", stream=int(p[2]), name=p[3], event=int(p[4])))
+    return ops
+
+
+def kernel_bytes(op):
+    if op["meas"] is not None:
+        return op["meas"][0] + op["meas"][1], op["decl"][2]
+    rd, wr, fl = op["decl"]
+    if rd < 0:
+        raise ValueError(f"kernel {op['name']} has neither measured bytes nor a CUEMU_COST declaration")
+    return rd + wr, fl
+
+
+def op_time(op, c):
+    """GPU time of one operation, and its bytes and flops."""
+    bw = c["hbm_bw_peak"] * c["hbm_bw_fraction"]
+    fp32 = c["fp32_peak"] * c["fp32_fraction"]
+    if op["kind"] == "K":
+        b, fl = kernel_bytes(op)
+        return max(b / bw, max(fl, 0) / fp32) + c["kernel_overhead"], b, fl
+    if op["kind"] == "L":
+        b, fl = op["rd"] + op["wr"], op["flops"]
+        if op["name"].startswith("gemm_"):
+            t = op["name"][5:]
+            small = min(op["shape"]["m"], op["shape"]["n"]) < 128
+            tc = c["tc_bf16_peak"] * (c["tc_fraction_small"] if small else c["tc_fraction_large"])
+            rate = tc if t in ("bf16", "f16") else tc / 2 if t == "tf32" else fp32
+        else:
+            rate = fp32
+        return max(b / bw, fl / rate) + c["kernel_overhead"], b, fl
+    if op["kind"] == "C":
+        if op["name"] in ("h2d", "d2h", "h2h"):
+            return c["copy_latency"] + op["bytes"] / c["pcie_bw"], op["bytes"], 0
+        b = op["bytes"] * (2 if op["name"] == "d2d" else 1)
+        return b / bw + c["kernel_overhead"], b, 0
+    return 0.0, 0, 0
+
+
+def is_wait(op):
+    return op["kind"] == "S" or (op["kind"] == "C" and op["blocking"]) or (op["kind"] == "E" and op["name"] == "sync")
+
+
+def assign_stages(ops):
+    """Sets op['stage'] for every GPU operation (see the module comment)."""
+    piece = []
+
+    def close():
+        names = [o["name"] for o in piece if o["kind"] == "K"]
+        if any(n.startswith(("mel_", "im2col", "window_attention", "conv_flatten")) for n in names):
+            kind = "encoder"
+        elif any(n.startswith("paged_prefill") for n in names):
+            kind = "prefill"
+        elif any(n.startswith("paged_decode") for n in names):
+            kind = "decode"
+        else:
+            kind = "other"
+        in_conv = False
+        for o in piece:
+            n = o["name"]
+            if o["kind"] == "K" and n.startswith("im2col"):
+                in_conv = True
+            if o["kind"] == "K" and n.startswith("mel_") and not n.startswith("mel_chunks"):
+                st = "mel"
+            elif o["kind"] == "L" and (n.startswith("fft_") or n in ("gemm_f32", "gemm_tf32", "gemm_f32r")):
+                st = "mel"
+            elif o["kind"] == "K" and n.startswith("mel_chunks"):
+                st = "conv"
+            elif in_conv:
+                st = "conv"
+            elif o["kind"] == "L" and max(o["shape"]["m"], o["shape"]["n"]) >= 32768:
+                st = "lm_head"
+            elif o["kind"] == "K" and n.startswith("argmax"):
+                st = "argmax"
+            else:
+                st = kind
+            if o["kind"] == "K" and n.startswith("conv_flatten"):
+                in_conv = False
+            o["stage"] = st
+        piece.clear()
+
+    for op in ops:
+        if op["kind"] in ("K", "L", "C"):
+            piece.append(op)
+        if is_wait(op):
+            close()
+    close()
+
+
+def simulate(ops, c):
+    """Predicted seconds, GPU busy seconds per stage, and totals."""
+    assign_stages(ops)
+    host = 0.0
+    end = {}    # stream -> time its last operation ends
+    events = {}
+    busy = {s: 0.0 for s in STAGES}
+    tot = dict(bytes=0.0, flops=0.0, launches=0, library=0, copies=0, syncs=0)
+    for op in ops:
+        k, s = op["kind"], op["stream"]
+        if k in ("K", "L", "C"):
+            host += c["library_host"] if k == "L" else c["launch_host"]
+            t, b, fl = op_time(op, c)
+            ready = max(end.values()) if s == 0 and end else end.get(s, 0.0)
+            start = max(host, ready)
+            end[s] = start + t
+            busy[op.get("stage", "other")] += t
+            tot["bytes"] += b
+            tot["flops"] += max(fl, 0)
+            tot[{"K": "launches", "L": "library", "C": "copies"}[k]] += 1
+            if k == "C" and op["blocking"]:
+                host = end[s] + c["sync_latency"]
+                tot["syncs"] += 1
+        elif k == "S":
+            done = max(end.values(), default=0.0) if s < 0 else end.get(s, 0.0)
+            host = max(host, done) + c["sync_latency"]
+            tot["syncs"] += 1
+        elif k == "E":
+            if op["name"] == "record":
+                events[op["event"]] = end.get(s, 0.0)
+            elif op["name"] == "wait":
+                end[s] = max(end.get(s, 0.0), events.get(op["event"], 0.0))
+            else:
+                host = max(host, events.get(op["event"], 0.0)) + c["sync_latency"]
+                tot["syncs"] += 1
+    total = max([host] + list(end.values()))
+    return total, busy, tot
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("trace")
+    ap.add_argument("--gpu", default="h100")
+    ap.add_argument("--constants", default=__file__.rsplit("/", 1)[0] + "/gpu_constants.tsv")
+    ap.add_argument("--audio-seconds", type=float, default=0.0)
+    ap.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    ap.add_argument("--minus", metavar="TRACE",
+                    help="subtract this trace's prediction (a run of the same model and options on one "
+                         "short clip: the load and warm-up, which both traces share)")
+    a = ap.parse_args()
+    c = load_constants(a.constants, a.gpu)
+    total, busy, tot = simulate(parse(a.trace), c)
+    if a.minus:
+        t0, b0, n0 = simulate(parse(a.minus), c)
+        total -= t0
+        busy = {s: busy[s] - b0[s] for s in STAGES}
+        tot = {k: tot[k] - n0[k] for k in tot}
+    res = dict(gpu=a.gpu, seconds=total, stages=busy, idle=max(0.0, total - sum(busy.values())), **tot)
+    if a.audio_seconds:
+        res["audio_seconds"] = a.audio_seconds
+        res["rtfx"] = a.audio_seconds / total
+    if a.json:
+        print(json.dumps(res))
+        return
+    print(f"prediction for {a.gpu} (model with published constants, not a measurement): {total * 1e3:.3f} ms")
+    for s in STAGES:
+        print(f"  {s:8s} {busy[s] * 1e3:10.3f} ms")
+    print(f"  {'idle':8s} {res['idle'] * 1e3:10.3f} ms  (GPU waiting for the host: launches, syncs)")
+    print(f"  {tot['launches']} launches, {tot['library']} library calls, {tot['copies']} copies, "
+          f"{tot['syncs']} host waits, {tot['bytes'] / 1e9:.3f} GB, {tot['flops'] / 1e12:.3f} TFLOP")
+    if a.audio_seconds:
+        print(f"  RTFx {res['rtfx']:.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Predicted GPU throughput of qasr-batch, without a GPU: the emulated build runs whole batch jobs
+# as dry runs (CUEMU_DRYRUN=1: every launch, cuBLAS/cuFFT call, copy and sync is traced with its
+# bytes and flops, nothing is computed) on synthetic checkpoints at the real 0.6B and 1.7B
+# dimensions, and bench/gpu_model.py turns each trace into a time on a named GPU from
+# bench/gpu_constants.tsv. PREDICTIONS from a model with published constants, not measurements;
+# bench/ROOFLINE.md explains every term.
+#
+#   bench/predict_gpu.sh [BUILD_DIR] [WORK_DIR]     (defaults: build-predict, BUILD_DIR/predict)
+#
+# Today's defaults of qasr-batch (--batch 32, step budget, encoder budget, KV cache from the
+# device's memory: CUEMU_DEVICE_MEM_MB = an H100's 80 GiB); each utterance decodes
+# 4 + ceil(3.5 tokens/s x duration) tokens (--ignore-eos --tokens-per-second 3.5, the length of a
+# LibriSpeech transcript in Qwen3 tokens). The load and warm-up are removed by subtracting the
+# trace of the same command on one 1.3 s clip. Synthetic models are deleted at the end unless
+# KEEP_MODELS=1. The last lines, for scripts:
+#   predicted 0.6b h100 librispeech-mix: N s audio/s
+#   predicted 1.7b h100 librispeech-mix: N s audio/s
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+build=${1:-build-predict}
+work=${2:-$build/predict}
+py=/usr/bin/python3
+gpus=${GPUS:-h100 h200}
+
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DQASR_CUDA_EMU_NVCC_CHECK=OFF >/dev/null
+cmake --build "$build" --target qasr-batch-emu -j"$(nproc)" >/dev/null
+bin=$(find "$build" -name qasr-batch-emu -type f | head -1)
+mkdir -p "$work"
+
+mix_seconds=$($py bench/make_mix.py "$work/mix" librispeech --count 2620)
+clip_seconds=$($py bench/make_mix.py "$work/clips" clips --seconds 10 --count 256)
+$py bench/make_mix.py "$work/one" clips --seconds 1.3 --count 1 >/dev/null
+
+trace() { # model_dir manifest out
+    rm -f "$3"
+    CUEMU_DRYRUN=1 CUEMU_TRACE="$3" CUEMU_DEVICE_MEM_MB=81559 CUEMU_RACECHECK=0 \
+        "$bin" "$2" --model "$1" --backend cuda --ignore-eos --tokens-per-second 3.5 \
+        -o "$work/out.jsonl" --overwrite -q
+}
+
+declare -A result
+for size in 0.6b 1.7b; do
+    model=$work/model-$size
+    [ -f "$model/config.json" ] || $py scripts/make_synthetic_model.py "$model" --size "$size" >/dev/null
+    trace "$model" "$work/one/manifest.tsv" "$work/$size-one.tsv"
+    trace "$model" "$work/mix/manifest.tsv" "$work/$size-mix.tsv"
+    trace "$model" "$work/clips/manifest.tsv" "$work/$size-clips.tsv"
+    [ "${KEEP_MODELS:-0}" = 1 ] || rm -rf "$model"
+    for gpu in $gpus; do
+        for set in mix clips; do
+            secs=$mix_seconds; [ $set = clips ] && secs=$clip_seconds
+            label="librispeech-mix (2620 utterances, $mix_seconds s)"
+            [ $set = clips ] && label="10 s clips (256, $clip_seconds s)"
+            echo "== PREDICTION $size $gpu $label"
+            $py bench/gpu_model.py "$work/$size-$set.tsv" --gpu "$gpu" --audio-seconds "$secs" \
+                --minus "$work/$size-one.tsv" | sed 's/^/   /'
+        done
+        result[$size-$gpu]=$($py bench/gpu_model.py "$work/$size-mix.tsv" --gpu "$gpu" --audio-seconds "$mix_seconds" \
+            --minus "$work/$size-one.tsv" --json | $py -c 'import json,sys; print(int(json.load(sys.stdin)["rtfx"]))')
+    done
+done
+echo "predicted 0.6b h100 librispeech-mix: ${result[0.6b-h100]} s audio/s"
+echo "predicted 1.7b h100 librispeech-mix: ${result[1.7b-h100]} s audio/s"
