@@ -339,6 +339,9 @@ static int fill_segs(pa_segs_t *s, const std::vector<pa_seg_t> &v, size_t i0, si
 static void declare_cost(const pa_args_t &a, const std::vector<pa_seg_t> &v, size_t i0, size_t i1,
                          const int *h_ctx_len, const int *h_row_seq, int max_splits, bool decode)
 {
+#if defined(__CUDACC__) /* a search per row and sequence: not on a GPU's launch path */
+    return;
+#endif
     std::vector<std::pair<int, int>> seq_ctx; /* (sequence, longest context) */
     double rd = 0, wr = 0, flops = 0;
     const double hd = (double)a.H * a.Dh;
@@ -370,6 +373,9 @@ static void declare_cost(const pa_args_t &a, const std::vector<pa_seg_t> &v, siz
 static void declare_combine_cost(const pa_args_t &a, const std::vector<pa_seg_t> &v, size_t i0, size_t i1,
                                  const int *h_ctx_len, int max_splits)
 {
+#if defined(__CUDACC__)
+    return;
+#endif
     double rd = 0, wr = 0;
     for (size_t i = i0; i < i1; i++)
         for (int r = v[i].r0; r < v[i].r0 + v[i].len; r++) {
