@@ -8,8 +8,10 @@ The mix: seeded (numpy default_rng(2620)) log-normal durations, mu = ln(7.4) - 0
 sigma = 0.65 (mean 7.4 s before clipping), clipped to [1.3, 35] s and rounded to 0.1 s; LibriSpeech
 test-clean has 2,620 utterances, mean ~7.4 s, 1.3-35 s. One 16 kHz mono 16-bit WAV per distinct
 duration (low-level seeded noise: its values do not matter to the performance trace, which has
-no computed values); manifest.tsv lists every utterance (id, path, duration), so utterances of
-one length share a file. Prints the total audio seconds.
+no computed values); manifest.tsv lists every utterance (id, path, duration, text), so
+utterances of one length share a file. The text (for the aligner's --align-reference) has
+LibriSpeech test-clean's rate of words: 52,576 in 19,452 s, 2.7 per second. Prints the total
+audio seconds.
 """
 import argparse
 import os
@@ -48,10 +50,13 @@ def main():
     for s in sorted(set(d.tolist())):
         files[s] = f"a{s:05.1f}.wav"
         write_wav(os.path.join(a.out_dir, files[s]), s, rng)
+    words = "the quick brown fox jumps over a lazy dog while seven ships sail into harbour".split()
     with open(os.path.join(a.out_dir, "manifest.tsv"), "w") as f:
-        f.write("id\tpath\tduration\n")
+        f.write("id\tpath\tduration\ttext\n")
         for i, s in enumerate(d.tolist()):
-            f.write(f"u{i:05d}\t{files[s]}\t{s:.1f}\n")
+            n = max(1, round(2.7 * s))
+            text = " ".join(words[(i + k) % len(words)] for k in range(n))
+            f.write(f"u{i:05d}\t{files[s]}\t{s:.1f}\t{text}\n")
     print(f"{float(d.sum()):.1f}")
 
 

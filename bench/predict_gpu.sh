@@ -12,8 +12,9 @@
 # device's memory: CUEMU_DEVICE_MEM_MB = an H100's 80 GiB); each utterance decodes
 # 4 + ceil(3.5 tokens/s x duration) tokens (--ignore-eos --tokens-per-second 3.5, the length of a
 # LibriSpeech transcript in Qwen3 tokens). The load and warm-up are removed by subtracting the
-# trace of the same command on one 1.3 s clip. Synthetic models are deleted at the end unless
-# KEEP_MODELS=1. The last lines, for scripts:
+# trace of the same command on one 1.3 s clip. Then the forced aligner (a synthetic
+# Qwen3-ForcedAligner-0.6B) aligning the mix's texts, and its time next to 0.6B transcription's.
+# Synthetic models are deleted at the end unless KEEP_MODELS=1. The last lines, for scripts:
 #   predicted 0.6b h100 librispeech-mix: N s audio/s
 #   predicted 1.7b h100 librispeech-mix: N s audio/s
 set -euo pipefail
@@ -61,5 +62,25 @@ for size in 0.6b 1.7b; do
             --minus "$work/$size-one.tsv" --json | $py -c 'import json,sys; print(int(json.load(sys.stdin)["rtfx"]))')
     done
 done
+# The forced aligner (Qwen3-ForcedAligner-0.6B) on the mix, aligning each utterance's text
+# (--align-reference: the manifest's text column, 2.7 words per second), next to transcription
+aligner=$work/aligner-0.6b
+[ -f "$aligner/config.json" ] || $py scripts/make_synthetic_model.py "$aligner" --size 0.6b --aligner >/dev/null
+align_trace() { # manifest out
+    rm -f "$2"
+    CUEMU_DRYRUN=1 CUEMU_TRACE="$2" CUEMU_DEVICE_MEM_MB=81559 CUEMU_RACECHECK=0 \
+        "$bin" "$1" --aligner "$aligner" --align-reference --backend cuda -o "$work/out.jsonl" --overwrite -q
+}
+printf 'id\tpath\tduration\ttext\nu0\t%s\t1.3\tthe quick brown\n' "$(realpath "$work/one/a001.3.wav")" >"$work/one-text.tsv"
+align_trace "$work/one-text.tsv" "$work/aligner-one.tsv"
+align_trace "$work/mix/manifest.tsv" "$work/aligner-mix.tsv"
+[ "${KEEP_MODELS:-0}" = 1 ] || rm -rf "$aligner"
+echo "== PREDICTION aligner-0.6b h100 librispeech-mix (--align-reference, 2.7 words/s)"
+$py bench/gpu_model.py "$work/aligner-mix.tsv" --gpu h100 --audio-seconds "$mix_seconds" --minus "$work/aligner-one.tsv" |
+    sed 's/^/   /'
+align_rtfx=$($py bench/gpu_model.py "$work/aligner-mix.tsv" --gpu h100 --audio-seconds "$mix_seconds" \
+    --minus "$work/aligner-one.tsv" --json | $py -c 'import json,sys; print(int(json.load(sys.stdin)["rtfx"]))')
+echo "aligner time / 0.6b transcription time on h100: $($py -c "print(f'{${result[0.6b-h100]} / $align_rtfx:.0%}')")"
+
 echo "predicted 0.6b h100 librispeech-mix: ${result[0.6b-h100]} s audio/s"
 echo "predicted 1.7b h100 librispeech-mix: ${result[1.7b-h100]} s audio/s"
