@@ -37,7 +37,7 @@ $py bench/make_mix.py "$work/one" clips --seconds 1.3 --count 1 >/dev/null
 trace() { # model_dir manifest out
     rm -f "$3"
     CUEMU_DRYRUN=1 CUEMU_TRACE="$3" CUEMU_DEVICE_MEM_MB=81559 CUEMU_RACECHECK=0 \
-        "$bin" "$2" --model "$1" --backend cuda --ignore-eos --tokens-per-second 3.5 \
+        "$bin" "$2" --model "$1" --backend cuda --ignore-eos --tokens-per-second 3.5 --full-batches \
         -o "$work/out.jsonl" --overwrite -q
 }
 
@@ -59,7 +59,7 @@ for size in 0.6b 1.7b; do
                 --minus "$work/$size-one.tsv" | sed 's/^/   /'
         done
         result[$size-$gpu]=$($py bench/gpu_model.py "$work/$size-mix.tsv" --gpu "$gpu" --audio-seconds "$mix_seconds" \
-            --minus "$work/$size-one.tsv" --json | $py -c 'import json,sys; print(int(json.load(sys.stdin)["rtfx"]))')
+            --minus "$work/$size-one.tsv" --json | $py -c 'import json,sys; print(round(json.load(sys.stdin)["rtfx"]))')
     done
 done
 # The forced aligner (Qwen3-ForcedAligner-0.6B) on the mix, aligning each utterance's text
@@ -69,7 +69,8 @@ aligner=$work/aligner-0.6b
 align_trace() { # manifest out
     rm -f "$2"
     CUEMU_DRYRUN=1 CUEMU_TRACE="$2" CUEMU_DEVICE_MEM_MB=81559 CUEMU_RACECHECK=0 \
-        "$bin" "$1" --aligner "$aligner" --align-reference --backend cuda -o "$work/out.jsonl" --overwrite -q
+        "$bin" "$1" --aligner "$aligner" --align-reference --backend cuda --full-batches -o "$work/out.jsonl" \
+        --overwrite -q
 }
 printf 'id\tpath\tduration\ttext\nu0\t%s\t1.3\tthe quick brown\n' "$(realpath "$work/one/a001.3.wav")" >"$work/one-text.tsv"
 align_trace "$work/one-text.tsv" "$work/aligner-one.tsv"
@@ -79,7 +80,7 @@ echo "== PREDICTION aligner-0.6b h100 librispeech-mix (--align-reference, 2.7 wo
 $py bench/gpu_model.py "$work/aligner-mix.tsv" --gpu h100 --audio-seconds "$mix_seconds" --minus "$work/aligner-one.tsv" |
     sed 's/^/   /'
 align_rtfx=$($py bench/gpu_model.py "$work/aligner-mix.tsv" --gpu h100 --audio-seconds "$mix_seconds" \
-    --minus "$work/aligner-one.tsv" --json | $py -c 'import json,sys; print(int(json.load(sys.stdin)["rtfx"]))')
+    --minus "$work/aligner-one.tsv" --json | $py -c 'import json,sys; print(round(json.load(sys.stdin)["rtfx"]))')
 echo "aligner time / 0.6b transcription time on h100: $($py -c "print(f'{${result[0.6b-h100]} / $align_rtfx:.0%}')")"
 
 echo "predicted 0.6b h100 librispeech-mix: ${result[0.6b-h100]} s audio/s"

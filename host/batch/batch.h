@@ -37,6 +37,7 @@ typedef struct {
     int max_new_tokens;          /* 0: scaled to each segment's duration */
     int ignore_eos;
     double tokens_per_second;    /* > 0 (with ignore_eos): 4 + ceil(rate x seconds) tokens per segment */
+    int full_batches;            /* a step waits for a batch of decoded pieces (benchmarks) */
     double max_segment_seconds;
     int retry_errors, overwrite, quiet, no_bucketing;
     int readers;                 /* audio decoding threads */

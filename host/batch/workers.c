@@ -256,7 +256,7 @@ static int work(worker_t *w)
             pthread_mutex_unlock(&run->mu);
             if (p)
                 start_piece(w, p);
-            else if (reader_try_next(run->reader, &d) == 1)
+            else if ((o->full_batches ? reader_next(run->reader, &d) : reader_try_next(run->reader, &d)) == 1)
                 start_decoded(w, &d);
             else
                 break;

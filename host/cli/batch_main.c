@@ -49,6 +49,9 @@ static void usage(FILE *f)
           "      --ignore-eos           decode exactly --max-new-tokens tokens (benchmarks)\n"
           "      --tokens-per-second R  with --ignore-eos: decode exactly 4 + ceil(R x seconds) tokens\n"
           "                             per segment, a transcript's length (benchmarks, bench/predict_gpu.sh)\n"
+          "      --full-batches         each step waits until a batch of pieces is decoded (or the\n"
+          "                             files end): steps as if the readers always kept up\n"
+          "                             (benchmarks: bench/predict_gpu.sh)\n"
           "  -t, --threads N            CPU threads (default: all cores)\n"
           "      --precision P          CPU matrix products: fp32 (the reference), bf16 (bf16\n"
           "                             inputs, fp32 sums; needs AVX512-BF16 or AMX) or auto\n"
@@ -157,7 +160,7 @@ int main(int argc, char **argv)
         OPT_RETRY = 256, OPT_OVERWRITE, OPT_FORMAT, OPT_OUTDIR, OPT_MFORMAT, OPT_IGNORE_EOS, OPT_BATCH,
         OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC, OPT_DEVICE, OPT_GPUS,
         OPT_SHARD, OPT_PRECISION, OPT_ALIGNER, OPT_ALIGN_REF, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER,
-        OPT_TPS,
+        OPT_TPS, OPT_FULL,
     };
     static const struct option longopts[] = {
         { "output", required_argument, 0, 'o' },           { "retry-errors", no_argument, 0, OPT_RETRY },
@@ -167,6 +170,7 @@ int main(int argc, char **argv)
         { "context", required_argument, 0, 'c' },          { "max-new-tokens", required_argument, 0, 'n' },
         { "ignore-eos", no_argument, 0, OPT_IGNORE_EOS },  { "threads", required_argument, 0, 't' },
         { "tokens-per-second", required_argument, 0, OPT_TPS },
+        { "full-batches", no_argument, 0, OPT_FULL },
         { "backend", required_argument, 0, 'b' },          { "batch", required_argument, 0, OPT_BATCH },
         { "precision", required_argument, 0, OPT_PRECISION },
         { "kv-gb", required_argument, 0, OPT_KV },         { "step-tokens", required_argument, 0, OPT_STEP },
@@ -211,6 +215,7 @@ int main(int argc, char **argv)
         case OPT_MFORMAT: o.manifest_format = optarg; break;
         case OPT_IGNORE_EOS: o.ignore_eos = 1; break;
         case OPT_TPS: o.tokens_per_second = atof(optarg); break;
+        case OPT_FULL: o.full_batches = 1; break;
         case OPT_BATCH: o.qopt.max_batch = atoi(optarg); break;
         case OPT_KV: o.qopt.kv_gb = atof(optarg); break;
         case OPT_STEP: o.qopt.step_tokens = atoi(optarg); break;
