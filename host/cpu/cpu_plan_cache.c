@@ -80,8 +80,13 @@ static int timing_ok(double t) { return isfinite(t) && t >= 0 && t < 1e6; }
 
 int plan_cache_read(cpu_plan_t *p, const char *path, const char *key)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
+    /* only a regular file: a FIFO or device put there must not block or flood the load */
+    const int fd = open_regular_file(path, "a cache file", NULL);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
     cpu_plan_t q = *p;
     int seen[PLAN_MAX_MATRICES] = { 0 }, conv = 0, end = 0, ok = 1;
     char line[LINE];
