@@ -42,6 +42,10 @@ int main(void)
     CHECK_INT_EQ(k, 1);
     CHECK_INT_EQ(b[1], max_len);
     free(b);
+    k = segment_plan(x, 3 * max_len, 0, &b); /* 0: never cut */
+    CHECK_INT_EQ(k, 1);
+    CHECK(b[0] == 0 && b[1] == 3 * max_len);
+    free(b);
     k = segment_plan(x, max_len + 1, max_len, &b);
     CHECK_INT_EQ(k, 2);
     CHECK(b[1] >= max_len - SEGMENT_SEARCH_SAMPLES && b[1] < max_len);

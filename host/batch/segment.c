@@ -35,11 +35,11 @@ int64_t segment_cut(const float *x, int64_t max_len)
 
 int segment_plan(const float *x, int64_t n, int64_t max_len, int64_t **bounds)
 {
-    QASR_ASSERT(max_len > SEGMENT_SEARCH_SAMPLES);
-    int cap = (int)(n / (max_len - SEGMENT_SEARCH_SAMPLES)) + 2, k = 0;
+    QASR_ASSERT(max_len == 0 || max_len > SEGMENT_SEARCH_SAMPLES);
+    int cap = max_len ? (int)(n / (max_len - SEGMENT_SEARCH_SAMPLES)) + 2 : 1, k = 0;
     int64_t *b = xmalloc((size_t)(cap + 1) * sizeof *b);
     b[0] = 0;
-    for (int64_t start = 0; n - start > max_len;) {
+    for (int64_t start = 0; max_len && n - start > max_len;) {
         start += segment_cut(x + start, max_len);
         b[++k] = start;
     }

@@ -19,7 +19,7 @@ int64_t segment_cut(const float *x, int64_t max_len);
 
 /* Boundaries of the segments of x[0..n): bounds[0] = 0 < bounds[1] < ... < bounds[k] = n, with
  * bounds[i+1] - bounds[i] <= max_len. Returns k (>= 1) and *bounds (malloc'd, k + 1 entries).
- * max_len must exceed SEGMENT_SEARCH_SAMPLES. */
+ * max_len must exceed SEGMENT_SEARCH_SAMPLES, or be 0: never cut (one segment). */
 int segment_plan(const float *x, int64_t n, int64_t max_len, int64_t **bounds);
 
 /* Segment `index` (its n samples at x) as the model takes it: a segment after the first that is

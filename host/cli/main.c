@@ -209,13 +209,7 @@ typedef struct {
 
 static void cut_file(file_t *f, int64_t n, int64_t max_len)
 {
-    if (max_len > 0) {
-        f->n_seg = segment_plan(f->x, n, max_len, &f->bounds);
-    } else {
-        f->n_seg = 1;
-        f->bounds = xmalloc(2 * sizeof *f->bounds);
-        f->bounds[0] = 0, f->bounds[1] = n;
-    }
+    f->n_seg = segment_plan(f->x, n, max_len, &f->bounds);
     f->piece = xmalloc(sizeof *f->piece * (size_t)f->n_seg);
     f->piece_len = xmalloc(sizeof *f->piece_len * (size_t)f->n_seg);
     f->pad = xmalloc(sizeof *f->pad * (size_t)f->n_seg);

@@ -111,13 +111,7 @@ static void start_job(qasr_session_t *s, job_t *j, int max_new_tokens, int64_t m
         j->n = -1;
         return;
     }
-    if (max_len > 0) {
-        j->n_seg = segment_plan(x, j->n, max_len, &j->bounds);
-    } else {
-        j->n_seg = 1;
-        j->bounds = xmalloc(2 * sizeof *j->bounds);
-        j->bounds[0] = 0, j->bounds[1] = j->n;
-    }
+    j->n_seg = segment_plan(x, j->n, max_len, &j->bounds);
     j->pieces = xcalloc((size_t)j->n_seg, sizeof *j->pieces);
     j->seg = xcalloc((size_t)j->n_seg, sizeof *j->seg);
     for (int i = 0; i < j->n_seg; i++) {
