@@ -32,8 +32,11 @@ qasr_result_t join_results(qasr_result_t *seg, const int64_t *bounds, int n_seg)
         r.language = join_languages(langs, n_seg);
         r.raw = xcalloc(raw_len, 1);
         r.token_ids = xmalloc(sizeof *r.token_ids * (size_t)MAX(1, r.n_tokens));
+        size_t at = 0;
         for (int i = 0, k = 0; i < n_seg; k += seg[i++].n_tokens) {
-            strcat(r.raw, seg[i].raw);
+            const size_t len = strlen(seg[i].raw);
+            memcpy(r.raw + at, seg[i].raw, len);
+            at += len;
             memcpy(r.token_ids + k, seg[i].token_ids, sizeof *r.token_ids * (size_t)seg[i].n_tokens);
         }
         r.words = cues_file_words(seg, bounds, n_seg, &r.n_words); /* takes the words' strings */
