@@ -165,6 +165,7 @@ def simulate(ops, c):
     end = {}    # stream -> time its last operation ends
     events = {}
     busy = {s: 0.0 for s in STAGES}
+    by_name = {}  # (stage, name) -> [seconds, bytes, flops, count]
     tot = dict(bytes=0.0, flops=0.0, launches=0, library=0, copies=0, syncs=0)
     for op in ops:
         k, s = op["kind"], op["stream"]
@@ -175,6 +176,11 @@ def simulate(ops, c):
             start = max(host, ready)
             end[s] = start + t
             busy[op.get("stage", "other")] += t
+            row = by_name.setdefault((op.get("stage", "other"), op["name"]), [0.0, 0.0, 0.0, 0])
+            row[0] += t
+            row[1] += b
+            row[2] += max(fl, 0)
+            row[3] += 1
             tot["bytes"] += b
             tot["flops"] += max(fl, 0)
             tot[{"K": "launches", "L": "library", "C": "copies"}[k]] += 1
@@ -194,6 +200,7 @@ def simulate(ops, c):
                 host = max(host, events.get(op["event"], 0.0)) + c["sync_latency"]
                 tot["syncs"] += 1
     total = max([host] + list(end.values()))
+    tot["by_name"] = by_name
     return total, busy, tot
 
 
@@ -204,6 +211,8 @@ def main():
     ap.add_argument("--constants", default=__file__.rsplit("/", 1)[0] + "/gpu_constants.tsv")
     ap.add_argument("--audio-seconds", type=float, default=0.0)
     ap.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    ap.add_argument("--top", type=int, default=0, metavar="N",
+                    help="also the N operations (stage, kernel or library call) with the most GPU time")
     ap.add_argument("--minus", metavar="TRACE",
                     help="subtract this trace's prediction (a run of the same model and options on one "
                          "short clip: the load and warm-up, which both traces share)")
@@ -214,7 +223,12 @@ def main():
         t0, b0, n0 = simulate(parse(a.minus), c)
         total -= t0
         busy = {s: busy[s] - b0[s] for s in STAGES}
-        tot = {k: tot[k] - n0[k] for k in tot}
+        names = tot["by_name"]
+        for key, row in n0["by_name"].items():
+            names[key] = [x - y for x, y in zip(names.get(key, [0.0, 0.0, 0.0, 0]), row)]
+        tot = {k: tot[k] - n0[k] for k in tot if k != "by_name"}
+        tot["by_name"] = names
+    by_name = tot.pop("by_name")
     res = dict(gpu=a.gpu, seconds=total, stages=busy, idle=max(0.0, total - sum(busy.values())), **tot)
     if a.audio_seconds:
         res["audio_seconds"] = a.audio_seconds
@@ -230,6 +244,10 @@ def main():
           f"{tot['syncs']} host waits, {tot['bytes'] / 1e9:.3f} GB, {tot['flops'] / 1e12:.3f} TFLOP")
     if a.audio_seconds:
         print(f"  RTFx {res['rtfx']:.0f}")
+    if a.top:
+        print(f"  {'stage':8s} {'operation':34s} {'ms':>10s} {'GB':>9s} {'TFLOP':>8s} {'count':>7s}")
+        for (st, name), (t, b, fl, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:a.top]:
+            print(f"  {st:8s} {name[:34]:34s} {t * 1e3:10.3f} {b / 1e9:9.3f} {fl / 1e12:8.3f} {n:7d}")
 
 
 if __name__ == "__main__":

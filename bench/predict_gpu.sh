@@ -8,6 +8,10 @@
 #
 #   bench/predict_gpu.sh [BUILD_DIR] [WORK_DIR]     (defaults: build-predict, BUILD_DIR/predict)
 #
+# Design exploration (the figures in README come from the plain command): PREDICT_ARGS adds
+# qasr-batch options to every transcription run (e.g. PREDICT_ARGS="--batch 128"), SIZES picks
+# the models (default "0.6b 1.7b"), ALIGNER=0 skips the aligner.
+#
 # Today's defaults of qasr-batch (--batch 32, step budget, encoder budget, KV cache from the
 # device's memory: CUEMU_DEVICE_MEM_MB = an H100's 80 GiB); each utterance decodes
 # 4 + ceil(3.5 tokens/s x duration) tokens (--ignore-eos --tokens-per-second 3.5, the length of a
@@ -24,6 +28,8 @@ build=${1:-build-predict}
 work=${2:-$build/predict}
 py=/usr/bin/python3
 gpus=${GPUS:-h100 h200}
+sizes=${SIZES:-0.6b 1.7b}
+read -r -a extra <<<"${PREDICT_ARGS:-}"
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DQASR_CUDA_EMU_NVCC_CHECK=OFF >/dev/null
 cmake --build "$build" --target qasr-batch-emu -j"$(nproc)" >/dev/null
@@ -38,11 +44,11 @@ trace() { # model_dir manifest out
     rm -f "$3"
     CUEMU_DRYRUN=1 CUEMU_TRACE="$3" CUEMU_DEVICE_MEM_MB=81559 CUEMU_RACECHECK=0 \
         "$bin" "$2" --model "$1" --backend cuda --ignore-eos --tokens-per-second 3.5 --full-batches \
-        -o "$work/out.jsonl" --overwrite -q
+        -o "$work/out.jsonl" --overwrite -q "${extra[@]}"
 }
 
 declare -A result
-for size in 0.6b 1.7b; do
+for size in $sizes; do
     model=$work/model-$size
     [ -f "$model/config.json" ] || $py scripts/make_synthetic_model.py "$model" --size "$size" >/dev/null
     trace "$model" "$work/one/manifest.tsv" "$work/$size-one.tsv"
@@ -62,6 +68,7 @@ for size in 0.6b 1.7b; do
             --minus "$work/$size-one.tsv" --json | $py -c 'import json,sys; print(round(json.load(sys.stdin)["rtfx"]))')
     done
 done
+if [ "${ALIGNER:-1}" = 1 ]; then
 # The forced aligner (Qwen3-ForcedAligner-0.6B) on the mix, aligning each utterance's text
 # (--align-reference: the manifest's text column, 2.7 words per second), next to transcription
 aligner=$work/aligner-0.6b
@@ -81,7 +88,8 @@ $py bench/gpu_model.py "$work/aligner-mix.tsv" --gpu h100 --audio-seconds "$mix_
     sed 's/^/   /'
 align_rtfx=$($py bench/gpu_model.py "$work/aligner-mix.tsv" --gpu h100 --audio-seconds "$mix_seconds" \
     --minus "$work/aligner-one.tsv" --json | $py -c 'import json,sys; print(round(json.load(sys.stdin)["rtfx"]))')
-echo "aligner time / 0.6b transcription time on h100: $($py -c "print(f'{${result[0.6b-h100]} / $align_rtfx:.0%}')")"
+[ -n "${result[0.6b-h100]:-}" ] &&
+    echo "aligner time / 0.6b transcription time on h100: $($py -c "print(f'{${result[0.6b-h100]} / $align_rtfx:.0%}')")"
+fi
 
-echo "predicted 0.6b h100 librispeech-mix: ${result[0.6b-h100]} s audio/s"
-echo "predicted 1.7b h100 librispeech-mix: ${result[1.7b-h100]} s audio/s"
+for size in $sizes; do echo "predicted $size h100 librispeech-mix: ${result[$size-h100]} s audio/s"; done

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cpus.h"
 #include "run.h"
 #include "shard.h"
 #include "subtitles.h"
@@ -43,7 +44,7 @@ void batch_opts_default(batch_opts_t *o)
      * repetition loops and quality loss are reported. Five minutes keeps cuts rare (they land in
      * the quietest 100 ms of the preceding 5 s) while a sequence needs at most ~7.5k positions. */
     o->max_segment_seconds = 300;
-    o->readers = 2;
+    o->readers = 0; /* default_readers() */
     o->timestamps = 1;
     o->progress_interval = 30;
     o->fsync_seconds = 10;
@@ -120,6 +121,16 @@ static int load_aligners(const batch_opts_t *o, qasr_t ***aligners, int n)
         }
     }
     return 0;
+}
+
+/* Audio decoding threads when --readers is not given. On the CPU 2: the model needs the cores.
+ * A GPU transcribes thousands of seconds of audio per second while one reader thread decodes
+ * 400-3,400 (bench/bench_readers.sh: Vorbis to 16 kHz WAV): every usable CPU but the devices'
+ * own threads decodes audio, up to 16 per device. */
+static int default_readers(qasr_t *model, int n_devices)
+{
+    if (!qasr_on_device(model)) return 2;
+    return MAX(2, MIN(cpus_usable().usable - n_devices, 16 * n_devices));
 }
 
 /* The model instances: one per --gpus device (NCCL-copied weights), else one. */
@@ -246,9 +257,11 @@ int batch_run(const batch_opts_t *o_in)
             code = BATCH_MODEL;
         }
         run.n_workers = n_models;
+        if (code != BATCH_MODEL && !eff.readers) eff.readers = default_readers(models[0], n_models);
         if (code != BATCH_MODEL && !o->quiet)
-            fprintf(stderr, "qasr-batch: %s loaded in %.2f s (%s)\n", o->align_reference ? "aligner" : "model",
-                    qasr_load_seconds(models[0]), qasr_backend_describe(models[0]));
+            fprintf(stderr, "qasr-batch: %s loaded in %.2f s (%s); %d sequences per batch, %d audio readers\n",
+                    o->align_reference ? "aligner" : "model", qasr_load_seconds(models[0]),
+                    qasr_backend_describe(models[0]), qasr_max_batch(models[0]), o->readers);
         if (code != BATCH_MODEL && o->qopt.verbose && qasr_backend_plan(models[0]))
             fprintf(stderr, "qasr-batch: %s\n", qasr_backend_plan(models[0]));
         if (code != BATCH_MODEL && aligners && !o->quiet)

@@ -40,7 +40,7 @@ typedef struct {
     int full_batches;            /* a step waits for a batch of decoded pieces (benchmarks) */
     double max_segment_seconds;
     int retry_errors, overwrite, quiet, no_bucketing;
-    int readers;                 /* audio decoding threads */
+    int readers;                 /* audio decoding threads; 0: chosen after the load (batch.c) */
     double progress_interval;    /* seconds between progress lines when stderr is not a tty */
     double fsync_seconds;        /* see results.h */
     const char *shard;           /* --shard K/N or none; NULL: from the Slurm environment (shard.h) */

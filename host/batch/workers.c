@@ -240,7 +240,7 @@ static int work(worker_t *w)
 {
     run_t *run = w->run;
     const batch_opts_t *o = run->o;
-    const int batch = o->qopt.max_batch > 0 ? o->qopt.max_batch : 32;
+    const int batch = qasr_max_batch(w->q);
     for (;;) {
         const int stop = batch_interrupted() || __atomic_load_n(&run->stopping, __ATOMIC_RELAXED);
         if (stop) stop_intake(w);
@@ -313,7 +313,7 @@ static void *worker_main(void *arg)
 long run_workers(run_t *run, qasr_t **models, qasr_t **aligners, const int *devices, size_t n, const char **paths)
 {
     const batch_opts_t *o = run->o;
-    const int batch = o->qopt.max_batch > 0 ? o->qopt.max_batch : 32;
+    const int batch = qasr_max_batch(models[0]);
     /* every worker keeps up to a batch of pieces waiting, plus a batch of decoded ones ahead */
     const int64_t max_piece = (int64_t)(o->max_segment_seconds * QASR_SAMPLE_RATE);
     run->reader = reader_start(paths, (int)n, o->readers, (run->n_workers + 1) * batch + 8,

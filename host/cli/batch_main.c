@@ -65,7 +65,8 @@ static void usage(FILE *f)
           "      --gpus LIST            several CUDA devices, e.g. 0,1,2,3 or all: one worker per\n"
           "                             device pulls files from one queue; the weights are read\n"
           "                             once and copied to the others over NCCL\n"
-          "      --batch N              sequences decoded together (default 32)\n"
+          "      --batch N              sequences decoded together (default: CPU 32; GPU as many as\n"
+          "                             the KV cache holds at 30 s of audio each, 32..512)\n"
           "      --kv-gb X              KV cache size in GB (default: CPU a quarter of free RAM,\n"
           "                             1..16; GPU 80% of the free device memory)\n"
           "      --step-tokens N        rows per decoder step (default 2048)\n"
@@ -78,7 +79,8 @@ static void usage(FILE *f)
           "\n"
           "scheduling:\n"
           "      --max-segment-seconds S  split longer files at quiet points (default 300)\n"
-          "      --readers N            audio decoding threads (default 2)\n"
+          "      --readers N            audio decoding threads (default: CPU 2; GPU every usable\n"
+          "                             CPU but one per device, 2..16 per device)\n"
           "      --no-bucketing         keep manifest order instead of longest files first\n"
           "      --static-batching      start a new batch only when the last one is done\n"
           "                             (continuous batching is the default)\n"
@@ -220,7 +222,7 @@ int main(int argc, char **argv)
         case OPT_KV: o.qopt.kv_gb = atof(optarg); break;
         case OPT_STEP: o.qopt.step_tokens = atoi(optarg); break;
         case OPT_MAXSEG: o.max_segment_seconds = atof(optarg); break;
-        case OPT_READERS: o.readers = atoi(optarg); break;
+        case OPT_READERS: o.readers = atoi(optarg) >= 1 ? atoi(optarg) : -1; break;
         case OPT_NOBUCKET: o.no_bucketing = 1; break;
         case OPT_STATIC: o.qopt.static_batching = 1; break;
         case OPT_ENCSEC: o.qopt.encoder_seconds = atof(optarg); break;
@@ -264,7 +266,7 @@ int main(int argc, char **argv)
         problem = "--ignore-eos needs --max-new-tokens N or --tokens-per-second R";
     else if (o.tokens_per_second != 0 && !(o.ignore_eos && o.tokens_per_second > 0 && o.tokens_per_second <= 1000))
         problem = "--tokens-per-second takes a rate in (0, 1000] and needs --ignore-eos";
-    else if (o.readers < 1)
+    else if (o.readers < 0)
         problem = "--readers must be at least 1";
     else if (o.shard && shard_parse(o.shard, &(shard_t){ 0, 0 }) != 0)
         problem = qasr_last_error();

@@ -35,6 +35,13 @@ void engine_opts_default(engine_opts_t *o);
 /* KV cache size for a backend: in host memory (the CPU), a quarter of free RAM (1..16 GB); on a
  * device, 80% of its free memory (after the weights are loaded). */
 double engine_default_kv_gb(const backend_ref_t *bk);
+/* Sequences decoded together by default. In host memory 32: the CPU's cores are busy with that
+ * many. On a device, as many as a KV cache of kv_gb holds at ENGINE_PLAN_SECONDS of audio each
+ * (prompt and token limit), between 32 and ENGINE_DEVICE_MAX_SEQS: a decode step streams all the
+ * weights whatever its rows, so the batch is what amortises them (bench/ROOFLINE.md). */
+#define ENGINE_PLAN_SECONDS 30.0
+#define ENGINE_DEVICE_MAX_SEQS 512
+int engine_default_max_seqs(const model_t *m, double kv_gb);
 
 typedef struct {
     float *samples;       /* 16 kHz mono, conditioned; ownership passes to the engine */

@@ -66,7 +66,10 @@ static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, 
     if (backend_create(&q->bk, opt->backend, &bp) != 0) goto fail;
     if (model_load(&q->model, dir, q->bk, upload) != 0) goto fail;
     engine_opts_default(&q->eopt);
-    if (opt->max_batch > 0) q->eopt.max_seqs = opt->max_batch;
+    /* the batch is sized from the cache the device will hold (before the warm-up, which sizes
+     * the buffers sequences hold by it and takes a little of the memory the estimate counts) */
+    q->eopt.max_seqs = opt->max_batch > 0 ? opt->max_batch
+                     : engine_default_max_seqs(&q->model, opt->kv_gb > 0 ? opt->kv_gb : engine_default_kv_gb(&q->bk));
     if (opt->step_tokens > 0) q->eopt.max_step_tokens = opt->step_tokens;
     if (opt->encoder_seconds > 0) q->eopt.enc_max_seconds = opt->encoder_seconds;
     q->eopt.profile = opt->profile;
@@ -388,6 +391,10 @@ const char *qasr_backend_plan(const qasr_t *q)
 {
     return q->bk.ops->plan ? q->bk.ops->plan(q->bk.be) : NULL;
 }
+
+int qasr_max_batch(const qasr_t *q) { return q->eopt.max_seqs; }
+
+int qasr_on_device(const qasr_t *q) { return !(q->bk.ops->flags & BACKEND_HOST_MEMORY); }
 
 const char *qasr_backend_describe(const qasr_t *q)
 {

@@ -18,7 +18,8 @@ typedef struct {
     int threads;         /* CPU threads; 0 = all cores */
     const char *precision; /* CPU matrix products: "fp32", "bf16", or NULL/"auto": bf16 where the
                           * CPU has native bf16 (AVX512-BF16, AMX), else fp32 */
-    int max_batch;       /* sequences decoded together; 0 = default (32) */
+    int max_batch;       /* sequences decoded together; 0 = default: 32 on the CPU; on a GPU as
+                          * many as the KV cache holds at 30 s of audio each, 32..512 */
     double kv_gb;        /* KV cache size in GB; 0 = default (CPU: a quarter of free RAM, 1..16 GB;
                           * GPU: 80% of the device memory left after the weights) */
     int step_tokens;     /* rows per decoder step (long prompts are prefilled in chunks); 0 = 2048 */
@@ -138,6 +139,11 @@ int qasr_precision_known(const char *s);
 int qasr_n_languages(const qasr_t *q);
 const char *qasr_language(const qasr_t *q, int i);
 double qasr_load_seconds(const qasr_t *q);
+
+/* Sequences decoded together (options.max_batch, or the default chosen at load). */
+int qasr_max_batch(const qasr_t *q);
+/* 1 when the model computes on a device (a GPU), 0 on the CPU. */
+int qasr_on_device(const qasr_t *q);
 
 const char *qasr_last_error(void);
 /* The backend and its arithmetic, for logs ("cpu, 2 threads, bf16 matrix products (AMX)"). */

@@ -20,7 +20,7 @@ def batch(manifest: PathLike, model: Union[PathLike, Model, None], output: PathL
           max_segment_seconds: float = 300.0, retry_errors: bool = False, overwrite: bool = False,
           quiet: bool = False, format: Optional[str] = None, output_dir: Optional[PathLike] = None,
           manifest_format: str = "auto", precision: Optional[str] = None, threads: int = 0,
-          max_batch: int = 0, kv_gb: float = 0.0, readers: int = 2, fsync_seconds: float = 10.0,
+          max_batch: int = 0, kv_gb: float = 0.0, readers: int = 0, fsync_seconds: float = 10.0,
           shard: Optional[str] = None) -> int:
     """Run qasr-batch's pipeline: the same resumable JSONL, the same options and exit codes.
 
