@@ -153,5 +153,14 @@ int main(void)
 
     for (int i = 0; i <= N; i++) free(paths[i]);
     test_pieces(dir);
+
+    /* default thread counts: 2 beside the CPU model; beside GPUs the CPUs the workers leave */
+    CHECK(reader_default_threads(0, 64, 1) == 2);
+    CHECK(reader_default_threads(1, 2, 1) == 2);
+    CHECK(reader_default_threads(1, 16, 1) == 15);
+    CHECK(reader_default_threads(1, 64, 1) == 16);
+    CHECK(reader_default_threads(1, 64, 2) == 32);
+    CHECK(reader_default_threads(1, 128, 8) == 120);
+    CHECK(reader_default_threads(1, 4, 8) == 2);
     return test_result("test_reader");
 }

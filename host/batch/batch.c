@@ -123,16 +123,6 @@ static int load_aligners(const batch_opts_t *o, qasr_t ***aligners, int n)
     return 0;
 }
 
-/* Audio decoding threads when --readers is not given. On the CPU 2: the model needs the cores.
- * A GPU transcribes thousands of seconds of audio per second while one reader thread decodes
- * 400-3,400 (bench/bench_readers.sh: Vorbis to 16 kHz WAV): every usable CPU but the devices'
- * own threads decodes audio, up to 16 per device. */
-static int default_readers(qasr_t *model, int n_devices)
-{
-    if (!qasr_on_device(model)) return 2;
-    return MAX(2, MIN(cpus_usable().usable - n_devices, 16 * n_devices));
-}
-
 /* The model instances: one per --gpus device (NCCL-copied weights), else one. */
 static int load_models(const batch_opts_t *o, qasr_t ***models, int *n)
 {
@@ -257,7 +247,8 @@ int batch_run(const batch_opts_t *o_in)
             code = BATCH_MODEL;
         }
         run.n_workers = n_models;
-        if (code != BATCH_MODEL && !eff.readers) eff.readers = default_readers(models[0], n_models);
+        if (code != BATCH_MODEL && !eff.readers)
+            eff.readers = reader_default_threads(qasr_on_device(models[0]), cpus_usable().usable, n_models);
         if (code != BATCH_MODEL && !o->quiet)
             fprintf(stderr, "qasr-batch: %s loaded in %.2f s (%s); %d sequences per batch, %d audio readers\n",
                     o->align_reference ? "aligner" : "model", qasr_load_seconds(models[0]),

@@ -243,3 +243,9 @@ void reader_probe_durations(const char *const *paths, int n, int n_threads, doub
     for (int i = 0; i < n_threads; i++) pthread_join(t[i], NULL);
     free(t);
 }
+
+int reader_default_threads(int on_device, int usable_cpus, int n_devices)
+{
+    if (!on_device) return 2;
+    return MAX(2, MIN(usable_cpus - n_devices, 16 * n_devices));
+}

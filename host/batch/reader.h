@@ -27,6 +27,12 @@ typedef struct {
 
 typedef struct reader reader_t;
 
+/* Decoding threads when the user names none. Beside a CPU model 2: the model needs the cores.
+ * Beside GPUs, which transcribe thousands of seconds of audio per second while one thread decodes
+ * 400-3,400 (bench/bench_readers.sh: Vorbis to 16 kHz WAV), every usable CPU but one per device
+ * (its worker), at least 2 and at most 16 per device. */
+int reader_default_threads(int on_device, int usable_cpus, int n_devices);
+
 /* Decode paths[0..n_jobs-1] in that order with n_threads threads. The strings must outlive
  * the reader. max_piece must exceed SEGMENT_SEARCH_SAMPLES. */
 reader_t *reader_start(const char *const *paths, int n_jobs, int n_threads, int max_items,

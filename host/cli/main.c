@@ -355,7 +355,8 @@ int main(int argc, char **argv)
     if (opt.verbose) fprintf(stderr, "qasr: audio decoders: %s\n", audio_decoders_describe());
     if (model && !(q = qasr_load(model, &opt))) qasr_die(EXIT_MODEL, "%s", qasr_last_error());
     if (q && opt.verbose) {
-        fprintf(stderr, "qasr: model loaded in %.2f s (%s)\n", qasr_load_seconds(q), qasr_backend_describe(q));
+        fprintf(stderr, "qasr: model loaded in %.2f s (%s); %d sequences per batch\n", qasr_load_seconds(q),
+                qasr_backend_describe(q), qasr_max_batch(q));
         if (qasr_backend_plan(q)) fprintf(stderr, "qasr: %s\n", qasr_backend_plan(q));
     }
     qasr_options_t aopt = opt;

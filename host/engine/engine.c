@@ -88,23 +88,12 @@ double engine_default_kv_gb(const backend_ref_t *bk)
 
 int engine_auto_max_new(double seconds) { return 32 + (int)ceil(12.0 * seconds); }
 
-/* Bytes of KV cache per token: keys and values of every layer. */
-static double kv_token_bytes(const model_t *m)
+double engine_kv_token_bytes(const model_t *m)
 {
     const model_config_t *c = &m->cfg;
     const backend_ops_t *o = m->bk.ops;
     const size_t elem = o->kv_elem_bytes ? o->kv_elem_bytes(m->bk.be) : o->act_size;
     return (double)c->dec_layers * 2 * c->dec_kv_heads * c->dec_head_dim * elem;
-}
-
-int engine_default_max_seqs(const model_t *m, double kv_gb)
-{
-    if (m->bk.ops->flags & BACKEND_HOST_MEMORY) return 32;
-    const int64_t n = (int64_t)(ENGINE_PLAN_SECONDS * QASR_SAMPLE_RATE);
-    /* the prompt's text around the audio is a few dozen tokens: 64 is a bound */
-    const double tokens = model_audio_tokens(m, n) + 64 + engine_auto_max_new(ENGINE_PLAN_SECONDS);
-    const double seqs = kv_gb * 1e9 / (kv_token_bytes(m) * tokens);
-    return (int)fmax(32, fmin(ENGINE_DEVICE_MAX_SEQS, seqs));
 }
 
 static double clock_now(const engine_t *e) { return now_seconds() - e->t0; }
@@ -125,7 +114,7 @@ engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_
     e->opt = *opts;
     e->t0 = now_seconds();
     const backend_ops_t *o = m->bk.ops;
-    const double token_bytes = kv_token_bytes(m);
+    const double token_bytes = engine_kv_token_bytes(m);
     const int n_pages = (int)fmin(INT_MAX / 2, e->opt.kv_gb * 1e9 / (token_bytes * e->opt.page_size));
     if (n_pages < 1) {
         qasr_fail("--kv-gb %.3f is too small for one KV page (%.1f MB)", e->opt.kv_gb,

@@ -35,13 +35,8 @@ void engine_opts_default(engine_opts_t *o);
 /* KV cache size for a backend: in host memory (the CPU), a quarter of free RAM (1..16 GB); on a
  * device, 80% of its free memory (after the weights are loaded). */
 double engine_default_kv_gb(const backend_ref_t *bk);
-/* Sequences decoded together by default. In host memory 32: the CPU's cores are busy with that
- * many. On a device, as many as a KV cache of kv_gb holds at ENGINE_PLAN_SECONDS of audio each
- * (prompt and token limit), between 32 and ENGINE_DEVICE_MAX_SEQS: a decode step streams all the
- * weights whatever its rows, so the batch is what amortises them (bench/ROOFLINE.md). */
-#define ENGINE_PLAN_SECONDS 30.0
-#define ENGINE_DEVICE_MAX_SEQS 512
-int engine_default_max_seqs(const model_t *m, double kv_gb);
+/* Bytes of KV cache per token: keys and values of every layer. */
+double engine_kv_token_bytes(const model_t *m);
 
 typedef struct {
     float *samples;       /* 16 kHz mono, conditioned; ownership passes to the engine */
@@ -88,8 +83,18 @@ typedef struct {
 /* On a device: run the largest passes these options allow once, on synthetic input, so that the
  * memory a run needs beside the KV cache (scratch at its peak, library workspaces) is taken now,
  * before the cache is sized from what is left (engine_default_kv_gb); a run then allocates no
- * device memory (warmup.c). 0, or -1 + qasr_fail() with the sizes. */
-int engine_warm_up(const model_t *m, const engine_opts_t *o);
+ * device memory (warmup.c). o->max_seqs <= 0: chosen here (engine_default_max_seqs of what the
+ * encoder pass leaves). 0, or -1 + qasr_fail() with the sizes. */
+int engine_warm_up(const model_t *m, engine_opts_t *o);
+/* Sequences decoded together by default (warmup.c). In host memory 32: the CPU's cores are busy
+ * with that many. On a device, as many as mem_gb (the memory the cache may take) holds at
+ * ENGINE_PLAN_SECONDS of audio each (KV for its prompt and token limit, and with_held: the
+ * encoder buffers and LM-head row the warm-up keeps for it out of the same memory), between 32 and
+ * ENGINE_DEVICE_MAX_SEQS: a decode step streams all the weights whatever its rows, so the batch
+ * is what amortises them (bench/ROOFLINE.md). */
+#define ENGINE_PLAN_SECONDS 30.0
+#define ENGINE_DEVICE_MAX_SEQS 512
+int engine_default_max_seqs(const model_t *m, const engine_opts_t *o, double mem_gb, int with_held);
 
 /* NULL + qasr_fail() if the KV cache cannot be allocated. */
 engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_ids_t *sp,

@@ -66,18 +66,18 @@ static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, 
     if (backend_create(&q->bk, opt->backend, &bp) != 0) goto fail;
     if (model_load(&q->model, dir, q->bk, upload) != 0) goto fail;
     engine_opts_default(&q->eopt);
-    /* the batch is sized from the cache the device will hold (before the warm-up, which sizes
-     * the buffers sequences hold by it and takes a little of the memory the estimate counts) */
-    q->eopt.max_seqs = opt->max_batch > 0 ? opt->max_batch
-                     : engine_default_max_seqs(&q->model, opt->kv_gb > 0 ? opt->kv_gb : engine_default_kv_gb(&q->bk));
     if (opt->step_tokens > 0) q->eopt.max_step_tokens = opt->step_tokens;
     if (opt->encoder_seconds > 0) q->eopt.enc_max_seconds = opt->encoder_seconds;
+    /* the batch: given; or from the cache size given; or chosen by the warm-up */
+    const int warm = opt->kv_gb <= 0 && !(q->bk.ops->flags & BACKEND_HOST_MEMORY);
+    q->eopt.max_seqs = opt->max_batch > 0 ? opt->max_batch
+                     : warm            ? 0
+                                       : engine_default_max_seqs(&q->model, &q->eopt, opt->kv_gb, 0);
     q->eopt.profile = opt->profile;
     q->eopt.static_batching = opt->static_batching;
     q->eopt.dump_dir = opt->dump_dir;
     /* a device's cache takes what the run's passes leave (warmed up first); RAM is shared */
-    if (opt->kv_gb <= 0 && !(q->bk.ops->flags & BACKEND_HOST_MEMORY) && engine_warm_up(&q->model, &q->eopt) != 0)
-        goto fail;
+    if (warm && engine_warm_up(&q->model, &q->eopt) != 0) goto fail;
     q->eopt.kv_gb = opt->kv_gb > 0 ? opt->kv_gb : engine_default_kv_gb(&q->bk);
     q->load_seconds = now_seconds() - t0;
     return q;

@@ -6,9 +6,11 @@
  * where a failed allocation costs the files of that pass. So the largest passes a run with these
  * options makes are run once first, on synthetic input: a full encoder pass (as many seconds of
  * audio as fill one, within the per-step budget) and a decoder step of the full row budget with
- * an LM-head row per sequence (an aligner: per row). Their memory stays with the backend for the run; the KV cache is
- * then sized from what is left. A longer single input can still need a little more (its log-mel
+ * an LM-head row per sequence (an aligner: per row). Their memory stays with the backend for the
+ * run; the KV cache is then sized from what is left. The batch, when not given, is chosen between
+ * the two passes (engine_default_max_seqs). A longer single input can still need a little more (its log-mel
  * grows with its length): that allocation failing is an error for that input, not an abort. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "audio.h"
@@ -23,17 +25,27 @@ static double pass_seconds(const model_t *m, const engine_opts_t *o)
     return chunks * config_conv_chunk(c) * QASR_HOP / QASR_SAMPLE_RATE;
 }
 
-/* A full encoder pass, then the buffers that sequences hold between admission and prefill (their
- * log-mel while encoding, their audio embeddings until prefilled): one of each per sequence, as
- * large as one pass's, left in the backend's buffer cache. */
+/* Samples of one full encoder pass. */
+static int64_t pass_samples(const model_t *m, const engine_opts_t *o)
+{
+    const double seconds = MIN(o->enc_max_seconds, pass_seconds(m, o));
+    return MAX((int64_t)(seconds * QASR_SAMPLE_RATE), MEL_MIN_SAMPLES);
+}
+
+/* Elements of the larger of a pass's log-mel and audio embeddings: a buffer a sequence holds. */
+static size_t held_elems(const model_t *m, int64_t n)
+{
+    const size_t mel = (size_t)mel_frames(n) * m->cfg.n_mels, emb = (size_t)model_audio_tokens(m, n) * m->cfg.enc_out;
+    return MAX(mel, emb);
+}
+
+/* A full encoder pass. */
 static int warm_encoder(const model_t *m, const engine_opts_t *o)
 {
     const backend_ops_t *ops = m->bk.ops;
-    const double seconds = MIN(o->enc_max_seconds, pass_seconds(m, o));
-    const int64_t n = MAX((int64_t)(seconds * QASR_SAMPLE_RATE), MEL_MIN_SAMPLES);
-    const size_t mel = (size_t)mel_frames(n) * m->cfg.n_mels, emb = (size_t)model_audio_tokens(m, n) * m->cfg.enc_out;
+    const int64_t n = pass_samples(m, o);
     float *silence = xcalloc((size_t)n, sizeof *silence);
-    void *out = ops->buf_alloc(m->bk.be, emb);
+    void *out = ops->buf_alloc(m->bk.be, (size_t)model_audio_tokens(m, n) * m->cfg.enc_out);
     int rc = -1;
     if (out) {
         const enc_item_t item = { .samples = silence, .n_samples = n, .out = out };
@@ -41,10 +53,21 @@ static int warm_encoder(const model_t *m, const engine_opts_t *o)
         ops->buf_free(m->bk.be, out);
     }
     free(silence);
+    return rc;
+}
+
+/* The buffers that sequences hold between admission and prefill (their log-mel while encoding,
+ * their audio embeddings until prefilled): one of each per sequence, as large as one pass's,
+ * left in the backend's buffer cache. */
+static int warm_held(const model_t *m, const engine_opts_t *o)
+{
+    const backend_ops_t *ops = m->bk.ops;
+    const size_t elems = held_elems(m, pass_samples(m, o));
     const int k = 2 * o->max_seqs;
     void **held = xcalloc(k, sizeof *held);
+    int rc = 0;
     for (int i = 0; i < k && rc == 0; i++)
-        if (!(held[i] = ops->buf_alloc(m->bk.be, MAX(mel, emb)))) rc = -1;
+        if (!(held[i] = ops->buf_alloc(m->bk.be, elems))) rc = -1;
     for (int i = 0; i < k; i++)
         if (held[i]) ops->buf_free(m->bk.be, held[i]);
     free(held);
@@ -79,10 +102,27 @@ static int warm_decoder(const model_t *m, const engine_opts_t *o)
     return rc;
 }
 
-int engine_warm_up(const model_t *m, const engine_opts_t *o)
+int engine_default_max_seqs(const model_t *m, const engine_opts_t *o, double mem_gb, int with_held)
 {
-    if (warm_encoder(m, o) != 0 || warm_decoder(m, o) != 0)
-        return qasr_fail_prefix("device memory for a run's passes (lower --batch or --step-tokens)");
+    if (m->bk.ops->flags & BACKEND_HOST_MEMORY) return 32;
+    const int64_t n = (int64_t)(ENGINE_PLAN_SECONDS * QASR_SAMPLE_RATE);
+    /* the prompt's text around the audio is a few dozen tokens: 64 bounds it */
+    const double tokens = model_audio_tokens(m, n) + 64 + engine_auto_max_new(ENGINE_PLAN_SECONDS);
+    const size_t act = m->bk.ops->act_size;
+    /* warm_held's two buffers and warm_decoder's LM-head row (its logits) per sequence */
+    const double held = with_held ? (2.0 * held_elems(m, pass_samples(m, o)) + m->cfg.head_rows) * act : 0;
+    const double seqs = mem_gb * 1e9 / (engine_kv_token_bytes(m) * tokens + held);
+    return (int)fmax(32, fmin(ENGINE_DEVICE_MAX_SEQS, seqs));
+}
+
+int engine_warm_up(const model_t *m, engine_opts_t *o)
+{
+    /* the batch, when not given, from what the encoder pass leaves; the decoder step and the
+     * held buffers grow with it, so they come after */
+    int rc = warm_encoder(m, o);
+    if (rc == 0 && o->max_seqs <= 0) o->max_seqs = engine_default_max_seqs(m, o, engine_default_kv_gb(&m->bk), 1);
+    if (rc == 0) rc = warm_decoder(m, o) == 0 && warm_held(m, o) == 0 ? 0 : -1;
+    if (rc != 0) return qasr_fail_prefix("device memory for a run's passes (lower --batch or --step-tokens)");
     m->bk.ops->sync(m->bk.be);
     return backend_check(&m->bk);
 }
