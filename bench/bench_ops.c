@@ -185,6 +185,19 @@ int main(int argc, char **argv)
     for (int i = 0; i < 30 * 16000; i++) audio[i] = 0.1f * sinf(0.01f * i);
     void *mel = bk.ops->buf_alloc(bk.be, (size_t)3000 * 128);
     TIME("log-mel       [30 s]", 3000.0 * 400 * 9 * 2, 30 * 16000 * 4.0, bk.ops->log_mel(bk.be, mel, audio, 30 * 16000, 128));
+    /* an encoder call's front end: 32 utterances of 7.5 s (LibriSpeech's mean) in one op */
+    enum { NB = 32, NS = 120000 };
+    void *mels[NB];
+    const float *clips[NB];
+    int64_t lens[NB];
+    for (int i = 0; i < NB; i++) {
+        mels[i] = bk.ops->buf_alloc(bk.be, (size_t)(NS / 160) * 128);
+        clips[i] = audio + (size_t)i * 10000; /* inside the 30 s */
+        lens[i] = NS;
+    }
+    TIME("log-mel batch [32 x 7.5 s]", NB * 750.0 * 400 * 9 * 2, NB * NS * 4.0,
+         bk.ops->log_mel_batch(bk.be, mels, clips, lens, NB, 128));
+    for (int i = 0; i < NB; i++) bk.ops->buf_free(bk.be, mels[i]);
 
     bk.ops->kv_free(bk.be, kv);
     bk.ops->destroy(bk.be);

@@ -9,7 +9,9 @@ Per operation (bench/ROOFLINE.md explains every term):
            tc_fraction_large (tc_fraction_small when a side has < 128 rows); tf32 at half the
            bf16 rate, plain fp32 on CUDA cores (fp32_peak * fp32_fraction)
   FFT      as a kernel (fp32 CUDA-core rate)
-  h2d/d2h  copy_latency + bytes / pcie_bw;   d2d, memset: as a kernel of those bytes
+  h2d/d2h  copy_latency + bytes / pcie_bw (pageable host memory, staged by the driver), or
+           bytes / pcie_bw_pinned when the trace marks the host side pinned (cudaMallocHost);
+           d2d, memset: as a kernel of those bytes
 The host issues operations one after another (launch_host per launch, library_host per library
 call, launch_host per copy); each stream runs its operations in order, an operation starting when
 the host has issued it and the stream's previous one has ended (stream 0, the legacy stream, also
@@ -66,7 +68,9 @@ def parse(path):
                 ops.append(dict(kind="L", stream=int(p[2]), name=p[3], flops=float(p[4]), rd=float(p[5]),
                                 wr=float(p[6]), shape={a: int(b) for a, b in shape.items()}))
             elif k == "C":
-                ops.append(dict(kind="C", stream=int(p[2]), name=p[3], bytes=float(p[4]), blocking=p[5] == "1"))
+                # traces before the pinned field (7th) count as pageable
+                ops.append(dict(kind="C", stream=int(p[2]), name=p[3], bytes=float(p[4]), blocking=p[5] == "1",
+                                pinned=len(p) > 6 and p[6] == "1"))
             elif k == "S":
                 ops.append(dict(kind="S", stream=int(p[2]), name=p[3]))
             elif k == "E":
@@ -102,7 +106,8 @@ def op_time(op, c):
         return max(b / bw, fl / rate) + c["kernel_overhead"], b, fl
     if op["kind"] == "C":
         if op["name"] in ("h2d", "d2h", "h2h"):
-            return c["copy_latency"] + op["bytes"] / c["pcie_bw"], op["bytes"], 0
+            bw = c["pcie_bw_pinned"] if op["pinned"] else c["pcie_bw"]
+            return c["copy_latency"] + op["bytes"] / bw, op["bytes"], 0
         b = op["bytes"] * (2 if op["name"] == "d2d" else 1)
         return b / bw + c["kernel_overhead"], b, 0
     return 0.0, 0, 0

@@ -9,8 +9,11 @@
  *  - small int arrays (positions, slots, block tables, windows) go to their own device arena
  *    through a pinned host mirror, so kernels read them on the device and launchers can plan
  *    with the host copy without reading device memory;
- *  - persistent buffers (audio embeddings) come from a caching allocator (size classes).
- * Nothing here synchronises except download and argmax, which hand results to the host.
+ *  - persistent buffers (audio embeddings) come from a caching allocator (size classes);
+ *  - log_mel_batch stages all utterances' samples in one pinned buffer for one copy.
+ * Nothing here synchronises except download and argmax, which hand results to the host, and
+ * log_mel_batch, which waits for its previous copy out of the staging buffer before refilling it
+ * (long done in practice: the engine syncs after each encoder call).
  *
  * Errors: an allocation that finds no device memory returns NULL with the sizes (qasr_fail);
  * any other failed CUDA, cuBLAS or cuFFT call is the device's fault, kept for good (the `fault`
@@ -56,6 +59,12 @@ struct block_cache {
 
 }  // namespace
 
+/* Frames per FFT call: plans for FFT_BATCH_MIN .. FFT_BATCH_MIN << (FFT_PLANS - 1) (8192, 82 s of
+ * audio) frames; a call's frames go through the largest plan, the rest through the smallest that
+ * holds it, so an FFT pads at most the tail, to under twice its size. */
+#define FFT_BATCH_MIN 256
+#define FFT_PLANS 6
+
 struct backend {
     int device;
     char fault[QASR_ERR_LEN]; /* the device's failure, for good; "" while it works */
@@ -70,8 +79,11 @@ struct backend {
     /* mel front end */
     int n_mels;
     float *d_filters;   /* [201][n_mels] */
-    cufftHandle fft;
-    int fft_batch;      /* frames per cufftExecR2C */
+    cufftHandle fft[FFT_PLANS]; /* plan p: FFT_BATCH_MIN << p frames per cufftExecR2C */
+    unsigned char *h_mel;       /* pinned staging of log_mel_batch: its index arrays and samples */
+    size_t mel_bytes;
+    cudaEvent_t mel_copied;     /* the last copy out of h_mel has run */
+    bool mel_pending;           /* ... was recorded: wait for it before refilling h_mel */
     /* staging for download/argmax results */
     void *h_stage;
     size_t stage_bytes;
@@ -159,7 +171,6 @@ static void *op_scratch(backend_t *be, size_t bytes, const char *op)
 }
 
 static const size_t INTS_CAP = (size_t)16 << 20; /* ints per forward pass (64 MB) */
-static const int FFT_BATCH = 256;                 /* frames per FFT call: one plan serves every length */
 
 /* Pinned host memory for results on their way to the host; NULL when the device failed. */
 static void *stage(backend_t *be, size_t bytes)
@@ -366,35 +377,102 @@ static void cu_matmul(backend_t *be, void *out, const void *x, const weight_t *w
 
 /* ---------------- audio front end ---------------- */
 
-static void cu_log_mel(backend_t *be, void *out, const float *h_samples, int64_t n, int n_mels)
+/* The pinned staging buffer of log_mel_batch, at least bytes large; NULL when the device failed.
+ * Its last copy to the device may still be queued (a pinned source is read when the stream
+ * reaches the copy), so it waits for that copy's event before the caller refills it. */
+static unsigned char *mel_stage(backend_t *be, size_t bytes)
 {
-    QASR_ASSERT(n_mels == be->n_mels && n >= MEL_MIN_SAMPLES);
-    if (dead(be)) return;
-    const int T = (int)mel_frames(n);
-    const size_t mark = cu_scratch_mark(be);
-    float *d_x = (float *)op_scratch(be, n * sizeof(float), "log-mel");
-    float *frames = (float *)op_scratch(be, (size_t)FFT_BATCH * QASR_N_FFT * sizeof(float), "log-mel");
-    float *spec = (float *)op_scratch(be, (size_t)FFT_BATCH * QASR_N_FREQ * 2 * sizeof(float), "log-mel");
-    float *power = (float *)op_scratch(be, (size_t)T * QASR_N_FREQ * sizeof(float), "log-mel");
-    float *mel = (float *)op_scratch(be, (size_t)T * n_mels * sizeof(float), "log-mel");
-    float *d_max = (float *)op_scratch(be, sizeof(float), "log-mel");
-    bool ok = d_x && frames && spec && power && mel && d_max &&
-              CU_OK(be, cudaMemcpyAsync(d_x, h_samples, n * sizeof(float), cudaMemcpyHostToDevice, be->stream));
-    /* frames and FFTs in fixed batches: one cuFFT plan serves every length */
-    for (int t0 = 0; ok && t0 < T; t0 += FFT_BATCH) {
-        const int nt = MIN(FFT_BATCH, T - t0);
-        ok = CU_OK(be, cuda_mel_frames(frames, d_x, n, t0, nt, be->stream)) &&
-             FFT_OK(be, cufftExecR2C(be->fft, frames, (cufftComplex *)spec)) &&
-             CU_OK(be, cuda_mel_power(power + (size_t)t0 * QASR_N_FREQ, spec, nt, be->stream));
+    if (be->mel_pending && !CU_OK(be, cudaEventSynchronize(be->mel_copied))) return nullptr;
+    be->mel_pending = false;
+    if (bytes > be->mel_bytes) {
+        if (be->h_mel && !CU_OK(be, cudaFreeHost(be->h_mel))) return nullptr;
+        be->h_mel = nullptr;
+        be->mel_bytes = 0;
+        if (!CU_OK(be, cudaMallocHost((void **)&be->h_mel, round_up(bytes, 1 << 20)))) return nullptr;
+        be->mel_bytes = round_up(bytes, 1 << 20);
     }
-    /* mel [T][n_mels] = power [T][201] x filters [201][n_mels] (fp32) */
+    return be->h_mel;
+}
+
+/* The smallest FFT plan that holds nt frames (or the largest). */
+static int fft_plan(int nt)
+{
+    int p = 0;
+    while (p + 1 < FFT_PLANS && (FFT_BATCH_MIN << p) < nt) p++;
+    return p;
+}
+
+/* All utterances' samples and the index arrays go to the device in one pinned copy; then frames,
+ * FFT and power per FFT batch over the frames of all utterances, one filterbank GEMM, and the log
+ * and finish per utterance (each clamped to its own maximum). Layout of the staging buffer, the
+ * same on the device: outs [n] (pointers), x_off [n], x_len [n] (int64), f_off [n+1] (int), then
+ * the samples from byte `head`, utterance after utterance. */
+static void cu_log_mel_batch(backend_t *be, void *const *outs, const float *const *h_samples,
+                             const int64_t *n_samples, int n, int n_mels)
+{
+    QASR_ASSERT(n_mels == be->n_mels && n >= 1);
+    if (dead(be)) return;
+    int64_t S = 0, F = 0;
+    int max_T = 0;
+    for (int i = 0; i < n; i++) {
+        QASR_ASSERT(n_samples[i] >= MEL_MIN_SAMPLES);
+        S += n_samples[i];
+        F += mel_frames(n_samples[i]);
+        max_T = MAX(max_T, (int)mel_frames(n_samples[i]));
+    }
+    QASR_ASSERT(F <= INT32_MAX);
+    const size_t head = round_up((size_t)n * (sizeof(void *) + 2 * sizeof(int64_t)) + (n + 1) * sizeof(int), 256);
+    const size_t bytes = head + (size_t)S * sizeof(float);
+    unsigned char *h = mel_stage(be, bytes);
+    if (!h) return;
+    void **h_outs = (void **)h;
+    int64_t *h_x_off = (int64_t *)(h_outs + n), *h_x_len = h_x_off + n;
+    int *h_f_off = (int *)(h_x_len + n);
+    float *h_x = (float *)(h + head);
+    h_f_off[0] = 0;
+    for (int i = 0, f = 0; i < n; i++) {
+        h_outs[i] = outs[i];
+        h_x_off[i] = i ? h_x_off[i - 1] + h_x_len[i - 1] : 0;
+        h_x_len[i] = n_samples[i];
+        memcpy(h_x + h_x_off[i], h_samples[i], n_samples[i] * sizeof(float));
+        h_f_off[i + 1] = f += (int)mel_frames(n_samples[i]);
+    }
+    const int big = fft_plan((int)F), fb = FFT_BATCH_MIN << big;
+    const size_t mark = cu_scratch_mark(be);
+    unsigned char *d = (unsigned char *)op_scratch(be, bytes, "log-mel");
+    float *frames = (float *)op_scratch(be, (size_t)fb * QASR_N_FFT * sizeof(float), "log-mel");
+    float *spec = (float *)op_scratch(be, (size_t)fb * QASR_N_FREQ * 2 * sizeof(float), "log-mel");
+    float *power = (float *)op_scratch(be, (size_t)F * QASR_N_FREQ * sizeof(float), "log-mel");
+    float *mel = (float *)op_scratch(be, (size_t)F * n_mels * sizeof(float), "log-mel");
+    float *partial = (float *)op_scratch(be, (size_t)n * MEL_MAX_SEG_BLOCKS * sizeof(float), "log-mel");
+    const int64_t *d_x_off = (const int64_t *)(d + ((unsigned char *)h_x_off - h));
+    const int64_t *d_x_len = (const int64_t *)(d + ((unsigned char *)h_x_len - h));
+    const int *d_f_off = (const int *)(d + ((unsigned char *)h_f_off - h));
+    bool ok = d && frames && spec && power && mel && partial &&
+              CU_OK(be, cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, be->stream)) &&
+              CU_OK(be, cudaEventRecord(be->mel_copied, be->stream));
+    be->mel_pending = ok;
+    for (int f0 = 0; ok && f0 < F; f0 += fb) {
+        const int nt = (int)MIN((int64_t)fb, F - f0);
+        ok = CU_OK(be, cuda_mel_frames(frames, (const float *)(d + head), d_x_off, d_x_len, d_f_off, n, f0, nt,
+                                       h_f_off, h_x_len, be->stream)) &&
+             FFT_OK(be, cufftExecR2C(be->fft[fft_plan(nt)], frames, (cufftComplex *)spec)) &&
+             CU_OK(be, cuda_mel_power(power + (size_t)f0 * QASR_N_FREQ, spec, nt, be->stream));
+    }
+    /* mel [F][n_mels] = power [F][201] x filters [201][n_mels] (fp32) */
     const float alpha = 1.0f, beta = 0.0f;
-    ok = ok && BLAS_OK(be, cublasGemmEx(be->blas, CUBLAS_OP_N, CUBLAS_OP_N, n_mels, T, QASR_N_FREQ, &alpha,
+    ok = ok && BLAS_OK(be, cublasGemmEx(be->blas, CUBLAS_OP_N, CUBLAS_OP_N, n_mels, (int)F, QASR_N_FREQ, &alpha,
                                         be->d_filters, CUDA_R_32F, n_mels, power, CUDA_R_32F, QASR_N_FREQ, &beta, mel,
                                         CUDA_R_32F, n_mels, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    ok = ok && CU_OK(be, cuda_mel_log(mel, (int64_t)T * n_mels, d_max, be->stream));
-    ok = ok && CU_OK(be, cuda_mel_finish((bf16_t *)out, mel, (int64_t)T * n_mels, d_max, be->stream));
+    ok = ok && CU_OK(be, cuda_mel_log(mel, d_f_off, n, n_mels, (int)F, max_T, partial, be->stream));
+    ok = ok && CU_OK(be, cuda_mel_finish((bf16_t *const *)d, mel, d_f_off, n, n_mels, (int)F, max_T, partial,
+                                         be->stream));
     cu_scratch_release(be, mark);
+}
+
+static void cu_log_mel(backend_t *be, void *out, const float *h_samples, int64_t n, int n_mels)
+{
+    cu_log_mel_batch(be, &out, &h_samples, &n, 1, n_mels);
 }
 
 static void cu_mel_chunks(backend_t *be, void *out, const void *mel, const int *start, const int *len, int N,
@@ -573,7 +651,10 @@ static void cu_destroy(backend_t *be)
         if (be->h_ints) CU_OK(be, cudaFreeHost(be->h_ints));
         if (be->h_stage) CU_OK(be, cudaFreeHost(be->h_stage));
         dev_free(be, be->d_filters);
-        if (be->fft) FFT_OK(be, cufftDestroy(be->fft));
+        if (be->h_mel) CU_OK(be, cudaFreeHost(be->h_mel));
+        if (be->mel_copied) CU_OK(be, cudaEventDestroy(be->mel_copied));
+        for (int p = 0; p < FFT_PLANS; p++)
+            if (be->fft[p]) FFT_OK(be, cufftDestroy(be->fft[p]));
         if (be->blas) BLAS_OK(be, cublasDestroy(be->blas));
         if (be->stream) CU_OK(be, cudaStreamDestroy(be->stream));
     }
@@ -702,6 +783,7 @@ static const backend_ops_t cuda_ops = [] {
     o.mem_available = cu_mem_available;
     o.device_allocs = cu_device_allocs;
     o.log_mel = cu_log_mel;
+    o.log_mel_batch = cu_log_mel_batch;
     o.mel_chunks = cu_mel_chunks;
     o.conv3x3s2_gelu = cu_conv3x3s2_gelu;
     o.conv_flatten = cu_conv_flatten;
@@ -752,11 +834,10 @@ static int cu_create(backend_ref_t *out, const backend_params_t *p)
     be->device = device;
     be->n_mels = p->n_mels;
     be->ints_cap = INTS_CAP;
-    be->fft_batch = FFT_BATCH;
     stack_arena_init(&be->scratch, arena_block, arena_free, be, 256, (size_t)1 << 20);
     mel_t *m = mel_init(p->n_mels);
     int nfft = QASR_N_FFT;
-    const bool ok = m && CU_OK(be, cudaSetDevice(device)) &&
+    bool ok = m && CU_OK(be, cudaSetDevice(device)) &&
                     CU_OK(be, cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking)) &&
                     BLAS_OK(be, cublasCreate(&be->blas)) && BLAS_OK(be, cublasSetStream(be->blas, be->stream)) &&
                     (be->d_ints = (int *)dev_alloc(be, be->ints_cap * sizeof(int), "int parameters")) &&
@@ -765,9 +846,11 @@ static int cu_create(backend_ref_t *out, const backend_params_t *p)
                                                         "the mel filterbank")) &&
                     CU_OK(be, cudaMemcpy(be->d_filters, mel_filters(m), (size_t)QASR_N_FREQ * p->n_mels * sizeof(float),
                                          cudaMemcpyHostToDevice)) &&
-                    FFT_OK(be, cufftPlanMany(&be->fft, 1, &nfft, nullptr, 1, QASR_N_FFT, nullptr, 1, QASR_N_FREQ,
-                                             CUFFT_R2C, be->fft_batch)) &&
-                    FFT_OK(be, cufftSetStream(be->fft, be->stream));
+                    CU_OK(be, cudaEventCreateWithFlags(&be->mel_copied, cudaEventDisableTiming));
+    for (int p = 0; ok && p < FFT_PLANS; p++)
+        ok = FFT_OK(be, cufftPlanMany(&be->fft[p], 1, &nfft, nullptr, 1, QASR_N_FFT, nullptr, 1, QASR_N_FREQ, CUFFT_R2C,
+                                      FFT_BATCH_MIN << p)) &&
+             FFT_OK(be, cufftSetStream(be->fft[p], be->stream));
     mel_free(m);
     if (!ok) {
         if (dead(be)) qasr_fail("%s", be->fault); /* else dev_alloc or mel_init said why */

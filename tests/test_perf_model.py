@@ -12,6 +12,8 @@ usage: test_perf_model.py [--kernels DIR] [--cublas EXE]
    also checked against the hand formula from its launch configuration (grid = rows, shared
    memory = D floats): (rows + 2) D 2 bytes read, rows D 2 written.
 3. With --cublas (test_emu_cublas): every GEMM line has 2mnk flops for its shape.
+4. The trace marks copies from page-locked memory: a cudaMallocHost buffer is pinned, a malloc one
+   is not (--kernels: test_kernels_front's log_mel_batch stages its samples in pinned memory).
 """
 import argparse
 import os
@@ -37,7 +39,7 @@ def close(a, b, what, rel=1e-9):
 
 C = dict(hbm_bw_peak=2e12, hbm_bw_fraction=0.5, tc_bf16_peak=1e15, tc_fraction_large=0.5, tc_fraction_small=0.25,
          fp32_peak=6e13, fp32_fraction=0.5, kernel_overhead=2e-6, launch_host=3e-6, library_host=5e-6,
-         sync_latency=1e-5, copy_latency=4e-6, pcie_bw=2e10)
+         sync_latency=1e-5, copy_latency=4e-6, pcie_bw=2e10, pcie_bw_pinned=5e10)
 
 
 def predict(lines):
@@ -81,9 +83,14 @@ def calculator():
     t, _, _ = predict([K(1, 1, 1e9, 0, 0), ["E", 0, 1, "record", 1], ["E", 0, 2, "wait", 1], K(2, 2, 1e9, 0, 0),
                        ["S", 0, -1, "cudaDeviceSynchronize"]])
     close(t, 3e-6 + 2 * (1e9 / bw + 2e-6) + 1e-5, "event wait")
-    # a blocking d2h copy: latency + bytes over PCIe, then the host's wake-up
+    # a blocking d2h copy: latency + bytes over PCIe, then the host's wake-up (a trace line
+    # without the pinned field, as before it existed: pageable)
     t, _, _ = predict([["C", 0, 1, "d2h", 2e6, 1]])
     close(t, 3e-6 + 4e-6 + 2e6 / 2e10 + 1e-5, "blocking copy")
+    # an h2d copy from pageable memory, then one from pinned memory, in order on one stream
+    t, _, _ = predict([["C", 0, 1, "h2d", 4e6, 0, 0], ["C", 0, 1, "h2d", 4e6, 0, 1],
+                       ["S", 0, 1, "cudaStreamSynchronize"]])
+    close(t, 3e-6 + 4e-6 + 4e6 / 2e10 + 4e-6 + 4e6 / 5e10 + 1e-5, "pageable then pinned copy")
     # measured bytes win over the declaration
     t, _, _ = predict([K(1, 1, 1e9, 0, 0), ["M", 1, 5e8, 0]])
     close(t, 3e-6 + 5e8 / bw + 2e-6, "measured bytes")
@@ -113,7 +120,11 @@ def kernels(d):
             r = subprocess.run([exe], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             check(r.returncode == 0, f"{exe} failed: {r.stderr[-500:]}")
             hand = 0
-            for op in gpu_model.parse(tr):
+            ops = gpu_model.parse(tr)
+            if t == "front":  # the backend's log-mel stages in cudaMallocHost memory, the test in malloc's
+                h2d = [o["pinned"] for o in ops if o["kind"] == "C" and o["name"] == "h2d"]
+                check(True in h2d and False in h2d, f"pinned and pageable h2d copies in test_kernels_front: {set(h2d)}")
+            for op in ops:
                 if op["kind"] != "K" or op["meas"] is None:
                     continue
                 n += 1

@@ -424,8 +424,12 @@ cudaError_t memcpy_2d(const char *api, void *dst, size_t dpitch, const void *src
         return record(cudaErrorStreamCaptureUnsupported);
     }
     static const char *kinds[] = {"h2h", "h2d", "d2h", "d2d"};
+    /* page-locked: every host side of the copy is cudaMallocHost memory (the DMA needs no staging) */
+    const bool pinned = kind != cudaMemcpyDeviceToDevice &&
+                        (kind == cudaMemcpyHostToDevice || !is_pageable(dst)) &&
+                        (kind == cudaMemcpyDeviceToHost || !is_pageable(src));
     trace_copy(cur_dev, trace_stream(s.get(), s->legacy), kind >= 0 && kind < 4 ? kinds[kind] : "copy",
-               (double)width * height, blocking && kind != cudaMemcpyDeviceToDevice);
+               (double)width * height, blocking && kind != cudaMemcpyDeviceToDevice, pinned);
     /* a dry run reads back (zeros) but writes nothing into device memory */
     work_fn fn = dryrun() && kind != cudaMemcpyDeviceToHost && kind != cudaMemcpyHostToHost
                      ? nullptr
@@ -444,7 +448,7 @@ cudaError_t memset_on(const char *api, void *p, int value, size_t n, cudaStream_
     cudaError_t err;
     auto s = resolve(stream, api, &err);
     if (!s) return err;
-    trace_copy(cur_dev, trace_stream(s.get(), s->legacy), "memset", (double)n, false);
+    trace_copy(cur_dev, trace_stream(s.get(), s->legacy), "memset", (double)n, false, false);
     if (dryrun()) return record(submit(s, nullptr, api));
     return record(submit(s, [=] { memset(p, value, n); return cudaSuccess; }, api));
 }

@@ -10,7 +10,9 @@
  *   M id rd wr                        bytes of global memory the launch read and wrote, counted
  *                                     by the instrumentation hooks when it ran (not in a dry run)
  *   L dev stream op flops rd wr shape  cuBLAS / cuFFT call
- *   C dev stream kind bytes blocking  copy (h2d d2h d2d h2h) or memset
+ *   C dev stream kind bytes blocking pinned
+ *                                     copy (h2d d2h d2d h2h) or memset; pinned: the host side is
+ *                                     page-locked (cudaMallocHost) memory, 0 for d2d and memset
  *   S dev stream what                 the host waits (stream -1: the device)
  *   E dev stream what event           event record / stream waits for an event
  *
@@ -163,11 +165,11 @@ void trace_library(int device, int stream, const char *op, double flops, double 
     fprintf(T.f, "L\t%d\t%d\t%s\t%.0f\t%.0f\t%.0f\t%s\n", device, stream, op, flops, rd, wr, shape);
 }
 
-void trace_copy(int device, int stream, const char *kind, double bytes, bool blocking)
+void trace_copy(int device, int stream, const char *kind, double bytes, bool blocking, bool pinned)
 {
     if (!trace_on()) return;
     std::lock_guard<std::mutex> l(T.mu);
-    fprintf(T.f, "C\t%d\t%d\t%s\t%.0f\t%d\n", device, stream, kind, bytes, blocking ? 1 : 0);
+    fprintf(T.f, "C\t%d\t%d\t%s\t%.0f\t%d\t%d\n", device, stream, kind, bytes, blocking ? 1 : 0, pinned ? 1 : 0);
 }
 
 void trace_sync(int device, int stream, const char *what)

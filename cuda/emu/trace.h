@@ -28,8 +28,9 @@ void trace_drop_cost();
 /* A library call: op names it, flops and the bytes of its operands. */
 void trace_library(int device, int stream, const char *op, double flops, double bytes_read, double bytes_written,
                    const char *shape);
-/* kind: h2d, d2h, d2d, h2h, memset; blocking: the host waits for it. */
-void trace_copy(int device, int stream, const char *kind, double bytes, bool blocking);
+/* kind: h2d, d2h, d2d, h2h, memset; blocking: the host waits for it; pinned: its host memory is
+ * page-locked (cudaMallocHost), so the copy runs at the link's DMA rate without staging. */
+void trace_copy(int device, int stream, const char *kind, double bytes, bool blocking, bool pinned);
 /* The host waits: for a stream (its id), the whole device (stream -1), or an event. */
 void trace_sync(int device, int stream, const char *what);
 void trace_event(int device, int stream, const char *what, const void *event);

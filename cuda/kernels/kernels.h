@@ -19,18 +19,29 @@ extern "C" {
 
 typedef uint16_t bf16_t; /* device bf16 as seen from C */
 
-/* ---- mel front end (mel.cu): the host runs the FFT with cuFFT between these steps ---- */
-/* frames [T][400] fp32: row i = frame t = t0 + i of x[0..n), i.e. the reflect-padded samples
- * x[160 t - 200 .. 160 t + 199] times the periodic Hann window (n >= 201 samples). */
-cudaError_t cuda_mel_frames(float *frames, const float *x, int64_t n, int t0, int T, cudaStream_t stream);
+/* ---- mel front end (mel.cu): the host runs the FFT with cuFFT between these steps ----
+ * n utterances at once: utterance u's samples are x + x_off[u], x_len[u] (>= 201) of them; its
+ * T_u = x_len[u] / 160 frames are the global frames f_off[u] .. f_off[u+1] - 1 (f_off [n+1]
+ * ascending from 0), so frames, power and mel rows of all utterances lie one after another. */
+/* frames [nf][400] fp32: row i = global frame g = f0 + i, frame t = g - f_off[u] of its utterance
+ * u, i.e. the reflect-padded samples xu[160 t - 200 .. 160 t + 199] times the periodic Hann
+ * window. h_f_off, h_x_len: host copies of f_off and x_len (for the shape checks and the cost). */
+cudaError_t cuda_mel_frames(float *frames, const float *x, const int64_t *x_off, const int64_t *x_len,
+                            const int *f_off, int n, int f0, int nf, const int *h_f_off,
+                            const int64_t *h_x_len, cudaStream_t stream);
 /* power [T][201] = |spec|^2, spec [T][201] complex (cufftComplex, interleaved re, im). */
 cudaError_t cuda_mel_power(float *power, const float *spec, int T, cudaStream_t stream);
-/* mel [T][n_mels] holds filterbank energies: log10(max(x, 1e-10)) in place, and *max_out =
- * the largest result (max_out is initialised by the launcher). */
-cudaError_t cuda_mel_log(float *mel, int64_t n, float *max_out, cudaStream_t stream);
-/* out [n] bf16 = (max(mel, *max - 8) + 4) / 4 */
-cudaError_t cuda_mel_finish(bf16_t *out, const float *mel, int64_t n, const float *max,
-                            cudaStream_t stream);
+/* Blocks per utterance of the log and finish kernels, at most: partial holds n x this. */
+#define MEL_MAX_SEG_BLOCKS 32
+/* mel [total_frames][n_mels] holds filterbank energies: log10(max(x, 1e-10)) in place, and
+ * partial [n][MEL_MAX_SEG_BLOCKS] the partial maxima of each utterance (max_frames: the longest
+ * T_u; the same value must reach cuda_mel_finish). */
+cudaError_t cuda_mel_log(float *mel, const int *f_off, int n, int n_mels, int total_frames, int max_frames,
+                         float *partial, cudaStream_t stream);
+/* outs[u] [T_u][n_mels] bf16 = (max(mel_u, G_u - 8) + 4) / 4, G_u = utterance u's largest log
+ * (from partial); outs: a device array of n device pointers. */
+cudaError_t cuda_mel_finish(bf16_t *const *outs, const float *mel, const int *f_off, int n, int n_mels,
+                            int total_frames, int max_frames, const float *partial, cudaStream_t stream);
 
 /* ---- encoder front (conv.cu) ---- */
 /* out [N][n_mels][W] from mel [*][n_mels]: see backend.h mel_chunks */

@@ -250,6 +250,12 @@ static void cpu_log_mel(backend_t *be, void *out, const float *samples, int64_t 
     free(tmp);
 }
 
+static void cpu_log_mel_batch(backend_t *be, void *const *outs, const float *const *samples,
+                              const int64_t *n_samples, int n, int n_mels)
+{
+    for (int i = 0; i < n; i++) cpu_log_mel(be, outs[i], samples[i], n_samples[i], n_mels);
+}
+
 static void cpu_mel_chunks(backend_t *be, void *out, const void *mel, const int *start,
                            const int *len, int N, int n_mels, int W)
 {
@@ -566,6 +572,7 @@ static const backend_ops_t cpu_ops = {
     .kv_elem_bytes = cpu_kv_elem_bytes,
     .mem_available = cpu_mem_available,
     .log_mel = cpu_log_mel,
+    .log_mel_batch = cpu_log_mel_batch,
     .mel_chunks = cpu_mel_chunks,
     .conv3x3s2_gelu = cpu_conv3x3s2_gelu,
     .conv_flatten = cpu_conv_flatten,

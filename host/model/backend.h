@@ -114,6 +114,11 @@ typedef struct backend_ops {
     /* ---- audio front end ---- */
     /* out [T][n_mels] with T = mel_frames(n): the spec's log-mel (section 4), frame-major. */
     void (*log_mel)(backend_t *be, void *out, const float *h_samples, int64_t n, int n_mels);
+    /* log_mel of n utterances in one call: outs[i] [T_i][n_mels] from h_samples[i] [n_samples[i]],
+     * each normalised by its own maximum, as log_mel does it (a GPU batches the copies, FFTs and
+     * the filterbank over all of them). The samples may be freed when it returns. */
+    void (*log_mel_batch)(backend_t *be, void *const *outs, const float *const *h_samples,
+                          const int64_t *n_samples, int n, int n_mels);
     /* out [N][n_mels][W]: chunk c = frames start[c] .. start[c]+len[c]-1 of mel [*][n_mels],
      * transposed to mel-major, zero-padded to W frames. */
     void (*mel_chunks)(backend_t *be, void *out, const void *mel, const int *start,

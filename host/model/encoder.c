@@ -1,6 +1,6 @@
 /* Front end and audio encoder ("AuT"), spec sections 4 and 5, for a batch of utterances at once.
  *
- * Per utterance: log-mel of the samples (the backend's log_mel) -> T mel frames -> conv chunks
+ * Per utterance: log-mel of the samples (log_mel_batch, one call for all) -> T mel frames -> conv chunks
  * of 2*n_window (100) frames, the short tail chunk zero-padded to 100 (a clip shorter than one chunk runs unpadded at its own width) ->
  * conv stem (3x [3x3 stride-2 conv + GELU]) -> channel-major flatten -> conv_out -> sinusoid
  * positions restarting at 0 in every chunk -> valid rows of all chunks packed (A rows).
@@ -219,21 +219,32 @@ done:
     return rc;
 }
 
-/* The log-mel of each item into its own buffer (freed by the caller). 0, or -1 when backend
- * memory runs out. The dump is in the spec's layout, [n_mels][T]. */
+/* The log-mel of each item into its own buffer (freed by the caller), all in one backend call.
+ * 0, or -1 when backend memory runs out. The dump is in the spec's layout, [n_mels][T]. */
 static int front_end(const model_t *m, const enc_item_t *items, int n, enc_mel_t *mels, observer_t *ob)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
     const int n_mels = m->cfg.n_mels;
-    for (int i = 0; i < n; i++) {
+    void **outs = xmalloc(n * sizeof *outs);
+    const float **samples = xmalloc(n * sizeof *samples);
+    int64_t *n_samples = xmalloc(n * sizeof *n_samples);
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
         QASR_ASSERT(items[i].n_samples >= MEL_MIN_SAMPLES); /* callers reject shorter audio */
         mels[i].frames = (int)mel_frames(items[i].n_samples);
-        if (!(mels[i].mel = o->buf_alloc(be, (size_t)mels[i].frames * n_mels))) return -1;
-        o->log_mel(be, mels[i].mel, items[i].samples, items[i].n_samples, n_mels);
-        if (observe_tensors(ob)) ob->tensor(ob, "mel", mels[i].mel, mels[i].frames, n_mels, DUMP_TRANSPOSED);
+        if (!(mels[i].mel = o->buf_alloc(be, (size_t)mels[i].frames * n_mels))) rc = -1;
+        outs[i] = mels[i].mel;
+        samples[i] = items[i].samples;
+        n_samples[i] = items[i].n_samples;
     }
-    return 0;
+    if (rc == 0) o->log_mel_batch(be, outs, samples, n_samples, n, n_mels);
+    for (int i = 0; i < n && rc == 0; i++)
+        if (observe_tensors(ob)) ob->tensor(ob, "mel", mels[i].mel, mels[i].frames, n_mels, DUMP_TRANSPOSED);
+    free(outs);
+    free(samples);
+    free(n_samples);
+    return rc;
 }
 
 int encoder_forward(const model_t *m, const enc_item_t *items, int n, int max_rows, observer_t *ob)

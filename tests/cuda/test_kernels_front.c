@@ -1,9 +1,12 @@
 /* Front-end kernels (mel.cu, conv.cu), run on the CUDA emulation, against the CPU backend's ops
  * (host/cpu/backend_cpu.c, host/model/mel.c) on identical inputs.
  *
- * The mel kernels are tested as the pipeline the CUDA backend runs: frames (in fixed batches,
- * so t0 > 0 and a partial last batch occur) -> cuFFT R2C -> power -> fp32 GEMM with mel.c's
- * filterbank -> log + global max -> finish, compared with the CPU log_mel op rounded to bf16.
+ * The mel kernels are tested as the pipeline the CUDA backend runs, on one utterance and on a
+ * batch: frames (in fixed batches over the frames of all utterances, so batches start inside an
+ * utterance, span several and the last is partial) -> cuFFT R2C -> power -> fp32 GEMM with mel.c's
+ * filterbank -> log + per-utterance partial maxima -> finish, each utterance compared with the CPU
+ * log_mel op on it alone, rounded to bf16 (so each must be clamped at its own maximum); then the
+ * backend's log_mel_batch op itself on batches.
  * The conv kernels are tested one by one (layout ops exactly) and as the conv layer the backend
  * runs: im2col -> bf16 GEMM (fp32 accumulation) -> bias + GELU, against the CPU conv op.
  *
@@ -30,7 +33,9 @@
 
 #define FP32 1e-5
 #define N_MELS 128
-#define FFT_BATCH 32 /* frames per cuFFT call, as the backend does it */
+#define FFT_BATCH 32 /* frames per cuFFT call (the backend's are larger; small ones span more edges) */
+
+extern const backend_kind_t backend_cuda_kind; /* cuda/backend_cuda.cu: its log_mel_batch op */
 
 static cublasHandle_t blas;
 
@@ -45,63 +50,132 @@ static float frand(float lo, float hi)
 
 /* ---------------- log-mel ---------------- */
 
-/* The CUDA backend's sequence: out [T][n_mels] bf16 from samples d_x [n]. */
-static void gpu_log_mel(bf16_t *d_out, const float *d_x, int64_t n, const float *d_filters)
+/* Utterances of one batch, as log_mel_batch takes them. */
+#define MAX_UTT 8
+typedef struct {
+    const float *x[MAX_UTT];
+    int64_t n[MAX_UTT];
+    int count;
+} mel_batch_t;
+
+static void add_utt(mel_batch_t *b, const float *x, int64_t n)
 {
-    const int T = (int)(n / QASR_HOP);
+    CHECK(b->count < MAX_UTT);
+    b->x[b->count] = x;
+    b->n[b->count++] = n;
+}
+
+/* The CUDA backend's sequence (cuda/backend_cuda.cu log_mel_batch) with FFT batches of FFT_BATCH
+ * frames, so batches start inside utterances and span them: d_outs[u] [T_u][n_mels] bf16. */
+static void gpu_log_mel(bf16_t **d_outs, const mel_batch_t *b, const float *d_filters)
+{
+    const int n = b->count;
+    int64_t x_off[MAX_UTT], S = 0;
+    int f_off[MAX_UTT + 1] = { 0 }, max_T = 0;
+    for (int u = 0; u < n; u++) {
+        x_off[u] = S;
+        S += b->n[u];
+        f_off[u + 1] = f_off[u] + (int)(b->n[u] / QASR_HOP);
+        max_T = MAX(max_T, f_off[u + 1] - f_off[u]);
+    }
+    const int F = f_off[n];
+    float *h_x = xmalloc((size_t)S * sizeof *h_x);
+    for (int u = 0; u < n; u++) memcpy(h_x + x_off[u], b->x[u], (size_t)b->n[u] * sizeof *h_x);
+    float *d_x = dev_alloc((size_t)S * sizeof *d_x);
+    int64_t *d_x_off = dev_alloc(sizeof x_off), *d_x_len = dev_alloc(sizeof x_off);
+    int *d_f_off = dev_alloc(sizeof f_off);
+    bf16_t **d_ptrs = dev_alloc(MAX_UTT * sizeof *d_ptrs);
+    CHECK_INT_EQ(cudaMemcpy(d_x, h_x, (size_t)S * sizeof *d_x, cudaMemcpyHostToDevice), cudaSuccess);
+    CHECK_INT_EQ(cudaMemcpy(d_x_off, x_off, sizeof x_off, cudaMemcpyHostToDevice), cudaSuccess);
+    CHECK_INT_EQ(cudaMemcpy(d_x_len, b->n, sizeof b->n, cudaMemcpyHostToDevice), cudaSuccess);
+    CHECK_INT_EQ(cudaMemcpy(d_f_off, f_off, sizeof f_off, cudaMemcpyHostToDevice), cudaSuccess);
+    CHECK_INT_EQ(cudaMemcpy(d_ptrs, d_outs, n * sizeof *d_ptrs, cudaMemcpyHostToDevice), cudaSuccess);
     float *frames = dev_alloc((size_t)FFT_BATCH * QASR_N_FFT * sizeof(float));
     float *spec = dev_alloc((size_t)FFT_BATCH * QASR_N_FREQ * 2 * sizeof(float));
-    float *power = dev_alloc((size_t)T * QASR_N_FREQ * sizeof(float));
-    float *mel = dev_alloc((size_t)T * N_MELS * sizeof(float));
-    float *d_max = dev_alloc(sizeof(float));
+    float *power = dev_alloc((size_t)F * QASR_N_FREQ * sizeof(float));
+    float *mel = dev_alloc((size_t)F * N_MELS * sizeof(float));
+    float *partial = dev_alloc((size_t)n * MEL_MAX_SEG_BLOCKS * sizeof(float));
     cufftHandle plan;
     int nfft = QASR_N_FFT;
     CHECK_INT_EQ(cufftPlanMany(&plan, 1, &nfft, NULL, 1, QASR_N_FFT, NULL, 1, QASR_N_FREQ, CUFFT_R2C, FFT_BATCH),
                  CUFFT_SUCCESS);
     CHECK_INT_EQ(cufftSetStream(plan, stream), CUFFT_SUCCESS);
-    for (int t0 = 0; t0 < T; t0 += FFT_BATCH) {
-        const int nt = MIN(FFT_BATCH, T - t0);
-        CHECK_INT_EQ(cuda_mel_frames(frames, d_x, n, t0, nt, stream), cudaSuccess);
+    for (int f0 = 0; f0 < F; f0 += FFT_BATCH) {
+        const int nt = MIN(FFT_BATCH, F - f0);
+        CHECK_INT_EQ(cuda_mel_frames(frames, d_x, d_x_off, d_x_len, d_f_off, n, f0, nt, f_off, b->n, stream),
+                     cudaSuccess);
         CHECK_INT_EQ(cufftExecR2C(plan, frames, (cufftComplex *)spec), CUFFT_SUCCESS);
-        CHECK_INT_EQ(cuda_mel_power(power + (size_t)t0 * QASR_N_FREQ, spec, nt, stream), cudaSuccess);
+        CHECK_INT_EQ(cuda_mel_power(power + (size_t)f0 * QASR_N_FREQ, spec, nt, stream), cudaSuccess);
     }
-    /* mel [T][n_mels] = power [T][201] x filters [201][n_mels]; column-major: mel^T = filters^T power^T */
+    /* mel [F][n_mels] = power [F][201] x filters [201][n_mels]; column-major: mel^T = filters^T power^T */
     const float one = 1.0f, zero = 0.0f;
-    CHECK_INT_EQ(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, N_MELS, T, QASR_N_FREQ, &one, d_filters, CUDA_R_32F,
+    CHECK_INT_EQ(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, N_MELS, F, QASR_N_FREQ, &one, d_filters, CUDA_R_32F,
                               N_MELS, power, CUDA_R_32F, QASR_N_FREQ, &zero, mel, CUDA_R_32F, N_MELS,
                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  CUBLAS_STATUS_SUCCESS);
-    CHECK_INT_EQ(cuda_mel_log(mel, (int64_t)T * N_MELS, d_max, stream), cudaSuccess);
-    CHECK_INT_EQ(cuda_mel_finish(d_out, mel, (int64_t)T * N_MELS, d_max, stream), cudaSuccess);
+    CHECK_INT_EQ(cuda_mel_log(mel, d_f_off, n, N_MELS, F, max_T, partial, stream), cudaSuccess);
+    CHECK_INT_EQ(cuda_mel_finish(d_ptrs, mel, d_f_off, n, N_MELS, F, max_T, partial, stream), cudaSuccess);
     CHECK_INT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     cufftDestroy(plan);
-    cudaFree(frames); cudaFree(spec); cudaFree(power); cudaFree(mel); cudaFree(d_max);
+    cudaFree(d_x); cudaFree(d_x_off); cudaFree(d_x_len); cudaFree(d_f_off); cudaFree(d_ptrs);
+    cudaFree(frames); cudaFree(spec); cudaFree(power); cudaFree(mel); cudaFree(partial);
+    free(h_x);
 }
 
-static void mel_case(const char *what, const float *x, int64_t n, const float *d_filters)
+/* Utterance u of a batch (got, T frames, from the GPU) against the CPU backend's log_mel of it
+ * alone, rounded to bf16 as the encoder would see it. */
+static void mel_compare(const char *what, const mel_batch_t *b, int u, const float *got)
 {
-    const int T = (int)(n / QASR_HOP);
+    const int T = (int)(b->n[u] / QASR_HOP);
     const size_t m = (size_t)T * N_MELS;
-    float *want = ref.ops->scratch(ref.be, m), *got = ref.ops->scratch(ref.be, m);
-    ref.ops->log_mel(ref.be, want, x, n, N_MELS);
+    float *want = ref.ops->scratch(ref.be, m);
+    ref.ops->log_mel(ref.be, want, b->x[u], b->n[u], N_MELS);
     float range = 0;
     for (size_t i = 0; i < m; i++) {
-        want[i] = bf16r(want[i]); /* the CPU result as the bf16 the encoder would see */
+        want[i] = bf16r(want[i]);
         range = fmaxf(range, fabsf(want[i]));
     }
-    float *d_x = dev_alloc((size_t)n * sizeof *d_x);
-    CHECK_INT_EQ(cudaMemcpy(d_x, x, (size_t)n * sizeof *d_x, cudaMemcpyHostToDevice), cudaSuccess);
-    bf16_t *d_out = dev_alloc(m * sizeof *d_out);
-    gpu_log_mel(d_out, d_x, n, d_filters);
-    from_dev(got, d_out, m);
     size_t differ = 0;
     for (size_t i = 0; i < m; i++) differ += got[i] != want[i];
-    char name[96];
-    snprintf(name, sizeof name, "log_mel %s n=%lld T=%d (%zu of %zu differ)", what, (long long)n, T, differ, m);
+    char name[128];
+    snprintf(name, sizeof name, "log_mel %s: utterance %d of %d, n=%lld T=%d (%zu of %zu differ)", what, u,
+             b->count, (long long)b->n[u], T, differ, m);
     /* Both sides round to bf16; fp32 differences before that (FFT algorithm, GEMM order, log10f)
      * move a value across a rounding boundary at most: 1 bf16 ulp of the value range. */
     compare(name, got, want, m, ldexp(1.0, ilogb(range) - 7), 0);
-    cudaFree(d_x); cudaFree(d_out);
+}
+
+/* The kernels in the backend's sequence, each utterance against the CPU's log_mel of it alone. */
+static void mel_case(const char *what, const mel_batch_t *b, const float *d_filters)
+{
+    bf16_t *d_outs[MAX_UTT];
+    for (int u = 0; u < b->count; u++) d_outs[u] = dev_alloc((size_t)(b->n[u] / QASR_HOP) * N_MELS * sizeof(bf16_t));
+    gpu_log_mel(d_outs, b, d_filters);
+    for (int u = 0; u < b->count; u++) {
+        const size_t m = (size_t)(b->n[u] / QASR_HOP) * N_MELS;
+        float *got = ref.ops->scratch(ref.be, m);
+        from_dev(got, d_outs[u], m);
+        mel_compare(what, b, u, got);
+        cudaFree(d_outs[u]);
+    }
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+/* The CUDA backend's log_mel_batch op itself (pinned staging, one copy, its FFT plans). */
+static void mel_backend_case(const char *what, const backend_ref_t *cu, const mel_batch_t *b)
+{
+    const backend_ops_t *o = cu->ops;
+    void *outs[MAX_UTT];
+    for (int u = 0; u < b->count; u++) CHECK((outs[u] = o->buf_alloc(cu->be, (size_t)(b->n[u] / QASR_HOP) * N_MELS)));
+    o->log_mel_batch(cu->be, outs, b->x, b->n, b->count, N_MELS);
+    for (int u = 0; u < b->count; u++) {
+        const size_t m = (size_t)(b->n[u] / QASR_HOP) * N_MELS;
+        float *got = ref.ops->scratch(ref.be, m);
+        o->download(cu->be, got, outs[u], m);
+        mel_compare(what, b, u, got);
+        o->buf_free(cu->be, outs[u]);
+    }
+    CHECK(o->fault(cu->be) == NULL);
     ref.ops->scratch_release(ref.be, 0);
 }
 
@@ -112,25 +186,57 @@ static void mel_tests(void)
     CHECK_INT_EQ(cudaMemcpy(d_filters, mel_filters(mel), (size_t)QASR_N_FREQ * N_MELS * sizeof(float),
                             cudaMemcpyHostToDevice),
                  cudaSuccess);
-    enum { NMAX = 16000 + 17 };
-    float *x = xmalloc(NMAX * sizeof *x);
-
-    for (int i = 0; i < NMAX; i++) x[i] = frand(-0.5f, 0.5f);
-    mel_case("noise", x, 201, d_filters); /* T = 1, the shortest input */
-    mel_case("noise", x, 320, d_filters); /* n mod 160 < 40: the last frame reflects at x[n-1] */
-    mel_case("noise", x, 479, d_filters);
-
+    enum { NMAX = 16000 + 17, NLONG = 3 * 16000 + 77 };
+    float *noise = xmalloc(NMAX * sizeof *noise), *tones = xmalloc(NMAX * sizeof *tones);
+    float *quiet = xmalloc(NLONG * sizeof *quiet), *zeros = xcalloc(NMAX, sizeof *zeros);
+    for (int i = 0; i < NMAX; i++) noise[i] = frand(-0.5f, 0.5f);
     /* 1 s of two tones + noise with 0.25 s of digital silence: the dynamic range floor clamps
-     * the silent frames; 100 frames = 4 FFT batches, the last partial; reflected at the end */
+     * the silent frames; reflected at the end */
     for (int i = 0; i < NMAX; i++)
-        x[i] = 0.3f * sinf(0.0713f * i) + 0.05f * sinf(0.91f * i) + 0.01f * frand(-1.0f, 1.0f);
-    for (int i = 6000; i < 10000; i++) x[i] = 0.0f;
-    mel_case("tones+silence", x, NMAX, d_filters);
+        tones[i] = 0.3f * sinf(0.0713f * i) + 0.05f * sinf(0.91f * i) + 0.01f * frand(-1.0f, 1.0f);
+    for (int i = 6000; i < 10000; i++) tones[i] = 0.0f;
+    /* 3 s, 60 dB below the tones, with silence: clamped at its own maximum - 8, which the loud
+     * utterances beside it would raise by about 6 decades */
+    for (int i = 0; i < NLONG; i++) quiet[i] = i % 16000 < 12000 ? 0.001f * sinf(0.05f * i) : 0.0f;
 
-    memset(x, 0, NMAX * sizeof *x); /* all -1.5 */
-    mel_case("zeros", x, 800, d_filters);
+    /* alone, as before: T = 1 (the shortest input), n mod 160 < 40 (the last frame reflects at
+     * x[n-1]), 100 frames (4 FFT batches, the last partial), all zeros (-1.5 everywhere) */
+    const struct { const char *what; const float *x; int64_t n; } alone[] = {
+        { "noise", noise, MEL_MIN_SAMPLES }, { "noise", noise, 320 }, { "noise", noise, 479 },
+        { "tones+silence", tones, NMAX }, { "zeros", zeros, 800 },
+    };
+    for (size_t i = 0; i < sizeof alone / sizeof *alone; i++) {
+        mel_batch_t b = { .count = 0 };
+        add_utt(&b, alone[i].x, alone[i].n);
+        mel_case(alone[i].what, &b, d_filters);
+    }
+    /* a batch: lengths from the minimum to 3 s, loudness from silence to full scale, so FFT
+     * batches start inside utterances and span several, and each has its own maximum */
+    mel_batch_t b = { .count = 0 };
+    add_utt(&b, noise, MEL_MIN_SAMPLES);
+    add_utt(&b, quiet, NLONG);
+    add_utt(&b, zeros, 800);
+    add_utt(&b, tones, NMAX);
+    add_utt(&b, noise + 1000, 479);
+    add_utt(&b, quiet + 5000, 5 * 160 + 39);
+    mel_case("batch", &b, d_filters);
 
-    free(x);
+    /* the backend's op on the same batch, then on a smaller one (its staging is refilled after
+     * the first copy has run) and a larger one (the staging grows) */
+    backend_ref_t cu = { 0 };
+    const backend_params_t p = { .device = 0, .threads = 1, .n_mels = N_MELS, .precision = "bf16" };
+    CHECK_INT_EQ(backend_cuda_kind.create(&cu, &p), 0);
+    mel_backend_case("backend batch", &cu, &b);
+    mel_batch_t small = { .count = 0 };
+    add_utt(&small, tones, 2000);
+    add_utt(&small, zeros, MEL_MIN_SAMPLES);
+    mel_backend_case("backend small", &cu, &small);
+    add_utt(&b, quiet, NLONG);
+    add_utt(&b, noise, NMAX);
+    mel_backend_case("backend larger", &cu, &b);
+    cu.ops->destroy(cu.be);
+
+    free(noise); free(tones); free(quiet); free(zeros);
     cudaFree(d_filters);
     mel_free(mel);
 }
