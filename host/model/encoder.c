@@ -219,9 +219,12 @@ done:
     return rc;
 }
 
-/* The log-mel of each item into its own buffer (freed by the caller), all in one backend call.
+/* The log-mel of each item into its own buffer (freed by the caller), in as few backend calls as
+ * keep a call's frames within max_frames (<= 0: one call), the frames of one encoder pass: the
+ * warm-up's pass then reaches the scratch peak of every call but that of a single longer item.
  * 0, or -1 when backend memory runs out. The dump is in the spec's layout, [n_mels][T]. */
-static int front_end(const model_t *m, const enc_item_t *items, int n, enc_mel_t *mels, observer_t *ob)
+static int front_end(const model_t *m, const enc_item_t *items, int n, enc_mel_t *mels, int64_t max_frames,
+                     observer_t *ob)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
@@ -238,7 +241,13 @@ static int front_end(const model_t *m, const enc_item_t *items, int n, enc_mel_t
         samples[i] = items[i].samples;
         n_samples[i] = items[i].n_samples;
     }
-    if (rc == 0) o->log_mel_batch(be, outs, samples, n_samples, n, n_mels);
+    for (int i0 = 0; i0 < n && rc == 0;) {
+        int i1 = i0 + 1;
+        int64_t frames = mels[i0].frames;
+        while (i1 < n && (max_frames <= 0 || frames + mels[i1].frames <= max_frames)) frames += mels[i1++].frames;
+        o->log_mel_batch(be, outs + i0, samples + i0, n_samples + i0, i1 - i0, n_mels);
+        i0 = i1;
+    }
     for (int i = 0; i < n && rc == 0; i++)
         if (observe_tensors(ob)) ob->tensor(ob, "mel", mels[i].mel, mels[i].frames, n_mels, DUMP_TRANSPOSED);
     free(outs);
@@ -254,7 +263,8 @@ int encoder_forward(const model_t *m, const enc_item_t *items, int n, int max_ro
     enc_plan_t p = { 0 };
     int rc = -1;
     observe_begin(ob);
-    if (front_end(m, items, n, mels, ob) != 0) goto done;
+    const int64_t pass_frames = max_rows > 0 ? (int64_t)max_rows / config_tokens_per_chunk(&m->cfg) * config_conv_chunk(&m->cfg) : 0;
+    if (front_end(m, items, n, mels, pass_frames, ob) != 0) goto done;
     observe_stage(ob, STAGE_MEL, 0.0);
     plan_build(&p, &m->cfg, mels, n);
     for (int w0 = 0; w0 < p.n_windows;) {
