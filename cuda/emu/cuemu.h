@@ -9,8 +9,8 @@
  * Under a host C++ compiler it is the emulation: each block's threads run as cooperative fibers
  * on the calling OS thread (cuda/emu/scheduler.cpp), the blocks one after another; barriers and
  * warp intrinsics are the only switch points, and they check that threads meet where CUDA
- * requires it. Only what nvcc also accepts is provided (overloads, types, full warp mask), so
- * code that builds here builds under nvcc. Rules for kernel authors: cuda/emu/README.md. */
+ * requires it (nvcuda::wmma included: wmma.h). Only what nvcc also accepts is provided
+ * (overloads, types, full warp mask), so code that builds here builds under nvcc. Rules for kernel authors: cuda/emu/README.md. */
 #ifndef QASR_CUEMU_H
 #define QASR_CUEMU_H
 
@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <mma.h>
 
 #define CUEMU_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<(grid), (block), (smem), (stream)>>>
 #define CUEMU_DYNAMIC_SHARED(T, name)                                                  \
@@ -96,6 +97,7 @@ enum warp_kind {
     WARP_SHFL_IDX, WARP_SHFL_UP, WARP_SHFL_DOWN, WARP_SHFL_XOR,
     WARP_BALLOT, WARP_ANY, WARP_ALL, WARP_SYNC,
     WARP_ADD, WARP_MIN_I, WARP_MAX_I, WARP_MIN_U, WARP_MAX_U, WARP_AND, WARP_OR, WARP_XOR,
+    WARP_WMMA, /* nvcuda::wmma (wmma.h): converges the warp but orders no memory */
 };
 enum block_kind { BLOCK_SYNC, BLOCK_COUNT, BLOCK_AND, BLOCK_OR };
 
@@ -339,6 +341,9 @@ inline unsigned __reduce_xor_sync(unsigned mask, unsigned v, CUEMU_SITE_ARGS)
 {
     return ::cuemu::detail::warp_call(::cuemu::detail::WARP_XOR, mask, v, 0, 32, CUEMU_HERE);
 }
+
+/* ---- tensor cores: nvcuda::wmma ---- */
+#include "wmma.h"
 #undef CUEMU_HERE
 #undef CUEMU_SITE_ARGS
 
