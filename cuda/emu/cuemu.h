@@ -27,6 +27,7 @@
     T *name = reinterpret_cast<T *>(cuemu_dynamic_smem)
 /* The performance trace is the emulator's (trace.cpp); on a GPU the declaration costs nothing. */
 #define CUEMU_COST(bytes_read, bytes_written, flops) ((void)(bytes_read), (void)(bytes_written), (void)(flops))
+#define CUEMU_COST_TC(bytes_read, bytes_written, tc_flops) ((void)(bytes_read), (void)(bytes_written), (void)(tc_flops))
 
 #else /* emulation */
 
@@ -116,8 +117,8 @@ struct kernel_info {
 void rc_atomic(const void *addr, unsigned size, bool write);
 void rc_fence();
 
-/* trace.cpp: the cost declared for the next launch of this host thread (CUEMU_COST). */
-void note_cost(double bytes_read, double bytes_written, double flops);
+/* trace.cpp: the cost declared for the next launch of this host thread (CUEMU_COST, CUEMU_COST_TC). */
+void note_cost(double bytes_read, double bytes_written, double flops, double tc_flops = 0);
 
 /* scheduler.cpp: run every block of one launch now; false after reporting a kernel error. */
 bool run_grid(dim3 grid, dim3 block, size_t smem, const kernel_info &info, void (*body)(void *), void *args);
@@ -210,6 +211,10 @@ template <class T> T warp_call(warp_kind kind, unsigned mask, T v, int arg, int 
  * has the bytes the instrumentation counted, which tests compare with the declaration. */
 #define CUEMU_COST(bytes_read, bytes_written, flops)                                              \
     ::cuemu::detail::note_cost((double)(bytes_read), (double)(bytes_written), (double)(flops))
+/* The same for a kernel whose floating-point work runs on tensor cores (nvcuda::wmma): tc_flops
+ * are its MMA flops (2 per multiply-add), counted at the tensor-core rate by bench/gpu_model.py. */
+#define CUEMU_COST_TC(bytes_read, bytes_written, tc_flops)                                        \
+    ::cuemu::detail::note_cost((double)(bytes_read), (double)(bytes_written), 0.0, (double)(tc_flops))
 
 #define CUEMU_HERE                                                                                 \
     ::cuemu::detail::site { f, l, c }
