@@ -501,8 +501,10 @@ int block_barrier(block_kind kind, int pred, site where)
 }
 
 /* A lane arrives at a warp collective with its value and waits for the rest of its warp;
- * returns the exchange's slot of w.value / w.stamp (valid until this lane's next collective). */
-static unsigned warp_arrive(warp_kind kind, uint64_t value, site where)
+ * returns the exchange's slot of w.value / w.stamp (valid until this lane's next collective).
+ * *released: this lane arrived last, so it runs first after the exchange, before every other
+ * lane of its warp. */
+static unsigned warp_arrive(warp_kind kind, uint64_t value, site where, bool *released = nullptr)
 {
     fiber *f = S.cur;
     warp_state &w = S.warps[f->warp];
@@ -518,12 +520,14 @@ static unsigned warp_arrive(warp_kind kind, uint64_t value, site where)
     unsigned slot = gen & 1;
     w.value[slot][f->lane] = value;
     w.stamp[slot][f->lane] = gen + 1;
-    if (++w.arrived < w.live) {
+    bool last = ++w.arrived >= w.live;
+    if (!last) {
         f->state = WAIT_WARP;
         run_next(f, false);
     } else {
         release_warp(w, f->warp);
     }
+    if (released) *released = last;
     return slot;
 }
 
@@ -591,11 +595,11 @@ void wmma_fail(const char *op, const char *why, site where)
 }
 
 /* The warp's 32 values of one exchange; every lane must take part (wmma has no partial warps). */
-static const uint64_t *wmma_exchange(const char *op, uint64_t value, site where)
+static const uint64_t *wmma_exchange(const char *op, uint64_t value, site where, bool *released = nullptr)
 {
     warp_state &w = S.warps[S.cur->warp];
     uint32_t gen = w.gen;
-    unsigned slot = warp_arrive(WARP_WMMA, value, where);
+    unsigned slot = warp_arrive(WARP_WMMA, value, where, released);
     for (int i = 0; i < 32; i++)
         if (w.stamp[slot][i] != gen + 1)
             fail("lane %u at %s %s:%d, but lane %d of its warp did not execute it (exited or absent)", S.cur->lane,
@@ -609,11 +613,20 @@ int wmma_converge(const char *op, site where)
     return (int)S.cur->lane;
 }
 
-/* Each lane publishes where its fragments live (fiber stacks stay mapped while they wait), reads
- * all 32 lanes' a, b and c, computes its own 8 elements of d, and writes them only after a second
- * exchange, when every lane has read: d may be another name for c. Products of bf16 are exact in
- * float; the sum runs over k in order in fp32. This file is not instrumented, so reading the
- * other lanes' fragments is invisible to the race detector, like a GPU's register exchange. */
+/* The matrices of a warp's mma_sync in progress, assembled once by the lane that runs first. */
+struct wmma_matrices {
+    float A[256], B[256], C[256];
+};
+static std::vector<wmma_matrices> wmma_mats;
+
+/* Each lane publishes where its fragments live (fiber stacks stay mapped while they wait); the
+ * lane that completes the exchange runs first and copies a, b and c of all 32 lanes into the
+ * warp's matrices before any other lane runs, so a lane may overwrite its fragments right after
+ * (d is often another name for c). Each lane then computes its own 8 elements of d from them; the
+ * warp's next mma_sync cannot refill them before every lane has arrived there. Products of bf16
+ * are exact in float; the sum runs over k in order in fp32. This file is not
+ * instrumented, so reading the other lanes' fragments is invisible to the race detector, like a
+ * GPU's register exchange. */
 void wmma_mma(float *d, const __nv_bfloat16 *a, const __nv_bfloat16 *b, const float *c, site where)
 {
     static const char op[] = "nvcuda::wmma::mma_sync";
@@ -621,26 +634,27 @@ void wmma_mma(float *d, const __nv_bfloat16 *a, const __nv_bfloat16 *b, const fl
         const __nv_bfloat16 *a, *b;
         const float *c;
     } mine{a, b, c};
-    const uint64_t *v = wmma_exchange(op, (uint64_t)(uintptr_t)&mine, where);
-    float A[256], B[256], C[256];
-    for (int l = 0; l < 32; l++) {
-        const frags *o = (const frags *)(uintptr_t)v[l];
-        for (int i = 0; i < 8; i++) {
-            A[wmma_pos(WMMA_A, l, i)] = __bfloat162float(o->a[i]);
-            B[wmma_pos(WMMA_B, l, i)] = __bfloat162float(o->b[i]);
-            C[wmma_pos(WMMA_ACC, l, i)] = o->c[i];
+    bool first;
+    const uint64_t *v = wmma_exchange(op, (uint64_t)(uintptr_t)&mine, where, &first);
+    if (wmma_mats.size() < S.warps.size()) wmma_mats.resize(S.warps.size());
+    wmma_matrices &m = wmma_mats[S.cur->warp];
+    float *A = m.A, *B = m.B, *C = m.C;
+    if (first)
+        for (int l = 0; l < 32; l++) {
+            const frags *o = (const frags *)(uintptr_t)v[l];
+            for (int i = 0; i < 8; i++) {
+                A[wmma_pos(WMMA_A, l, i)] = __bfloat162float(o->a[i]);
+                B[wmma_pos(WMMA_B, l, i)] = __bfloat162float(o->b[i]);
+                C[wmma_pos(WMMA_ACC, l, i)] = o->c[i];
+            }
         }
-    }
     int lane = (int)S.cur->lane;
-    float r[8];
     for (int i = 0; i < 8; i++) {
         int e = wmma_pos(WMMA_ACC, lane, i), row = e / 16, col = e % 16;
         float s = C[e];
         for (int k = 0; k < 16; k++) s += A[row * 16 + k] * B[k * 16 + col];
-        r[i] = s;
+        d[i] = s;
     }
-    wmma_exchange(op, 0, where);
-    memcpy(d, r, sizeof r);
 }
 
 /* The caller (runtime.cpp) holds the runtime lock, so one grid runs at a time. */
