@@ -175,12 +175,40 @@ static void test_unsynced_load(void)
     free(B);
 }
 
+/* CUDA's preconditions are checked: a fragment pointer 32-byte aligned, ldm a multiple of 16
+ * bytes. Each violation fails the launch (sticky, hence the reset) with the reason. */
+static void test_preconditions(void)
+{
+    static const struct {
+        int a_offset, lda;
+        const char *why;
+    } cases[] = {{8, 24, "pointer not 256-bit aligned"}, {0, 20, "ldm not a multiple of 16 bytes"}};
+    for (int i = 0; i < 2; i++) {
+        uint16_t *A = random_bf16(16 * 24 + 8), *B = random_bf16(256);
+        float C[256] = {0};
+        void *dA = to_device(A, (16 * 24 + 8) * 2), *dB = to_device(B, 512), *dC = to_device(C, 1024), *dD;
+        CHECK(cudaMalloc(&dD, 1024) == cudaSuccess);
+        capture_begin();
+        CHECK(emu_wmma_gemm((uint16_t *)dA + cases[i].a_offset, dB, dC, dD, 16, 16, 16, cases[i].lda, 16, 16, 16, 0,
+                            0, 0, 1.0f, 0.0f) == cudaSuccess);
+        cudaError_t e = cudaDeviceSynchronize();
+        const char *report = capture_end();
+        CHECK(e == cudaErrorLaunchFailure);
+        CHECK(strstr(report, "nvcuda::wmma::load_matrix_sync") != NULL);
+        CHECK(strstr(report, cases[i].why) != NULL);
+        CHECK(cudaDeviceReset() == cudaSuccess);
+        free(A);
+        free(B);
+    }
+}
+
 int main(void)
 {
     test_gemm();
     test_gemm_shared(64, 64, 64);
     test_gemm_shared(32, 96, 16);
     test_layout_hidden();
+    test_preconditions();
     test_unsynced_load(); /* last: it poisons the device until the reset */
     return test_result("test_emu_wmma");
 }
