@@ -2,9 +2,12 @@
 """Predicted GPU time of a cuemu trace (CUEMU_TRACE, cuda/emu/trace.cpp) on a named GPU.
 
 Per operation (bench/ROOFLINE.md explains every term):
-  kernel   max(bytes / (hbm_bw_peak * hbm_bw_fraction), flops / (fp32_peak * fp32_fraction))
-           + kernel_overhead; bytes = unique bytes read + written (measured by the emulator's
-           instrumentation when the kernel ran, else the launcher's CUEMU_COST declaration)
+  kernel   max(bytes / (hbm_bw_peak * hbm_bw_fraction), flops / (fp32_peak * fp32_fraction)
+               + tc_flops / (tc_bf16_peak * tc_fraction_small)) + kernel_overhead;
+           bytes = unique bytes read + written (measured by the emulator's instrumentation when
+           the kernel ran, else the launcher's CUEMU_COST declaration); tc_flops: the MMA flops of
+           a CUEMU_COST_TC declaration (wmma kernels: 16x16x16 tiles between shared-memory round
+           trips, the small-GEMM regime, hence tc_fraction_small)
   GEMM     max(bytes / bw, flops / tensor rate) + kernel_overhead; tensor rate = tc_bf16_peak *
            tc_fraction_large (tc_fraction_small when a side has < 128 rows); tf32 at half the
            bf16 rate, plain fp32 on CUDA cores (fp32_peak * fp32_fraction)
@@ -57,7 +60,7 @@ def parse(path):
             if k == "K":
                 op = dict(kind="K", id=int(p[1]), stream=int(p[3]), name=p[4], grid=p[5], block=p[6],
                           smem=int(p[7]), decl=(float(p[8]), float(p[9]), float(p[10])), meas=None,
-                          captured=p[11] == "1")
+                          captured=p[11] == "1", tc_flops=float(p[12]) if len(p) > 12 else 0.0)
                 by_id[op["id"]] = op
                 if not op["captured"]:  # graph launches are not traced: see trace.cpp
                     ops.append(op)
@@ -93,7 +96,9 @@ def op_time(op, c):
     fp32 = c["fp32_peak"] * c["fp32_fraction"]
     if op["kind"] == "K":
         b, fl = kernel_bytes(op)
-        return max(b / bw, max(fl, 0) / fp32) + c["kernel_overhead"], b, fl
+        tc = op["tc_flops"]
+        t = max(fl, 0) / fp32 + tc / (c["tc_bf16_peak"] * c["tc_fraction_small"])
+        return max(b / bw, t) + c["kernel_overhead"], b, max(fl, 0) + tc
     if op["kind"] == "L":
         b, fl = op["rd"] + op["wr"], op["flops"]
         if op["name"].startswith("gemm_"):

@@ -51,8 +51,9 @@ def predict(lines):
         os.unlink(f.name)
 
 
-def K(i, stream, rd, wr, fl, name="rmsnorm_kernel<2>"):
-    return ["K", i, 0, stream, name, "1,1,1", "32,1,1", 0, rd, wr, fl, 0]
+def K(i, stream, rd, wr, fl, name="rmsnorm_kernel<2>", tc=None):
+    # the 13th field (tensor-core flops, CUEMU_COST_TC) is optional: traces without it still parse
+    return ["K", i, 0, stream, name, "1,1,1", "32,1,1", 0, rd, wr, fl, 0] + ([] if tc is None else [tc])
 
 
 def calculator():
@@ -70,6 +71,15 @@ def calculator():
     # a decode-sized GEMM (m < 128 rows): small-M tensor rate, still bandwidth-bound
     t, _, _ = predict([["L", 0, 1, "gemm_bf16", 2.0 * 32 * 1024 * 3072, 6.5e6, 2e5, "m=3072 n=32 k=1024 batch=1"]])
     close(t, 5e-6 + max(6.7e6 / bw, 2.0 * 32 * 1024 * 3072 / 2.5e14) + 2e-6, "small-M GEMM")
+    # a tensor-core kernel (CUEMU_COST_TC): its fp32 flops at the CUDA-core rate plus its MMA
+    # flops at the small-tile tensor rate, 1e9 / 3e13 + 1e12 / (1e15 * 0.25) = 33 us + 4 ms,
+    # compute-bound (its 1 MB take 1 us); the same work declared as fp32 flops would take 33 ms
+    t, _, _ = predict([K(1, 1, 1e6, 0, 1e9, "window_attention_kernel<64>", tc=1e12),
+                       ["S", 0, 1, "cudaStreamSynchronize"]])
+    close(t, 3e-6 + 1e9 / 3e13 + 1e12 / 2.5e14 + 2e-6 + 1e-5, "tensor-core kernel")
+    t, _, _ = predict([K(1, 1, 1e6, 0, 1e9, "window_attention_kernel<64>", tc=0),
+                       ["S", 0, 1, "cudaStreamSynchronize"]])
+    close(t, 3e-6 + 1e9 / 3e13 + 2e-6 + 1e-5, "tensor-core field 0")
     # two streams overlap: 1 ms on each, issued back to back: 1 ms + the second's issue delay
     t, _, _ = predict([K(1, 1, 1e9, 0, 0), K(2, 2, 1e9, 0, 0), ["S", 0, -1, "cudaDeviceSynchronize"]])
     close(t, 6e-6 + 1e9 / bw + 2e-6 + 1e-5, "two streams overlap")

@@ -9,8 +9,8 @@
  * Under a host C++ compiler it is the emulation: each block's threads run as cooperative fibers
  * on the calling OS thread (cuda/emu/scheduler.cpp), the blocks one after another; barriers and
  * warp intrinsics are the only switch points, and they check that threads meet where CUDA
- * requires it. Only what nvcc also accepts is provided (overloads, types, full warp mask), so
- * code that builds here builds under nvcc. Rules for kernel authors: cuda/emu/README.md. */
+ * requires it (nvcuda::wmma included: wmma.h). Only what nvcc also accepts is provided
+ * (overloads, types, full warp mask), so code that builds here builds under nvcc. Rules for kernel authors: cuda/emu/README.md. */
 #ifndef QASR_CUEMU_H
 #define QASR_CUEMU_H
 
@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <mma.h>
 
 #define CUEMU_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<(grid), (block), (smem), (stream)>>>
 #define CUEMU_DYNAMIC_SHARED(T, name)                                                  \
@@ -26,6 +27,7 @@
     T *name = reinterpret_cast<T *>(cuemu_dynamic_smem)
 /* The performance trace is the emulator's (trace.cpp); on a GPU the declaration costs nothing. */
 #define CUEMU_COST(bytes_read, bytes_written, flops) ((void)(bytes_read), (void)(bytes_written), (void)(flops))
+#define CUEMU_COST_TC(bytes_read, bytes_written, tc_flops) ((void)(bytes_read), (void)(bytes_written), (void)(tc_flops))
 
 #else /* emulation */
 
@@ -96,6 +98,7 @@ enum warp_kind {
     WARP_SHFL_IDX, WARP_SHFL_UP, WARP_SHFL_DOWN, WARP_SHFL_XOR,
     WARP_BALLOT, WARP_ANY, WARP_ALL, WARP_SYNC,
     WARP_ADD, WARP_MIN_I, WARP_MAX_I, WARP_MIN_U, WARP_MAX_U, WARP_AND, WARP_OR, WARP_XOR,
+    WARP_WMMA, /* nvcuda::wmma (wmma.h): converges the warp but orders no memory */
 };
 enum block_kind { BLOCK_SYNC, BLOCK_COUNT, BLOCK_AND, BLOCK_OR };
 
@@ -114,8 +117,8 @@ struct kernel_info {
 void rc_atomic(const void *addr, unsigned size, bool write);
 void rc_fence();
 
-/* trace.cpp: the cost declared for the next launch of this host thread (CUEMU_COST). */
-void note_cost(double bytes_read, double bytes_written, double flops);
+/* trace.cpp: the cost declared for the next launch of this host thread (CUEMU_COST, CUEMU_COST_TC). */
+void note_cost(double bytes_read, double bytes_written, double flops, double tc_flops = 0);
 
 /* scheduler.cpp: run every block of one launch now; false after reporting a kernel error. */
 bool run_grid(dim3 grid, dim3 block, size_t smem, const kernel_info &info, void (*body)(void *), void *args);
@@ -208,6 +211,10 @@ template <class T> T warp_call(warp_kind kind, unsigned mask, T v, int arg, int 
  * has the bytes the instrumentation counted, which tests compare with the declaration. */
 #define CUEMU_COST(bytes_read, bytes_written, flops)                                              \
     ::cuemu::detail::note_cost((double)(bytes_read), (double)(bytes_written), (double)(flops))
+/* The same for a kernel whose floating-point work runs on tensor cores (nvcuda::wmma): tc_flops
+ * are its MMA flops (2 per multiply-add), counted at the tensor-core rate by bench/gpu_model.py. */
+#define CUEMU_COST_TC(bytes_read, bytes_written, tc_flops)                                        \
+    ::cuemu::detail::note_cost((double)(bytes_read), (double)(bytes_written), 0.0, (double)(tc_flops))
 
 #define CUEMU_HERE                                                                                 \
     ::cuemu::detail::site { f, l, c }
@@ -339,6 +346,9 @@ inline unsigned __reduce_xor_sync(unsigned mask, unsigned v, CUEMU_SITE_ARGS)
 {
     return ::cuemu::detail::warp_call(::cuemu::detail::WARP_XOR, mask, v, 0, 32, CUEMU_HERE);
 }
+
+/* ---- tensor cores: nvcuda::wmma ---- */
+#include "wmma.h"
 #undef CUEMU_HERE
 #undef CUEMU_SITE_ARGS
 

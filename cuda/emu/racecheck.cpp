@@ -230,11 +230,12 @@ int find_object(struct dl_phdr_info *info, size_t, void *data)
 
 bool numeric(const char *s) { return *s && strspn(s, "0123456789") == strlen(s); }
 
-/* Frames of code that only implements CUDA for the kernel: the emulation's header and the CUDA
- * headers (bf16 operators ...). A report names the kernel line that called into them. */
+/* Frames of code that only implements CUDA for the kernel: the emulation's headers and the CUDA
+ * headers (bf16 operators ...). A report names the kernel line that called into them (wmma.h's
+ * loads and stores are always inlined for that). */
 bool helper_frame(const char *file)
 {
-    if (!strcmp(base_name(file), "cuemu.h")) return true;
+    if (!strcmp(base_name(file), "cuemu.h") || !strcmp(base_name(file), "wmma.h")) return true;
 #if defined(CUEMU_CUDA_INCLUDE_DIR)
     if (!strncmp(file, CUEMU_CUDA_INCLUDE_DIR "/", strlen(CUEMU_CUDA_INCLUDE_DIR) + 1)) return true;
 #endif

@@ -254,6 +254,7 @@ const char *warp_kind_name(warp_kind k)
     case WARP_ANY: return "__any_sync";
     case WARP_ALL: return "__all_sync";
     case WARP_SYNC: return "__syncwarp";
+    case WARP_WMMA: return "nvcuda::wmma";
     default: return "__reduce_*_sync";
     }
 }
@@ -301,7 +302,8 @@ void release_warp(warp_state &w, unsigned warp)
 {
     w.arrived = 0;
     w.gen++;
-    if (S.racecheck) rc_warp_barrier(warp);
+    /* wmma calls converge the warp but, as in CUDA, order no memory between its lanes. */
+    if (S.racecheck && w.kind != WARP_WMMA) rc_warp_barrier(warp);
     fiber *lanes = &S.fibers[(size_t)warp * 32];
     unsigned n = (unsigned)std::min<size_t>(32, S.fibers.size() - (size_t)warp * 32);
     for (unsigned i = 0; i < n; i++)
@@ -498,15 +500,13 @@ int block_barrier(block_kind kind, int pred, site where)
     return S.result;
 }
 
-uint64_t warp_collective(warp_kind kind, unsigned mask, uint64_t value, int arg, int width, site where)
+/* A lane arrives at a warp collective with its value and waits for the rest of its warp;
+ * returns the exchange's slot of w.value / w.stamp (valid until this lane's next collective).
+ * *released: this lane arrived last, so it runs first after the exchange, before every other
+ * lane of its warp. */
+static unsigned warp_arrive(warp_kind kind, uint64_t value, site where, bool *released = nullptr)
 {
     fiber *f = S.cur;
-    if (mask != 0xffffffffu)
-        fail("%s at %s:%d with mask 0x%08x: only the full mask is supported", warp_kind_name(kind),
-             base_name(where.file), where.line, mask);
-    if (width < 1 || width > 32 || (width & (width - 1)))
-        fail("%s at %s:%d with width %d: must be a power of two in [1, 32]", warp_kind_name(kind),
-             base_name(where.file), where.line, width);
     warp_state &w = S.warps[f->warp];
     if (w.arrived == 0) {
         w.kind = kind;
@@ -520,12 +520,29 @@ uint64_t warp_collective(warp_kind kind, unsigned mask, uint64_t value, int arg,
     unsigned slot = gen & 1;
     w.value[slot][f->lane] = value;
     w.stamp[slot][f->lane] = gen + 1;
-    if (++w.arrived < w.live) {
+    bool last = ++w.arrived >= w.live;
+    if (!last) {
         f->state = WAIT_WARP;
         run_next(f, false);
     } else {
         release_warp(w, f->warp);
     }
+    if (released) *released = last;
+    return slot;
+}
+
+uint64_t warp_collective(warp_kind kind, unsigned mask, uint64_t value, int arg, int width, site where)
+{
+    fiber *f = S.cur;
+    if (mask != 0xffffffffu)
+        fail("%s at %s:%d with mask 0x%08x: only the full mask is supported", warp_kind_name(kind),
+             base_name(where.file), where.line, mask);
+    if (width < 1 || width > 32 || (width & (width - 1)))
+        fail("%s at %s:%d with width %d: must be a power of two in [1, 32]", warp_kind_name(kind),
+             base_name(where.file), where.line, width);
+    warp_state &w = S.warps[f->warp];
+    uint32_t gen = w.gen;
+    unsigned slot = warp_arrive(kind, value, where);
     const uint64_t *v = w.value[slot];
     const uint32_t *st = w.stamp[slot];
     int lane = (int)f->lane;
@@ -572,6 +589,74 @@ uint64_t warp_collective(warp_kind kind, unsigned mask, uint64_t value, int arg,
     return (uint32_t)r;
 }
 
+void wmma_fail(const char *op, const char *why, site where)
+{
+    fail("%s at %s:%d: %s", op, base_name(where.file), where.line, why);
+}
+
+/* The warp's 32 values of one exchange; every lane must take part (wmma has no partial warps). */
+static const uint64_t *wmma_exchange(const char *op, uint64_t value, site where, bool *released = nullptr)
+{
+    warp_state &w = S.warps[S.cur->warp];
+    uint32_t gen = w.gen;
+    unsigned slot = warp_arrive(WARP_WMMA, value, where, released);
+    for (int i = 0; i < 32; i++)
+        if (w.stamp[slot][i] != gen + 1)
+            fail("lane %u at %s %s:%d, but lane %d of its warp did not execute it (exited or absent)", S.cur->lane,
+                 op, base_name(where.file), where.line, i);
+    return w.value[slot];
+}
+
+int wmma_converge(const char *op, site where)
+{
+    wmma_exchange(op, 0, where);
+    return (int)S.cur->lane;
+}
+
+/* The matrices of a warp's mma_sync in progress, assembled once by the lane that runs first. */
+struct wmma_matrices {
+    float A[256], B[256], C[256];
+};
+static std::vector<wmma_matrices> wmma_mats;
+
+/* Each lane publishes where its fragments live (fiber stacks stay mapped while they wait); the
+ * lane that completes the exchange runs first and copies a, b and c of all 32 lanes into the
+ * warp's matrices before any other lane runs, so a lane may overwrite its fragments right after
+ * (d is often another name for c). Each lane then computes its own 8 elements of d from them; the
+ * warp's next mma_sync cannot refill them before every lane has arrived there. Products of bf16
+ * are exact in float; the sum runs over k in order in fp32. This file is not
+ * instrumented, so reading the other lanes' fragments is invisible to the race detector, like a
+ * GPU's register exchange. */
+void wmma_mma(float *d, const __nv_bfloat16 *a, const __nv_bfloat16 *b, const float *c, site where)
+{
+    static const char op[] = "nvcuda::wmma::mma_sync";
+    struct frags {
+        const __nv_bfloat16 *a, *b;
+        const float *c;
+    } mine{a, b, c};
+    bool first;
+    const uint64_t *v = wmma_exchange(op, (uint64_t)(uintptr_t)&mine, where, &first);
+    if (wmma_mats.size() < S.warps.size()) wmma_mats.resize(S.warps.size());
+    wmma_matrices &m = wmma_mats[S.cur->warp];
+    float *A = m.A, *B = m.B, *C = m.C;
+    if (first)
+        for (int l = 0; l < 32; l++) {
+            const frags *o = (const frags *)(uintptr_t)v[l];
+            for (int i = 0; i < 8; i++) {
+                A[wmma_pos(WMMA_A, l, i)] = __bfloat162float(o->a[i]);
+                B[wmma_pos(WMMA_B, l, i)] = __bfloat162float(o->b[i]);
+                C[wmma_pos(WMMA_ACC, l, i)] = o->c[i];
+            }
+        }
+    int lane = (int)S.cur->lane;
+    for (int i = 0; i < 8; i++) {
+        int e = wmma_pos(WMMA_ACC, lane, i), row = e / 16, col = e % 16;
+        float s = C[e];
+        for (int k = 0; k < 16; k++) s += A[row * 16 + k] * B[k * 16 + col];
+        d[i] = s;
+    }
+}
+
 /* The caller (runtime.cpp) holds the runtime lock, so one grid runs at a time. */
 bool run_grid(dim3 grid, dim3 block, size_t smem, const kernel_info &info, void (*body)(void *), void *args)
 {
@@ -591,8 +676,11 @@ bool run_grid(dim3 grid, dim3 block, size_t smem, const kernel_info &info, void 
         callback_set = true;
     }
 #endif
-    /* Exactly the requested size, so ASan reports the first byte past it; refilled per block. */
-    dynamic_smem = (unsigned char *)malloc(smem);
+    /* Exactly the requested size, so ASan reports the first byte past it; refilled per block.
+     * 128-byte aligned, as a GPU's shared memory is at least (wmma pointers need 32). */
+    void *dyn = nullptr;
+    if (posix_memalign(&dyn, 128, smem)) dyn = nullptr;
+    dynamic_smem = (unsigned char *)dyn;
     if (S.racecheck) rc_launch_begin(info, grid, block, dynamic_smem, smem, S.abort_on_error);
     if (counting()) count_smem(dynamic_smem, smem);
     blockDim = block;

@@ -2,11 +2,12 @@
  * operation, in the order the host submits them (the order a GPU's queues receive them), which
  * bench/gpu_model.py turns into a predicted time. Lines (first field the kind):
  *
- *   K id dev stream name grid block smem decl_rd decl_wr decl_flops captured
+ *   K id dev stream name grid block smem decl_rd decl_wr decl_flops captured decl_tc_flops
  *                                     kernel launch; decl_*: its CUEMU_COST declaration, -1 when
- *                                     it has none; captured: recorded into a CUDA graph (it runs,
- *                                     and its M line comes, when the graph is launched; graph
- *                                     launches themselves are not traced yet)
+ *                                     it has none (decl_tc_flops: tensor-core flops of a
+ *                                     CUEMU_COST_TC declaration, else 0); captured: recorded into a
+ *                                     CUDA graph (it runs, and its M line comes, when the graph is
+ *                                     launched; graph launches themselves are not traced yet)
  *   M id rd wr                        bytes of global memory the launch read and wrote, counted
  *                                     by the instrumentation hooks when it ran (not in a dry run)
  *   L dev stream op flops rd wr shape  cuBLAS / cuFFT call
@@ -42,7 +43,7 @@ namespace detail {
 namespace {
 
 struct cost {
-    double rd, wr, flops;
+    double rd, wr, flops, tc_flops;
     bool set;
 };
 
@@ -128,7 +129,7 @@ bool dryrun()
     return T.dry;
 }
 
-void note_cost(double rd, double wr, double flops) { pending = {rd, wr, flops, true}; }
+void note_cost(double rd, double wr, double flops, double tc_flops) { pending = {rd, wr, flops, tc_flops, true}; }
 
 void trace_drop_cost() { pending.set = false; }
 
@@ -151,10 +152,10 @@ uint64_t trace_launch(const kernel_info &info, dim3 grid, dim3 block, size_t sme
     if (!trace_on()) return 0;
     std::lock_guard<std::mutex> l(T.mu);
     uint64_t id = ++T.launches;
-    if (!c.set) c = {-1, -1, -1, false};
-    fprintf(T.f, "K\t%llu\t%d\t%d\t%s\t%u,%u,%u\t%u,%u,%u\t%zu\t%.0f\t%.0f\t%.0f\t%d\n", (unsigned long long)id,
+    if (!c.set) c = {-1, -1, -1, 0, false};
+    fprintf(T.f, "K\t%llu\t%d\t%d\t%s\t%u,%u,%u\t%u,%u,%u\t%zu\t%.0f\t%.0f\t%.0f\t%d\t%.0f\n", (unsigned long long)id,
             device, stream, info.name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem, c.rd, c.wr, c.flops,
-            captured ? 1 : 0);
+            captured ? 1 : 0, c.tc_flops);
     return id;
 }
 

@@ -1,5 +1,4 @@
-/* The tiled attention block shared by the encoder's window attention (window_attention.cu) and the
- * decoder's prefill runs (paged_attention.cu): TILE_Q query vectors of one block against keys
+/* The tiled attention block of the decoder's prefill runs (paged_attention.cu): TILE_Q query vectors of one block against keys
  * 0 .. n_keys-1, key tiles of TILE_K staged through shared memory, online softmax in fp32, output
  * rounded to bf16 once. Each staged key tile is used by all TILE_Q query vectors, which is the
  * point of the tile: the keys are read TILE_Q times less often than by one-row-at-a-time code.
@@ -14,9 +13,9 @@
  * pointer must be 16-byte aligned (rows are read as uint4); otherwise rows are read element-wise.
  *
  * Arithmetic: scores are q.k in fp32 times scale * log2(e), softmax with exp2f; the running max
- * and sum are those of FlashAttention. Scalar fp32 FMAs on the CUDA cores: this is the portable
- * reference kernel; a tensor-core (mma / wgmma) version of this function would replace it on
- * sm_80+ and be compared against it on a GPU (cuda/emu/README.md rule 5). */
+ * and sum are those of FlashAttention. Scalar fp32 FMAs on the CUDA cores. The encoder's window
+ * attention (window_attention.cu) runs on tensor cores through nvcuda::wmma, which the emulation
+ * provides (cuda/emu/README.md rule 5); prefill could follow the same way. */
 #ifndef QASR_ATTENTION_TILE_CUH
 #define QASR_ATTENTION_TILE_CUH
 
