@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU benchmark, one command on a machine with an NVIDIA GPU, offline:
-#   bench/bench_gpu.sh [--size 0.6b|1.7b] [--device N] [--files 1024] [--batches "32 128 256"]
+#   bench/bench_gpu.sh [--size 0.6b|1.7b] [--device N] [--files 1024] [--batches "32 128 default"]
 #                      [--model DIR] [--bundle FILE|DIR | --build DIR] [--out DIR]
 # The measuring steps of scripts/gpu-check.sh, without its tests and sanitizers and with a
 # budget of an hour: nvidia-smi's device line, then

@@ -3,6 +3,8 @@
 
   make_mix.py OUT_DIR librispeech [--count 2620]   durations of test-clean's shape
   make_mix.py OUT_DIR clips --seconds 10 --count 64
+  make_mix.py OUT_DIR gpu-check [--count 1024]     the e2e step of scripts/gpu-check.sh: its 32
+                                                   clips of 2 + (7919 i mod 19) s looped
 
 The mix: seeded (numpy default_rng(2620)) log-normal durations, mu = ln(7.4) - 0.65^2 / 2,
 sigma = 0.65 (mean 7.4 s before clipping), clipped to [1.3, 35] s and rounded to 0.1 s; LibriSpeech
@@ -33,7 +35,7 @@ def write_wav(path, seconds, rng):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out_dir")
-    ap.add_argument("kind", choices=["librispeech", "clips"])
+    ap.add_argument("kind", choices=["librispeech", "clips", "gpu-check"])
     ap.add_argument("--count", type=int, default=2620)
     ap.add_argument("--seconds", type=float, default=10.0)
     a = ap.parse_args()
@@ -43,6 +45,8 @@ def main():
         sigma = 0.65
         d = rng.lognormal(np.log(7.4) - sigma ** 2 / 2, sigma, a.count)
         d = np.round(np.clip(d, 1.3, 35.0), 1)
+    elif a.kind == "gpu-check":  # scripts/gpu-bundle.sh's clip lengths, in gpu-check.sh's loop
+        d = np.array([2.0 + (i % 32 * 7919) % 19 for i in range(a.count)])
     else:
         d = np.full(a.count, a.seconds)
     rng = np.random.default_rng(1)

@@ -10,7 +10,8 @@
 #
 # Design exploration (the figures in README come from the plain command): PREDICT_ARGS adds
 # qasr-batch options to every transcription run (e.g. PREDICT_ARGS="--batch 128"), SIZES picks
-# the models (default "0.6b 1.7b"), ALIGNER=0 skips the aligner.
+# the models (default "0.6b 1.7b"), ALIGNER=0 skips the aligner, CHECK_ROWS=0 the predictions of
+# scripts/gpu-check.sh's e2e rows (0.6B: its 1024 files at --batch 32, 128 and the default).
 #
 # Today's defaults of qasr-batch (--batch 32, step budget, encoder budget, KV cache from the
 # device's memory: CUEMU_DEVICE_MEM_MB = an H100's 80 GiB); each utterance decodes
@@ -39,6 +40,7 @@ mkdir -p "$work"
 mix_seconds=$($py bench/make_mix.py "$work/mix" librispeech --count 2620)
 clip_seconds=$($py bench/make_mix.py "$work/clips" clips --seconds 10 --count 256)
 $py bench/make_mix.py "$work/one" clips --seconds 1.3 --count 1 >/dev/null
+check_seconds=$($py bench/make_mix.py "$work/check" gpu-check --count 1024)
 
 trace() { # model_dir manifest out
     rm -f "$3"
@@ -54,6 +56,26 @@ for size in $sizes; do
     trace "$model" "$work/one/manifest.tsv" "$work/$size-one.tsv"
     trace "$model" "$work/mix/manifest.tsv" "$work/$size-mix.tsv"
     trace "$model" "$work/clips/manifest.tsv" "$work/$size-clips.tsv"
+    if [ $size = 0.6b ] && [ "${CHECK_ROWS:-1}" = 1 ]; then
+        # scripts/gpu-check.sh's e2e rows: its 1024 files, its batch sizes, no --ignore-eos (a
+        # synthetic checkpoint never ends a transcript there, nor does a dry run: every file
+        # decodes its whole limit, 32 + 12 tokens per second)
+        for b in 32 128 default; do
+            sizing=(--batch "$b" --readers 8)
+            [ $b = default ] && sizing=()
+            rm -f "$work/check-$b.tsv"
+            CUEMU_DRYRUN=1 CUEMU_TRACE="$work/check-$b.tsv" CUEMU_DEVICE_MEM_MB=81559 CUEMU_RACECHECK=0 \
+                "$bin" "$work/check/manifest.tsv" --model "$model" --backend cuda --full-batches "${sizing[@]}" \
+                -o "$work/out.jsonl" --overwrite -q
+            rm -f "$work/check-one-$b.tsv"
+            CUEMU_DRYRUN=1 CUEMU_TRACE="$work/check-one-$b.tsv" CUEMU_DEVICE_MEM_MB=81559 CUEMU_RACECHECK=0 \
+                "$bin" "$work/one/manifest.tsv" --model "$model" --backend cuda --full-batches "${sizing[@]}" \
+                -o "$work/out.jsonl" --overwrite -q
+            echo "== PREDICTION gpu-check e2e row batch=$b, 0.6b h100 (1024 files of 2-20 s, $check_seconds s, whole token limits)"
+            $py bench/gpu_model.py "$work/check-$b.tsv" --gpu h100 --audio-seconds "$check_seconds" \
+                --minus "$work/check-one-$b.tsv" | sed 's/^/   /'
+        done
+    fi
     [ "${KEEP_MODELS:-0}" = 1 ] || rm -rf "$model"
     for gpu in $gpus; do
         for set in mix clips; do

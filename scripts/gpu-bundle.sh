@@ -13,7 +13,7 @@
 #   --work DIR   where the kit is staged and the clips are made (default: build-bundle/kit-work)
 #
 # The bundle (gpu-bundle/ inside the tar):
-#   bin/     qasr, qasr-batch, qasr-merge, libqasr_cuda.so, bench_ops and the kernel tests linked
+#   bin/     qasr, qasr-batch, qasr-merge, libqasr_cuda.so, bench_ops, gpu_constants and the kernel tests linked
 #            to the real kernels (test_kernels_*_gpu); host code for any x86-64-v3 CPU, device
 #            code for sm_80 and sm_90 (machine code and PTX; an H200 is sm_90)
 #   lib/     every shared library those need that is not part of glibc, libstdc++/libgcc_s or
@@ -52,7 +52,7 @@ t_start=$(date +%s)
 say() { echo "gpu-bundle: [$(($(date +%s) - t_start)) s] $*"; }
 
 # ---- the binaries
-targets=(qasr qasr-batch qasr-merge qasr_cuda bench_ops)
+targets=(qasr qasr-batch qasr-merge qasr_cuda bench_ops gpu_constants)
 if [ -z "$build" ]; then
   build=$root/build-bundle
   say "configuring $build (Release, portable x86-64-v3 host code, CUDA module for sm_80 and sm_90)"
@@ -74,7 +74,7 @@ done
 archs=$(cache_get QASR_CUDA_ARCHS)
 case " ${archs:-80 90} " in *" 90 "*|*";90"*|*"90;"*) ;; *)
   echo "gpu-bundle.sh: $build builds the CUDA code for '$archs' only: an H100/H200 needs 90" >&2; exit 1 ;; esac
-bins=(qasr qasr-batch qasr-merge libqasr_cuda.so bench_ops)
+bins=(qasr qasr-batch qasr-merge libqasr_cuda.so bench_ops gpu_constants)
 for f in "$build"/test_kernels_*_gpu; do [ -x "$f" ] && bins+=("$(basename "$f")"); done
 for f in "${bins[@]}"; do
   [ -f "$build/$f" ] || { echo "gpu-bundle.sh: $build/$f is missing (a build with the CUDA toolkit makes it)" >&2; exit 1; }

@@ -22,6 +22,10 @@
 #             synthetic forced aligner against the CPU backend), cuda_model_gpu (a tiny
 #             synthetic model, every stage against the CPU backend) and demo_cuda_gpu (the demo
 #             model's transcripts of 24 held-out clips, GPU = CPU)
+#   constants bench/gpu_constants: what the performance model assumes (HBM bandwidth, cuBLAS bf16
+#             rates at large and 64-row shapes, launch, sync and copy latencies, PCIe rates),
+#             measured; on an H100 or H200 also OUT/gpu_constants.measured.tsv, the model's
+#             table with the measured rows (bench/gpu_model.py --constants FILE)
 #   ops       bench_ops --backend cuda at 0.6B shapes, 64 and 256 decode rows: time per op,
 #             achieved TFLOP/s and TB/s (expected: bench/ROOFLINE.md)
 #   e2e       a synthetic checkpoint at real dimensions (--size, made here with numpy, kept in
@@ -39,14 +43,15 @@
 #   --out DIR          logs, outputs and summary.txt (default: WORK/check)
 #   --work DIR         unpacked bundle, synthetic checkpoints (default: build-gpu/)
 #   --budget SECONDS   total time (default 480)
-#   --steps LIST       comma-separated subset of kit,device,tests,ops,e2e,sanitize (default all;
+#   --steps LIST       comma-separated subset of kit,device,tests,constants,ops,e2e,sanitize (default all;
 #                      kit always runs)
 #   --device N         CUDA device (default 0)
 #   --size 0.6b|1.7b   the synthetic checkpoint of the e2e step (default 0.6b)
 #   --model DIR        the e2e step transcribes with this checkpoint (e.g. a downloaded
 #                      Qwen3-ASR-0.6B) instead of making a synthetic one
 #   --files N          manifest entries of each e2e run (default 1024)
-#   --batches "B ..."  qasr-batch --batch sizes of the e2e step (default "32 128 256")
+#   --batches "B ..."  qasr-batch --batch sizes of the e2e step; "default": qasr-batch's own
+#                      choice from device memory, with its default readers (default "32 128 default")
 #   --tests REGEX      run only the gpu tests whose names match (grep -E)
 #   --list-tests       print the names of the gpu tests run by the tests step and exit
 # The Python is $PYTHON, else /usr/bin/python3 or the first python3 on PATH that has numpy; the
@@ -63,7 +68,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/gpu_common.sh"
 
 bundle="" build="" from_source=0 out="" work=$root/build-gpu budget=480 steps=all device=0 size=0.6b
-files=1024 batches="32 128 256" e2e_model="" tests_re=.
+files=1024 batches="32 128 default" e2e_model="" tests_re=.
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 list_tests() { (cd "$root/tests/cuda" && ls test_kernels_*.c | sed 's/\.c$/_gpu/'); echo cuda_model_gpu; echo demo_cuda_gpu; echo aligner_cuda_gpu; }
 while [ $# -gt 0 ]; do
@@ -94,7 +99,7 @@ if [ -n "$e2e_model" ]; then
   e2e_model=$(cd "$e2e_model" && pwd)
 fi
 for s in ${steps//,/ }; do
-  case $s in all|kit|device|tests|ops|e2e|sanitize) ;; *) echo "gpu-check.sh: unknown step '$s' in --steps" >&2; exit 2 ;; esac
+  case $s in all|kit|device|tests|constants|ops|e2e|sanitize) ;; *) echo "gpu-check.sh: unknown step '$s' in --steps" >&2; exit 2 ;; esac
 done
 mkdir -p "$work" || exit 2
 work=$(cd "$work" && pwd)
@@ -213,7 +218,7 @@ else
   mapfile -t gpu_tests < <(cd "$root/tests/cuda" && ls test_kernels_*.c | sed 's/\.c$/_gpu/')
   if ! { cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DQASR_CUDA=ON -DQASR_CUDA_EMU=OFF \
            "${archs[@]}" >"$out/build.log" 2>&1 &&
-         cmake --build "$build" -j"$(nproc)" --target qasr qasr-batch qasr-merge qasr_cuda bench_ops "${gpu_tests[@]}" \
+         cmake --build "$build" -j"$(nproc)" --target qasr qasr-batch qasr-merge qasr_cuda bench_ops gpu_constants "${gpu_tests[@]}" \
            >>"$out/build.log" 2>&1; }; then
     tail_log "$out/build.log"
     row kit FAILED "build failed: $out/build.log" "$(since "$t")"
@@ -241,7 +246,7 @@ else
 fi
 if [ $kit_ok = 1 ]; then
   problems=()
-  need=(qasr qasr-batch qasr-merge libqasr_cuda.so bench_ops)
+  need=(qasr qasr-batch qasr-merge libqasr_cuda.so bench_ops gpu_constants)
   while read -r t_name; do case $t_name in test_kernels_*) need+=("$t_name") ;; esac; done < <(list_tests)
   for f in "${need[@]}"; do [ -f "$bin/$f" ] || problems+=("bin/$f missing"); done
   for f in "$demo_model/config.json" "$heldout/test.tsv" "$mixed/mixed.tsv"; do [ -f "$f" ] || problems+=("$f missing"); done
@@ -315,7 +320,7 @@ echo "   LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 # ---------------------------------------------------------------- device
 has_device=0 dev_name=""
 gpu_steps_wanted=0
-for s in device tests ops e2e sanitize; do want $s && gpu_steps_wanted=1; done
+for s in device tests constants ops e2e sanitize; do want $s && gpu_steps_wanted=1; done
 if [ $kit_ok = 1 ] && [ $gpu_steps_wanted = 1 ]; then
   header "device"
   t=$(now)
@@ -377,6 +382,32 @@ if [ $kit_ok = 1 ] && want tests; then
       *) tail_log "$out/test-$name.log"; row "test $name" "FAILED (exit $rc)" "$out/test-$name.log" "$(since "$t")" ;;
     esac
   done < <(list_tests | grep -E -- "$tests_re")
+fi
+
+# ---------------------------------------------------------------- constants
+if [ $kit_ok = 1 ] && want constants; then
+  header "constants (bench/gpu_constants: the performance model's assumptions, measured)"
+  gpu_key=$(echo "$dev_name" | grep -oiE 'H100|H200' | head -n 1 | tr 'A-Z' 'a-z')
+  if ! gpu_ready; then
+    row constants "no device" "" 0.0
+  elif fits constants 20; then
+    t=$(now)
+    raw=$out/gpu_constants.raw.tsv
+    if run_logged "$out/constants.log" "$(cap 120)" "$bin/gpu_constants" --gpu "${gpu_key:-gpu}"; then
+      grep -E '^[^#$ ].*	measured	' "$out/constants.log" >"$raw"
+      sed 's/^/   /' "$raw"
+      figure=$(awk -F'\t' '{ v[$2] = $3 } END { printf "HBM %.2f TB/s, bf16 GEMM %.0f / %.0f TFLOP/s (8192^3 / 64 rows), launch %.1f us, sync %.1f us, PCIe pinned %.1f GB/s",
+                 v["hbm_bw"] / 1e12, v["tc_bf16_large"] / 1e12, v["tc_bf16_small"] / 1e12, v["kernel_overhead"] * 1e6, v["sync_latency"] * 1e6, v["pcie_bw_pinned"] / 1e9 }' "$raw")
+      if [ -n "$gpu_key" ] && [ -n "$python" ] &&
+        "$python" "$root/bench/measured_constants.py" "$raw" --gpu "$gpu_key" >"$out/gpu_constants.measured.tsv" 2>>"$out/constants.log"; then
+        figure="$figure; $out/gpu_constants.measured.tsv"
+      fi
+      row constants ok "$figure" "$(since "$t")"
+    else
+      tail_log "$out/constants.log"
+      row constants FAILED "$out/constants.log" "$(since "$t")"
+    fi
+  fi
 fi
 
 # ---------------------------------------------------------------- ops
@@ -449,8 +480,10 @@ if [ $kit_ok = 1 ] && want e2e; then
     res=$out/e2e-$b.jsonl mem=$out/e2e-$b.mem
     "$smi" --query-gpu=memory.used --format=csv,noheader,nounits -i "$device" -lms 200 >"$mem" 2>/dev/null &
     poll=$!
+    sizing=(--batch "$b" --readers 8)
+    [ "$b" = default ] && sizing=()
     run_logged "$out/e2e-$b.log" "$(cap 150)" "$bin/qasr-batch" "$manifest" --model "$model" --backend cuda \
-      --batch "$b" --readers 8 -o "$res" --overwrite --progress-interval 10
+      "${sizing[@]}" -o "$res" --overwrite --progress-interval 10
     rc=$?
     wall=$(since "$t")
     kill "$poll" 2>/dev/null
@@ -471,13 +504,15 @@ except OSError:
 text = open(log, errors="replace").read()
 m = re.search(r"model loaded in ([0-9.]+) s", text)
 load = float(m.group(1)) if m else 0.0
+sizing = re.search(r"; ([0-9]+) sequences per batch, ([0-9]+) audio readers", text)
 ok = [r for r in rows if r.get("error") is None]
 audio = sum(r.get("duration") or 0 for r in ok)
 tokens = sum(r.get("n_tokens") or 0 for r in ok)
 run = max(wall - load, 1e-9)
 peak = max((int(x) for x in open(mem) if x.strip().isdigit()), default=0) if mem else 0
 print(f"{audio / run:.0f} s audio/s, {len(ok) / run:.1f} files/s, {tokens / run:.0f} tokens/s, peak {peak} MiB; "
-      f"{len(ok)}/{len(rows)} files, {audio:.0f} s audio, load {load:.1f} s")
+      f"{len(ok)}/{len(rows)} files, {audio:.0f} s audio, load {load:.1f} s"
+      + (f"; batch {sizing.group(1)}, {sizing.group(2)} readers" if sizing else ""))
 EOF
 )
     grep -E "model loaded|files \(|qasr-batch: (done|interrupted)" "$out/e2e-$b.log" | tail -n 3 | sed 's/^/   /'

@@ -41,7 +41,7 @@ bytes=$(stat -c %s "$bundle" 2>/dev/null || echo 0)
 echo "bundle: $bytes bytes"
 check "the bundle is under 40 MB ($bytes bytes)" test "$bytes" -gt 0 -a "$bytes" -le $((40 * 1048576))
 tar -tJf "$bundle" >"$work/listing" 2>/dev/null
-for f in bin/qasr bin/qasr-batch bin/qasr-merge bin/libqasr_cuda.so bin/bench_ops bin/test_kernels_rows_gpu \
+for f in bin/qasr bin/qasr-batch bin/qasr-merge bin/libqasr_cuda.so bin/bench_ops bin/gpu_constants bin/test_kernels_rows_gpu \
          bin/test_kernels_front_gpu bin/test_kernels_attention_gpu lib/libsndfile.so.1 lib/libdnnl.so.2 \
          lib/libsoxr.so.0 lib/libfftw3f.so.3 lib/libcjson.so.1 lib/libutf8proc.so.2 lib/libgomp.so.1 lib/libFLAC.so.12 \
          models/qasr-demo/config.json models/qasr-demo/model.safetensors clips/heldout/test.tsv clips/mixed/mixed.tsv BUNDLE_INFO; do
@@ -166,7 +166,9 @@ if [ "${FAKE_SANITIZER_ERRORS:-}" = "$tool" ]; then echo "========= Invalid __gl
 echo "========= ERROR SUMMARY: 0 errors"
 exit $rc
 EOF
-  chmod +x "$fake/bin/bench_ops" "$fake/tools/nvidia-smi" "$fake/tools/compute-sanitizer"
+  # gpu_constants on the emulation at tiny sizes: its real output format
+  printf '#!/bin/sh\nexec "%s" --quick "$@"\n' "$build/gpu_constants_emu" >"$fake/bin/gpu_constants"
+  chmod +x "$fake/bin/bench_ops" "$fake/bin/gpu_constants" "$fake/tools/nvidia-smi" "$fake/tools/compute-sanitizer"
   export PATH="$fake/tools:$PATH"
   export CUEMU_DEVICE_MEM_MB=512  # the default KV cache is 80% of the device: a small one is quick to fill
   t0=$(date +%s)
@@ -181,6 +183,7 @@ EOF
     check "test $t passed" has "$s" "^test $t +passed "
   done
   check "demo_cuda_gpu compared the transcripts" has "$s" '^test demo_cuda_gpu .*transcripts equal .*: 6/6;'
+  check "constants: the measured figures" has "$s" '^constants +ok .*HBM [0-9.]+ TB/s, bf16 GEMM [0-9]+ / [0-9]+ TFLOP/s \(8192\^3 / 64 rows\), launch [0-9.]+ us, sync [0-9.]+ us, PCIe pinned [0-9.]+ GB/s'
   for r in 64 256; do
     check "ops rows=$r: TFLOP/s and TB/s" has "$s" "^ops rows=$r +ok .*best [0-9.]+ TFLOP/s \([a-z].*\), [0-9.]+ TB/s \([a-z].*\); lm head [0-9.]+ TB/s"
   done

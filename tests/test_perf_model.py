@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The GPU performance model (bench/gpu_model.py) and its trace (cuda/emu/trace.cpp).
 
-usage: test_perf_model.py [--kernels DIR] [--cublas EXE]
+usage: test_perf_model.py [--kernels DIR] [--cublas EXE] [--constants-exe EXE]
 
 1. The calculator on hand-made traces: a bandwidth-bound kernel, a compute-bound GEMM, two
    streams overlapping, a sync, a blocking copy: times computed by hand from the constants.
@@ -14,6 +14,10 @@ usage: test_perf_model.py [--kernels DIR] [--cublas EXE]
 3. With --cublas (test_emu_cublas): every GEMM line has 2mnk flops for its shape.
 4. The trace marks copies from page-locked memory: a cudaMallocHost buffer is pinned, a malloc one
    is not (--kernels: test_kernels_front's log_mel_batch stages its samples in pinned memory).
+5. With --constants-exe (bench/gpu_constants built against the emulation): it prints every
+   quantity the model's assumed rows need, as table rows; bench/measured_constants.py turns them
+   into a complete table for gpu_model.py (every constant of the published one, the measured rows
+   marked so), and refuses a measurement with a row missing, naming it.
 """
 import argparse
 import os
@@ -179,16 +183,65 @@ def cublas(exe):
                 check(o["rd"] >= 2.0 * (s["m"] * s["k"] + s["k"] * s["n"]), f"GEMM A, B bytes {s}")
 
 
+def measured_constants(exe):
+    bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench")
+    p = subprocess.run([exe, "--quick", "--gpu", "h100"], capture_output=True, text=True)
+    check(p.returncode == 0, f"gpu_constants --quick: exit {p.returncode}: {p.stderr[-500:]}")
+    units = {"hbm_bw": "B/s", "tc_bf16_large": "FLOP/s", "tc_bf16_small": "FLOP/s", "fp32_fma": "FLOP/s",
+             "kernel_overhead": "s", "launch_host": "s", "library_host": "s", "sync_latency": "s",
+             "copy_latency": "s", "pcie_bw": "B/s", "pcie_bw_pinned": "B/s"}
+    got = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("#"):
+            continue
+        f = line.split("\t")
+        check(len(f) == 6 and f[0] == "h100" and f[4] == "measured", f"gpu_constants row: {line!r}")
+        if len(f) == 6:
+            got[f[1]] = (float(f[2]), f[3])
+    for name, unit in units.items():
+        v = got.get(name)
+        check(v is not None and v[1] == unit and v[0] >= 0 and v[0] < float("inf") and (v[0] > 0 or name == "copy_latency"),
+              f"gpu_constants: {name}: {v} (expected a finite positive value in {unit})")
+    with tempfile.TemporaryDirectory() as d:
+        raw = os.path.join(d, "raw.tsv")
+        with open(raw, "w") as f:
+            f.write(p.stdout)
+        q = subprocess.run([sys.executable, os.path.join(bench, "measured_constants.py"), raw, "--gpu", "h100"],
+                           capture_output=True, text=True)
+        check(q.returncode == 0, f"measured_constants.py: exit {q.returncode}: {q.stderr}")
+        table = os.path.join(d, "table.tsv")
+        with open(table, "w") as f:
+            f.write(q.stdout)
+        published = gpu_model.load_constants(os.path.join(bench, "gpu_constants.tsv"), "h100")
+        measured = gpu_model.load_constants(table, "h100")
+        check(set(measured) == set(published), f"measured table's names: {sorted(set(measured) ^ set(published))} differ")
+        kinds = {ln.split("\t")[1]: ln.split("\t")[4] for ln in q.stdout.splitlines() if not ln.startswith("#")}
+        for name in ["hbm_bw_fraction", "tc_fraction_large", "tc_fraction_small", "kernel_overhead", "sync_latency",
+                     "pcie_bw_pinned"]:
+            check(kinds.get(name) == "measured", f"measured table: {name} is {kinds.get(name)}, expected measured")
+        close(measured["hbm_bw_fraction"], got["hbm_bw"][0] / published["hbm_bw_peak"], "hbm_bw_fraction", rel=1e-3)
+        close(measured["sync_latency"], got["sync_latency"][0], "sync_latency", rel=1e-3)
+        check(kinds.get("fp32_fraction") == "assumption", "fp32_fraction stays an assumption")
+        with open(raw, "w") as f:  # a measurement with a row missing is refused, by name
+            f.write("".join(ln + "\n" for ln in p.stdout.splitlines() if "\tpcie_bw_pinned\t" not in ln))
+        q = subprocess.run([sys.executable, os.path.join(bench, "measured_constants.py"), raw, "--gpu", "h100"],
+                           capture_output=True, text=True)
+        check(q.returncode != 0 and "pcie_bw_pinned" in q.stderr, f"a missing row: exit {q.returncode}, {q.stderr!r}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kernels")
     ap.add_argument("--cublas")
+    ap.add_argument("--constants-exe")
     a = ap.parse_args()
     calculator()
     if a.kernels:
         kernels(a.kernels)
     if a.cublas:
         cublas(a.cublas)
+    if a.constants_exe:
+        measured_constants(a.constants_exe)
     print(f"{len(FAILS)} failures")
     sys.exit(1 if FAILS else 0)
 
