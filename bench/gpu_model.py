@@ -22,11 +22,23 @@ waits for every other stream). The host waits at synchronisations (sync_latency 
 waits for) and blocking copies. Events order streams. The predicted time is the host's clock at
 the end. Host work between CUDA calls (the engine's own CPU time) is not in the trace: 0 here.
 
-Stages: the trace is cut at host waits; a piece with mel/conv/window-attention kernels is an
-encoder call, one with a paged prefill kernel a prefill step, one with a paged decode kernel a
+Streams running at once share the GPU (class Device): each operation is its fixed part
+(kernel_overhead; a host copy's latency and PCIe transfer), which shares nothing, then its work,
+of alone time T = max(tb, tc) (tb = bytes / bw, tc = the compute terms above), demanding tb / T
+of the HBM bandwidth and tc / T of the SMs. All operations in their work part advance at one rate
+s = min(1, 1 / sum of bandwidth demands, 1 / sum of SM demands), recomputed at every start and
+end: two bandwidth-bound kernels take the sum of their times, a bandwidth-bound kernel beside a
+compute-bound GEMM about the longer one. h2d/d2h copies use the copy engines: free beside kernels.
+One stream alone never shares: its numbers are exactly the serial calculator's.
+
+Stages: each stream's operations are cut into pieces where the host waits for that stream (a
+device sync or a wait on stream 0: for all of them); a piece with mel/conv/window-attention
+kernels is an encoder call, one with a paged prefill kernel a prefill step, one with a paged decode kernel a
 decode step. Inside: mel = mel_* kernels, FFTs and fp32 GEMMs; conv = im2col .. conv_flatten
 (with their GEMMs, mel_chunks, bias_gelu_rows); lm_head = a GEMM with a side >= 32768 (the
-vocabulary); argmax = argmax kernels; the rest goes to the piece's kind.
+vocabulary); argmax = argmax kernels; the rest goes to the piece's kind. A stage's busy time is
+the time its operations took (under sharing); idle = total - the union of all operations' busy
+intervals (busy summed over stages, less the time counted twice: "overlap").
 """
 import argparse
 import json
@@ -134,10 +146,10 @@ def is_wait(op):
 
 def assign_stages(ops):
     """Sets op['stage'] for every GPU operation (see the module comment)."""
-    piece = []
 
-    def close():
-        names = [o["name"] for o in piece if o["kind"] == "K"]
+    def label(group, streams):
+        """Stages of the operations of group on one of streams, from the kinds of group's kernels."""
+        names = [o["name"] for o in group if o["kind"] == "K"]
         if any(n.startswith(("mel_", "im2col", "window_attention", "conv_flatten")) for n in names):
             kind = "encoder"
         elif any(n.startswith("paged_prefill") for n in names):
@@ -147,7 +159,7 @@ def assign_stages(ops):
         else:
             kind = "other"
         in_conv = False
-        for o in piece:
+        for o in group:
             n = o["name"]
             if o["kind"] == "K" and n.startswith("im2col"):
                 in_conv = True
@@ -167,15 +179,31 @@ def assign_stages(ops):
                 st = kind
             if o["kind"] == "K" and n.startswith("conv_flatten"):
                 in_conv = False
-            o["stage"] = st
-        piece.clear()
+            if o["stream"] in streams:
+                o["stage"] = st
 
-    for op in ops:
-        if op["kind"] in ("K", "L", "C"):
-            piece.append(op)
+    def cut(streams):
+        if 0 in streams and 0 in pieces:
+            # stream 0 (the legacy stream; copies here) with all streams' operations since their last cut
+            label(sorted((o for ops in pieces.values() for o in ops), key=lambda o: o["seq"]), (0,))
+            del pieces[0]
+        for s in streams - {0}:
+            label(pieces.pop(s, []), (s,))
+
+    pieces = {}     # stream -> its GPU operations since the host last waited for it
+    recorded = {}   # event -> stream it was recorded on
+    for i, op in enumerate(ops):
+        k, s = op["kind"], op["stream"]
+        if k in ("K", "L", "C"):
+            op["seq"] = i
+            pieces.setdefault(s, []).append(op)
+        if k == "E" and op["name"] == "record":
+            recorded[op["event"]] = s
         if is_wait(op):
-            close()
-    close()
+            # the streams the host waited for (stream 0 or the device: all of them)
+            w = recorded.get(op["event"], -1) if k == "E" else s
+            cut(set(pieces) | {0} if w <= 0 else {w})
+    cut(set(pieces) | {0})
 
 
 class Device:

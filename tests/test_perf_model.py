@@ -190,6 +190,19 @@ def streams():
     close(ops[1]["took"], 504 * us, "h2d copy beside kernels: alone time")
     close(ops[2]["end"], (11 + 1000) * us, "d2d copy beside a kernel: half the bandwidth")
     close(t, (5 + 1500 + 10) * us, "h2d copy free, d2d copy shares HBM")
+    # stages per stream: an encoder call on stream 2 (joined to stream 1 by an event) across two
+    # decode steps on stream 1, each ended by a sync on stream 1: the decode kernels stay decode,
+    # the encoder stream's GEMM is encoder, though they share pieces of the trace between waits
+    gemm = ["L", 0, 2, "gemm_bf16", 1e9, 1e6, 1e6, "m=1024 n=1024 k=512 batch=1"]
+    ops = parse([K(1, 2, 1e6, 0, 0, "mel_power_kernel"), K(2, 1, 1e6, 0, 0, "paged_decode_kernel<DH, GT>"),
+                 ["S", 0, 1, "cudaStreamSynchronize"], gemm, K(3, 2, 1e6, 0, 0, "window_attention_kernel<64>"),
+                 ["E", 0, 2, "record", 1], K(4, 1, 1e6, 0, 0, "paged_decode_kernel<DH, GT>"),
+                 ["S", 0, 1, "cudaStreamSynchronize"], ["E", 0, 1, "wait", 1], K(5, 1, 1e6, 0, 0, "paged_prefill_kernel<DH>"),
+                 sync])
+    gpu_model.simulate(ops, C)
+    g = [o for o in ops if o["kind"] in ("K", "L")]
+    check([o["stage"] for o in g] == ["mel", "decode", "encoder", "encoder", "decode", "prefill"],
+          f"stages per stream: {[o['stage'] for o in g]}")
     # one stream (and its events, and stream 0 waiting for it): exactly the numbers of the serial
     # calculator, bit for bit, however many operations
     lines = [K(1, 1, 6e8, 4e8, 1e9), ["L", 0, 1, "gemm_bf16", 2.0 * 4096 ** 3, 6.7e7, 3.4e7, "m=4096 n=4096 k=4096 batch=1"],
