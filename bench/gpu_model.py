@@ -22,16 +22,28 @@ waits for every other stream). The host waits at synchronisations (sync_latency 
 waits for) and blocking copies. Events order streams. The predicted time is the host's clock at
 the end. Host work between CUDA calls (the engine's own CPU time) is not in the trace: 0 here.
 
-Stages: the trace is cut at host waits; a piece with mel/conv/window-attention kernels is an
-encoder call, one with a paged prefill kernel a prefill step, one with a paged decode kernel a
+Streams running at once share the GPU (class Device): each operation is its fixed part
+(kernel_overhead; a host copy's latency and PCIe transfer), which shares nothing, then its work,
+of alone time T = max(tb, tc) (tb = bytes / bw, tc = the compute terms above), demanding tb / T
+of the HBM bandwidth and tc / T of the SMs. All operations in their work part advance at one rate
+s = min(1, 1 / sum of bandwidth demands, 1 / sum of SM demands), recomputed at every start and
+end: two bandwidth-bound kernels take the sum of their times, a bandwidth-bound kernel beside a
+compute-bound GEMM about the longer one. h2d/d2h copies use the copy engines: free beside kernels.
+One stream alone never shares: its numbers are exactly the serial calculator's.
+
+Stages: each stream's operations are cut into pieces where the host waits for that stream (a
+device sync or a wait on stream 0: for all of them); a piece with mel/conv/window-attention
+kernels is an encoder call, one with a paged prefill kernel a prefill step, one with a paged decode kernel a
 decode step. Inside: mel = mel_* kernels, FFTs and fp32 GEMMs; conv = im2col .. conv_flatten
 (with their GEMMs, mel_chunks, bias_gelu_rows); lm_head = a GEMM with a side >= 32768 (the
-vocabulary); argmax = argmax kernels; the rest goes to the piece's kind.
+vocabulary); argmax = argmax kernels; the rest goes to the piece's kind. A stage's busy time is
+the time its operations took (under sharing); idle = total - the union of all operations' busy
+intervals (busy summed over stages, less the time counted twice: "overlap").
 """
 import argparse
 import json
-import math
 import sys
+from collections import deque
 
 STAGES = ["mel", "conv", "encoder", "prefill", "decode", "lm_head", "argmax", "other"]
 
@@ -90,15 +102,18 @@ def kernel_bytes(op):
     return rd + wr, fl
 
 
-def op_time(op, c):
-    """GPU time of one operation, and its bytes and flops."""
+def op_parts(op, c):
+    """One operation's time in parts: (fixed, tb, tc, bytes, flops). fixed: the part that shares
+    nothing with other streams (launch latency and ramp; a host copy's latency and PCIe transfer);
+    tb: its time streaming its bytes at the achievable HBM bandwidth; tc: its time on the SMs
+    (CUDA cores and tensor cores). Alone it takes max(tb, tc) + fixed (op_time)."""
     bw = c["hbm_bw_peak"] * c["hbm_bw_fraction"]
     fp32 = c["fp32_peak"] * c["fp32_fraction"]
     if op["kind"] == "K":
         b, fl = kernel_bytes(op)
         tc = op["tc_flops"]
         t = max(fl, 0) / fp32 + tc / (c["tc_bf16_peak"] * c["tc_fraction_small"])
-        return max(b / bw, t) + c["kernel_overhead"], b, max(fl, 0) + tc
+        return c["kernel_overhead"], b / bw, t, b, max(fl, 0) + tc
     if op["kind"] == "L":
         b, fl = op["rd"] + op["wr"], op["flops"]
         if op["name"].startswith("gemm_"):
@@ -108,14 +123,21 @@ def op_time(op, c):
             rate = tc if t in ("bf16", "f16") else tc / 2 if t == "tf32" else fp32
         else:
             rate = fp32
-        return max(b / bw, fl / rate) + c["kernel_overhead"], b, fl
+        return c["kernel_overhead"], b / bw, fl / rate, b, fl
     if op["kind"] == "C":
         if op["name"] in ("h2d", "d2h", "h2h"):
+            # the copy engine and PCIe: neither HBM bandwidth nor SMs worth counting
             bw = c["pcie_bw_pinned"] if op["pinned"] else c["pcie_bw"]
-            return c["copy_latency"] + op["bytes"] / bw, op["bytes"], 0
+            return c["copy_latency"] + op["bytes"] / bw, 0.0, 0.0, op["bytes"], 0
         b = op["bytes"] * (2 if op["name"] == "d2d" else 1)
-        return b / bw + c["kernel_overhead"], b, 0
-    return 0.0, 0, 0
+        return c["kernel_overhead"], b / bw, 0.0, b, 0
+    return 0.0, 0.0, 0.0, 0, 0
+
+
+def op_time(op, c):
+    """GPU time of one operation alone, and its bytes and flops."""
+    fixed, tb, tc, b, fl = op_parts(op, c)
+    return max(tb, tc) + fixed, b, fl
 
 
 def is_wait(op):
@@ -124,10 +146,10 @@ def is_wait(op):
 
 def assign_stages(ops):
     """Sets op['stage'] for every GPU operation (see the module comment)."""
-    piece = []
 
-    def close():
-        names = [o["name"] for o in piece if o["kind"] == "K"]
+    def label(group, streams):
+        """Stages of the operations of group on one of streams, from the kinds of group's kernels."""
+        names = [o["name"] for o in group if o["kind"] == "K"]
         if any(n.startswith(("mel_", "im2col", "window_attention", "conv_flatten")) for n in names):
             kind = "encoder"
         elif any(n.startswith("paged_prefill") for n in names):
@@ -137,7 +159,7 @@ def assign_stages(ops):
         else:
             kind = "other"
         in_conv = False
-        for o in piece:
+        for o in group:
             n = o["name"]
             if o["kind"] == "K" and n.startswith("im2col"):
                 in_conv = True
@@ -157,59 +179,177 @@ def assign_stages(ops):
                 st = kind
             if o["kind"] == "K" and n.startswith("conv_flatten"):
                 in_conv = False
-            o["stage"] = st
-        piece.clear()
+            if o["stream"] in streams:
+                o["stage"] = st
 
-    for op in ops:
-        if op["kind"] in ("K", "L", "C"):
-            piece.append(op)
+    def cut(streams):
+        if 0 in streams and 0 in pieces:
+            # stream 0 (the legacy stream; copies here) with all streams' operations since their last cut
+            label(sorted((o for ops in pieces.values() for o in ops), key=lambda o: o["seq"]), (0,))
+            del pieces[0]
+        for s in streams - {0}:
+            label(pieces.pop(s, []), (s,))
+
+    pieces = {}     # stream -> its GPU operations since the host last waited for it
+    recorded = {}   # event -> stream it was recorded on
+    for i, op in enumerate(ops):
+        k, s = op["kind"], op["stream"]
+        if k in ("K", "L", "C"):
+            op["seq"] = i
+            pieces.setdefault(s, []).append(op)
+        if k == "E" and op["name"] == "record":
+            recorded[op["event"]] = s
         if is_wait(op):
-            close()
-    close()
+            # the streams the host waited for (stream 0 or the device: all of them)
+            w = recorded.get(op["event"], -1) if k == "E" else s
+            cut(set(pieces) | {0} if w <= 0 else {w})
+    cut(set(pieces) | {0})
+
+
+class Device:
+    """The GPU as a fluid (processor-sharing) system of two resources, HBM bandwidth and the SMs.
+
+    An operation starts when it is issued and what it waits for (its stream's previous operation,
+    waited events) has ended. It first runs its fixed part (latency: shares nothing), then its work
+    of alone time T = max(tb, tc), demanding a fraction tb / T of the bandwidth and tc / T of the
+    SMs. While several operations are in their work part, all of them advance at the same rate
+    s = min(1, 1 / sum of bandwidth fractions, 1 / sum of SM fractions), recomputed at every start
+    and end. One operation alone runs at rate 1: its time is exactly op_time's."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.queued = {}   # stream -> issued operations not started yet, in order
+        self.running = []
+
+    def submit(self, op, issue, deps, fixed, tb, tc):
+        work = max(tb, tc)
+        op.update(issue=issue, deps=deps, fixed=fixed, work=work, t=work + fixed, fb=tb / work if work else 0.0,
+                  fc=tc / work if work else 0.0, start=None, end=None, slowed=False)
+        self.queued.setdefault(op["stream"], deque()).append(op)
+
+    def finish(self, ops):
+        """Runs the device until every operation of ops has ended; returns the last end (0 for none)."""
+        while any(o["end"] is None for o in ops):
+            self.step()
+        return max((o["end"] for o in ops), default=0.0)
+
+    def rate(self):
+        fb = sum(o["fb"] for o in self.running if o["phase"] == "work")
+        fc = sum(o["fc"] for o in self.running if o["phase"] == "work")
+        return min(1.0, 1.0 / fb if fb > 1 else 1.0, 1.0 / fc if fc > 1 else 1.0)
+
+    def when(self, op, s):
+        """When op's current part ends if the rate stays s. An operation never slowed ends at
+        start + t, with op_time's t (the same number to the last bit, whatever the steps)."""
+        if op["phase"] == "fixed":
+            return op["start"] + op["fixed"] if op["work"] else op["start"] + op["t"]
+        if not op["slowed"] and s == 1.0:
+            return op["start"] + op["t"]
+        return self.now + max(op["left"], 0.0) / s
+
+    def step(self):
+        """Advances to the next start or end of a part."""
+        starts = []
+        for q in self.queued.values():
+            if q and all(d["end"] is not None for d in q[0]["deps"]):
+                starts.append((max([q[0]["issue"]] + [d["end"] for d in q[0]["deps"]]), q))
+        if len(self.running) == 1 and not starts:
+            # one operation and nothing else can start before it ends (one stream): runs at rate 1
+            o = self.running[0]
+            self.now = o["start"] + o["t"] if not o["slowed"] else self.now + max(o["left"], 0.0)
+            self.end(o, self.now)
+            return
+        s = self.rate()
+        ends = [(self.when(o, s), o) for o in self.running]
+        nxt = min([t for t, _ in ends] + [t for t, _ in starts])
+        dt = nxt - self.now
+        for o in self.running:
+            if o["phase"] == "work":
+                o["left"] -= dt * s
+                o["slowed"] = o["slowed"] or (s < 1.0 and dt > 0)
+            else:
+                o["left"] -= dt
+        self.now = nxt
+        for t, o in ends:
+            if t > nxt:
+                continue
+            if o["phase"] == "fixed" and o["work"]:
+                o["phase"], o["left"] = "work", o["work"]
+            else:
+                self.end(o, t)
+        for t, q in starts:
+            if t > nxt:
+                continue
+            o = q.popleft()
+            o["start"] = t
+            if o["fixed"] or not o["work"]:
+                o["phase"], o["left"] = "fixed", o["fixed"]
+            else:
+                o["phase"], o["left"] = "work", o["work"]
+            self.running.append(o)
+
+    def end(self, op, t):
+        op["end"] = t
+        op["took"] = op["t"] if not op["slowed"] else t - op["start"]
+        self.running.remove(op)
 
 
 def simulate(ops, c):
     """Predicted seconds, GPU busy seconds per stage, and totals."""
     assign_stages(ops)
+    dev = Device()
     host = 0.0
-    end = {}    # stream -> time its last operation ends
-    events = {}
-    busy = {s: 0.0 for s in STAGES}
-    by_name = {}  # (stage, name) -> [seconds, bytes, flops, count]
+    tail = {}   # stream -> the operations its next one waits for (its last one, waited events')
+    events = {}  # event -> the operations it waits for
+    gpu_ops = []
     tot = dict(bytes=0.0, flops=0.0, launches=0, library=0, copies=0, syncs=0)
     for op in ops:
         k, s = op["kind"], op["stream"]
         if k in ("K", "L", "C"):
             host += c["library_host"] if k == "L" else c["launch_host"]
-            t, b, fl = op_time(op, c)
-            ready = max(end.values()) if s == 0 and end else end.get(s, 0.0)
-            start = max(host, ready)
-            end[s] = start + t
-            busy[op.get("stage", "other")] += t
-            row = by_name.setdefault((op.get("stage", "other"), op["name"]), [0.0, 0.0, 0.0, 0])
-            row[0] += t
-            row[1] += b
-            row[2] += max(fl, 0)
-            row[3] += 1
+            fixed, tb, tc, b, fl = op_parts(op, c)
+            # stream 0, the legacy stream, also waits for every other stream
+            deps = [d for ds in tail.values() for d in ds] if s == 0 else tail.get(s, [])
+            dev.submit(op, host, deps, fixed, tb, tc)
+            tail[s] = [op]
+            gpu_ops.append(op)
+            op["bytes_flops"] = (b, max(fl, 0))
             tot["bytes"] += b
             tot["flops"] += max(fl, 0)
             tot[{"K": "launches", "L": "library", "C": "copies"}[k]] += 1
             if k == "C" and op["blocking"]:
-                host = end[s] + c["sync_latency"]
+                host = dev.finish([op]) + c["sync_latency"]
                 tot["syncs"] += 1
         elif k == "S":
-            done = max(end.values(), default=0.0) if s < 0 else end.get(s, 0.0)
+            done = dev.finish([d for ds in tail.values() for d in ds] if s < 0 else tail.get(s, []))
             host = max(host, done) + c["sync_latency"]
             tot["syncs"] += 1
         elif k == "E":
             if op["name"] == "record":
-                events[op["event"]] = end.get(s, 0.0)
+                events[op["event"]] = list(tail.get(s, []))
             elif op["name"] == "wait":
-                end[s] = max(end.get(s, 0.0), events.get(op["event"], 0.0))
+                tail[s] = tail.get(s, []) + events.get(op["event"], [])
             else:
-                host = max(host, events.get(op["event"], 0.0)) + c["sync_latency"]
+                host = max(host, dev.finish(events.get(op["event"], []))) + c["sync_latency"]
                 tot["syncs"] += 1
-    total = max([host] + list(end.values()))
+    total = max(host, dev.finish([d for ds in tail.values() for d in ds]))
+    # busy: the time each operation took (under sharing); overlap: the time counted twice or
+    # more in it (operations of several streams at once), so that busy - overlap is the union
+    busy = {s: 0.0 for s in STAGES}
+    by_name = {}  # (stage, name) -> [seconds, bytes, flops, count]
+    for op in gpu_ops:
+        busy[op.get("stage", "other")] += op["took"]
+        row = by_name.setdefault((op.get("stage", "other"), op["name"]), [0.0, 0.0, 0.0, 0])
+        row[0] += op["took"]
+        row[1] += op["bytes_flops"][0]
+        row[2] += op["bytes_flops"][1]
+        row[3] += 1
+    overlap, covered = 0.0, 0.0
+    for op in sorted(gpu_ops, key=lambda o: o["start"]):
+        if op["start"] < covered:
+            overlap += min(op["end"], covered) - op["start"]
+        covered = max(covered, op["end"])
+    tot["overlap"] = overlap
     tot["by_name"] = by_name
     return total, busy, tot
 
@@ -239,7 +379,7 @@ def main():
         tot = {k: tot[k] - n0[k] for k in tot if k != "by_name"}
         tot["by_name"] = names
     by_name = tot.pop("by_name")
-    res = dict(gpu=a.gpu, seconds=total, stages=busy, idle=max(0.0, total - sum(busy.values())), **tot)
+    res = dict(gpu=a.gpu, seconds=total, stages=busy, idle=max(0.0, total - (sum(busy.values()) - tot["overlap"])), **tot)
     if a.audio_seconds:
         res["audio_seconds"] = a.audio_seconds
         res["rtfx"] = a.audio_seconds / total
@@ -250,6 +390,8 @@ def main():
     for s in STAGES:
         print(f"  {s:8s} {busy[s] * 1e3:10.3f} ms")
     print(f"  {'idle':8s} {res['idle'] * 1e3:10.3f} ms  (GPU waiting for the host: launches, syncs)")
+    if tot["overlap"]:  # several streams at once: the stages' busy times add up to more than the GPU's
+        print(f"  {'overlap':8s} {tot['overlap'] * 1e3:10.3f} ms  (counted in two or more stages' busy time at once)")
     print(f"  {tot['launches']} launches, {tot['library']} library calls, {tot['copies']} copies, "
           f"{tot['syncs']} host waits, {tot['bytes'] / 1e9:.3f} GB, {tot['flops'] / 1e12:.3f} TFLOP")
     if a.audio_seconds:

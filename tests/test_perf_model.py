@@ -3,8 +3,10 @@
 
 usage: test_perf_model.py [--kernels DIR] [--cublas EXE] [--constants-exe EXE]
 
-1. The calculator on hand-made traces: a bandwidth-bound kernel, a compute-bound GEMM, two
-   streams overlapping, a sync, a blocking copy: times computed by hand from the constants.
+1. The calculator on hand-made traces: a bandwidth-bound kernel, a compute-bound GEMM, a sync,
+   a blocking copy; streams sharing the GPU (two bandwidth-bound kernels, one beside a GEMM,
+   partial overlap, an event wait, copies beside a kernel): times computed by hand from the
+   constants; one stream: exactly the serial calculator's numbers.
 2. With --kernels (the directory of the emulated test_kernels_* binaries): they run under
    CUEMU_TRACE; every launch must carry a CUEMU_COST declaration, and the bytes the
    instrumentation counted must equal the declaration (exactly up to 1% + 64 bytes), except
@@ -46,13 +48,50 @@ C = dict(hbm_bw_peak=2e12, hbm_bw_fraction=0.5, tc_bf16_peak=1e15, tc_fraction_l
          sync_latency=1e-5, copy_latency=4e-6, pcie_bw=2e10, pcie_bw_pinned=5e10)
 
 
-def predict(lines):
+def parse(lines):
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as f:
         f.write("".join("\t".join(str(x) for x in l) + "\n" for l in lines))
     try:
-        return gpu_model.simulate(gpu_model.parse(f.name), C)
+        return gpu_model.parse(f.name)
     finally:
         os.unlink(f.name)
+
+
+def predict(lines):
+    return gpu_model.simulate(parse(lines), C)
+
+
+def serial(ops, c):
+    """The calculator before streams shared the GPU (one stream: each operation alone, in order),
+    as a reference: a single-stream trace must give exactly its numbers."""
+    gpu_model.assign_stages(ops)
+    host, end, events = 0.0, {}, {}
+    busy = {s: 0.0 for s in gpu_model.STAGES}
+    by_name = {}
+    for op in ops:
+        k, s = op["kind"], op["stream"]
+        if k in ("K", "L", "C"):
+            host += c["library_host"] if k == "L" else c["launch_host"]
+            t, b, fl = gpu_model.op_time(op, c)
+            start = max(host, max(end.values()) if s == 0 and end else end.get(s, 0.0))
+            end[s] = start + t
+            busy[op["stage"]] += t
+            row = by_name.setdefault((op["stage"], op["name"]), [0.0, 0.0, 0.0, 0])
+            row[0] += t
+            row[1] += b
+            row[2] += max(fl, 0)
+            row[3] += 1
+            if k == "C" and op["blocking"]:
+                host = end[s] + c["sync_latency"]
+        elif k == "S":
+            host = max(host, max(end.values(), default=0.0) if s < 0 else end.get(s, 0.0)) + c["sync_latency"]
+        elif k == "E" and op["name"] == "record":
+            events[op["event"]] = end.get(s, 0.0)
+        elif k == "E" and op["name"] == "wait":
+            end[s] = max(end.get(s, 0.0), events.get(op["event"], 0.0))
+        elif k == "E":
+            host = max(host, events.get(op["event"], 0.0)) + c["sync_latency"]
+    return max([host] + list(end.values())), busy, by_name
 
 
 def K(i, stream, rd, wr, fl, name="rmsnorm_kernel<2>", tc=None):
@@ -84,9 +123,6 @@ def calculator():
     t, _, _ = predict([K(1, 1, 1e6, 0, 1e9, "window_attention_kernel<64>", tc=0),
                        ["S", 0, 1, "cudaStreamSynchronize"]])
     close(t, 3e-6 + 1e9 / 3e13 + 2e-6 + 1e-5, "tensor-core field 0")
-    # two streams overlap: 1 ms on each, issued back to back: 1 ms + the second's issue delay
-    t, _, _ = predict([K(1, 1, 1e9, 0, 0), K(2, 2, 1e9, 0, 0), ["S", 0, -1, "cudaDeviceSynchronize"]])
-    close(t, 6e-6 + 1e9 / bw + 2e-6 + 1e-5, "two streams overlap")
     # the same on one stream: in sequence
     t, _, _ = predict([K(1, 1, 1e9, 0, 0), K(2, 1, 1e9, 0, 0), ["S", 0, 1, "cudaStreamSynchronize"]])
     close(t, 3e-6 + 2 * (1e9 / bw + 2e-6) + 1e-5, "one stream in order")
@@ -108,6 +144,84 @@ def calculator():
     # measured bytes win over the declaration
     t, _, _ = predict([K(1, 1, 1e9, 0, 0), ["M", 1, 5e8, 0]])
     close(t, 3e-6 + 5e8 / bw + 2e-6, "measured bytes")
+
+
+def streams():
+    """Operations of several streams at once share HBM bandwidth and the SMs (a fluid model: all
+    running operations slowed by one factor until the next start or end); fixed parts (launch
+    overhead 2 us here) and host copies share nothing. Times in us below, by hand."""
+    us = 1e-6
+    sync = ["S", 0, -1, "cudaDeviceSynchronize"]
+    # two bandwidth-bound kernels (1 ms alone each) on two streams, issued 3 us apart: the first's
+    # work starts at 5 us, and HBM is then busy until 2 ms of traffic have gone through: the sum
+    ops = parse([K(1, 1, 1e9, 0, 0), K(2, 2, 1e9, 0, 0), sync])
+    t, busy, tot = gpu_model.simulate(ops, C)
+    close(t, (5 + 2000 + 10) * us, "two bandwidth-bound streams: the sum")
+    # the first runs alone 3 us, then both at half speed: it ends at 8 + 2 x 997 = 2002 us, the
+    # second (issued at 6) at 2005; busy 1999 us each, 1996 us of it at once: the union is 2002
+    close(ops[0]["end"], 2002 * us, "two bandwidth-bound streams: first end")
+    close(sum(busy.values()), 2 * 1999 * us, "two bandwidth-bound streams: busy, each its own time")
+    close(tot["overlap"], 1996 * us, "two bandwidth-bound streams: time counted twice")
+    # a bandwidth-bound kernel (fraction 1 of HBM) beside a compute-bound GEMM of equal alone time
+    # (1 ms on tensor cores, 1 % of HBM: 1e7 bytes): about one alone time, not the sum. The kernel's
+    # work starts at 5 us, the GEMM's (library_host 5 us later) at 10 us; then both at rate 1 / 1.01:
+    # the kernel's last 995 us end at 10 + 995 x 1.01, then the GEMM's last 5 us alone
+    gemm = ["L", 0, 2, "gemm_bf16", 5e11, 1e7, 0, "m=4096 n=4096 k=14901 batch=1"]
+    t, _, _ = predict([K(1, 1, 1e9, 0, 0), gemm, sync])
+    close(t, (10 + 995 * 1.01 + 5 + 10) * us, "bandwidth-bound kernel beside a compute-bound GEMM")
+    check(t < 1.1e-3, "bandwidth-bound kernel beside a compute-bound GEMM: about one alone time")
+    # partial overlap: the host waits for a blocking 10 MB h2d copy (pageable: 4 + 500 us, issued at
+    # 6 us; sharing nothing) before launching the second kernel, issued at 523 us, its work at 525:
+    # the first has 480 us left, both at half speed until 525 + 960, then the second's 520 us alone
+    ops = parse([K(1, 1, 1e9, 0, 0), ["C", 0, 3, "h2d", 1e7, 1, 0], K(2, 2, 1e9, 0, 0), sync])
+    t, _, _ = gpu_model.simulate(ops, C)
+    close(ops[0]["end"], 1485 * us, "partial overlap: first end")
+    close(ops[1]["took"], 504 * us, "partial overlap: the copy beside a kernel at full speed")
+    close(t, (1485 + 520 + 10) * us, "partial overlap")
+    # an event orders stream 2 after stream 1: no overlap between them; a third stream's kernel
+    # (issued at 9 us, work at 11) shares with each in turn. HBM is busy from 5 us to the end, but
+    # for nothing: 3 ms of traffic. Stream 2's kernel starts when stream 1's ends.
+    ops = parse([K(1, 1, 1e9, 0, 0), ["E", 0, 1, "record", 1], ["E", 0, 2, "wait", 1], K(2, 2, 1e9, 0, 0),
+                 K(3, 3, 1e9, 0, 0), sync])
+    t, _, _ = gpu_model.simulate(ops, C)
+    close(ops[3]["start"], ops[0]["end"], "event wait: stream 2 starts when stream 1 ends")
+    close(ops[0]["end"], (11 + 2 * 994) * us, "event wait: stream 1 shares with stream 3")
+    close(t, (5 + 3000 + 10) * us, "event wait beside a third stream")
+    # a pinned h2d copy (4 + 500 us) overlaps a kernel for free (copy engine, PCIe); a d2d copy of
+    # 250 MB (500 MB of HBM traffic: 500 us) shares HBM with it like a kernel: 5 + 1500 us
+    ops = parse([K(1, 1, 1e9, 0, 0), ["C", 0, 2, "h2d", 2.5e7, 0, 1], ["C", 0, 3, "d2d", 2.5e8, 0, 0], sync])
+    t, _, _ = gpu_model.simulate(ops, C)
+    close(ops[1]["took"], 504 * us, "h2d copy beside kernels: alone time")
+    close(ops[2]["end"], (11 + 1000) * us, "d2d copy beside a kernel: half the bandwidth")
+    close(t, (5 + 1500 + 10) * us, "h2d copy free, d2d copy shares HBM")
+    # stages per stream: an encoder call on stream 2 (joined to stream 1 by an event) across two
+    # decode steps on stream 1, each ended by a sync on stream 1: the decode kernels stay decode,
+    # the encoder stream's GEMM is encoder, though they share pieces of the trace between waits
+    gemm = ["L", 0, 2, "gemm_bf16", 1e9, 1e6, 1e6, "m=1024 n=1024 k=512 batch=1"]
+    ops = parse([K(1, 2, 1e6, 0, 0, "mel_power_kernel"), K(2, 1, 1e6, 0, 0, "paged_decode_kernel<DH, GT>"),
+                 ["S", 0, 1, "cudaStreamSynchronize"], gemm, K(3, 2, 1e6, 0, 0, "window_attention_kernel<64>"),
+                 ["E", 0, 2, "record", 1], K(4, 1, 1e6, 0, 0, "paged_decode_kernel<DH, GT>"),
+                 ["S", 0, 1, "cudaStreamSynchronize"], ["E", 0, 1, "wait", 1], K(5, 1, 1e6, 0, 0, "paged_prefill_kernel<DH>"),
+                 sync])
+    gpu_model.simulate(ops, C)
+    g = [o for o in ops if o["kind"] in ("K", "L")]
+    check([o["stage"] for o in g] == ["mel", "decode", "encoder", "encoder", "decode", "prefill"],
+          f"stages per stream: {[o['stage'] for o in g]}")
+    # one stream (and its events, and stream 0 waiting for it): exactly the numbers of the serial
+    # calculator, bit for bit, however many operations
+    lines = [K(1, 1, 6e8, 4e8, 1e9), ["L", 0, 1, "gemm_bf16", 2.0 * 4096 ** 3, 6.7e7, 3.4e7, "m=4096 n=4096 k=4096 batch=1"],
+             K(2, 1, 1e6, 0, 1e9, "window_attention_kernel<64>", tc=1e12), ["C", 0, 1, "d2d", 3e6, 0, 0],
+             ["C", 0, 1, "memset", 1e5, 0, 0], ["E", 0, 1, "record", 7], ["E", 0, 1, "wait", 7],
+             ["L", 0, 1, "gemm_bf16", 2.0 * 32 * 1024 * 3072, 6.5e6, 2e5, "m=3072 n=32 k=1024 batch=1"],
+             ["S", 0, 1, "cudaStreamSynchronize"], ["C", 0, 1, "h2d", 4e6, 0, 1], K(3, 1, 1e3, 0, 0),
+             ["C", 0, 1, "d2h", 2e6, 1, 1], K(4, 1, 3e7, 3e7, 0, "paged_decode_kernel<DH, GT>"),
+             ["L", 0, 1, "gemm_bf16", 2.0 * 32 * 1024 * 151936, 3.1e8, 1e7, "m=151936 n=32 k=1024 batch=1"],
+             K(5, 1, 1e4, 1e2, 1e5, "argmax_kernel"), ["C", 0, 0, "h2d", 1e8, 1, 0], K(6, 1, 1e5, 0, 0),
+             ["E", 0, -1, "sync", 7]]
+    t, busy, tot = predict(lines)
+    t0, busy0, names0 = serial(parse(lines), C)
+    check(t == t0 and busy == busy0 and tot["by_name"] == names0 and tot["overlap"] == 0.0,
+          f"one stream: {t!r} {busy} != serial {t0!r} {busy0}")
 
 
 # Launches whose declaration is an upper bound of what the instrumentation sees, and why.
@@ -236,6 +350,7 @@ def main():
     ap.add_argument("--constants-exe")
     a = ap.parse_args()
     calculator()
+    streams()
     if a.kernels:
         kernels(a.kernels)
     if a.cublas:
