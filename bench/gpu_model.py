@@ -42,6 +42,7 @@ intervals (busy summed over stages, less the time counted twice: "overlap").
 """
 import argparse
 import json
+import os
 import sys
 from collections import deque
 
@@ -70,7 +71,7 @@ def parse(path):
             p = line.rstrip("\n").split("\t")
             k = p[0]
             if k == "K":
-                op = dict(kind="K", id=int(p[1]), stream=int(p[3]), name=p[4], grid=p[5], block=p[6],
+                op = dict(kind="K", id=int(p[1]), dev=int(p[2]), stream=int(p[3]), name=p[4], grid=p[5], block=p[6],
                           smem=int(p[7]), decl=(float(p[8]), float(p[9]), float(p[10])), meas=None,
                           captured=p[11] == "1", tc_flops=float(p[12]) if len(p) > 12 else 0.0)
                 by_id[op["id"]] = op
@@ -80,16 +81,16 @@ def parse(path):
                 by_id[int(p[1])]["meas"] = (float(p[2]), float(p[3]))
             elif k == "L":
                 shape = dict(kv.split("=") for kv in p[7].split())
-                ops.append(dict(kind="L", stream=int(p[2]), name=p[3], flops=float(p[4]), rd=float(p[5]),
+                ops.append(dict(kind="L", dev=int(p[1]), stream=int(p[2]), name=p[3], flops=float(p[4]), rd=float(p[5]),
                                 wr=float(p[6]), shape={a: int(b) for a, b in shape.items()}))
             elif k == "C":
                 # traces before the pinned field (7th) count as pageable
-                ops.append(dict(kind="C", stream=int(p[2]), name=p[3], bytes=float(p[4]), blocking=p[5] == "1",
+                ops.append(dict(kind="C", dev=int(p[1]), stream=int(p[2]), name=p[3], bytes=float(p[4]), blocking=p[5] == "1",
                                 pinned=len(p) > 6 and p[6] == "1"))
             elif k == "S":
-                ops.append(dict(kind="S", stream=int(p[2]), name=p[3]))
+                ops.append(dict(kind="S", dev=int(p[1]), stream=int(p[2]), name=p[3]))
             elif k == "E":
-                ops.append(dict(kind="E", stream=int(p[2]), name=p[3], event=int(p[4])))
+                ops.append(dict(kind="E", dev=int(p[1]), stream=int(p[2]), name=p[3], event=int(p[4])))
     return ops
 
 
@@ -354,6 +355,43 @@ def simulate(ops, c):
     return total, busy, tot
 
 
+def simulate_devices(ops, c):
+    """{device: simulate() of its operations}. Each device of a run has its own worker thread in
+    qasr-batch (--gpus), so each is simulated with its own host clock; they share nothing here
+    (the readers that feed them are measured apart: bench/bench_readers.sh)."""
+    by_dev = {}
+    for op in ops:
+        by_dev.setdefault(op["dev"], []).append(op)
+    return {d: simulate(o, c) for d, o in sorted(by_dev.items())}
+
+
+def minus(run, base):
+    """run's (total, busy, tot) less base's: the load and warm-up both traces share."""
+    total, busy, tot = run
+    t0, b0, n0 = base
+    busy = {s: busy[s] - b0[s] for s in STAGES}
+    names = dict(tot["by_name"])
+    for key, row in n0["by_name"].items():
+        names[key] = [x - y for x, y in zip(names.get(key, [0.0, 0.0, 0.0, 0]), row)]
+    tot = {k: tot[k] - n0[k] for k in tot if k != "by_name"}
+    tot["by_name"] = names
+    return total - t0, busy, tot
+
+
+def combine(per_dev):
+    """The run's (total, busy, tot) over devices: it ends when the last device ends; work adds up."""
+    runs = list(per_dev.values())
+    total = max(r[0] for r in runs)
+    busy = {s: sum(r[1][s] for r in runs) for s in STAGES}
+    tot = {k: sum(r[2][k] for r in runs) for k in runs[0][2] if k != "by_name"}
+    names = {}
+    for r in runs:
+        for key, row in r[2]["by_name"].items():
+            names[key] = [x + y for x, y in zip(names.get(key, [0.0, 0.0, 0.0, 0]), row)]
+    tot["by_name"] = names
+    return total, busy, tot
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("trace")
@@ -368,25 +406,26 @@ def main():
                          "short clip: the load and warm-up, which both traces share)")
     a = ap.parse_args()
     c = load_constants(a.constants, a.gpu)
-    total, busy, tot = simulate(parse(a.trace), c)
+    per_dev = simulate_devices(parse(a.trace), c)
     if a.minus:
-        t0, b0, n0 = simulate(parse(a.minus), c)
-        total -= t0
-        busy = {s: busy[s] - b0[s] for s in STAGES}
-        names = tot["by_name"]
-        for key, row in n0["by_name"].items():
-            names[key] = [x - y for x, y in zip(names.get(key, [0.0, 0.0, 0.0, 0]), row)]
-        tot = {k: tot[k] - n0[k] for k in tot if k != "by_name"}
-        tot["by_name"] = names
+        base = simulate_devices(parse(a.minus), c)
+        per_dev = {d: minus(r, base[d]) if d in base else r for d, r in per_dev.items()}
+    total, busy, tot = combine(per_dev)
     by_name = tot.pop("by_name")
-    res = dict(gpu=a.gpu, seconds=total, stages=busy, idle=max(0.0, total - (sum(busy.values()) - tot["overlap"])), **tot)
+    device_seconds = {d: r[0] for d, r in per_dev.items()}
+    res = dict(gpu=a.gpu, seconds=total, devices=len(per_dev), device_seconds=list(device_seconds.values()), stages=busy, idle=max(0.0, total - (sum(busy.values()) - tot["overlap"])), **tot)
     if a.audio_seconds:
         res["audio_seconds"] = a.audio_seconds
         res["rtfx"] = a.audio_seconds / total
     if a.json:
         print(json.dumps(res))
         return
-    print(f"prediction for {a.gpu} (model with published constants, not a measurement): {total * 1e3:.3f} ms")
+    published = os.path.abspath(a.constants) == os.path.abspath(ap.get_default("constants"))
+    source = "published constants" if published else f"the constants of {a.constants}"
+    print(f"prediction for {a.gpu} (model with {source}, not a measurement): {total * 1e3:.3f} ms")
+    if len(per_dev) > 1:
+        print(f"  {len(per_dev)} devices, each with its own worker thread; the run ends with the last: "
+              + ", ".join(f"{d}: {t * 1e3:.1f}" for d, t in device_seconds.items()) + " ms; below, their sums")
     for s in STAGES:
         print(f"  {s:8s} {busy[s] * 1e3:10.3f} ms")
     print(f"  {'idle':8s} {res['idle'] * 1e3:10.3f} ms  (GPU waiting for the host: launches, syncs)")

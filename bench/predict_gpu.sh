@@ -11,7 +11,8 @@
 # Design exploration (the figures in README come from the plain command): PREDICT_ARGS adds
 # qasr-batch options to every transcription run (e.g. PREDICT_ARGS="--batch 128"), SIZES picks
 # the models (default "0.6b 1.7b"), ALIGNER=0 skips the aligner, CHECK_ROWS=0 the predictions of
-# scripts/gpu-check.sh's e2e rows (0.6B: its 1024 files at --batch 32, 128 and the default).
+# scripts/gpu-check.sh's e2e rows (0.6B: its 1024 files at --batch 32, 128 and the default),
+# MULTI_GPU=0 the --gpus predictions (0.6B on 1, 2, 4 and 8 H100s, four times the mix).
 #
 # Today's defaults of qasr-batch (--batch 32, step budget, encoder budget, KV cache from the
 # device's memory: CUEMU_DEVICE_MEM_MB = an H100's 80 GiB); each utterance decodes
@@ -49,7 +50,7 @@ trace() { # model_dir manifest out
         -o "$work/out.jsonl" --overwrite -q "${extra[@]}"
 }
 
-declare -A result
+declare -A result multi
 for size in $sizes; do
     model=$work/model-$size
     [ -f "$model/config.json" ] || $py scripts/make_synthetic_model.py "$model" --size "$size" >/dev/null
@@ -75,6 +76,27 @@ for size in $sizes; do
             $py bench/gpu_model.py "$work/check-$b.tsv" --gpu h100 --audio-seconds "$check_seconds" \
                 --minus "$work/check-one-$b.tsv" | sed 's/^/   /'
         done
+    fi
+    if [ $size = 0.6b ] && [ "${MULTI_GPU:-1}" = 1 ]; then
+        # --gpus: 1, 2, 4 and 8 devices (emulated, each an H100) on four times the mix, so that
+        # each device still has seconds of work; each device is simulated with its own worker's
+        # host clock (gpu_model.py), the run ends with the last
+        big_seconds=$($py bench/make_mix.py "$work/big" librispeech --count 10480)
+        for n in 1 2 4 8; do
+            for set in big one; do
+                rm -f "$work/gpus$n-$set.tsv"
+                CUEMU_DEVICES=$n CUEMU_DRYRUN=1 CUEMU_TRACE="$work/gpus$n-$set.tsv" CUEMU_DEVICE_MEM_MB=81559 \
+                    CUEMU_RACECHECK=0 "$bin" "$work/$set/manifest.tsv" --model "$model" --gpus all --ignore-eos \
+                    --tokens-per-second 3.5 --full-batches -o "$work/out.jsonl" --overwrite -q
+            done
+            echo "== PREDICTION 0.6b h100 x $n (--gpus), 4 x the mix (10480 utterances, $big_seconds s)"
+            $py bench/gpu_model.py "$work/gpus$n-big.tsv" --gpu h100 --audio-seconds "$big_seconds" \
+                --minus "$work/gpus$n-one.tsv" | grep -E 'prediction|devices|RTFx' | sed 's/^/   /'
+            multi[$n]=$($py bench/gpu_model.py "$work/gpus$n-big.tsv" --gpu h100 --audio-seconds "$big_seconds" \
+                --minus "$work/gpus$n-one.tsv" --json | $py -c 'import json,sys; print(round(json.load(sys.stdin)["rtfx"]))')
+        done
+        echo "scaling, 0.6b h100, 4 x the mix: $(for n in 1 2 4 8; do printf '%d GPU %d s/s (%.0f%%); ' $n ${multi[$n]} \
+            "$($py -c "print(100 * ${multi[$n]} / ($n * ${multi[1]}))")"; done)"
     fi
     [ "${KEEP_MODELS:-0}" = 1 ] || rm -rf "$model"
     for gpu in $gpus; do
