@@ -343,6 +343,29 @@ def measured_constants(exe):
         check(q.returncode != 0 and "pcie_bw_pinned" in q.stderr, f"a missing row: exit {q.returncode}, {q.stderr!r}")
 
 
+def devices():
+    """--gpus: each device is simulated with its own host clock (its worker thread); the run ends
+    with the last; --minus subtracts per device."""
+    def on(dev, line):
+        line = list(line)
+        line[2 if line[0] == "K" else 1] = dev
+        return line
+    run = [on(0, K(1, 1, 6e8, 4e8, 1e9)), on(1, K(2, 2, 6e8, 4e8, 1e9)), on(1, K(3, 2, 6e8, 4e8, 1e9)),
+           on(0, ["S", 0, 1, "cudaStreamSynchronize"]), on(1, ["S", 1, 2, "cudaStreamSynchronize"])]
+    per = gpu_model.simulate_devices(parse(run), C)
+    check(sorted(per) == [0, 1], f"devices: {sorted(per)}")
+    one = 3e-6 + 1e-3 + 2e-6 + 1e-5  # a kernel of 1 ms on its own host: launch, run, overhead, sync
+    close(per[0][0], one, "device 0 alone")
+    close(per[1][0], 3e-6 + 2 * (1e-3 + 2e-6) + 1e-5, "device 1: two kernels in a row")
+    total, _, tot = gpu_model.combine(per)
+    close(total, per[1][0], "the run ends with the last device (not the sum: no shared host)")
+    check(tot["launches"] == 3, f"launches over devices: {tot['launches']}")
+    base = gpu_model.simulate_devices(parse([on(1, K(9, 2, 6e8, 4e8, 1e9)), on(1, ["S", 1, 2, "x"])]), C)
+    less = {d: gpu_model.minus(r, base[d]) if d in base else r for d, r in per.items()}
+    close(less[1][0], per[1][0] - (3e-6 + 1e-3 + 2e-6 + 1e-5), "--minus per device")
+    close(less[0][0], per[0][0], "--minus: a device the base lacks keeps its time")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kernels")
@@ -351,6 +374,7 @@ def main():
     a = ap.parse_args()
     calculator()
     streams()
+    devices()
     if a.kernels:
         kernels(a.kernels)
     if a.cublas:
