@@ -41,8 +41,8 @@ static constexpr size_t tile_align(size_t b) { return (b + 127) / 128 * 128; }
 
 /* Shared memory of attention_tile<DH>, in bytes from the (128-byte aligned) base. Row strides are
  * padded (bf16 rows DH + 8: 16-byte rows for uint4 copies, banks shifted per row) and every
- * fragment pointer is 32-byte aligned, as wmma requires. 54 KiB for DH = 64 and 88 KiB for 128
- * (both above the 48 KiB default: opt-in), 37 KiB for 32. */
+ * fragment pointer is 32-byte aligned, as wmma requires. 54 KiB for DH = 64 and 86 KiB for 128
+ * (both above the 48 KiB default: opt-in), 38 KiB for 32. */
 template <int DH> struct tile_layout {
     static constexpr int LDB = DH + 8;    /* Q, K, V rows (bf16) */
     static constexpr int LDS = TILE_K + 4; /* scores (fp32) */
