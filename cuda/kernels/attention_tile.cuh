@@ -1,39 +1,67 @@
-/* The tiled attention block of the decoder's prefill runs (paged_attention.cu): TILE_Q query vectors of one block against keys
- * 0 .. n_keys-1, key tiles of TILE_K staged through shared memory, online softmax in fp32, output
- * rounded to bf16 once. Each staged key tile is used by all TILE_Q query vectors, which is the
- * point of the tile: the keys are read TILE_Q times less often than by one-row-at-a-time code.
+/* The tiled attention block of the decoder's prefill runs (paged_attention.cu): TILE_Q query
+ * vectors of one block against keys 0 .. n_keys-1, each vector seeing its own prefix of them (the
+ * causal mask), on tensor cores through nvcuda::wmma (16x16x16, bf16 in, fp32 accumulators), as
+ * the encoder's window attention (window_attention.cu) does.
  *
  * The caller describes the tile with functors (device lambdas):
  *   q_row(v)   -> const bf16 * : query vector v (0 <= v < TILE_Q), or nullptr if v is unused;
- *   visible(v) -> int          : keys 0 .. visible(v)-1 are visible to v (0 for unused v);
+ *   visible(v) -> int          : keys 0 .. visible(v)-1 are visible to v (0 for unused v, >= 1
+ *                                otherwise);
  *   k_row(j), v_row(j)         : key / value j (0 <= j < n_keys) as const bf16 * [Dh];
  *   o_row(v)   -> bf16 *       : where v's result goes, or nullptr.
  * n_keys = max over v of visible(v), block-uniform. Rows are Dh bf16 values, Dh <= DH (DH a
- * multiple of 32; padding dimensions are zero in shared memory). When Dh % 8 == 0 every row
+ * multiple of 16; padding dimensions are zero in shared memory). When Dh % 8 == 0 every row
  * pointer must be 16-byte aligned (rows are read as uint4); otherwise rows are read element-wise.
  *
- * Arithmetic: scores are q.k in fp32 times scale * log2(e), softmax with exp2f; the running max
- * and sum are those of FlashAttention. Scalar fp32 FMAs on the CUDA cores. The encoder's window
- * attention (window_attention.cu) runs on tensor cores through nvcuda::wmma, which the emulation
- * provides (cuda/emu/README.md rule 5); prefill could follow the same way. */
+ * Work: 4 warps of 16 query vectors each. Key tiles of TILE_K rows are staged in shared memory
+ * once per block and serve all 64 vectors (for GQA the caller puts the query heads sharing a kv
+ * head in one tile, so each key is read once for all of them). Per tile a warp computes its
+ * 16 x TILE_K scores S = Q K^T with MMAs, the online softmax (FlashAttention's running max and
+ * sum) on its lanes in fp32, and O += P V with MMAs. Causal skip: a warp's vectors see at most
+ * wk keys (the largest visible() among them, warp-uniform), so it stops its MMAs at the first
+ * 16-key block past wk; the block stages keys up to n_keys for its last warp.
+ *
+ * Accuracy, as in window_attention.cu: q.k sums exact bf16 products in fp32; P enters the MMA as
+ * bf16 hi + bf16 lo parts (p to 2^-17 relative), the row sum uses p in fp32. The fragment layout
+ * is unspecified, so every per-row step (mask, softmax, rescaling O) works on shared memory in a
+ * known layout, never on fragment elements. Scores are scaled by scale * log2(e), softmax with
+ * exp2f; output rounded to bf16 once. */
 #ifndef QASR_ATTENTION_TILE_CUH
 #define QASR_ATTENTION_TILE_CUH
 
 #include "../common.cuh"
 
-#define TILE_Q 64       /* query vectors per block */
-#define TILE_K 32       /* keys per shared-memory tile */
-#define TILE_THREADS 128 /* 16 row groups x 8 column groups; each thread owns 4 query vectors */
+#include <stdint.h>
 
-/* Shared memory of attention_tile<DH>, in floats: Qt [DH][TILE_Q], Kt [DH][TILE_K], Vs [TILE_K][DH],
- * Pt [TILE_K][TILE_Q]. 72 KiB for DH = 128 (needs the opt-in above 48 KiB), 40 KiB for DH = 64. */
-template <int DH> constexpr size_t attention_tile_smem_bytes()
-{
-    return sizeof(float) * ((size_t)DH * (TILE_Q + 2 * TILE_K) + (size_t)TILE_K * TILE_Q);
-}
+#define TILE_Q 64        /* query vectors per block: 4 warps x 16 */
+#define TILE_K 32        /* keys per shared-memory tile */
+#define TILE_THREADS 128
+
+static constexpr size_t tile_align(size_t b) { return (b + 127) / 128 * 128; }
+
+/* Shared memory of attention_tile<DH>, in bytes from the (128-byte aligned) base. Row strides are
+ * padded (bf16 rows DH + 8: 16-byte rows for uint4 copies, banks shifted per row) and every
+ * fragment pointer is 32-byte aligned, as wmma requires. 54 KiB for DH = 64 and 86 KiB for 128
+ * (both above the 48 KiB default: opt-in), 38 KiB for 32. */
+template <int DH> struct tile_layout {
+    static constexpr int LDB = DH + 8;    /* Q, K, V rows (bf16) */
+    static constexpr int LDS = TILE_K + 4; /* scores (fp32) */
+    static constexpr int LDP = TILE_K + 8; /* probabilities, hi and lo parts (bf16) */
+    static constexpr int LDO = DH + 4;    /* output accumulator (fp32) */
+    static constexpr size_t Q = 0;
+    static constexpr size_t K = Q + tile_align((size_t)TILE_Q * LDB * 2);
+    static constexpr size_t V = K + tile_align((size_t)TILE_K * LDB * 2);
+    static constexpr size_t S = V + tile_align((size_t)TILE_K * LDB * 2);
+    static constexpr size_t PH = S + tile_align((size_t)TILE_Q * LDS * 4);
+    static constexpr size_t PL = PH + tile_align((size_t)TILE_Q * LDP * 2);
+    static constexpr size_t O = PL + tile_align((size_t)TILE_Q * LDP * 2);
+    static constexpr size_t bytes = O + tile_align((size_t)TILE_Q * LDO * 4);
+};
+
+template <int DH> constexpr size_t attention_tile_smem_bytes() { return tile_layout<DH>::bytes; }
 
 /* The 8 bf16 values [8c, 8c+8) of row (zero past Dh), as fp32. A bf16 is the upper half of an
- * fp32, so widening is a shift. */
+ * fp32, so widening is a shift. (Also the decode kernel's loads.) */
 static __device__ __forceinline__ void tile_load8(float f[8], const bf16 *row, int c, int Dh)
 {
     if (Dh % 8 == 0) {
@@ -48,121 +76,138 @@ static __device__ __forceinline__ void tile_load8(float f[8], const bf16 *row, i
     }
 }
 
-/* block: TILE_THREADS threads; thread t owns query vectors 4 (t / 8) .. 4 (t / 8) + 3 and, of each
- * key tile, keys 4 (t % 8) .. +3 for the scores and dimensions 4 (t % 8) + 32 j .. +3 for the
- * output, so the 8 threads sharing a query vector are consecutive lanes (row max and sum are
- * 3 xor-shuffles) and shared-memory reads are float4: Qt and Pt broadcast, Kt and Vs
- * conflict-free. Must be called by all threads of the block (it contains barriers). */
+/* n rows of Dh bf16 into shared rows of DH (stride ld), zero past Dh and for rows row(i) == nullptr
+ * (never read: cache slots past a context may hold anything, block tables -1). */
+template <int DH, class Row>
+static __device__ void tile_load_rows(bf16 *dst, int ld, int n, Row row, int Dh, int tid)
+{
+    constexpr int CH = DH / 8;
+    for (int i = tid; i < n * CH; i += TILE_THREADS) {
+        const int r = i / CH, c = i % CH;
+        const bf16 *src = row(r);
+        bf16 *d = dst + (size_t)r * ld + 8 * c;
+        if (src && Dh % 8 == 0 && 8 * c < Dh) {
+            /* four 32-bit stores, not a uint4 struct copy: the emulator's race detector does not
+             * see the memcpy that a struct copy becomes */
+            const uint4 u = reinterpret_cast<const uint4 *>(src)[c];
+            unsigned *d32 = reinterpret_cast<unsigned *>(d);
+            d32[0] = u.x;
+            d32[1] = u.y;
+            d32[2] = u.z;
+            d32[3] = u.w;
+        } else {
+            for (int e = 0; e < 8; e++)
+                d[e] = src && 8 * c + e < Dh ? src[8 * c + e] : __float2bfloat16_rn(0.0f);
+        }
+    }
+}
+
+/* block: TILE_THREADS threads; smem: attention_tile_smem_bytes<DH>() bytes, 128-byte aligned.
+ * Lanes 2i and 2i+1 of warp w own query vector 16w + i for the softmax and the output (half a row
+ * of keys, half a row of O each). Must be called by all threads of the block (it contains
+ * barriers). */
 template <int DH, class QRow, class Visible, class KRow, class VRow, class ORow>
-static __device__ void attention_tile(float *smem, int Dh, float scale_log2, int n_keys, QRow q_row,
+static __device__ void attention_tile(unsigned char *smem, int Dh, float scale_log2, int n_keys, QRow q_row,
                                       Visible visible, KRow k_row, VRow v_row, ORow o_row)
 {
-    static_assert(DH % 32 == 0 && DH <= 256, "head dim tile");
-    constexpr int CH = DH / 8;      /* 8-value chunks per row */
-    constexpr int OD = DH / 32;     /* float4 output groups per thread */
-    float *Qt = smem;               /* [DH][TILE_Q] */
-    float *Kt = Qt + DH * TILE_Q;   /* [DH][TILE_K] */
-    float *Vs = Kt + DH * TILE_K;   /* [TILE_K][DH] */
-    float *Pt = Vs + TILE_K * DH;   /* [TILE_K][TILE_Q] */
-    const int tid = threadIdx.x, rg = tid / 8, cg = tid % 8;
+    static_assert(DH % 16 == 0 && DH <= 128, "head dim tile");
+    typedef tile_layout<DH> L;
+    typedef nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> acc_t;
+    typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, bf16, nvcuda::wmma::row_major> a_t;
+    namespace wmma = nvcuda::wmma;
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem + L::Q), *Ks = reinterpret_cast<bf16 *>(smem + L::K);
+    bf16 *Vs = reinterpret_cast<bf16 *>(smem + L::V);
+    bf16 *Ph = reinterpret_cast<bf16 *>(smem + L::PH), *Pl = reinterpret_cast<bf16 *>(smem + L::PL);
+    float *Ss = reinterpret_cast<float *>(smem + L::S), *Os = reinterpret_cast<float *>(smem + L::O);
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int r = 16 * warp + lane / 2, half = lane % 2;
 
-    /* Q, transposed; lanes over query vectors so the scalar stores hit distinct banks */
-    for (int i = tid; i < CH * TILE_Q; i += TILE_THREADS) {
-        const int v = i % TILE_Q, c = i / TILE_Q;
-        const bf16 *q = q_row(v);
-        float f[8];
-        if (q && 8 * c < Dh) tile_load8(f, q, c, Dh);
-        else for (int e = 0; e < 8; e++) f[e] = 0.0f;
-        for (int e = 0; e < 8; e++) Qt[(8 * c + e) * TILE_Q + v] = f[e];
-    }
-    int vis[4];
-    float m[4], l[4], acc[4][4 * OD];
-    for (int r = 0; r < 4; r++) {
-        vis[r] = visible(4 * rg + r);
-        m[r] = -INFINITY;
-        l[r] = 0.0f;
-        for (int x = 0; x < 4 * OD; x++) acc[r][x] = 0.0f;
-    }
+    tile_load_rows<DH>(Qs, L::LDB, TILE_Q, q_row, Dh, tid);
+    const int vis = visible(r);
+    int wk = vis; /* keys any vector of this warp sees: warp-uniform */
+    for (int o = 1; o < 32; o <<= 1) wk = max(wk, __shfl_xor_sync(FULL_MASK, wk, o));
+    float *orow = Os + r * L::LDO + half * (DH / 2); /* this lane's half of its row of O */
+    for (int d = 0; d < DH / 2; d++) orow[d] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
 
     for (int k0 = 0; k0 < n_keys; k0 += TILE_K) {
-        __syncthreads(); /* the previous tile's Kt, Vs, Pt are consumed */
-        /* K transposed (lanes over keys), V row-major (lanes over chunks: coalesced rows);
-         * keys past n_keys are zeros, never loaded: their cache slots may hold anything */
-        for (int i = tid; i < CH * TILE_K; i += TILE_THREADS) {
-            const int kk = i % TILE_K, c = i / TILE_K;
-            float f[8];
-            if (k0 + kk < n_keys && 8 * c < Dh) tile_load8(f, k_row(k0 + kk), c, Dh);
-            else for (int e = 0; e < 8; e++) f[e] = 0.0f;
-            for (int e = 0; e < 8; e++) Kt[(8 * c + e) * TILE_K + kk] = f[e];
-        }
-        for (int i = tid; i < CH * TILE_K; i += TILE_THREADS) {
-            const int c = i % CH, kk = i / CH;
-            float f[8];
-            if (k0 + kk < n_keys && 8 * c < Dh) tile_load8(f, v_row(k0 + kk), c, Dh);
-            else for (int e = 0; e < 8; e++) f[e] = 0.0f;
-            for (int e = 0; e < 8; e++) Vs[kk * DH + 8 * c + e] = f[e];
-        }
+        __syncthreads(); /* Q and O are ready; the previous tile's K and V are consumed */
+        tile_load_rows<DH>(Ks, L::LDB, TILE_K, [=](int j) { return k0 + j < n_keys ? k_row(k0 + j) : nullptr; }, Dh,
+                           tid);
+        tile_load_rows<DH>(Vs, L::LDB, TILE_K, [=](int j) { return k0 + j < n_keys ? v_row(k0 + j) : nullptr; }, Dh,
+                           tid);
         __syncthreads();
-
-        /* scores of this thread's 4 query vectors x 4 keys */
-        float s[4][4] = {};
-        for (int d = 0; d < DH; d++) {
-            const float4 qf = *reinterpret_cast<const float4 *>(Qt + d * TILE_Q + 4 * rg);
-            const float4 kf = *reinterpret_cast<const float4 *>(Kt + d * TILE_K + 4 * cg);
-            const float qa[4] = {qf.x, qf.y, qf.z, qf.w}, ka[4] = {kf.x, kf.y, kf.z, kf.w};
-            for (int r = 0; r < 4; r++)
-                for (int j = 0; j < 4; j++) s[r][j] = fmaf(qa[r], ka[j], s[r][j]);
-        }
-        /* online softmax: row max and sum over the 8 lanes of the row group */
-        float corr[4];
-        for (int r = 0; r < 4; r++) {
-            float mx = -INFINITY;
-            for (int j = 0; j < 4; j++) {
-                s[r][j] = k0 + 4 * cg + j < vis[r] ? s[r][j] * scale_log2 : -INFINITY;
-                mx = fmaxf(mx, s[r][j]);
+        if (k0 < wk) {
+            /* 16-key blocks of this tile that some vector of the warp sees (1 or 2) */
+            const int nb = min(TILE_K, wk - k0 + 15) / 16;
+            /* S = Q K^T: K rows in shared memory are K^T in column-major order */
+            for (int n = 0; n < nb; n++) {
+                acc_t s;
+                wmma::fill_fragment(s, 0.0f);
+                for (int d0 = 0; d0 < DH; d0 += 16) {
+                    a_t a;
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
+                    wmma::load_matrix_sync(a, Qs + 16 * warp * L::LDB + d0, L::LDB);
+                    wmma::load_matrix_sync(b, Ks + 16 * n * L::LDB + d0, L::LDB);
+                    wmma::mma_sync(s, a, b, s);
+                }
+                wmma::store_matrix_sync(Ss + 16 * warp * L::LDS + 16 * n, s, L::LDS, wmma::mem_row_major);
             }
-            for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, o));
-            const float m_new = fmaxf(m[r], mx);
-            const float base = m_new == -INFINITY ? 0.0f : m_new; /* no key visible yet */
-            corr[r] = exp2f(m[r] - base);
+            __syncwarp();
+            /* online softmax of vector r over this tile; this lane's 16 keys k0 + 16 half + j.
+             * Scores of blocks past nb were not computed: only keys < vis <= wk are read. A used
+             * vector sees key 0, so its max is finite from the first tile on; an unused one
+             * (vis = 0) keeps m = -inf and takes base 0, so it stays at p = 0, l = 0. */
+            const float *srow = Ss + r * L::LDS + 16 * half;
+            float p[16], mx = -INFINITY;
+            for (int j = 0; j < 16; j++) {
+                p[j] = k0 + 16 * half + j < vis ? srow[j] * scale_log2 : -INFINITY;
+                mx = fmaxf(mx, p[j]);
+            }
+            mx = fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, 1));
+            const float m_new = fmaxf(m, mx), base = m_new == -INFINITY ? 0.0f : m_new;
+            const float corr = exp2f(m - base);
+            bf16 *ph = Ph + r * L::LDP + 16 * half, *pl = Pl + r * L::LDP + 16 * half;
             float sum = 0.0f;
-            for (int j = 0; j < 4; j++) {
-                s[r][j] = exp2f(s[r][j] - base);
-                sum += s[r][j];
+            for (int j = 0; j < 16; j++) {
+                const float e = exp2f(p[j] - base);
+                const bf16 hi = __float2bfloat16_rn(e);
+                ph[j] = hi;
+                pl[j] = __float2bfloat16_rn(e - __bfloat162float(hi));
+                sum += e;
             }
-            for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(FULL_MASK, sum, o);
-            l[r] = l[r] * corr[r] + sum;
-            m[r] = m_new;
-        }
-        for (int j = 0; j < 4; j++)
-            *reinterpret_cast<float4 *>(Pt + (4 * cg + j) * TILE_Q + 4 * rg) =
-                make_float4(s[0][j], s[1][j], s[2][j], s[3][j]);
-        __syncthreads();
-
-        /* acc = acc * corr + P V over this tile */
-        for (int r = 0; r < 4; r++)
-            for (int x = 0; x < 4 * OD; x++) acc[r][x] *= corr[r];
-        for (int kk = 0; kk < TILE_K; kk++) {
-            const float4 pf = *reinterpret_cast<const float4 *>(Pt + kk * TILE_Q + 4 * rg);
-            const float pa[4] = {pf.x, pf.y, pf.z, pf.w};
-            for (int jj = 0; jj < OD; jj++) {
-                const float4 vf = *reinterpret_cast<const float4 *>(Vs + kk * DH + 4 * cg + 32 * jj);
-                const float va[4] = {vf.x, vf.y, vf.z, vf.w};
-                for (int r = 0; r < 4; r++)
-                    for (int e = 0; e < 4; e++) acc[r][4 * jj + e] = fmaf(pa[r], va[e], acc[r][4 * jj + e]);
+            sum += __shfl_xor_sync(FULL_MASK, sum, 1);
+            l = l * corr + sum;
+            m = m_new;
+            for (int d = 0; d < DH / 2; d++) orow[d] *= corr;
+            __syncwarp();
+            /* O += P V over the nb key blocks, 16 output dimensions at a time, through shared
+             * memory (P is 0 past each vector's keys; V rows past n_keys are zeros) */
+            for (int n = 0; n < DH / 16; n++) {
+                acc_t o;
+                wmma::load_matrix_sync(o, Os + 16 * warp * L::LDO + 16 * n, L::LDO, wmma::mem_row_major);
+                for (int kb = 0; kb < nb; kb++) {
+                    a_t a;
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> v;
+                    wmma::load_matrix_sync(v, Vs + 16 * kb * L::LDB + 16 * n, L::LDB);
+                    wmma::load_matrix_sync(a, Ph + 16 * warp * L::LDP + 16 * kb, L::LDP);
+                    wmma::mma_sync(o, a, v, o);
+                    wmma::load_matrix_sync(a, Pl + 16 * warp * L::LDP + 16 * kb, L::LDP);
+                    wmma::mma_sync(o, a, v, o);
+                }
+                wmma::store_matrix_sync(Os + 16 * warp * L::LDO + 16 * n, o, L::LDO, wmma::mem_row_major);
             }
+            __syncwarp();
         }
     }
 
-    for (int r = 0; r < 4; r++) {
-        bf16 *o = o_row(4 * rg + r);
-        if (!o) continue;
-        const float inv = 1.0f / l[r];
-        for (int jj = 0; jj < OD; jj++)
-            for (int e = 0; e < 4; e++) {
-                const int d = 4 * cg + 32 * jj + e;
-                if (d < Dh) o[d] = __float2bfloat16_rn(acc[r][4 * jj + e] * inv);
-            }
+    bf16 *o = o_row(r);
+    if (o) { /* a used vector: l >= 1 (its largest score gives p = 1) */
+        const float inv = 1.0f / l;
+        for (int d = 0; d < DH / 2; d++) {
+            const int dd = half * (DH / 2) + d;
+            if (dd < Dh) o[dd] = __float2bfloat16_rn(orow[d] * inv);
+        }
     }
 }
 

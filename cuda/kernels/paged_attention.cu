@@ -23,9 +23,10 @@
  * Loads are plain 16-byte loads; a cp.async / TMA double-buffered version (not emulated) would be
  * the next step on sm_80+ / sm_90, tested against this one on a GPU.
  *
- * Prefill (paged_prefill_kernel): the shared tile engine (attention_tile.cuh) on 64 query vectors
- * = 64/GT consecutive rows x GT heads of one kv head, so each staged key tile serves all of them;
- * the causal mask is per row (key < ctx_len of that row). */
+ * Prefill (paged_prefill_kernel): the tile engine (attention_tile.cuh, tensor cores through
+ * nvcuda::wmma) on 64 query vectors = 64/GT consecutive rows x GT heads of one kv head, so each
+ * key tile staged in shared memory serves all of them; the causal mask is per row (key < ctx_len
+ * of that row), and each warp stops at the keys its own rows see. */
 #include "../common.cuh"
 
 #include "attention_tile.cuh"
@@ -247,13 +248,13 @@ paged_combine_kernel(bf16 *out, /* [n_rows][H*Dh] */ const float *work, /* [rows
 /* grid: (tiles of the batch's runs, Hkv * G / GT); block: TILE_THREADS; dynamic shared memory:
  * attention_tile_smem_bytes<DH>() (DH: Dh rounded up to 32, 64 or 128). Tile = TILE_Q / GT
  * consecutive rows of one run x the GT heads of one query-head chunk; query vector v is row
- * v / GT, head v % GT. */
+ * v / GT, head v % GT, so a warp's 16 vectors are 16 / GT rows (GT <= 8 divides 16). */
 template <int DH>
 __global__ void __launch_bounds__(TILE_THREADS)
 paged_prefill_kernel(bf16 *out, /* [n_rows][H*Dh] */ const bf16 *q, /* [n_rows][q_stride] */
                      const bf16 *kv, /* [pages][2][Hkv][P][Dh] */ pa_args_t a, pa_segs_t segs)
 {
-    CUEMU_DYNAMIC_SHARED(float, smem);
+    CUEMU_DYNAMIC_SHARED(unsigned char, smem);
     const int seg = seg_of(segs, blockIdx.x), GT = a.GT, TQ = TILE_Q / GT;
     const int tile = blockIdx.x - segs.first[seg], r0 = segs.r0[seg] + tile * TQ;
     const int nr = min(TQ, segs.len[seg] - tile * TQ);
@@ -335,9 +336,11 @@ static int fill_segs(pa_segs_t *s, const std::vector<pa_seg_t> &v, size_t i0, si
 /* The performance trace's cost of one launch over segments [i0, i1) (CUEMU_COST): each sequence's
  * keys and values up to its longest context once (its rows share them), its block table, the q
  * rows, ctx_len and row_seq; written: the output rows, or for a row split in ns > 1 parts its
- * partials (Dh + 2 floats per head and split). 4 Dh flops per head and key (q.k and p.v). */
+ * partials (Dh + 2 floats per head and split). 4 Dh flops per head and key (q.k and p.v), or with
+ * tc_flops >= 0 those tensor-core flops instead (CUEMU_COST_TC, prefill_tc_flops). */
 static void declare_cost(const pa_args_t &a, const std::vector<pa_seg_t> &v, size_t i0, size_t i1,
-                         const int *h_ctx_len, const int *h_row_seq, int max_splits, bool decode)
+                         const int *h_ctx_len, const int *h_row_seq, int max_splits, bool decode,
+                         double tc_flops = -1)
 {
 #if defined(__CUDACC__) /* a search per row and sequence: not on a GPU's launch path */
     return;
@@ -366,7 +369,30 @@ static void declare_cost(const pa_args_t &a, const std::vector<pa_seg_t> &v, siz
         }
     for (auto &sc : seq_ctx)
         rd += 2.0 * sc.second * a.Hkv * a.Dh * sizeof(bf16) + CEIL_DIV(sc.second, a.P) * sizeof(int);
-    CUEMU_COST(rd, wr, flops);
+    if (tc_flops >= 0) CUEMU_COST_TC(rd, wr, tc_flops);
+    else CUEMU_COST(rd, wr, flops);
+}
+
+/* The MMA flops of the prefill kernel over runs [i0, i1), as attention_tile<DH> does them: per
+ * tile of TILE_Q / GT rows and per warp of 16 query vectors (16 / GT rows), the 16-key blocks up to
+ * the largest context among the warp's rows (the causal skip; a warp with no rows does none), each
+ * 2 x 16 x 16 x DH for Q K^T and 2 x that for P V (hi and lo parts of P); times the grid's
+ * Hkv G / GT query-head chunks. DH is the padded head dim the MMAs run over. */
+static double prefill_tc_flops(const pa_args_t &a, const std::vector<pa_seg_t> &v, size_t i0, size_t i1,
+                               const int *h_ctx_len, int DH)
+{
+#if defined(__CUDACC__) /* only for the emulator's trace (declare_cost) */
+    return 0;
+#endif
+    const int TQ = TILE_Q / a.GT, WR = 16 / a.GT; /* rows per tile, per warp */
+    double blocks16 = 0;
+    for (size_t i = i0; i < i1; i++)
+        for (int t0 = 0; t0 < v[i].len; t0 += TQ)
+            for (int w0 = t0; w0 < t0 + TQ && w0 < v[i].len; w0 += WR) {
+                const int last = (w0 + WR < v[i].len ? w0 + WR : v[i].len) - 1;
+                blocks16 += CEIL_DIV(h_ctx_len[v[i].r0 + last], 16);
+            }
+    return blocks16 * 6.0 * 16 * 16 * DH * a.Hkv * (a.G / a.GT);
 }
 
 /* The combine's cost: the partials of the split rows, their output rows. */
@@ -440,7 +466,7 @@ static cudaError_t launch_prefill(bf16 *out, const bf16 *q, const bf16 *kv, cons
         pa_segs_t s;
         const size_t i1 = i + PA_MAX_SEGS < runs.size() ? i + PA_MAX_SEGS : runs.size();
         const int tiles = fill_segs(&s, runs, i, i1, TILE_Q / a.GT);
-        declare_cost(a, runs, i, i1, h_ctx_len, h_row_seq, 1, false);
+        declare_cost(a, runs, i, i1, h_ctx_len, h_row_seq, 1, false, prefill_tc_flops(a, runs, i, i1, h_ctx_len, DH));
         const dim3 grid(tiles, a.Hkv * (a.G / a.GT));
         CUEMU_LAUNCH(grid, TILE_THREADS, smem, stream, paged_prefill_kernel<DH>)(out, q, kv, a, s);
         const cudaError_t e = cudaGetLastError();
