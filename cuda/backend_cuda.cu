@@ -1,19 +1,23 @@
-/* CUDA backend: the ops of host/model/backend.h on one device, one stream.
+/* CUDA backend: the ops of host/model/backend.h on one device, with two lanes (streams): the
+ * encoder's work runs beside the decoder's (struct lane; backend.h backend_ops_t.lane).
  *
  * Activations and weights are bf16; math inside kernels and cuBLAS GEMMs is fp32
  * (CUBLAS_COMPUTE_32F), results rounded to bf16 at each op's output, as the official bf16 model
  * rounds (MODEL.md section 12). Memory:
  *  - weights: one cudaMalloc each at load (converted to bf16 on the host; never an fp32 copy);
- *  - scratch: a device arena with stack semantics (mark/release) that only grows while the first
- *    steps find the peak (warm-up); after that no cudaMalloc/cudaFree happens per step;
- *  - small int arrays (positions, slots, block tables, windows) go to their own device arena
+ *  - scratch (per lane): a device arena with stack semantics (mark/release) that only grows while
+ *    the first steps find the peak (warm-up); after that no cudaMalloc/cudaFree happens per step;
+ *  - small int arrays (positions, slots, block tables, windows) go to their lane's device arena
  *    through a pinned host mirror, so kernels read them on the device and launchers can plan
  *    with the host copy without reading device memory;
- *  - persistent buffers (audio embeddings) come from a caching allocator (size classes);
+ *  - persistent buffers (audio embeddings) come from a caching allocator (size classes, per lane);
  *  - log_mel_batch stages all utterances' samples in one pinned buffer for one copy.
- * Nothing here synchronises except download and argmax, which hand results to the host, and
+ * Nothing here synchronises except download and argmax, which hand results to the host,
  * log_mel_batch, which waits for its previous copy out of the staging buffer before refilling it
- * (long done in practice: the engine syncs after each encoder call).
+ * (an encoder call back: done unless the encoder lane is far behind), and a lane's first int
+ * parameters of a pass, which wait for the pass that last used that slice of the mirror (the
+ * decoder's own previous pass, already synchronised by its argmax; the encoder's eight passes
+ * back).
  *
  * Errors: an allocation that finds no device memory returns NULL with the sizes (qasr_fail);
  * any other failed CUDA, cuBLAS or cuFFT call is the device's fault, kept for good (the `fault`
@@ -65,21 +69,45 @@ struct block_cache {
 #define FFT_BATCH_MIN 256
 #define FFT_PLANS 6
 
+/* A lane: a stream and what its work needs for itself, so that work on two lanes (the encoder's
+ * beside the decoder's) runs concurrently without one lane's reuse of memory racing with the
+ * other's kernels. Each has its own cuBLAS handle: a handle's workspace serves all its calls,
+ * so one handle re-bound to two streams would let concurrent GEMMs share it. */
+#define INT_SLICES_MAX 8
+struct lane {
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    stack_arena_t scratch; /* stream-ordered: reuse inside the lane is safe */
+    /* int arrays: device arena + pinned host mirror at the same offsets. The pinned source of a
+     * copy is read when the stream reaches it, so a pass's slots are reused only once its copies
+     * have run: the mirror is cut in `slices`, one per pass in turn, and a slice is taken again
+     * once the event recorded at the end of its last pass has completed. The decoder lane has one
+     * slice (its passes end with a sync anyway); the encoder's has several, so starting a pass
+     * rarely waits for the GPU and never waits for the decoder's work. */
+    int *d_ints, *h_ints;
+    size_t ints_cap, ints_used; /* per slice; ints_used counts from the slice's start */
+    int slices, slice;
+    cudaEvent_t slice_done[INT_SLICES_MAX];
+    bool slice_pending[INT_SLICES_MAX];
+    block_cache bufs; /* the blocks this lane allocated, live and free */
+};
+
 struct backend {
     int device;
     char fault[QASR_ERR_LEN]; /* the device's failure, for good; "" while it works */
     char op_error[QASR_ERR_LEN]; /* an op that found no memory for its work space, or "" */
     long allocs;                 /* successful cudaMalloc calls so far */
-    cudaStream_t stream;
-    cublasHandle_t blas;
-    stack_arena_t scratch;
-    /* int arrays: device arena + pinned host mirror at the same offsets */
-    int *d_ints, *h_ints;
-    size_t ints_cap, ints_used;
+    lane lanes[2];               /* by backend_lane_t */
+    lane *cur;                   /* the lane that ops run on (backend_ops_t.lane) */
+    cudaEvent_t enc_done;        /* recorded by encoder_done, waited for by join_encoder */
+    cudaEvent_t freed;           /* a block freed by another lane than its owner (cu_buf_free) */
     /* mel front end */
     int n_mels;
     float *d_filters;   /* [201][n_mels] */
-    cufftHandle fft[FFT_PLANS]; /* plan p: FFT_BATCH_MIN << p frames per cufftExecR2C */
+    /* plan p: FFT_BATCH_MIN << p frames per cufftExecR2C, bound to the calling lane's stream at
+     * each call; their work areas are shared, so the front end runs on one lane at a time (the
+     * encoder's where the engine has lanes, else the decoder's) */
+    cufftHandle fft[FFT_PLANS];
     unsigned char *h_mel;       /* pinned staging of log_mel_batch: its index arrays and samples */
     size_t mel_bytes;
     cudaEvent_t mel_copied;     /* the last copy out of h_mel has run */
@@ -89,7 +117,6 @@ struct backend {
     size_t stage_bytes;
     weight_t **weights;     /* in allocation order, the same on every device (broadcast) */
     int n_weights, cap_weights;
-    block_cache bufs;
 };
 
 /* ---------------- errors ---------------- */
@@ -164,13 +191,14 @@ static void arena_free(void *ctx, void *p) { dev_free((backend_t *)ctx, p); }
 /* Work space of an op; NULL (the op does nothing, op_failed says why) when there is none. */
 static void *op_scratch(backend_t *be, size_t bytes, const char *op)
 {
-    void *p = stack_arena_alloc(&be->scratch, bytes);
+    void *p = stack_arena_alloc(&be->cur->scratch, bytes);
     if (!p && !dead(be) && !be->op_error[0])
         snprintf(be->op_error, sizeof be->op_error, "%s: %s", op, qasr_last_error());
     return p;
 }
 
-static const size_t INTS_CAP = (size_t)16 << 20; /* ints per forward pass (64 MB) */
+static const size_t INTS_CAP = (size_t)16 << 20; /* ints per decoder pass (64 MB) */
+static const size_t ENC_INTS_SLICE = (size_t)128 << 10; /* ints per encoder pass (~24k rows' conv indices) */
 
 /* Pinned host memory for results on their way to the host; NULL when the device failed. */
 static void *stage(backend_t *be, size_t bytes)
@@ -225,7 +253,7 @@ static int size_class(size_t bytes)
 
 static void *cu_buf_alloc(backend_t *be, size_t n)
 {
-    block_cache &bc = be->bufs;
+    block_cache &bc = be->cur->bufs;
     int cls = size_class(n * sizeof(bf16_t)), best = -1;
     void *p = nullptr;
     for (int i = 0; i < bc.n_free; i++) /* the smallest free block that is large enough */
@@ -245,73 +273,95 @@ static void *cu_buf_alloc(backend_t *be, size_t n)
     return p;
 }
 
+/* A block goes back to the free list of the lane that allocated it, whose stream orders its
+ * next use after the earlier ones on that lane. Freed from another lane (audio embeddings that
+ * the decoder read), the owner's stream first waits for the work queued so far on the freeing
+ * lane: the block is never handed to the owner's work while the other lane's kernels may still
+ * read it (after the decoder's step has synchronised, as in the engine, the wait costs nothing). */
 static void cu_buf_free(backend_t *be, void *p)
 {
-    block_cache &bc = be->bufs;
-    for (int i = 0; i < bc.n_live; i++)
-        if (bc.live[i].p == p) {
-            if (bc.n_free == bc.cap_free) {
-                bc.cap_free = bc.cap_free ? 2 * bc.cap_free : 64;
-                bc.free_list = (block_cache::entry *)xrealloc(bc.free_list, bc.cap_free * sizeof *bc.free_list);
+    for (lane &l : be->lanes) {
+        block_cache &bc = l.bufs;
+        for (int i = 0; i < bc.n_live; i++)
+            if (bc.live[i].p == p) {
+                if (&l != be->cur && !dead(be) && CU_OK(be, cudaEventRecord(be->freed, be->cur->stream)))
+                    CU_OK(be, cudaStreamWaitEvent(l.stream, be->freed, 0));
+                if (bc.n_free == bc.cap_free) {
+                    bc.cap_free = bc.cap_free ? 2 * bc.cap_free : 64;
+                    bc.free_list = (block_cache::entry *)xrealloc(bc.free_list, bc.cap_free * sizeof *bc.free_list);
+                }
+                bc.free_list[bc.n_free++] = bc.live[i];
+                bc.live[i] = bc.live[--bc.n_live];
+                return;
             }
-            /* the stream still orders later kernels after the ones using it: reuse is safe */
-            bc.free_list[bc.n_free++] = bc.live[i];
-            bc.live[i] = bc.live[--bc.n_live];
-            return;
-        }
+    }
     QASR_ASSERT(!"buf_free of a pointer buf_alloc did not return");
 }
 
-static void *cu_scratch(backend_t *be, size_t n) { return stack_arena_alloc(&be->scratch, n * sizeof(bf16_t)); }
+static void *cu_scratch(backend_t *be, size_t n) { return stack_arena_alloc(&be->cur->scratch, n * sizeof(bf16_t)); }
 
 static int *cu_ints(backend_t *be, const int *h, size_t n)
 {
+    lane *l = be->cur;
     if (dead(be)) {
         qasr_fail("%s", be->fault);
         return nullptr;
     }
-    if (be->ints_used + n > be->ints_cap) {
+    if (l->ints_used + n > l->ints_cap) {
         qasr_fail("device %d: more than %zu int parameters in one pass (lower --batch or --step-tokens)", be->device,
-                  be->ints_cap);
+                  l->ints_cap);
         return nullptr;
     }
-    int *d = be->d_ints + be->ints_used, *mirror = be->h_ints + be->ints_used;
+    /* a pass's first ints: its slice's last copies must have run (see struct lane) */
+    if (l->ints_used == 0 && l->slice_pending[l->slice]) {
+        if (!CU_OK(be, cudaEventSynchronize(l->slice_done[l->slice]))) {
+            qasr_fail("%s", be->fault);
+            return nullptr;
+        }
+        l->slice_pending[l->slice] = false;
+    }
+    const size_t at = (size_t)l->slice * l->ints_cap + l->ints_used;
+    int *d = l->d_ints + at, *mirror = l->h_ints + at;
     memcpy(mirror, h, n * sizeof(int));
     /* pinned source: the copy reads the mirror when the stream reaches it, so a mirror slot is
-     * not reused before the pass ends: only scratch_release(0), which waits for the stream
-     * first, frees int slots (a nested release reusing them raced with the queued copies) */
-    CU_OK(be, cudaMemcpyAsync(d, mirror, n * sizeof(int), cudaMemcpyHostToDevice, be->stream));
-    be->ints_used += round_up(n, 64);
+     * not reused before the pass ends: only scratch_release(0) frees int slots (a nested release
+     * reusing them raced with the queued copies) */
+    CU_OK(be, cudaMemcpyAsync(d, mirror, n * sizeof(int), cudaMemcpyHostToDevice, l->stream));
+    l->ints_used += round_up(n, 64);
     return d;
 }
 
 /* The host copy of an array cu_ints returned (for launchers that plan on the host). */
 static const int *host_ints(const backend_t *be, const int *d)
 {
-    return be->h_ints + (d - be->d_ints);
+    return be->cur->h_ints + (d - be->cur->d_ints);
 }
 
 /* Marks encode both stacks: scratch bytes in the low 40 bits, int slots above. */
-static size_t cu_scratch_mark(backend_t *be) { return stack_arena_mark(&be->scratch) | (size_t)be->ints_used << 40; }
+static size_t cu_scratch_mark(backend_t *be) { return stack_arena_mark(&be->cur->scratch) | (size_t)be->cur->ints_used << 40; }
 
 static void cu_scratch_release(backend_t *be, size_t mark)
 {
-    /* mark 0 (nothing of either stack held): the pass is over; once its copies have run, the int
-     * mirror is free. A partial release frees scratch only: stream-ordered reuse is safe there. */
-    if (mark == 0) {
-        if (!dead(be)) CU_OK(be, cudaStreamSynchronize(be->stream));
-        be->ints_used = 0;
+    /* mark 0 (nothing of either stack held): the pass is over; its int slice is free once the
+     * event recorded now has completed, and the next pass takes the next slice. A partial release
+     * frees scratch only: stream-ordered reuse is safe there. */
+    lane *l = be->cur;
+    if (mark == 0 && l->ints_used > 0) {
+        if (!dead(be) && CU_OK(be, cudaEventRecord(l->slice_done[l->slice], l->stream)))
+            l->slice_pending[l->slice] = true;
+        l->slice = (l->slice + 1) % l->slices;
+        l->ints_used = 0;
     }
     /* a base block that cannot be regrown leaves the arena spilling: slower, not wrong */
-    if (stack_arena_release(&be->scratch, mark & (((size_t)1 << 40) - 1)) != 0 && !dead(be))
+    if (stack_arena_release(&l->scratch, mark & (((size_t)1 << 40) - 1)) != 0 && !dead(be))
         qasr_warn("%s", qasr_last_error());
 }
 
 static void cu_download(backend_t *be, float *h_dst, const void *src, size_t n)
 {
     uint16_t *h = dead(be) ? nullptr : (uint16_t *)stage(be, n * sizeof(bf16_t));
-    if (!h || !CU_OK(be, cudaMemcpyAsync(h, src, n * sizeof(bf16_t), cudaMemcpyDeviceToHost, be->stream)) ||
-        !CU_OK(be, cudaStreamSynchronize(be->stream))) {
+    if (!h || !CU_OK(be, cudaMemcpyAsync(h, src, n * sizeof(bf16_t), cudaMemcpyDeviceToHost, be->cur->stream)) ||
+        !CU_OK(be, cudaStreamSynchronize(be->cur->stream))) {
         memset(h_dst, 0, n * sizeof(float));
         return;
     }
@@ -321,7 +371,7 @@ static void cu_download(backend_t *be, float *h_dst, const void *src, size_t n)
 static void cu_copy(backend_t *be, void *dst, const void *src, size_t n)
 {
     if (dead(be)) return;
-    CU_OK(be, cudaMemcpyAsync(dst, src, n * sizeof(bf16_t), cudaMemcpyDeviceToDevice, be->stream));
+    CU_OK(be, cudaMemcpyAsync(dst, src, n * sizeof(bf16_t), cudaMemcpyDeviceToDevice, be->cur->stream));
 }
 
 static kv_cache_t *cu_kv_alloc(backend_t *be, const kv_geom_t *g)
@@ -369,10 +419,10 @@ static void cu_matmul(backend_t *be, void *out, const void *x, const weight_t *w
 {
     if (dead(be)) return;
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    if (BLAS_OK(be, cublasGemmEx(be->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w->d, CUDA_R_16BF, K, x,
+    if (BLAS_OK(be, cublasGemmEx(be->cur->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w->d, CUDA_R_16BF, K, x,
                                  CUDA_R_16BF, K, &beta, out, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)) &&
         bias)
-        CU_OK(be, cuda_add_bias((bf16_t *)out, bias->d, M, N, be->stream));
+        CU_OK(be, cuda_add_bias((bf16_t *)out, bias->d, M, N, be->cur->stream));
 }
 
 /* ---------------- audio front end ---------------- */
@@ -449,24 +499,25 @@ static void cu_log_mel_batch(backend_t *be, void *const *outs, const float *cons
     const int64_t *d_x_len = (const int64_t *)(d + ((unsigned char *)h_x_len - h));
     const int *d_f_off = (const int *)(d + ((unsigned char *)h_f_off - h));
     bool ok = d && frames && spec && power && mel && partial &&
-              CU_OK(be, cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, be->stream)) &&
-              CU_OK(be, cudaEventRecord(be->mel_copied, be->stream));
+              CU_OK(be, cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, be->cur->stream)) &&
+              CU_OK(be, cudaEventRecord(be->mel_copied, be->cur->stream));
     be->mel_pending = ok;
     for (int f0 = 0; ok && f0 < F; f0 += fb) {
         const int nt = (int)MIN((int64_t)fb, F - f0);
         ok = CU_OK(be, cuda_mel_frames(frames, (const float *)(d + head), d_x_off, d_x_len, d_f_off, n, f0, nt,
-                                       h_f_off, h_x_len, be->stream)) &&
+                                       h_f_off, h_x_len, be->cur->stream)) &&
+             FFT_OK(be, cufftSetStream(be->fft[fft_plan(nt)], be->cur->stream)) &&
              FFT_OK(be, cufftExecR2C(be->fft[fft_plan(nt)], frames, (cufftComplex *)spec)) &&
-             CU_OK(be, cuda_mel_power(power + (size_t)f0 * QASR_N_FREQ, spec, nt, be->stream));
+             CU_OK(be, cuda_mel_power(power + (size_t)f0 * QASR_N_FREQ, spec, nt, be->cur->stream));
     }
     /* mel [F][n_mels] = power [F][201] x filters [201][n_mels] (fp32) */
     const float alpha = 1.0f, beta = 0.0f;
-    ok = ok && BLAS_OK(be, cublasGemmEx(be->blas, CUBLAS_OP_N, CUBLAS_OP_N, n_mels, (int)F, QASR_N_FREQ, &alpha,
+    ok = ok && BLAS_OK(be, cublasGemmEx(be->cur->blas, CUBLAS_OP_N, CUBLAS_OP_N, n_mels, (int)F, QASR_N_FREQ, &alpha,
                                         be->d_filters, CUDA_R_32F, n_mels, power, CUDA_R_32F, QASR_N_FREQ, &beta, mel,
                                         CUDA_R_32F, n_mels, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    ok = ok && CU_OK(be, cuda_mel_log(mel, d_f_off, n, n_mels, (int)F, max_T, partial, be->stream));
+    ok = ok && CU_OK(be, cuda_mel_log(mel, d_f_off, n, n_mels, (int)F, max_T, partial, be->cur->stream));
     ok = ok && CU_OK(be, cuda_mel_finish((bf16_t *const *)d, mel, d_f_off, n, n_mels, (int)F, max_T, partial,
-                                         be->stream));
+                                         be->cur->stream));
     cu_scratch_release(be, mark);
 }
 
@@ -479,7 +530,7 @@ static void cu_mel_chunks(backend_t *be, void *out, const void *mel, const int *
                           int n_mels, int W)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_mel_chunks((bf16_t *)out, (const bf16_t *)mel, start, len, N, n_mels, W, be->stream));
+    CU_OK(be, cuda_mel_chunks((bf16_t *)out, (const bf16_t *)mel, start, len, N, n_mels, W, be->cur->stream));
 }
 
 static void cu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const weight_t *w, const weight_t *bias,
@@ -492,23 +543,23 @@ static void cu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const we
     bf16_t *col = (bf16_t *)op_scratch(be, (size_t)K * NP * sizeof(bf16_t), "conv stem");
     /* out [Cout][NP] = w [Cout][K] . col [K][NP]: column-major out^T [NP][Cout] = col^T w^T */
     const float alpha = 1.0f, beta = 0.0f;
-    if (col && CU_OK(be, cuda_im2col3x3s2(col, (const bf16_t *)in, Cin, N, Hin, Win, be->stream)) &&
-        BLAS_OK(be, cublasGemmEx(be->blas, CUBLAS_OP_N, CUBLAS_OP_N, NP, Cout, K, &alpha, col, CUDA_R_16BF, NP, w->d,
+    if (col && CU_OK(be, cuda_im2col3x3s2(col, (const bf16_t *)in, Cin, N, Hin, Win, be->cur->stream)) &&
+        BLAS_OK(be, cublasGemmEx(be->cur->blas, CUBLAS_OP_N, CUBLAS_OP_N, NP, Cout, K, &alpha, col, CUDA_R_16BF, NP, w->d,
                                  CUDA_R_16BF, K, &beta, out, CUDA_R_16BF, NP, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)))
-        CU_OK(be, cuda_bias_gelu_rows((bf16_t *)out, bias->d, Cout, NP, be->stream));
+        CU_OK(be, cuda_bias_gelu_rows((bf16_t *)out, bias->d, Cout, NP, be->cur->stream));
     cu_scratch_release(be, mark);
 }
 
 static void cu_conv_flatten(backend_t *be, void *out, const void *in, int C, int N, int F, int W)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_conv_flatten((bf16_t *)out, (const bf16_t *)in, C, N, F, W, be->stream));
+    CU_OK(be, cuda_conv_flatten((bf16_t *)out, (const bf16_t *)in, C, N, F, W, be->cur->stream));
 }
 
 static void cu_add_pos_emb(backend_t *be, void *x, const weight_t *pe, int rows, int period, int D)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_add_pos_emb((bf16_t *)x, pe->d, rows, period, D, be->stream));
+    CU_OK(be, cuda_add_pos_emb((bf16_t *)x, pe->d, rows, period, D, be->cur->stream));
 }
 
 /* ---------------- dense ---------------- */
@@ -517,37 +568,37 @@ static void cu_layernorm(backend_t *be, void *out, const void *x, const weight_t
                          int D, float eps)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_layernorm((bf16_t *)out, (const bf16_t *)x, w->d, b->d, rows, D, eps, be->stream));
+    CU_OK(be, cuda_layernorm((bf16_t *)out, (const bf16_t *)x, w->d, b->d, rows, D, eps, be->cur->stream));
 }
 
 static void cu_rmsnorm(backend_t *be, void *out, const void *x, const weight_t *w, int rows, int D, float eps)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_rmsnorm((bf16_t *)out, (const bf16_t *)x, w->d, rows, D, eps, be->stream));
+    CU_OK(be, cuda_rmsnorm((bf16_t *)out, (const bf16_t *)x, w->d, rows, D, eps, be->cur->stream));
 }
 
 static void cu_gelu(backend_t *be, void *x, size_t n)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_gelu((bf16_t *)x, (int64_t)n, be->stream));
+    CU_OK(be, cuda_gelu((bf16_t *)x, (int64_t)n, be->cur->stream));
 }
 
 static void cu_swiglu(backend_t *be, void *out, const void *gu, int rows, int Dff)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_swiglu((bf16_t *)out, (const bf16_t *)gu, rows, Dff, be->stream));
+    CU_OK(be, cuda_swiglu((bf16_t *)out, (const bf16_t *)gu, rows, Dff, be->cur->stream));
 }
 
 static void cu_embed(backend_t *be, void *out, const weight_t *table, const int *ids, int n, int D)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_embed((bf16_t *)out, table->d, ids, n, D, be->stream));
+    CU_OK(be, cuda_embed((bf16_t *)out, table->d, ids, n, D, be->cur->stream));
 }
 
 static void cu_gather_rows(backend_t *be, void *out, const void *in, const int *idx, int n, int D)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_gather_rows((bf16_t *)out, (const bf16_t *)in, idx, n, D, be->stream));
+    CU_OK(be, cuda_gather_rows((bf16_t *)out, (const bf16_t *)in, idx, n, D, be->cur->stream));
 }
 
 /* ---------------- attention ---------------- */
@@ -560,14 +611,14 @@ static void cu_window_attention(backend_t *be, void *out, const void *qkv, const
     int max_len = 1;
     for (int w = 0; w < n_win; w++) max_len = MAX(max_len, h_len[w]);
     CU_OK(be, cuda_window_attention((bf16_t *)out, (const bf16_t *)qkv, win_start, win_len, n_win, max_len, H, Dh,
-                                    scale, be->stream));
+                                    scale, be->cur->stream));
 }
 
 static void cu_qk_norm_rope(backend_t *be, void *qkv, const weight_t *qw, const weight_t *kw, const int *pos, int rows,
                             int H, int Hkv, int Dh, float eps, float theta)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_qk_norm_rope((bf16_t *)qkv, qw->d, kw->d, pos, rows, H, Hkv, Dh, eps, theta, be->stream));
+    CU_OK(be, cuda_qk_norm_rope((bf16_t *)qkv, qw->d, kw->d, pos, rows, H, Hkv, Dh, eps, theta, be->cur->stream));
 }
 
 static void cu_kv_store(backend_t *be, kv_cache_t *kv, int layer, const void *qkv, const int *slot, int rows, int H,
@@ -575,7 +626,7 @@ static void cu_kv_store(backend_t *be, kv_cache_t *kv, int layer, const void *qk
 {
     if (dead(be)) return;
     CU_OK(be, cuda_kv_store(kv_layer(kv, layer), (const bf16_t *)qkv, slot, rows, H, Hkv, Dh, kv->g.page_size,
-                            be->stream));
+                            be->cur->stream));
 }
 
 static void cu_paged_attention(backend_t *be, void *out, const void *q, const kv_cache_t *kv, int layer,
@@ -590,7 +641,7 @@ static void cu_paged_attention(backend_t *be, void *out, const void *q, const kv
         if (work)
             CU_OK(be, cuda_paged_attention((bf16_t *)out, (const bf16_t *)q, kv_layer(kv, layer), kv->g.page_size, p,
                                            host_ints(be, p->ctx_len), host_ints(be, p->row_seq), work, work_bytes,
-                                           be->stream));
+                                           be->cur->stream));
     }
     cu_scratch_release(be, mark);
 }
@@ -601,9 +652,9 @@ static void cu_argmax(backend_t *be, int *h_ids, const void *logits, int n, int 
 {
     int *d_ids = dead(be) ? nullptr : (int *)op_scratch(be, n * sizeof(int), "argmax");
     int *h = d_ids ? (int *)stage(be, n * sizeof(int)) : nullptr;
-    if (!h || !CU_OK(be, cuda_argmax(d_ids, (const bf16_t *)logits, n, V, be->stream)) ||
-        !CU_OK(be, cudaMemcpyAsync(h, d_ids, n * sizeof(int), cudaMemcpyDeviceToHost, be->stream)) ||
-        !CU_OK(be, cudaStreamSynchronize(be->stream))) {
+    if (!h || !CU_OK(be, cuda_argmax(d_ids, (const bf16_t *)logits, n, V, be->cur->stream)) ||
+        !CU_OK(be, cudaMemcpyAsync(h, d_ids, n * sizeof(int), cudaMemcpyDeviceToHost, be->cur->stream)) ||
+        !CU_OK(be, cudaStreamSynchronize(be->cur->stream))) {
         memset(h_ids, 0, n * sizeof(int));
         return;
     }
@@ -612,7 +663,21 @@ static void cu_argmax(backend_t *be, int *h_ids, const void *logits, int n, int 
 
 static void cu_sync(backend_t *be)
 {
-    if (!dead(be)) CU_OK(be, cudaStreamSynchronize(be->stream));
+    if (!dead(be)) CU_OK(be, cudaStreamSynchronize(be->cur->stream));
+}
+
+static void cu_lane(backend_t *be, backend_lane_t which) { be->cur = &be->lanes[which]; }
+
+/* The encoder's work submitted so far is what join_encoder waits for. */
+static void cu_encoder_done(backend_t *be)
+{
+    if (!dead(be)) CU_OK(be, cudaEventRecord(be->enc_done, be->lanes[BACKEND_LANE_ENCODER].stream));
+}
+
+/* The decoder's later work runs after that encoder work (stream order on the GPU, no host wait). */
+static void cu_join_encoder(backend_t *be)
+{
+    if (!dead(be)) CU_OK(be, cudaStreamWaitEvent(be->lanes[BACKEND_LANE_DECODER].stream, be->enc_done, 0));
 }
 
 static int cu_op_failed(backend_t *be)
@@ -631,32 +696,57 @@ static void cu_bind(backend_t *be)
     if (!dead(be)) CU_OK(be, cudaSetDevice(be->device));
 }
 
+/* A lane's stream, cuBLAS handle, int arena in `slices` slices of `cap` ints, and events. */
+static bool lane_init(backend_t *be, lane *l, size_t cap, int slices)
+{
+    l->ints_cap = cap;
+    l->slices = slices;
+    stack_arena_init(&l->scratch, arena_block, arena_free, be, 256, (size_t)1 << 20);
+    bool ok = CU_OK(be, cudaStreamCreateWithFlags(&l->stream, cudaStreamNonBlocking)) &&
+              BLAS_OK(be, cublasCreate(&l->blas)) && BLAS_OK(be, cublasSetStream(l->blas, l->stream)) &&
+              (l->d_ints = (int *)dev_alloc(be, cap * slices * sizeof(int), "int parameters")) &&
+              CU_OK(be, cudaMallocHost((void **)&l->h_ints, cap * slices * sizeof(int)));
+    for (int i = 0; ok && i < slices; i++) ok = CU_OK(be, cudaEventCreateWithFlags(&l->slice_done[i], cudaEventDisableTiming));
+    return ok;
+}
+
+/* A lane's memory and handles; live: the device still works (else they go with its context). */
+static void lane_destroy(backend_t *be, lane *l, bool live)
+{
+    stack_arena_destroy(&l->scratch);
+    for (int i = 0; i < l->bufs.n_free; i++) dev_free(be, l->bufs.free_list[i].p);
+    for (int i = 0; i < l->bufs.n_live; i++) dev_free(be, l->bufs.live[i].p);
+    free(l->bufs.free_list);
+    free(l->bufs.live);
+    if (!live) return;
+    dev_free(be, l->d_ints);
+    if (l->h_ints) CU_OK(be, cudaFreeHost(l->h_ints));
+    for (int i = 0; i < l->slices; i++)
+        if (l->slice_done[i]) CU_OK(be, cudaEventDestroy(l->slice_done[i]));
+    if (l->blas) BLAS_OK(be, cublasDestroy(l->blas));
+    if (l->stream) CU_OK(be, cudaStreamDestroy(l->stream));
+}
+
 /* Everything of the instance. On a failed device nothing is asked of it any more: its memory
  * goes with its context when the process ends. */
 static void cu_destroy(backend_t *be)
 {
-    const bool live = !dead(be) && CU_OK(be, cudaSetDevice(be->device)) && CU_OK(be, cudaStreamSynchronize(be->stream));
-    stack_arena_destroy(&be->scratch);
+    const bool live = !dead(be) && CU_OK(be, cudaSetDevice(be->device)) && CU_OK(be, cudaDeviceSynchronize());
     for (int i = 0; i < be->n_weights; i++) {
         dev_free(be, be->weights[i]->d);
         free(be->weights[i]);
     }
     free(be->weights);
-    for (int i = 0; i < be->bufs.n_free; i++) dev_free(be, be->bufs.free_list[i].p);
-    for (int i = 0; i < be->bufs.n_live; i++) dev_free(be, be->bufs.live[i].p);
-    free(be->bufs.free_list);
-    free(be->bufs.live);
+    for (lane &l : be->lanes) lane_destroy(be, &l, live);
     if (live) {
-        dev_free(be, be->d_ints);
-        if (be->h_ints) CU_OK(be, cudaFreeHost(be->h_ints));
         if (be->h_stage) CU_OK(be, cudaFreeHost(be->h_stage));
         dev_free(be, be->d_filters);
         if (be->h_mel) CU_OK(be, cudaFreeHost(be->h_mel));
         if (be->mel_copied) CU_OK(be, cudaEventDestroy(be->mel_copied));
+        if (be->enc_done) CU_OK(be, cudaEventDestroy(be->enc_done));
+        if (be->freed) CU_OK(be, cudaEventDestroy(be->freed));
         for (int p = 0; p < FFT_PLANS; p++)
             if (be->fft[p]) FFT_OK(be, cufftDestroy(be->fft[p]));
-        if (be->blas) BLAS_OK(be, cublasDestroy(be->blas));
-        if (be->stream) CU_OK(be, cudaStreamDestroy(be->stream));
     }
     free(be);
 }
@@ -745,11 +835,11 @@ static int cu_broadcast_weights(backend_t *const *bes, int n)
         for (int w = w0; w < MIN(root->n_weights, w0 + 256); w++)
             for (int r = 0; r < n; r++)
                 NCCL_TRY(nccl.Broadcast(root->weights[w]->d, bes[r]->weights[w]->d, root->weights[w]->n, ncclBfloat16, 0,
-                                        comms[r], bes[r]->stream));
+                                        comms[r], bes[r]->cur->stream));
         NCCL_TRY(nccl.GroupEnd());
     }
     for (int r = 0; r < n; r++)
-        if (!CU_OK(bes[r], cudaSetDevice(devs[r])) || !CU_OK(bes[r], cudaStreamSynchronize(bes[r]->stream))) {
+        if (!CU_OK(bes[r], cudaSetDevice(devs[r])) || !CU_OK(bes[r], cudaStreamSynchronize(bes[r]->cur->stream))) {
             qasr_fail("%s", bes[r]->fault);
             goto out;
         }
@@ -804,6 +894,9 @@ static const backend_ops_t cuda_ops = [] {
     o.op_failed = cu_op_failed;
     o.fault = cu_fault;
     o.bind = cu_bind;
+    o.lane = cu_lane;
+    o.encoder_done = cu_encoder_done;
+    o.join_encoder = cu_join_encoder;
 #ifdef QASR_HAVE_NCCL
     o.broadcast_weights = cu_broadcast_weights;
 #endif
@@ -833,24 +926,22 @@ static int cu_create(backend_ref_t *out, const backend_params_t *p)
     backend_t *be = (backend_t *)xcalloc(1, sizeof *be);
     be->device = device;
     be->n_mels = p->n_mels;
-    be->ints_cap = INTS_CAP;
-    stack_arena_init(&be->scratch, arena_block, arena_free, be, 256, (size_t)1 << 20);
+    be->cur = &be->lanes[BACKEND_LANE_DECODER];
     mel_t *m = mel_init(p->n_mels);
     int nfft = QASR_N_FFT;
     bool ok = m && CU_OK(be, cudaSetDevice(device)) &&
-                    CU_OK(be, cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking)) &&
-                    BLAS_OK(be, cublasCreate(&be->blas)) && BLAS_OK(be, cublasSetStream(be->blas, be->stream)) &&
-                    (be->d_ints = (int *)dev_alloc(be, be->ints_cap * sizeof(int), "int parameters")) &&
-                    CU_OK(be, cudaMallocHost((void **)&be->h_ints, be->ints_cap * sizeof(int))) &&
-                    (be->d_filters = (float *)dev_alloc(be, (size_t)QASR_N_FREQ * p->n_mels * sizeof(float),
-                                                        "the mel filterbank")) &&
-                    CU_OK(be, cudaMemcpy(be->d_filters, mel_filters(m), (size_t)QASR_N_FREQ * p->n_mels * sizeof(float),
-                                         cudaMemcpyHostToDevice)) &&
-                    CU_OK(be, cudaEventCreateWithFlags(&be->mel_copied, cudaEventDisableTiming));
+              lane_init(be, &be->lanes[BACKEND_LANE_DECODER], INTS_CAP, 1) &&
+              lane_init(be, &be->lanes[BACKEND_LANE_ENCODER], ENC_INTS_SLICE, INT_SLICES_MAX) &&
+              (be->d_filters = (float *)dev_alloc(be, (size_t)QASR_N_FREQ * p->n_mels * sizeof(float),
+                                                  "the mel filterbank")) &&
+              CU_OK(be, cudaMemcpy(be->d_filters, mel_filters(m), (size_t)QASR_N_FREQ * p->n_mels * sizeof(float),
+                                   cudaMemcpyHostToDevice)) &&
+              CU_OK(be, cudaEventCreateWithFlags(&be->mel_copied, cudaEventDisableTiming)) &&
+              CU_OK(be, cudaEventCreateWithFlags(&be->enc_done, cudaEventDisableTiming)) &&
+              CU_OK(be, cudaEventCreateWithFlags(&be->freed, cudaEventDisableTiming));
     for (int p = 0; ok && p < FFT_PLANS; p++)
         ok = FFT_OK(be, cufftPlanMany(&be->fft[p], 1, &nfft, nullptr, 1, QASR_N_FFT, nullptr, 1, QASR_N_FREQ, CUFFT_R2C,
-                                      FFT_BATCH_MIN << p)) &&
-             FFT_OK(be, cufftSetStream(be->fft[p], be->stream));
+                                      FFT_BATCH_MIN << p));
     mel_free(m);
     if (!ok) {
         if (dead(be)) qasr_fail("%s", be->fault); /* else dev_alloc or mel_init said why */

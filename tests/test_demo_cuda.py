@@ -6,7 +6,9 @@ Random-weight checkpoints have near-tied logits that bf16 rounding legitimately 
 (test_cuda_model.py compares their tokens only up to the first near tie); a trained model's
 greedy choices are decided by wide margins, so here the whole transcripts must be equal: the
 same text and language for every file, from qasr-batch on each backend over the first
---limit entries of the held-out corpus.
+--limit entries of the held-out corpus. The CUDA run admits files while others decode (--batch 4,
+--encoder-seconds 4); emulated, its trace must show the encoder on its own stream, overlapping
+decoder steps, and the decoder waiting for it before prefilling encoded audio (trace_lanes.py).
 
 usage: test_demo_cuda.py --bin BUILD_DIR --model DIR --corpus DIR --work DIR [--limit N] [--gpu]
   --gpu: the real CUDA build (qasr-batch) instead of the emulated one (qasr-batch-emu);
@@ -21,6 +23,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import Checker, corpus_subset  # noqa: E402
 from testlib import run as run_or_exit  # noqa: E402
+import trace_lanes  # noqa: E402
 
 
 def results(path):
@@ -55,8 +58,19 @@ def main():
     common = [manifest, "--model", args.model, "--overwrite", "-q", "-t", "2", "--kv-gb", "0.05"]
     run_or_exit([cpu, *common, "--backend", "cpu", "-o", out["cpu"]], err_tail=4000)
     # --batch 4 on the CUDA side: files join while others decode and are encoded in later passes
-    # (a race of the int-parameter mirror once showed only there); results must not depend on it
-    run_or_exit([cuda, *common, "--backend", "cuda", "--batch", "4", "-o", out["cuda"]], err_tail=4000)
+    # (a race of the int-parameter mirror once showed only there); results must not depend on it.
+    # --encoder-seconds 4: an encoder call takes one or two files, so admissions (encoded on the
+    # encoder's stream beside a decoder step, prefilled a step later) happen over many steps;
+    # emulated, the trace shows the two streams and the decoder's waits (tests/trace_lanes.py)
+    trace = os.path.join(args.work, "trace.tsv")
+    if os.path.exists(trace):
+        os.remove(trace)
+    env = dict(os.environ, **({} if args.gpu else {"CUEMU_TRACE": trace}))
+    cmd = [cuda, *common, "--backend", "cuda", "--batch", "4", "--encoder-seconds", "4", "-o", out["cuda"]]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        sys.stderr.write(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-4000:]}\n")
+        return 1
     got = {b: results(p) for b, p in out.items()}
 
     chk = Checker()
@@ -70,6 +84,9 @@ def main():
                + ("missing" if g is None else f"{g['language']} | {g['text']!r}"))
         same += equal
     print(f"transcripts equal cpu (fp32) vs cuda (bf16): {same}/{len(got['cpu'])}")
+    if not args.gpu:
+        for why in trace_lanes.check(trace):
+            chk.ok(False, f"trace: {why}")
     return chk.result()
 
 

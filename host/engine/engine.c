@@ -13,7 +13,9 @@
 #include "observe.h"
 #include "util.h"
 
-typedef enum { SEQ_PREFILL, SEQ_DECODE } seq_state_t;
+/* SEQ_ENCODING: its encoder work was submitted on the backend's encoder lane and may still run;
+ * it joins the decoder's steps (as SEQ_PREFILL) from the next step, whose work waits for it. */
+typedef enum { SEQ_ENCODING, SEQ_PREFILL, SEQ_DECODE } seq_state_t;
 
 typedef struct {
     engine_req_t req;     /* context/language are owned copies */
@@ -397,13 +399,16 @@ static int admit(engine_t *e)
 }
 
 /* Front end + encoder for the n freshly admitted sequences, all in one batched encoder call.
- * 0; -1 + qasr_fail() when the device failed. Out of backend memory, those sequences fail. */
+ * With an encoder lane the work is only submitted there (no host wait): the sequences are
+ * SEQ_ENCODING until a step joins it. 0; -1 + qasr_fail() when the device failed. Out of
+ * backend memory, those sequences fail. */
 static int encode(engine_t *e, int n)
 {
     const backend_ops_t *o = e->m->bk.ops;
     backend_t *be = e->m->bk.be;
     enc_item_t *items = xmalloc(n * sizeof *items);
     int ok = 1;
+    if (o->lane) o->lane(be, BACKEND_LANE_ENCODER);
     for (int i = 0; i < n; i++) {
         seq_t *s = e->fresh[i];
         if (!(s->audio = o->buf_alloc(be, (size_t)s->prompt.n_audio * e->m->cfg.enc_out))) ok = 0;
@@ -413,7 +418,11 @@ static int encode(engine_t *e, int n)
     const double t0 = now_seconds(), mel0 = e->obs.seconds[STAGE_MEL];
     e->obs.dump_layers = 1;
     if (ok) ok = encoder_forward(e->m, items, n, e->obs.dump_dir ? 0 : e->opt.enc_max_rows, observer(e)) == 0;
-    o->sync(be);
+    if (!o->lane || e->opt.profile) o->sync(be); /* profiling times the encoder on its own */
+    if (o->lane) {
+        o->encoder_done(be);
+        o->lane(be, BACKEND_LANE_DECODER);
+    }
     free(items);
     const double mel = e->obs.seconds[STAGE_MEL] - mel0;
     e->stats.t_mel += mel;
@@ -423,9 +432,10 @@ static int encode(engine_t *e, int n)
     const double t = clock_now(e);
     for (int i = 0; i < n; i++) {
         seq_t *s = e->fresh[i];
-        free(s->req.samples); /* encoded: the audio is no longer needed */
+        free(s->req.samples); /* encoded (staged, on a lane): the audio is no longer needed */
         s->req.samples = NULL;
         s->res.t_encoded = t;
+        s->state = o->lane ? SEQ_ENCODING : SEQ_PREFILL;
     }
     if (!ok) { /* out of backend memory: these sequences end, the others go on */
         char why[QASR_ERR_LEN];
@@ -606,10 +616,38 @@ static void collect(engine_t *e)
     compact_active(e);
 }
 
+/* Sequences encoded on the encoder lane (SEQ_ENCODING) prefill from now on: the decoder's
+ * later work waits for the encoder work submitted so far. Called before the next encode()
+ * marks newer encoder work, so the wait covers only what these sequences need. */
+static void join_encoded(engine_t *e)
+{
+    int n = 0;
+    for (int i = 0; i < e->n_active; i++)
+        if (e->active[i]->state == SEQ_ENCODING) {
+            e->active[i]->state = SEQ_PREFILL;
+            n++;
+        }
+    if (n) e->m->bk.ops->join_encoder(e->m->bk.be);
+}
+
+/* Anything for this step's decoder work besides the sequences still encoding? */
+static int step_has_work(const engine_t *e)
+{
+    for (int i = 0; i < e->n_active; i++)
+        if (e->active[i]->state != SEQ_ENCODING) return 1;
+    return 0;
+}
+
 int engine_step(engine_t *e)
 {
+    /* With an encoder lane, last step's encoding joins now and this step's fresh sequences are
+     * encoded while this step decodes (they prefill in the next one), unless nothing else would
+     * run: then they join at once, adding no step of latency. Without one (the CPU), encode
+     * runs first and its sequences prefill in this step, as always. */
+    join_encoded(e);
     const int n_fresh = admit(e);
     if (n_fresh && encode(e, n_fresh) != 0) return -1;
+    if (!step_has_work(e)) join_encoded(e);
     if (e->n_active == 0) return 0;
     plan_step(e);
     const int rc = decode(e);

@@ -70,7 +70,10 @@ typedef struct engine engine_t;
 
 /* Where the time went (seconds of wall clock) and how much work was done. t_mel and the stage
  * arrays (model/observer.h's stages) are filled when engine_opts_t.profile is set; t_encoder is
- * the front end and encoder calls less t_mel. */
+ * the front end and encoder calls less t_mel. On a backend with an encoder lane (CUDA) the
+ * encoder calls only submit their work, which then runs beside the decoder steps: t_encoder is
+ * the host's submission time there (and the device's encoder time shows in the steps that wait
+ * for it), except when profiling, which synchronises after each encoder call as before. */
 typedef struct {
     double t_mel, t_encoder;
     double t_prefill, t_decode; /* decoder steps with prompt rows / with decode rows only */

@@ -115,13 +115,25 @@ int engine_default_max_seqs(const model_t *m, const engine_opts_t *o, double mem
     return (int)fmax(32, fmin(ENGINE_DEVICE_MAX_SEQS, seqs));
 }
 
+/* Run the following passes on a lane, where the backend has lanes (each has its own memory). */
+static void on_lane(const model_t *m, backend_lane_t lane)
+{
+    if (m->bk.ops->lane) m->bk.ops->lane(m->bk.be, lane);
+}
+
 int engine_warm_up(const model_t *m, engine_opts_t *o)
 {
     /* the batch, when not given, from what the encoder pass leaves; the decoder step and the
-     * held buffers grow with it, so they come after */
+     * held buffers grow with it, so they come after. Each pass on the lane the engine runs it
+     * on: the encoder's pass and the buffers it allocates (log-mel, audio embeddings) on the
+     * encoder lane, the decoder's step on the decoder lane. */
+    on_lane(m, BACKEND_LANE_ENCODER);
     int rc = warm_encoder(m, o);
     if (rc == 0 && o->max_seqs <= 0) o->max_seqs = engine_default_max_seqs(m, o, engine_default_kv_gb(&m->bk), 1);
-    if (rc == 0) rc = warm_decoder(m, o) == 0 && warm_held(m, o) == 0 ? 0 : -1;
+    if (rc == 0) rc = warm_held(m, o);
+    if (m->bk.ops->lane) m->bk.ops->sync(m->bk.be);
+    on_lane(m, BACKEND_LANE_DECODER);
+    if (rc == 0) rc = warm_decoder(m, o);
     if (rc != 0) return qasr_fail_prefix("device memory for a run's passes (lower --batch or --step-tokens)");
     m->bk.ops->sync(m->bk.be);
     return backend_check(&m->bk);

@@ -72,6 +72,9 @@ enum {
     BACKEND_HOST_MEMORY = 1 << 0,
 };
 
+/* Lanes (backend_ops_t.lane): streams of device work that may run at the same time. */
+typedef enum { BACKEND_LANE_DECODER, BACKEND_LANE_ENCODER } backend_lane_t;
+
 typedef struct backend_ops {
     const char *name;
     unsigned flags;  /* BACKEND_* */
@@ -180,6 +183,16 @@ typedef struct backend_ops {
     /* Make this host thread ready to use the backend (CUDA: select its device); NULL if none is
      * needed. Called before a thread other than the loading one drives it. */
     void (*bind)(backend_t *be);
+    /* Optional (NULL, as on the CPU: one lane, every op in call order): the ops that follow run
+     * on this lane, the decoder's until told otherwise. A lane has its own scratch, int
+     * parameters and buffer cache, and its work is ordered after its own earlier work only:
+     * the encoder's kernels run beside the decoder's. buf_free of another lane's buffer is
+     * safe (the owner's later work waits for the freeing lane's work queued so far). sync waits
+     * for the current lane. encoder_done marks the encoder work submitted so far; join_encoder
+     * makes the decoder's later work wait for the last mark (on the device, no host wait). */
+    void (*lane)(backend_t *be, backend_lane_t lane);
+    void (*encoder_done)(backend_t *be);
+    void (*join_encoder)(backend_t *be);
     /* What it computes with, for logs ("cpu, bf16 (AVX512-BF16)"); NULL: the name says it. */
     const char *(*describe)(backend_t *be);
     /* Optional: how it chose the arithmetic of each op, in words, for -v (the CPU backend's
