@@ -1,7 +1,7 @@
-/* The tiled attention block of the decoder's prefill runs (paged_attention.cu): TILE_Q query
- * vectors of one block against keys 0 .. n_keys-1, each vector seeing its own prefix of them (the
- * causal mask), on tensor cores through nvcuda::wmma (16x16x16, bf16 in, fp32 accumulators), as
- * the encoder's window attention (window_attention.cu) does.
+/* The tiled attention block of the decoder's prefill runs (paged_attention.cu) and the encoder's
+ * windows (window_attention.cu): TILE_Q query vectors of one block against keys 0 .. n_keys-1,
+ * each vector seeing its own prefix of them (the causal mask; a window's rows all see every key),
+ * on tensor cores through nvcuda::wmma (16x16x16, bf16 in, fp32 accumulators).
  *
  * The caller describes the tile with functors (device lambdas):
  *   q_row(v)   -> const bf16 * : query vector v (0 <= v < TILE_Q), or nullptr if v is unused;
@@ -21,7 +21,7 @@
  * wk keys (the largest visible() among them, warp-uniform), so it stops its MMAs at the first
  * 16-key block past wk; the block stages keys up to n_keys for its last warp.
  *
- * Accuracy, as in window_attention.cu: q.k sums exact bf16 products in fp32; P enters the MMA as
+ * Accuracy: q.k sums exact bf16 products in fp32; P enters the MMA as
  * bf16 hi + bf16 lo parts (p to 2^-17 relative), the row sum uses p in fp32. The fragment layout
  * is unspecified, so every per-row step (mask, softmax, rescaling O) works on shared memory in a
  * known layout, never on fragment elements. Scores are scaled by scale * log2(e), softmax with
