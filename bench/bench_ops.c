@@ -102,6 +102,7 @@ int main(int argc, char **argv)
     weight_t *w_down = rand_weight(bk, (size_t)Hd * I, WEIGHT_MATRIX);
     weight_t *w_enc_qkv = rand_weight(bk, (size_t)3 * d->enc_d * d->enc_d, WEIGHT_MATRIX);
     weight_t *w_fc1 = rand_weight(bk, (size_t)d->enc_ffn * d->enc_d, WEIGHT_MATRIX);
+    weight_t *w_conv1 = rand_weight(bk, (size_t)480 * 9, WEIGHT_PARAM);
     weight_t *w_conv = rand_weight(bk, (size_t)480 * 480 * 9, WEIGHT_PARAM);
     weight_t *b_conv = rand_weight(bk, 480, WEIGHT_PARAM);
     weight_t *norm_w = rand_weight(bk, (size_t)MAX(Hd, d->enc_d), WEIGHT_PARAM);
@@ -177,9 +178,15 @@ int main(int argc, char **argv)
     TIME("window attention [10 x 104, H]", 4.0 * 10 * d->enc_heads * 104 * 104 * 64, 4.0 * enc_rows * D * act,
          bk.ops->window_attention(bk.be, x, qkv, d_ws, d_wl, 10, d->enc_heads, D / d->enc_heads, 0.125f));
     bk.ops->scratch_release(bk.be, m2);
-    /* conv2 of the stem for 8 chunks (8 s of audio): the stem's largest layer */
+    /* conv1 and conv2 of the stem for 8 chunks (8 s of audio): conv2 is the stem's largest layer;
+     * bytes: input, weights, output */
+    void *cmel = bk.ops->buf_alloc(bk.be, (size_t)8 * 128 * 100);
     void *cin = bk.ops->buf_alloc(bk.be, (size_t)480 * 8 * 64 * 50), *cout = bk.ops->buf_alloc(bk.be, (size_t)480 * 8 * 32 * 25);
-    TIME("conv2 3x3/2 + GELU [8 chunks]", 2.0 * 480 * 480 * 9 * 8 * 32 * 25, (double)480 * 8 * (64 * 50 + 32 * 25) * act,
+    TIME("conv1 3x3/2 + GELU [8 chunks]", 2.0 * 480 * 9 * 8 * 64 * 50,
+         ((double)8 * 128 * 100 + 480 * 9 + 480.0 * 8 * 64 * 50) * act,
+         bk.ops->conv3x3s2_gelu(bk.be, cin, cmel, w_conv1, b_conv, 1, 480, 8, 128, 100));
+    TIME("conv2 3x3/2 + GELU [8 chunks]", 2.0 * 480 * 480 * 9 * 8 * 32 * 25,
+         ((double)480 * 8 * (64 * 50 + 32 * 25) + 480.0 * 480 * 9) * act,
          bk.ops->conv3x3s2_gelu(bk.be, cout, cin, w_conv, b_conv, 480, 480, 8, 64, 50));
     float *audio = xmalloc(30 * 16000 * sizeof(float));
     for (int i = 0; i < 30 * 16000; i++) audio[i] = 0.1f * sinf(0.01f * i);

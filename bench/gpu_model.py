@@ -34,8 +34,8 @@ One stream alone never shares: its numbers are exactly the serial calculator's.
 Stages: each stream's operations are cut into pieces where the host waits for that stream (a
 device sync or a wait on stream 0: for all of them); a piece with mel/conv/window-attention
 kernels is an encoder call, one with a paged prefill kernel a prefill step, one with a paged decode kernel a
-decode step. Inside: mel = mel_* kernels, FFTs and fp32 GEMMs; conv = im2col .. conv_flatten
-(with their GEMMs, mel_chunks, bias_gelu_rows); lm_head = a GEMM with a side >= 32768 (the
+decode step. Inside: mel = mel_* kernels, FFTs and fp32 GEMMs; conv = mel_chunks and
+conv3x3s2_gelu .. conv_flatten; lm_head = a GEMM with a side >= 32768 (the
 vocabulary); argmax = argmax kernels; the rest goes to the piece's kind. A stage's busy time is
 the time its operations took (under sharing); idle = total - the union of all operations' busy
 intervals (busy summed over stages, less the time counted twice: "overlap").
@@ -151,7 +151,7 @@ def assign_stages(ops):
     def label(group, streams):
         """Stages of the operations of group on one of streams, from the kinds of group's kernels."""
         names = [o["name"] for o in group if o["kind"] == "K"]
-        if any(n.startswith(("mel_", "im2col", "window_attention", "conv_flatten")) for n in names):
+        if any(n.startswith(("mel_", "conv3x3s2", "window_attention", "conv_flatten")) for n in names):
             kind = "encoder"
         elif any(n.startswith("paged_prefill") for n in names):
             kind = "prefill"
@@ -162,7 +162,7 @@ def assign_stages(ops):
         in_conv = False
         for o in group:
             n = o["name"]
-            if o["kind"] == "K" and n.startswith("im2col"):
+            if o["kind"] == "K" and n.startswith("conv3x3s2"):
                 in_conv = True
             if o["kind"] == "K" and n.startswith("mel_") and not n.startswith("mel_chunks"):
                 st = "mel"

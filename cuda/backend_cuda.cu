@@ -537,17 +537,8 @@ static void cu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const we
                               int Cin, int Cout, int N, int Hin, int Win)
 {
     if (dead(be)) return;
-    const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1, K = Cin * 9;
-    const int NP = N * Ho * Wo;
-    const size_t mark = cu_scratch_mark(be);
-    bf16_t *col = (bf16_t *)op_scratch(be, (size_t)K * NP * sizeof(bf16_t), "conv stem");
-    /* out [Cout][NP] = w [Cout][K] . col [K][NP]: column-major out^T [NP][Cout] = col^T w^T */
-    const float alpha = 1.0f, beta = 0.0f;
-    if (col && CU_OK(be, cuda_im2col3x3s2(col, (const bf16_t *)in, Cin, N, Hin, Win, be->cur->stream)) &&
-        BLAS_OK(be, cublasGemmEx(be->cur->blas, CUBLAS_OP_N, CUBLAS_OP_N, NP, Cout, K, &alpha, col, CUDA_R_16BF, NP, w->d,
-                                 CUDA_R_16BF, K, &beta, out, CUDA_R_16BF, NP, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)))
-        CU_OK(be, cuda_bias_gelu_rows((bf16_t *)out, bias->d, Cout, NP, be->cur->stream));
-    cu_scratch_release(be, mark);
+    CU_OK(be, cuda_conv3x3s2_gelu((bf16_t *)out, (const bf16_t *)in, w->d, bias->d, Cin, Cout, N, Hin, Win,
+                                  be->cur->stream));
 }
 
 static void cu_conv_flatten(backend_t *be, void *out, const void *in, int C, int N, int F, int W)

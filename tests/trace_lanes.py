@@ -1,7 +1,7 @@
 """The encoder lane, seen in a CUEMU_TRACE of a transcription run (cuda/emu/trace.cpp's format).
 
 check(path) returns what is wrong (an empty list: all holds):
-- the encoder's kernels (mel_*, im2col*, window_attention*) run on one stream and the decoder's
+- the encoder's kernels (mel_*, conv3x3s2*, window_attention*) run on one stream and the decoder's
   (paged_*) on another;
 - the decoder's stream waits for events recorded on the encoder's stream (the join), and every
   prefill of encoded audio (a device-to-device copy on the decoder's stream: the audio rows into
@@ -30,7 +30,7 @@ def _ops(path):
 
 def check(path):
     ops = _ops(path)
-    enc = {s for k, s, n, _ in ops if k == "K" and n.startswith(("mel_", "im2col", "window_attention"))}
+    enc = {s for k, s, n, _ in ops if k == "K" and n.startswith(("mel_", "conv3x3s2", "window_attention"))}
     dec = {s for k, s, n, _ in ops if k == "K" and n.startswith("paged_")}
     if len(enc) != 1 or len(dec) != 1 or enc == dec:
         return [f"encoder kernels on streams {sorted(enc)}, decoder kernels on {sorted(dec)}: "

@@ -1,6 +1,5 @@
-/* Encoder front (MODEL.md section 5): cut the log-mel into zero-padded conv chunks, im2col for
- * the 3x3 stride-2 convs (the backend runs each conv as one cuBLAS GEMM over all chunks), bias +
- * exact GELU on the GEMM output, the channel-major flatten of each time column, and the
+/* Encoder front (MODEL.md section 5): cut the log-mel into zero-padded conv chunks, the
+ * channel-major flatten of each time column after the convs (conv_implicit.cu), and the
  * sinusoidal position embedding add. All bf16 in and out.
  *
  * The layout changes (mel_chunks, conv_flatten) stage tiles through shared memory so that both
@@ -60,85 +59,6 @@ extern "C" cudaError_t cuda_mel_chunks(bf16_t *out, const bf16_t *mel, const int
     CUEMU_COST(chunk + 2.0 * N * sizeof(int), chunk, 0);
     CUEMU_LAUNCH(grid, dim3(TILE, 8), 0, stream, mel_chunks_kernel)(
         reinterpret_cast<bf16 *>(out), reinterpret_cast<const bf16 *>(mel), start, len, N, n_mels, W);
-    return cudaGetLastError();
-}
-
-/* grid: (ceil(N*Ho*Wo / BLOCK) capped, min(Cin, 65535)); block: BLOCK; thread = one output
- * position j = (n, oy, ox) of one input channel c, writing its 9 taps to col rows c*9 + 3 dy + dx
- * (each row written coalesced along j); out-of-image taps are 0. */
-__global__ void im2col3x3s2_kernel(bf16 *col, /* [Cin*9][N*Ho*Wo] */ const bf16 *in, /* [Cin][N][Hin][Win] */
-                                   int Cin, int N, int Hin, int Win, int Ho, int Wo)
-{
-    const int P = Ho * Wo, NP = N * P;
-    for (int c = blockIdx.y; c < Cin; c += gridDim.y) {
-        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < NP; j += gridDim.x * blockDim.x) {
-            const int n = j / P, oy = j % P / Wo, ox = j % Wo;
-            const bf16 *img = in + ((size_t)c * N + n) * Hin * Win;
-            bf16 *dst = col + (size_t)c * 9 * NP + j;
-            for (int dy = 0; dy < 3; dy++) {
-                const int iy = 2 * oy + dy - 1;
-                for (int dx = 0; dx < 3; dx++) {
-                    const int ix = 2 * ox + dx - 1;
-                    const bool inside = iy >= 0 && iy < Hin && ix >= 0 && ix < Win;
-                    dst[(size_t)(dy * 3 + dx) * NP] = inside ? img[iy * Win + ix] : __float2bfloat16_rn(0.0f);
-                }
-            }
-        }
-    }
-}
-
-extern "C" cudaError_t cuda_im2col3x3s2(bf16_t *col, const bf16_t *in, int Cin, int N, int Hin, int Win,
-                                        cudaStream_t stream)
-{
-    const int Ho = (Hin - 1) / 2 + 1, Wo = (Win - 1) / 2 + 1;
-    SHAPE_ASSERT(Cin >= 1 && N >= 1 && Hin >= 1 && Win >= 1);
-    SHAPE_ASSERT((int64_t)N * Ho * Wo <= INT32_MAX && (int64_t)N * Hin * Win <= INT32_MAX);
-    const int NP = N * Ho * Wo;
-    const dim3 grid(cap(CEIL_DIV(NP, BLOCK), MAX_BLOCKS), cap(Cin, MAX_GRID_YZ));
-    CUEMU_COST((double)Cin * N * Hin * Win * sizeof(bf16_t), 9.0 * Cin * NP * sizeof(bf16_t), 0);
-    CUEMU_LAUNCH(grid, BLOCK, 0, stream, im2col3x3s2_kernel)(
-        reinterpret_cast<bf16 *>(col), reinterpret_cast<const bf16 *>(in), Cin, N, Hin, Win, Ho, Wo);
-    return cudaGetLastError();
-}
-
-/* gelu(x + b) as the bf16 reference computes it: the conv output with its bias is a bf16 tensor
- * (MODEL.md 12.2), GELU runs on it in fp32 and is rounded again on store. */
-static __device__ __forceinline__ float bias_gelu1(float x, float b) { return gelu_erf(bf16_round(x + b)); }
-
-/* grid: (ceil(items / BLOCK) capped, min(C, 65535)); block: row_block(items); items = L / 2
- * bf16x2 pairs or L elements; thread = one item of a channel row, blocks striding over rows. */
-template <bool PAIRS>
-__global__ void bias_gelu_rows_kernel(bf16 *x, /* [C][L] */ const bf16 *bias, /* [C] */ int C, int64_t L)
-{
-    const int64_t first = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, step = (int64_t)gridDim.x * blockDim.x;
-    for (int c = blockIdx.y; c < C; c += gridDim.y) {
-        const float b = __bfloat162float(bias[c]);
-        bf16 *xr = x + (size_t)c * L;
-        if constexpr (PAIRS) {
-            bf16x2 *x2 = reinterpret_cast<bf16x2 *>(xr);
-            for (int64_t i = first; i < L / 2; i += step) {
-                const float2 v = __bfloat1622float2(x2[i]);
-                x2[i] = __floats2bfloat162_rn(bias_gelu1(v.x, b), bias_gelu1(v.y, b));
-            }
-        } else {
-            for (int64_t i = first; i < L; i += step) xr[i] = __float2bfloat16_rn(bias_gelu1(__bfloat162float(xr[i]), b));
-        }
-    }
-}
-
-extern "C" cudaError_t cuda_bias_gelu_rows(bf16_t *x, const bf16_t *bias, int C, int64_t L, cudaStream_t stream)
-{
-    SHAPE_ASSERT(C >= 1 && L >= 1);
-    bf16 *dx = reinterpret_cast<bf16 *>(x);
-    const bf16 *db = reinterpret_cast<const bf16 *>(bias);
-    CUEMU_COST(((double)C * L + C) * sizeof(bf16_t), (double)C * L * sizeof(bf16_t), 21.0 * C * L);
-    if (L % 2 == 0 && aligned(x, 4)) {
-        const dim3 grid(cap(CEIL_DIV(L / 2, (int64_t)BLOCK), MAX_BLOCKS), cap(C, MAX_GRID_YZ));
-        CUEMU_LAUNCH(grid, row_block(L / 2), 0, stream, bias_gelu_rows_kernel<true>)(dx, db, C, L);
-    } else {
-        const dim3 grid(cap(CEIL_DIV(L, (int64_t)BLOCK), MAX_BLOCKS), cap(C, MAX_GRID_YZ));
-        CUEMU_LAUNCH(grid, row_block(L), 0, stream, bias_gelu_rows_kernel<false>)(dx, db, C, L);
-    }
     return cudaGetLastError();
 }
 

@@ -43,15 +43,15 @@ cudaError_t cuda_mel_log(float *mel, const int *f_off, int n, int n_mels, int to
 cudaError_t cuda_mel_finish(bf16_t *const *outs, const float *mel, const int *f_off, int n, int n_mels,
                             int total_frames, int max_frames, const float *partial, cudaStream_t stream);
 
-/* ---- encoder front (conv.cu) ---- */
+/* ---- encoder front (conv.cu, conv_implicit.cu) ---- */
 /* out [N][n_mels][W] from mel [*][n_mels]: see backend.h mel_chunks */
 cudaError_t cuda_mel_chunks(bf16_t *out, const bf16_t *mel, const int *start, const int *len,
                             int N, int n_mels, int W, cudaStream_t stream);
-/* col [Cin*9][N*Ho*Wo] im2col of in [Cin][N][Hin][Win] for a 3x3 stride-2 pad-1 conv */
-cudaError_t cuda_im2col3x3s2(bf16_t *col, const bf16_t *in, int Cin, int N, int Hin, int Win,
-                             cudaStream_t stream);
-/* x [C][L] = gelu(x + bias[c]) (exact erf GELU) */
-cudaError_t cuda_bias_gelu_rows(bf16_t *x, const bf16_t *bias, int C, int64_t L, cudaStream_t stream);
+/* out [Cout][N][Ho][Wo] = gelu(conv3x3, stride 2, pad 1 (in [Cin][N][Hin][Win], w [Cout][Cin*9])
+ * + bias) (exact erf GELU), Ho = (Hin-1)/2+1; an implicit GEMM (conv_implicit.cu): no work space.
+ * ceil(N*Ho*Wo / 64) <= 65535. */
+cudaError_t cuda_conv3x3s2_gelu(bf16_t *out, const bf16_t *in, const bf16_t *w, const bf16_t *bias, int Cin,
+                                int Cout, int N, int Hin, int Win, cudaStream_t stream);
 /* in [C][N][F][W] -> out [N*W][C*F] */
 cudaError_t cuda_conv_flatten(bf16_t *out, const bf16_t *in, int C, int N, int F, int W,
                               cudaStream_t stream);
