@@ -30,7 +30,8 @@
 #define C_BYTES (CT_M * LDC * 4)
 #define SMEM_BYTES (STAGE_BYTES > C_BYTES ? STAGE_BYTES : C_BYTES)
 
-static_assert(CT_M * CT_K % (8 * CT_THREADS) == 0 && CT_K * CT_N % CT_THREADS == 0 && CT_THREADS % CT_N == 0,
+static_assert(CT_M * CT_K % (8 * CT_THREADS) == 0 && CT_K * CT_N % CT_THREADS == 0 && CT_THREADS % CT_N == 0 &&
+                  CT_THREADS / CT_N < 9,
               "tile loads");
 static_assert(A_BYTES % 32 == 0, "B fragments 32-byte aligned");
 
@@ -38,9 +39,10 @@ static_assert(A_BYTES % 32 == 0, "B fragments 32-byte aligned");
  * stage (A slice, B slice) and, after the K loop, the fp32 tile of the epilogue in the same bytes.
  * Output channel tiles on x, so the blocks of one position tile run together and its input taps
  * come from DRAM once (the 480 x 4320 weights, 4 MB, stay in L2). Thread t gathers position
- * t % CT_N of the tile, slice rows t / CT_N + 2 i; stores column t % CT_N, rows t / CT_N + 2 i. */
+ * t % CT_N of the tile, slice rows t / CT_N + 2 i; stores column t % CT_N, rows t / CT_N + 2 i.
+ * Four blocks per SM: 128 registers, 4 x 26 KiB of shared memory. */
 template <bool VEC_A>
-__global__ void __launch_bounds__(CT_THREADS)
+__global__ void __launch_bounds__(CT_THREADS, 4)
 conv3x3s2_gelu_kernel(bf16 *out, /* [Cout][N][Ho][Wo] */ const bf16 *in, /* [Cin][N][Hin][Win] */
                       const bf16 *w, /* [Cout][Cin*9] */ const bf16 *bias, /* [Cout] */ int Cin, int Cout, int N,
                       int Hin, int Win, int Ho, int Wo)
@@ -60,6 +62,10 @@ conv3x3s2_gelu_kernel(bf16 *out, /* [Cout][N][Ho][Wo] */ const bf16 *in, /* [Cin
     const int iy0 = 2 * oy - 1, ix0 = 2 * ox - 1;
     const int64_t base = n * plane + (int64_t)iy0 * Win + ix0;
 
+    /* k = 9 cin + tap of this thread's next gathered row, stepped by 2 (no division per tap): a
+     * load's B_TAPS steps cover one slice, so it ends on its row of the next slice */
+    int cin = 0, tap = row0;
+    int64_t coff = 0; /* cin * chan */
     uint4 a_reg[A_CHUNKS];
     uint16_t b_reg[B_TAPS];
     auto load = [&](int k0) {
@@ -75,10 +81,12 @@ conv3x3s2_gelu_kernel(bf16 *out, /* [Cout][N][Ho][Wo] */ const bf16 *in, /* [Cin
             }
         }
         for (int i = 0; i < B_TAPS; i++) {
-            const int k = k0 + row0 + i * (CT_THREADS / CT_N), c = k / 9, t = k % 9, ky = t / 3, kx = t % 3;
-            const bool inside = j < NP && k < K && (unsigned)(iy0 + ky) < (unsigned)Hin &&
+            const int ky = tap / 3, kx = tap - 3 * ky;
+            const bool inside = j < NP && cin < Cin && (unsigned)(iy0 + ky) < (unsigned)Hin &&
                                 (unsigned)(ix0 + kx) < (unsigned)Win;
-            b_reg[i] = inside ? ibits[c * chan + base + ky * Win + kx] : 0;
+            b_reg[i] = inside ? ibits[coff + base + ky * Win + kx] : 0;
+            tap += CT_THREADS / CT_N; /* the next row of this thread: k + 2 */
+            if (tap >= 9) tap -= 9, cin++, coff += chan;
         }
     };
 
