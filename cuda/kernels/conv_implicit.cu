@@ -8,8 +8,9 @@
  * slices of CT_K; the next slice's loads (w as uint4 when K % 8 == 0, the gathered taps) are in
  * registers while the MMAs run on the current one. Epilogue (MODEL.md 12.2): the conv output with
  * its bias is a bf16 tensor, GELU runs on it in fp32 and is rounded on store; the accumulators go
- * through shared memory (the fragment layout is unspecified). K is padded with zeros to the slice
- * (conv1: K = 9, one 16-deep MMA step); Cout and positions past the tile are zeros, not stored. */
+ * through shared memory (the fragment layout is unspecified). K is padded with zeros to a
+ * multiple of 16 (conv1: K = 9, one MMA step); tile rows past Cout and columns past the last
+ * position are zeros, never stored. */
 #include "../common.cuh"
 
 #include "kernels.h"
