@@ -338,10 +338,12 @@ int main(void)
     mel_chunks_case(60, 33, 4, (int[]){ 39, 0, 26, 13 }, (int[]){ 8, 13, 13, 13 }, 13);
 
     /* tiles: 96 output channels x 64 positions, K slices of 32 (conv_implicit.cu) */
-    conv_case(1, 480, 1, 128, 100, 0); /* conv1 of a whole chunk: K = 9 padded to 16, 5 x 50 tiles */
-    conv_case(1, 480, 3, 128, 13, 0);  /* conv1, odd N, a partial position tile */
-    conv_case(480, 480, 1, 16, 13, 0); /* conv2/conv3 channels (K = 4320, 135 slices), Hin even, Win odd */
-    conv_case(480, 100, 5, 9, 13, 0);  /* odd N and Hin, Cout past a tile (100 = 96 + 4), 3 position tiles */
+    /* sizes keep the emulated tensor-core work small (the ASan build runs these five times):
+     * every tile and slice path at least once, not the model's whole chunks */
+    conv_case(1, 480, 1, 32, 100, 0);  /* conv1: K = 9 padded to 16, 5 x 13 tiles */
+    conv_case(1, 480, 3, 32, 13, 0);   /* conv1, odd N, a partial position tile */
+    conv_case(480, 96, 1, 4, 13, 0);   /* conv2/conv3's K = 4320 (135 slices), Hin even, Win odd */
+    conv_case(64, 100, 5, 9, 13, 0);   /* odd N and Hin, Cout past a tile (100 = 96 + 4), 3 position tiles */
     conv_case(480, 12, 2, 5, 6, 1);    /* unaligned w: scalar weight loads of the vector-width K */
     conv_case(16, 12, 3, 9, 13, 0);    /* K = 144: the last slice half full, NP = 105 */
     conv_case(3, 5, 2, 4, 4, 0);       /* K = 27 (scalar weight loads), both MMA steps of one slice */
