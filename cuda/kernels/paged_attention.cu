@@ -20,8 +20,16 @@
  * too few blocks for the GPU and a workspace is given, the context is split (flash-decoding): each
  * split writes an unnormalised partial (acc, max, sum) and paged_combine_kernel merges them. The
  * grid has room for max_splits splits per row; a row uses as many as its context needs.
- * Loads are plain 16-byte loads; a cp.async / TMA double-buffered version (not emulated) would be
- * the next step on sm_80+ / sm_90, tested against this one on a GPU.
+ * The kernel reads the KV cache once and so is bound by memory bandwidth when the loads are in
+ * flight: per thread, the score step issues the block-table entries and then the 16-byte key
+ * loads of several keys before any math, the P V step the loads of several value rows (8 loads
+ * of 16 bytes per thread for the shipped shapes, H = 16, Hkv = 8, Dh = 128); the query slices,
+ * accumulators and loaded words are register arrays indexed at compile time only (no local
+ * memory), and the kernel leaves the register count to ptxas (no spills). Page sizes are powers of
+ * two: page and offset are a shift and a mask (a runtime shift costs what a constant one does, so
+ * no template per page size). Loads are plain 16-byte loads; a cp.async / TMA double-buffered
+ * version (not emulated) would be the next step on sm_80+ / sm_90, tested against this one on a
+ * GPU.
  *
  * Prefill (paged_prefill_kernel): the tile engine (attention_tile.cuh, tensor cores through
  * nvcuda::wmma) on 64 query vectors = 64/GT consecutive rows x GT heads of one kv head, so each
