@@ -188,7 +188,7 @@ paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of bat
     }
 
     for (int c0 = kb; c0 < ke; c0 += PA_CHUNK) {
-#pragma unroll 1
+#pragma unroll 1 /* KU keys at a time: unrolled further, ptxas hoists the next loads (> 128 registers) */
         for (int j0 = 0; j0 < NK; j0 += KU) {
             int pg[KU];
 #pragma unroll
@@ -260,7 +260,7 @@ paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of bat
         for (int h = 0; h < GT; h++)
 #pragma unroll
             for (int e = 0; e < 8; e++) acc[h][e] *= corr[h];
-#pragma unroll 1
+#pragma unroll 1 /* VU rows at a time, as above */
         for (int j0 = 0; j0 < NV; j0 += VU) {
             uint4 u[VU];
 #pragma unroll

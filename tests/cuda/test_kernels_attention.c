@@ -539,6 +539,10 @@ static void test_paged_attention(void)
 
     /* Page sizes at the ends of the shift and mask: 1 (a page per key) and 64 (a 128-key chunk of
      * the decode kernel in two pages). */
+    r.n = 0;
+    add_decode(&r, 0, 300);
+    add_decode(&r, 1, 7);
+    add_chunk(&r, 2, 5, 8);
     paged_case(&(paged_case_t){"G=2 Dh=128 P=1 (split)", 4, 2, 128, 1, r.n, r.seq, r.ctx, 1, 1, 0, NULL});
     paged_case(&(paged_case_t){"G=1 Dh=64 P=64", 2, 2, 64, 64, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
 

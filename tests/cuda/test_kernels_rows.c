@@ -241,8 +241,8 @@ static void argmax_split(int V, size_t offset)
     enum { N = 4 };
     float *l = rand_bf16((size_t)N * V, -4.0f, 4.0f);
     int expect[N], want[N];
-    l[0 * V + 8192 * 2 + 5] = l[0 * V + 8192 * 7 + 3] = 8.0f;
-    expect[0] = 8192 * 2 + 5;
+    l[0 * V + 8192 + 5] = l[0 * V + 8192 * 2 + 3] = 8.0f;
+    expect[0] = 8192 + 5;
     l[1 * V + V - 9] = l[1 * V + V - 1] = 8.0f;
     expect[1] = V - 9;
     l[2 * V + 3] = l[2 * V + V / 2] = 8.0f;
@@ -333,9 +333,9 @@ int main(void)
     argmax_case(3, 151939, 0, 1);   /* V % 8 != 0: each row's head and tail differ */
     argmax_case(2, 8192 * 8 + 1, 1, 0);
     argmax_case(1, 7, 1, 0);        /* head and tail only */
-    argmax_case(512, 20011, 0, 0);  /* a decode step's batch of rows, 3 blocks each */
-    argmax_split(151939, 0);
-    argmax_split(151936, 1);
+    argmax_case(512, 203, 0, 0);    /* a decode step's batch of rows */
+    argmax_split(8192 * 3 + 3, 0);
+    argmax_split(8192 * 3, 1);
     argmax_special();
 
     cudaStreamDestroy(stream);
