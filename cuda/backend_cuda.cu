@@ -641,9 +641,11 @@ static void cu_paged_attention(backend_t *be, void *out, const void *q, const kv
 
 static void cu_argmax(backend_t *be, int *h_ids, const void *logits, int n, int V)
 {
+    const size_t work_bytes = cuda_argmax_work_bytes(n, V);
     int *d_ids = dead(be) ? nullptr : (int *)op_scratch(be, n * sizeof(int), "argmax");
-    int *h = d_ids ? (int *)stage(be, n * sizeof(int)) : nullptr;
-    if (!h || !CU_OK(be, cuda_argmax(d_ids, (const bf16_t *)logits, n, V, be->cur->stream)) ||
+    void *work = d_ids ? op_scratch(be, work_bytes, "argmax") : nullptr;
+    int *h = work ? (int *)stage(be, n * sizeof(int)) : nullptr;
+    if (!h || !CU_OK(be, cuda_argmax(d_ids, (const bf16_t *)logits, n, V, work, work_bytes, be->cur->stream)) ||
         !CU_OK(be, cudaMemcpyAsync(h, d_ids, n * sizeof(int), cudaMemcpyDeviceToHost, be->cur->stream)) ||
         !CU_OK(be, cudaStreamSynchronize(be->cur->stream))) {
         memset(h_ids, 0, n * sizeof(int));

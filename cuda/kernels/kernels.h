@@ -75,8 +75,11 @@ cudaError_t cuda_embed(bf16_t *out, const bf16_t *table, const int *ids, int n, 
 /* out [n][D] = in rows idx[i] */
 cudaError_t cuda_gather_rows(bf16_t *out, const bf16_t *in, const int *idx, int n, int D,
                              cudaStream_t stream);
-/* ids[i] = argmax of logits row i [n][V]; lowest index on an exact tie */
-cudaError_t cuda_argmax(int *ids, const bf16_t *logits, int n, int V, cudaStream_t stream);
+/* ids[i] = argmax of logits row i [n][V]; lowest index on an exact tie. work: device workspace of
+ * at least cuda_argmax_work_bytes(n, V) bytes (partials of the first pass), 4-byte aligned. */
+cudaError_t cuda_argmax(int *ids, const bf16_t *logits, int n, int V, void *work, size_t work_bytes,
+                        cudaStream_t stream);
+size_t cuda_argmax_work_bytes(int n, int V);
 
 /* ---- attention (window_attention.cu, qk_norm_rope.cu, kv_store.cu, paged_attention.cu) ---- */
 /* See backend.h window_attention; max_len >= every win_len (the grid covers max_len rows per

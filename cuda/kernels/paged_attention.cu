@@ -20,8 +20,16 @@
  * too few blocks for the GPU and a workspace is given, the context is split (flash-decoding): each
  * split writes an unnormalised partial (acc, max, sum) and paged_combine_kernel merges them. The
  * grid has room for max_splits splits per row; a row uses as many as its context needs.
- * Loads are plain 16-byte loads; a cp.async / TMA double-buffered version (not emulated) would be
- * the next step on sm_80+ / sm_90, tested against this one on a GPU.
+ * The kernel reads the KV cache once and so is bound by memory bandwidth when the loads are in
+ * flight: per thread, the score step issues the block-table entries and then the 16-byte key
+ * loads of several keys before any math, the P V step the loads of several value rows (8 loads
+ * of 16 bytes per thread for the shipped shapes, H = 16, Hkv = 8, Dh = 128); the query slices,
+ * accumulators and loaded words are register arrays indexed at compile time only (no local
+ * memory), and the kernel leaves the register count to ptxas (no spills). Page sizes are powers of
+ * two: page and offset are a shift and a mask (a runtime shift costs what a constant one does, so
+ * no template per page size). Loads are plain 16-byte loads; a cp.async / TMA double-buffered
+ * version (not emulated) would be the next step on sm_80+ / sm_90, tested against this one on a
+ * GPU.
  *
  * Prefill (paged_prefill_kernel): the tile engine (attention_tile.cuh, tensor cores through
  * nvcuda::wmma) on 64 query vectors = 64/GT consecutive rows x GT heads of one kv head, so each
@@ -48,7 +56,8 @@ typedef struct {
     const int *ctx_len;      /* [n_rows] */
     const int *row_seq;      /* [n_rows] */
     const int *block_tables; /* [n_seqs][max_blocks] */
-    int max_blocks, P, H, Hkv, G, GT, Dh, q_stride;
+    int max_blocks, P, p_shift; /* page size P = 1 << p_shift */
+    int H, Hkv, G, GT, Dh, q_stride;
     float scale_log2; /* scale * log2(e): softmax via exp2f */
 } pa_args_t;
 
@@ -82,34 +91,68 @@ static __device__ __forceinline__ bool one_split(int ctx, int max_splits)
     return ctx <= PA_SPLIT_MIN || max_splits == 1;
 }
 
-/* Key or value row j (which 0 = K, 1 = V) of kv head g, through the block table bt. Offsets are
- * 64-bit: a layer of a large page pool exceeds 2^31 elements. */
+/* Key or value row j (which 0 = K, 1 = V) of kv head g in page pg, at offset off in the page.
+ * Offsets are 64-bit: a layer of a large page pool exceeds 2^31 elements. */
+static __device__ __forceinline__ const bf16 *kv_at(const bf16 *kv, const pa_args_t &a, int pg, int which, int g,
+                                                    int off)
+{
+    return kv + (((size_t)pg * 2 + which) * a.Hkv + g) * (size_t)a.P * a.Dh + (size_t)off * a.Dh;
+}
+
+/* Key or value row j through the block table bt (P a power of two: a shift and a mask). */
 static __device__ __forceinline__ const bf16 *kv_row(const bf16 *kv, const int *bt, const pa_args_t &a, int which,
                                                      int g, int j)
 {
-    return kv + (((size_t)bt[j / a.P] * 2 + which) * a.Hkv + g) * (size_t)a.P * a.Dh + (size_t)(j % a.P) * a.Dh;
+    return kv_at(kv, a, bt[j >> a.p_shift], which, g, j & (a.P - 1));
+}
+
+/* 8 bf16 (16 bytes) as fp32: a bf16 is the upper half of an fp32. */
+static __device__ __forceinline__ void widen8(float f[8], uint4 u)
+{
+    const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+
+/* 16 bytes at p (16-byte aligned), or zeros when !ok (nothing read: the address may be invalid). */
+static __device__ __forceinline__ uint4 load16(const bf16 *p, bool ok)
+{
+    return ok ? *reinterpret_cast<const uint4 *>(p) : make_uint4(0u, 0u, 0u, 0u);
 }
 
 /* grid: (decode rows of the batch, Hkv * G / GT, max_splits); block: PA_THREADS. DH: Dh rounded up
- * to 32, 64 or 128 (chunks past Dh are skipped).
- * Score step: TPK consecutive lanes per key (each NC uint4 chunks of it and the matching q slices
- * of the GT heads in registers, pre-scaled), PA_THREADS / TPK keys at a time, partial dots summed
- * by xor-shuffles. Softmax step: thread t owns key t of the chunk. P V step: DH / 8 threads per
- * value row (one uint4 each), RG rows at a time; thread accumulates acc[GT][8] for its 8
- * dimensions over its rows, summed over the RG row groups at the end through shared memory.
- * Static shared memory: sc [GT][PA_CHUNK], ored [RG][GT][DH] (at most 36 KiB). */
+ * to 32, 64 or 128 (16-byte chunks past Dh are neither loaded nor used).
+ * Every register array is indexed at compile time only (loops over them have constant trip
+ * counts and are unrolled), so nothing goes to local memory; no minimum of blocks per SM is
+ * asked of ptxas, which would cap the registers and spill.
+ * Score step: TPK lanes per key, lane kl holding NC 16-byte chunks kl + TPK c of the key and the
+ * matching q slices of the GT heads (pre-scaled, GT NC 8 <= 64 floats), so each key is read once
+ * for the GT heads; partial dots summed by xor-shuffles. A thread takes NK keys per chunk, KU at a
+ * time: their block-table entries first, then their KU NC 16-byte loads, then the math, so KU NC
+ * (8 for the shipped shapes) loads are in flight. The key-group leader stores the score and the
+ * key's page for the P V step. Softmax step: thread t owns key t of the chunk. P V step: VT =
+ * DH / 8 threads per value row (one 16-byte chunk each), RG rows at a time, NV rows per thread
+ * and chunk, VU loads issued before their FMAs; acc[GT][8] summed over the RG row groups at the end
+ * through shared memory. Static shared memory: sc [GT][PA_CHUNK], ored [RG][GT][DH] (at most
+ * 37 KiB). */
 template <int DH, int GT>
-__global__ void __launch_bounds__(PA_THREADS, GT < 8 ? 4 : 2) /* GT < 8: <= 128 registers, 16 warps per SM */
+__global__ void __launch_bounds__(PA_THREADS)
 paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of batch][H][max_splits][Dh+2] */
                     const bf16 *q, /* [n_rows][q_stride] */ const bf16 *kv, /* [pages][2][Hkv][P][Dh] */
                     pa_args_t a, pa_segs_t segs, int max_splits)
 {
-    constexpr int TPK = GT * DH / 64 > 2 ? GT * DH / 64 : 2; /* q slices: GT * DH / TPK <= 64 floats */
-    constexpr int NC = DH / 8 / TPK;                          /* uint4 chunks per thread and key */
-    constexpr int KPP = PA_THREADS / TPK;                     /* keys per score pass */
-    constexpr int VT = DH / 8, RG = PA_THREADS / VT;
-    static_assert(NC >= 1 && PA_CHUNK % KPP == 0 && PA_THREADS % VT == 0, "decode mapping");
+    constexpr int NCQ = GT < 4 ? 4 / GT : 1;                 /* q slices: GT NC 8 <= 32 floats, 64 for GT = 8 */
+    constexpr int NC = DH / 8 < NCQ ? DH / 8 : NCQ;          /* 16-byte chunks per lane and key */
+    constexpr int TPK = DH / 8 / NC, KPP = PA_THREADS / TPK;  /* lanes per key, keys per pass */
+    constexpr int NK = PA_CHUNK / KPP, KU = NK < 8 / NC ? NK : 8 / NC; /* keys per thread, at once */
+    constexpr int VT = DH / 8, RG = PA_THREADS / VT;          /* P V: threads per row, row groups */
+    constexpr int NV = PA_CHUNK / RG, VU = NV < 8 ? NV : 8;    /* value rows per thread, at once */
+    static_assert(PA_CHUNK == PA_THREADS && TPK <= 32 && NK % KU == 0 && NV % VU == 0, "decode mapping");
     __shared__ float sc[GT][PA_CHUNK];
+    __shared__ int pages[PA_CHUNK];
     __shared__ float wred[PA_THREADS / 32][GT];
     __shared__ float ored[RG][GT][DH];
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -123,49 +166,84 @@ paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of bat
 
     const int kg = tid / TPK, kl = tid % TPK; /* score step: key slot, lane within the key */
     float qf[GT][NC * 8];
+#pragma unroll
     for (int h = 0; h < GT; h++) {
         const bf16 *qh = q + (size_t)r * a.q_stride + (size_t)(h0 + h) * Dh;
+#pragma unroll
         for (int c = 0; c < NC; c++) {
-            if (8 * (kl + TPK * c) < Dh) tile_load8(&qf[h][8 * c], qh, kl + TPK * c, Dh);
-            else for (int e = 0; e < 8; e++) qf[h][8 * c + e] = 0.0f;
+            const int d = 8 * (kl + TPK * c);
+            widen8(&qf[h][8 * c], load16(qh + d, d < Dh));
+#pragma unroll
             for (int e = 0; e < 8; e++) qf[h][8 * c + e] *= a.scale_log2;
         }
     }
-    const int vr = tid / VT, vc = tid % VT; /* P V step: row group, 8-dimension chunk */
+    const int vr = tid / VT, vc = tid % VT; /* P V step: row group, 16-byte chunk */
     float m[GT], lsum[GT], acc[GT][8];
+#pragma unroll
     for (int h = 0; h < GT; h++) {
         m[h] = -INFINITY;
         lsum[h] = 0.0f;
+#pragma unroll
         for (int e = 0; e < 8; e++) acc[h][e] = 0.0f;
     }
 
     for (int c0 = kb; c0 < ke; c0 += PA_CHUNK) {
-        for (int j = 0; j < PA_CHUNK / KPP; j++) {
-            const int kk = kg + KPP * j, k = c0 + kk;
-            float dot[GT] = {};
-            if (k < ke) {
-                const bf16 *kr = kv_row(kv, bt, a, 0, g, k);
-                for (int c = 0; c < NC && 8 * (kl + TPK * c) < Dh; c++) {
-                    float f[8];
-                    tile_load8(f, kr, kl + TPK * c, Dh);
-                    for (int h = 0; h < GT; h++)
-                        for (int e = 0; e < 8; e++) dot[h] = fmaf(qf[h][8 * c + e], f[e], dot[h]);
+#pragma unroll 1 /* KU keys at a time: unrolled further, ptxas hoists the next loads (> 128 registers) */
+        for (int j0 = 0; j0 < NK; j0 += KU) {
+            int pg[KU];
+#pragma unroll
+            for (int i = 0; i < KU; i++) {
+                const int k = c0 + kg + KPP * (j0 + i);
+                pg[i] = k < ke ? bt[k >> a.p_shift] : 0;
+            }
+            uint4 u[KU][NC];
+#pragma unroll
+            for (int i = 0; i < KU; i++) {
+                const int k = c0 + kg + KPP * (j0 + i);
+                const bf16 *kr = kv_at(kv, a, pg[i], 0, g, k & (a.P - 1));
+#pragma unroll
+                for (int c = 0; c < NC; c++) {
+                    const int d = 8 * (kl + TPK * c);
+                    u[i][c] = load16(kr + d, k < ke && d < Dh);
                 }
             }
-            for (int h = 0; h < GT; h++)
-                for (int o = 1; o < TPK; o <<= 1) dot[h] += __shfl_xor_sync(FULL_MASK, dot[h], o);
-            if (kl == 0)
-                for (int h = 0; h < GT; h++) sc[h][kk] = k < ke ? dot[h] : -INFINITY;
+#pragma unroll
+            for (int i = 0; i < KU; i++) {
+                const int kk = kg + KPP * (j0 + i);
+                float dot[GT];
+#pragma unroll
+                for (int h = 0; h < GT; h++) dot[h] = 0.0f;
+#pragma unroll
+                for (int c = 0; c < NC; c++) {
+                    float f[8];
+                    widen8(f, u[i][c]);
+#pragma unroll
+                    for (int h = 0; h < GT; h++)
+#pragma unroll
+                        for (int e = 0; e < 8; e++) dot[h] = fmaf(qf[h][8 * c + e], f[e], dot[h]);
+                }
+#pragma unroll
+                for (int h = 0; h < GT; h++)
+#pragma unroll
+                    for (int o = 1; o < TPK; o <<= 1) dot[h] += __shfl_xor_sync(FULL_MASK, dot[h], o);
+                if (kl == 0) {
+#pragma unroll
+                    for (int h = 0; h < GT; h++) sc[h][kk] = c0 + kk < ke ? dot[h] : -INFINITY;
+                    pages[kk] = pg[i];
+                }
+            }
         }
         __syncthreads();
 
         float corr[GT];
+#pragma unroll
         for (int h = 0; h < GT; h++) {
             float v = sc[h][tid];
             for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
             if (lane == 0) wred[warp][h] = v;
         }
         __syncthreads();
+#pragma unroll
         for (int h = 0; h < GT; h++) {
             float cm = wred[0][h];
             for (int w = 1; w < PA_THREADS / 32; w++) cm = fmaxf(cm, wred[w][h]);
@@ -178,22 +256,37 @@ paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of bat
         }
         __syncthreads();
 
+#pragma unroll
         for (int h = 0; h < GT; h++)
+#pragma unroll
             for (int e = 0; e < 8; e++) acc[h][e] *= corr[h];
-        for (int j = 0; j < PA_CHUNK / RG; j++) { /* fixed trip count: unrolled, loads in flight */
-            const int kk = vr + RG * j;
-            if (c0 + kk >= ke || 8 * vc >= Dh) continue;
-            float f[8];
-            tile_load8(f, kv_row(kv, bt, a, 1, g, c0 + kk), vc, Dh);
-            for (int h = 0; h < GT; h++) {
-                const float p = sc[h][kk];
-                for (int e = 0; e < 8; e++) acc[h][e] = fmaf(p, f[e], acc[h][e]);
+#pragma unroll 1 /* VU rows at a time, as above */
+        for (int j0 = 0; j0 < NV; j0 += VU) {
+            uint4 u[VU];
+#pragma unroll
+            for (int i = 0; i < VU; i++) {
+                const int kk = vr + RG * (j0 + i), k = c0 + kk;
+                u[i] = load16(kv_at(kv, a, pages[kk], 1, g, k & (a.P - 1)) + 8 * vc, k < ke && 8 * vc < Dh);
+            }
+#pragma unroll
+            for (int i = 0; i < VU; i++) {
+                const int kk = vr + RG * (j0 + i);
+                float f[8];
+                widen8(f, u[i]);
+#pragma unroll
+                for (int h = 0; h < GT; h++) {
+                    const float p = sc[h][kk];
+#pragma unroll
+                    for (int e = 0; e < 8; e++) acc[h][e] = fmaf(p, f[e], acc[h][e]);
+                }
             }
         }
-        __syncthreads(); /* sc is rewritten by the next chunk */
+        __syncthreads(); /* sc and pages are rewritten by the next chunk */
     }
 
+#pragma unroll
     for (int h = 0; h < GT; h++) {
+#pragma unroll
         for (int e = 0; e < 8; e++) ored[vr][h][8 * vc + e] = acc[h][e];
         float v = lsum[h];
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
@@ -201,7 +294,8 @@ paged_decode_kernel(bf16 *out, /* [n_rows][H*Dh] */ float *work, /* [rows of bat
     }
     __syncthreads();
     const bool direct = one_split(ctx, max_splits); /* not from split_len, which would then stay
-                                                     * live through the loop: 128 registers spill */
+                                                     * live through the loop */
+#pragma unroll
     for (int h = 0; h < GT; h++) {
         float L = 0.0f;
         for (int w = 0; w < PA_THREADS / 32; w++) L += wred[w][h];
@@ -480,13 +574,16 @@ extern "C" cudaError_t cuda_paged_attention(bf16_t *out, const bf16_t *q, const 
                                             float *work, size_t work_bytes, cudaStream_t stream)
 {
     const int n = p->n_rows, H = p->n_heads, Hkv = p->n_kv_heads, Dh = p->head_dim;
-    SHAPE_ASSERT(n >= 1 && Hkv >= 1 && H % Hkv == 0 && Dh >= 8 && Dh <= 128 && Dh % 8 == 0 && page_size >= 1);
+    SHAPE_ASSERT(n >= 1 && Hkv >= 1 && H % Hkv == 0 && Dh >= 8 && Dh <= 128 && Dh % 8 == 0);
+    SHAPE_ASSERT(page_size >= 1 && (page_size & (page_size - 1)) == 0); /* a power of two (the engine's: 16) */
+    int p_shift = 0;
+    while (1 << p_shift < page_size) p_shift++;
     SHAPE_ASSERT(p->max_blocks >= 1 && p->q_stride >= H * Dh && p->q_stride % 8 == 0);
     SHAPE_ASSERT((uintptr_t)q % 16 == 0 && (uintptr_t)kv % 16 == 0 && (uintptr_t)work % 16 == 0);
     const int G = H / Hkv, GT = pick_gt(G);
     SHAPE_ASSERT(Hkv * (G / GT) <= 65535 && H <= 65535);
-    const pa_args_t a = {p->ctx_len, p->row_seq, p->block_tables, p->max_blocks, page_size, H, Hkv, G, GT, Dh,
-                         p->q_stride, p->scale * LOG2E};
+    const pa_args_t a = {p->ctx_len, p->row_seq, p->block_tables, p->max_blocks, page_size, p_shift, H, Hkv, G, GT,
+                         Dh, p->q_stride, p->scale * LOG2E};
 
     /* the plan: maximal runs of consecutive positions of one sequence, as the CPU backend */
     std::vector<pa_seg_t> dec, runs;

@@ -537,10 +537,19 @@ static void test_paged_attention(void)
     paged_case(&(paged_case_t){"G=2 Dh=32 P=16 (split)", 4, 2, 32, 16, r.n, r.seq, r.ctx, 1, 1, 0, NULL});
     paged_case(&(paged_case_t){"G=2 Dh=96 P=16", 4, 2, 96, 16, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
 
+    /* Page sizes at the ends of the shift and mask: 1 (a page per key) and 64 (a 128-key chunk of
+     * the decode kernel in two pages). */
+    r.n = 0;
+    add_decode(&r, 0, 300);
+    add_decode(&r, 1, 7);
+    add_chunk(&r, 2, 5, 8);
+    paged_case(&(paged_case_t){"G=2 Dh=128 P=1 (split)", 4, 2, 128, 1, r.n, r.seq, r.ctx, 1, 1, 0, NULL});
+    paged_case(&(paged_case_t){"G=1 Dh=64 P=64", 2, 2, 64, 64, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
+
     /* Prefill-heavy steps (the tensor-core tile kernel): prompts of several lengths in one step,
      * from position 0 (100 rows: the warps of a tile stop at different keys, the causal skip) and
      * continued from an earlier step (context longer than the step's rows), lengths that are not
-     * multiples of 16 or of the page (12 positions), the shortest run the tile kernel takes (4
+     * multiples of 16 or of the page (8 positions), the shortest run the tile kernel takes (4
      * rows), one decode row; GQA groups of 1, 2 (GT = 2: 32 rows a tile) and 8 (2 rows a warp). */
     r.n = 0;
     add_chunk(&r, 0, 0, 100);
@@ -549,9 +558,9 @@ static void test_paged_attention(void)
     add_chunk(&r, 3, 90, 45);
     add_chunk(&r, 4, 200, 17);
     add_chunk(&r, 5, 0, 4);
-    paged_case(&(paged_case_t){"prompts G=1 Dh=64 P=12", 2, 2, 64, 12, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
-    paged_case(&(paged_case_t){"prompts G=2 Dh=128 P=12", 4, 2, 128, 12, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
-    paged_case(&(paged_case_t){"prompts G=8 Dh=64 P=12", 8, 1, 64, 12, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
+    paged_case(&(paged_case_t){"prompts G=1 Dh=64 P=8", 2, 2, 64, 8, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
+    paged_case(&(paged_case_t){"prompts G=2 Dh=128 P=8", 4, 2, 128, 8, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
+    paged_case(&(paged_case_t){"prompts G=8 Dh=64 P=8", 8, 1, 64, 8, r.n, r.seq, r.ctx, 0, 0, 0, NULL});
 }
 
 int main(void)

@@ -189,7 +189,9 @@ static void argmax_check(const char *what, const float *logits, int n, int V, si
     bf16_t *dl = to_dev(logits, (size_t)n * V, offset);
     int *dids = NULL, *got = xmalloc((size_t)n * sizeof *got);
     dids = dev_alloc((size_t)n * sizeof *dids); /* -1 where unwritten */
-    CHECK_INT_EQ(cuda_argmax(dids, dl, n, V, stream), cudaSuccess);
+    const size_t work_bytes = cuda_argmax_work_bytes(n, V);
+    void *work = dev_alloc(work_bytes); /* partials: NaN / -1 where unwritten */
+    CHECK_INT_EQ(cuda_argmax(dids, dl, n, V, work, work_bytes, stream), cudaSuccess);
     CHECK_INT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     CHECK_INT_EQ(cudaMemcpy(got, dids, (size_t)n * sizeof *got, cudaMemcpyDeviceToHost), cudaSuccess);
     int wrong = 0;
@@ -198,17 +200,17 @@ static void argmax_check(const char *what, const float *logits, int n, int V, si
             fprintf(stderr, "  %s: row %d: got %d, expected %d\n", what, r, got[r], expect[r]);
     printf("  %-44s %d rows, %d wrong\n", what, n, wrong);
     CHECK(wrong == 0);
-    dev_free(dl, offset); cudaFree(dids); free(got);
+    dev_free(dl, offset); cudaFree(dids); cudaFree(work); free(got);
 }
 
 /* Random rows (bf16 rounding of a narrow range makes exact ties frequent), with -inf and NaN
- * planted away from index 0; the expectation is the CPU op's. */
-static void argmax_case(int n, int V, size_t offset)
+ * planted away from index 0 when `plant`; the expectation is the CPU op's. */
+static void argmax_case(int n, int V, size_t offset, int plant)
 {
     float *l = rand_bf16((size_t)n * V, -4.0f, 4.0f);
     for (int r = 0; r < n; r++) {
         float *row = l + (size_t)r * V;
-        if (V >= 3) {
+        if (V >= 3 && plant) {
             row[V / 2] = -INFINITY;
             row[1 + (r % (V - 1))] = NAN; /* never index 0: see argmax_nan_first */
         }
@@ -223,9 +225,35 @@ static void argmax_case(int n, int V, size_t offset)
     int *want = xmalloc((size_t)n * sizeof *want);
     ref.ops->argmax(ref.be, want, l, n, V);
     char what[96];
-    snprintf(what, sizeof what, "argmax n=%d V=%d%s", n, V, offset ? " (unaligned)" : "");
+    snprintf(what, sizeof what, "argmax n=%d V=%d%s%s", n, V, offset ? " (unaligned)" : "", plant ? "" : " (no NaN)");
     argmax_check(what, l, n, V, offset, want);
     free(want);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+/* Exact ties for the maximum across the blocks of the first pass (8192 logits each, in 16-byte
+ * words from the row's first 16-byte boundary; the head before it and the tail after the last
+ * whole word go to block 0): in two blocks; in the tail and the last block; near the start (the
+ * head when the row is unaligned) and in the middle; the maximum alone at the last index (the
+ * tail when there is one). Expected indices by construction; the CPU op must agree. */
+static void argmax_split(int V, size_t offset)
+{
+    enum { N = 4 };
+    float *l = rand_bf16((size_t)N * V, -4.0f, 4.0f);
+    int expect[N], want[N];
+    l[0 * V + 8192 + 5] = l[0 * V + 8192 * 2 + 3] = 8.0f;
+    expect[0] = 8192 + 5;
+    l[1 * V + V - 9] = l[1 * V + V - 1] = 8.0f;
+    expect[1] = V - 9;
+    l[2 * V + 3] = l[2 * V + V / 2] = 8.0f;
+    expect[2] = 3;
+    l[3 * V + V - 1] = 8.0f;
+    expect[3] = V - 1;
+    ref.ops->argmax(ref.be, want, l, N, V);
+    for (int r = 0; r < N; r++) CHECK_INT_EQ(want[r], expect[r]);
+    char what[96];
+    snprintf(what, sizeof what, "argmax ties across blocks V=%d%s", V, offset ? " (unaligned)" : "");
+    argmax_check(what, l, N, V, offset, expect);
     ref.ops->scratch_release(ref.be, 0);
 }
 
@@ -295,13 +323,19 @@ int main(void)
     gather_case(20, 13, 896, 0);
     gather_case(20, 5, 10, 1);
 
-    argmax_case(1, 1, 0);
-    argmax_case(3, 31, 0);
-    argmax_case(4, 33, 0);
-    argmax_case(6, 1000, 0);
-    argmax_case(2, 4097, 0);
-    argmax_case(3, 2048, 1);
-    argmax_case(1, 151936, 0);
+    argmax_case(1, 1, 0, 1);
+    argmax_case(3, 31, 0, 1);
+    argmax_case(4, 33, 0, 1);
+    argmax_case(6, 1000, 0, 1);
+    argmax_case(2, 4097, 0, 1);
+    argmax_case(3, 2048, 1, 1);
+    argmax_case(1, 151936, 0, 1);   /* the vocabulary: 19 blocks of the first pass */
+    argmax_case(3, 151939, 0, 1);   /* V % 8 != 0: each row's head and tail differ */
+    argmax_case(2, 8192 * 8 + 1, 1, 0);
+    argmax_case(1, 7, 1, 0);        /* head and tail only */
+    argmax_case(512, 203, 0, 0);    /* a decode step's batch of rows */
+    argmax_split(8192 * 3 + 3, 0);
+    argmax_split(8192 * 3, 1);
     argmax_special();
 
     cudaStreamDestroy(stream);
