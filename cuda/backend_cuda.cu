@@ -450,8 +450,8 @@ static unsigned alignment(uintptr_t bits)
 }
 
 /* The current lane's plan for this shape and alignment, made (layouts, heuristic) on a miss with
- * the bias pointer already in lt_bias (the heuristic takes its alignment from it); NULL when the
- * device failed. */
+ * the bias pointer already in lt_bias: the heuristic takes the bias's alignment from it, the same
+ * for every bias (weights, one cudaMalloc each). NULL when the device failed. */
 static const lt_plan *lt_plan_for(backend_t *be, int M, int K, int N, unsigned align)
 {
     lane *l = be->cur;
