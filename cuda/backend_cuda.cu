@@ -25,6 +25,7 @@
  * learns of it at the end of the pass, by return codes, and nothing unwinds through this code. */
 #include "common.cuh"
 
+#include <cublasLt.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -69,14 +70,33 @@ struct block_cache {
 #define FFT_BATCH_MIN 256
 #define FFT_PLANS 6
 
+/* A GEMM with a bias through cuBLASLt (cu_matmul): the layouts of one shape and the algorithm its
+ * heuristic chose. A lane keeps the last LT_PLANS shapes: an encoder pass has five (qkv, o and
+ * proj1, fc1, fc2, proj2) at one row count, so the heuristic runs once per shape and pass, not
+ * once per layer. */
+#define LT_PLANS 8
+#define LT_WORKSPACE ((size_t)4 << 20) /* per lane; what the heuristic may use (split-K) */
+struct lt_plan {
+    int M, K, N;     /* 0: unused */
+    unsigned align;  /* of x, w and out, as the heuristic was told */
+    cublasLtMatrixLayout_t w, x, out;
+    cublasLtMatmulAlgo_t algo;
+};
+
 /* A lane: a stream and what its work needs for itself, so that work on two lanes (the encoder's
  * beside the decoder's) runs concurrently without one lane's reuse of memory racing with the
- * other's kernels. Each has its own cuBLAS handle: a handle's workspace serves all its calls,
- * so one handle re-bound to two streams would let concurrent GEMMs share it. */
+ * other's kernels. Each has its own cuBLAS and cuBLASLt handles and workspace: a workspace serves
+ * all its handle's calls, so one handle re-bound to two streams would let concurrent GEMMs share it. */
 #define INT_SLICES_MAX 8
 struct lane {
     cudaStream_t stream;
     cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    cublasLtMatmulDesc_t lt_bias; /* out^T = op_T(w) x^T + bias, the BIAS epilogue */
+    cublasLtMatmulPreference_t lt_pref;
+    void *lt_work; /* LT_WORKSPACE bytes, allocated with the lane (none after warm-up) */
+    lt_plan plans[LT_PLANS];
+    int next_plan; /* the plan to replace next */
     stack_arena_t scratch; /* stream-ordered: reuse inside the lane is safe */
     /* int arrays: device arena + pinned host mirror at the same offsets. The pinned source of a
      * copy is read when the stream reaches it, so a pass's slots are reused only once its copies
@@ -412,17 +432,85 @@ static bf16_t *kv_layer(const kv_cache_t *kv, int layer)
 
 /* ---------------- GEMM ---------------- */
 
+static void lt_plan_clear(backend_t *be, lt_plan *p)
+{
+    if (p->w) BLAS_OK(be, cublasLtMatrixLayoutDestroy(p->w));
+    if (p->x) BLAS_OK(be, cublasLtMatrixLayoutDestroy(p->x));
+    if (p->out) BLAS_OK(be, cublasLtMatrixLayoutDestroy(p->out));
+    memset(p, 0, sizeof *p);
+}
+
+/* The largest power of two up to 256 (cuBLASLt's default assumption) that divides every address
+ * or'ed into bits. */
+static unsigned alignment(uintptr_t bits)
+{
+    unsigned a = 256;
+    while (bits % a) a /= 2;
+    return a;
+}
+
+/* The current lane's plan for this shape and alignment, made (layouts, heuristic) on a miss with
+ * the bias pointer already in lt_bias: the heuristic takes the bias's alignment from it, the same
+ * for every bias (weights, one cudaMalloc each). NULL when the device failed. */
+static const lt_plan *lt_plan_for(backend_t *be, int M, int K, int N, unsigned align)
+{
+    lane *l = be->cur;
+    for (const lt_plan &p : l->plans)
+        if (p.M == M && p.K == K && p.N == N && p.align == align) return &p;
+    lt_plan *p = &l->plans[l->next_plan];
+    l->next_plan = (l->next_plan + 1) % LT_PLANS;
+    lt_plan_clear(be, p);
+    cublasLtMatmulHeuristicResult_t r;
+    int found = 0;
+    const uint32_t a32 = align;
+    bool ok = BLAS_OK(be, cublasLtMatrixLayoutCreate(&p->w, CUDA_R_16BF, K, N, K)) &&
+              BLAS_OK(be, cublasLtMatrixLayoutCreate(&p->x, CUDA_R_16BF, K, M, K)) &&
+              BLAS_OK(be, cublasLtMatrixLayoutCreate(&p->out, CUDA_R_16BF, N, M, N));
+    for (int i = 0; ok && i < 4; i++)
+        ok = BLAS_OK(be, cublasLtMatmulPreferenceSetAttribute(
+                             l->lt_pref, (cublasLtMatmulPreferenceAttributes_t)(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i),
+                             &a32, sizeof a32));
+    ok = ok && BLAS_OK(be, cublasLtMatmulAlgoGetHeuristic(l->lt, l->lt_bias, p->w, p->x, p->out, p->out, l->lt_pref, 1,
+                                                          &r, &found));
+    if (ok && found == 0) {
+        device_failed(be, "cublasLtMatmulAlgoGetHeuristic", "no algorithm", __FILE__, __LINE__);
+        ok = false;
+    }
+    if (!ok) {
+        lt_plan_clear(be, p);
+        return nullptr;
+    }
+    p->M = M, p->K = K, p->N = N, p->align = align;
+    p->algo = r.algo;
+    return p;
+}
+
 /* Row-major out [M][N] (= or +=) x [M][K] w^T + bias, w [N][K], all bf16, fp32 accumulation. In
- * cuBLAS's column-major terms: out^T [N][M] = op_T(w as [K][N]) * (x as [K][M]). */
+ * cuBLAS's column-major terms: out^T [N][M] = op_T(w as [K][N]) * (x as [K][M]); the bias, one
+ * value per row of out^T, is the BIAS epilogue's vector. With a bias it is one cublasLtMatmul
+ * that adds it before the one rounding to bf16, as the official model's Linear does (torch's addmm
+ * uses this epilogue; MODEL.md 12 point 5); with accumulate, out = bf16(out + x w^T + bias).
+ * fc1's GELU stays a separate kernel: cuBLASLt documents CUBLASLT_EPILOGUE_GELU only as "GELU(x)",
+ * and it is the tanh approximation (torch fuses it only for gelu(approximate='tanh'), pytorch
+ * PR 104061), where the encoder's GELU is the exact (erf) one. */
 static void cu_matmul(backend_t *be, void *out, const void *x, const weight_t *w, const weight_t *bias,
                       int M, int K, int N, int accumulate)
 {
     if (dead(be)) return;
+    lane *l = be->cur;
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    if (BLAS_OK(be, cublasGemmEx(be->cur->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w->d, CUDA_R_16BF, K, x,
-                                 CUDA_R_16BF, K, &beta, out, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)) &&
-        bias)
-        CU_OK(be, cuda_add_bias((bf16_t *)out, bias->d, M, N, be->cur->stream));
+    if (!bias) {
+        BLAS_OK(be, cublasGemmEx(l->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w->d, CUDA_R_16BF, K, x,
+                                 CUDA_R_16BF, K, &beta, out, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        return;
+    }
+    const unsigned align = alignment((uintptr_t)out | (uintptr_t)x | (uintptr_t)w->d);
+    const lt_plan *p;
+    if (BLAS_OK(be, cublasLtMatmulDescSetAttribute(l->lt_bias, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias->d,
+                                                   sizeof bias->d)) &&
+        (p = lt_plan_for(be, M, K, N, align)))
+        BLAS_OK(be, cublasLtMatmul(l->lt, l->lt_bias, &alpha, w->d, p->w, x, p->x, &beta, out, p->out, out, p->out,
+                                   &p->algo, l->lt_work, LT_WORKSPACE, l->stream));
 }
 
 /* ---------------- audio front end ---------------- */
@@ -695,8 +783,20 @@ static bool lane_init(backend_t *be, lane *l, size_t cap, int slices)
     l->ints_cap = cap;
     l->slices = slices;
     stack_arena_init(&l->scratch, arena_block, arena_free, be, 256, (size_t)1 << 20);
+    const cublasOperation_t op_t = CUBLAS_OP_T;
+    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    const uint64_t work = LT_WORKSPACE;
     bool ok = CU_OK(be, cudaStreamCreateWithFlags(&l->stream, cudaStreamNonBlocking)) &&
               BLAS_OK(be, cublasCreate(&l->blas)) && BLAS_OK(be, cublasSetStream(l->blas, l->stream)) &&
+              BLAS_OK(be, cublasLtCreate(&l->lt)) &&
+              BLAS_OK(be, cublasLtMatmulDescCreate(&l->lt_bias, CUBLAS_COMPUTE_32F, CUDA_R_32F)) &&
+              BLAS_OK(be, cublasLtMatmulDescSetAttribute(l->lt_bias, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t)) &&
+              BLAS_OK(be, cublasLtMatmulDescSetAttribute(l->lt_bias, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                                         sizeof epilogue)) &&
+              BLAS_OK(be, cublasLtMatmulPreferenceCreate(&l->lt_pref)) &&
+              BLAS_OK(be, cublasLtMatmulPreferenceSetAttribute(l->lt_pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                               &work, sizeof work)) &&
+              (l->lt_work = dev_alloc(be, LT_WORKSPACE, "the cuBLASLt workspace")) &&
               (l->d_ints = (int *)dev_alloc(be, cap * slices * sizeof(int), "int parameters")) &&
               CU_OK(be, cudaMallocHost((void **)&l->h_ints, cap * slices * sizeof(int)));
     for (int i = 0; ok && i < slices; i++) ok = CU_OK(be, cudaEventCreateWithFlags(&l->slice_done[i], cudaEventDisableTiming));
@@ -717,6 +817,11 @@ static void lane_destroy(backend_t *be, lane *l, bool live)
     for (int i = 0; i < l->slices; i++)
         if (l->slice_done[i]) CU_OK(be, cudaEventDestroy(l->slice_done[i]));
     if (l->blas) BLAS_OK(be, cublasDestroy(l->blas));
+    for (lt_plan &p : l->plans) lt_plan_clear(be, &p);
+    if (l->lt_pref) BLAS_OK(be, cublasLtMatmulPreferenceDestroy(l->lt_pref));
+    if (l->lt_bias) BLAS_OK(be, cublasLtMatmulDescDestroy(l->lt_bias));
+    if (l->lt) BLAS_OK(be, cublasLtDestroy(l->lt));
+    dev_free(be, l->lt_work);
     if (l->stream) CU_OK(be, cudaStreamDestroy(l->stream));
 }
 

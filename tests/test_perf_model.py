@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The GPU performance model (bench/gpu_model.py) and its trace (cuda/emu/trace.cpp).
 
-usage: test_perf_model.py [--kernels DIR] [--cublas EXE] [--constants-exe EXE]
+usage: test_perf_model.py [--kernels DIR] [--cublas EXE]... [--constants-exe EXE]
 
 1. The calculator on hand-made traces: a bandwidth-bound kernel, a compute-bound GEMM, a sync,
    a blocking copy; streams sharing the GPU (two bandwidth-bound kernels, one beside a GEMM,
@@ -13,7 +13,7 @@ usage: test_perf_model.py [--kernels DIR] [--cublas EXE] [--constants-exe EXE]
    where the declaration is an upper bound by design (see KNOWN). A layernorm launch's bytes are
    also checked against the hand formula from its launch configuration (grid = rows, shared
    memory = D floats): (rows + 2) D 2 bytes read, rows D 2 written.
-3. With --cublas (test_emu_cublas): every GEMM line has 2mnk flops for its shape.
+3. With --cublas (test_emu_cublas, test_emu_cublaslt): every GEMM line has 2mnk flops for its shape.
 4. The trace marks copies from page-locked memory: a cudaMallocHost buffer is pinned, a malloc one
    is not (--kernels: test_kernels_front's log_mel_batch stages its samples in pinned memory).
 5. With --constants-exe (bench/gpu_constants built against the emulation): it prints every
@@ -285,7 +285,7 @@ def cublas(exe):
         tr = os.path.join(tmp, "trace.tsv")
         r = subprocess.run([exe], env=dict(os.environ, CUEMU_TRACE=tr), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-        check(r.returncode == 0, "test_emu_cublas failed")
+        check(r.returncode == 0, f"{exe} failed")
         g = [o for o in gpu_model.parse(tr) if o["kind"] == "L" and o["name"].startswith("gemm_")]
         check(len(g) > 5, "no GEMM traced")
         for o in g:
@@ -369,7 +369,7 @@ def devices():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kernels")
-    ap.add_argument("--cublas")
+    ap.add_argument("--cublas", action="append", default=[])
     ap.add_argument("--constants-exe")
     a = ap.parse_args()
     calculator()
@@ -377,8 +377,8 @@ def main():
     devices()
     if a.kernels:
         kernels(a.kernels)
-    if a.cublas:
-        cublas(a.cublas)
+    for exe in a.cublas:
+        cublas(exe)
     if a.constants_exe:
         measured_constants(a.constants_exe)
     print(f"{len(FAILS)} failures")
