@@ -128,6 +128,8 @@ int main(int argc, char **argv)
          bk.ops->matmul(bk.be, logits, x, table, NULL, rows, Hd, V, 0));
     TIME("rmsnorm       [rows x H]", 4.0 * rows * Hd, 2.0 * rows * Hd * act,
          bk.ops->rmsnorm(bk.be, x, x, norm_w, rows, Hd, 1e-6f));
+    TIME("add + rmsnorm [rows x H]", 7.0 * rows * Hd, 4.0 * rows * Hd * act,
+         bk.ops->add_rmsnorm(bk.be, y, x, y, norm_w, rows, Hd, 1e-6f));
     TIME("swiglu        [rows x I]", 6.0 * rows * I, 3.0 * rows * I * act,
          bk.ops->swiglu(bk.be, x, y, rows, I));
     int *ids = xmalloc(rows * sizeof(int));
@@ -156,7 +158,12 @@ int main(int argc, char **argv)
         .block_tables = bk.ops->ints(bk.be, tables, (size_t)rows * pages_per), .max_blocks = pages_per, .max_ctx = ctx,
     };
     const int *d_slot = bk.ops->ints(bk.be, slot, rows);
-    TIME("kv store      [rows rows]", 0, 2.0 * rows * 2048 * act, bk.ops->kv_store(bk.be, kv, 0, qkv, d_slot, rows, 16, 8, 128));
+    weight_t *rope = bk.ops->weight_alloc(bk.be, (size_t)ctx * 128, WEIGHT_PARAM, DTYPE_F32);
+    if (!rope) qasr_die(3, "%s", qasr_last_error());
+    bk.ops->rope_table(bk.be, rope, ctx, 128, 1e6f);
+    const int *d_pos = bk.ops->ints(bk.be, pos, rows);
+    TIME("qk norm + rope + kv store [rows]", 12.0 * rows * 24 * 128, (double)rows * (QKV + 128 + 4096) * act,
+         bk.ops->qk_norm_rope_store(bk.be, kv, 0, qkv, norm_w, norm_w, rope, d_pos, d_slot, rows, 16, 8, 128, 1e-6f));
     TIME("paged attention decode [rows x ctx]", 4.0 * rows * 16 * ctx * 128, (double)rows * ctx * 2 * 1024 * act,
          bk.ops->paged_attention(bk.be, y, qkv, kv, 0, &pa));
     bk.ops->scratch_release(bk.be, mark);
@@ -169,6 +176,8 @@ int main(int argc, char **argv)
          bk.ops->matmul(bk.be, y, x, w_fc1, NULL, enc_rows, D, F, 0));
     TIME("layernorm     [1040 x D]", 8.0 * enc_rows * D, 2.0 * enc_rows * D * act,
          bk.ops->layernorm(bk.be, x, x, norm_w, norm_w, enc_rows, D, 1e-5f));
+    TIME("add + layernorm [1040 x D]", 10.0 * enc_rows * D, 4.0 * enc_rows * D * act,
+         bk.ops->add_layernorm(bk.be, y, x, y, norm_w, norm_w, norm_w, enc_rows, D, 1e-5f));
     TIME("gelu          [1040 x F]", 20.0 * enc_rows * F, 2.0 * enc_rows * F * act,
          bk.ops->gelu(bk.be, y, (size_t)enc_rows * F));
     int ws[10], wl[10];

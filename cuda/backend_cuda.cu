@@ -650,10 +650,26 @@ static void cu_layernorm(backend_t *be, void *out, const void *x, const weight_t
     CU_OK(be, cuda_layernorm((bf16_t *)out, (const bf16_t *)x, w->d, b->d, rows, D, eps, be->cur->stream));
 }
 
+static void cu_add_layernorm(backend_t *be, void *out, void *x, const void *delta, const weight_t *delta_b,
+                             const weight_t *w, const weight_t *b, int rows, int D, float eps)
+{
+    if (dead(be)) return;
+    CU_OK(be, cuda_add_layernorm((bf16_t *)out, (bf16_t *)x, (const bf16_t *)delta, delta_b->d, w->d, b->d, rows, D,
+                                 eps, be->cur->stream));
+}
+
 static void cu_rmsnorm(backend_t *be, void *out, const void *x, const weight_t *w, int rows, int D, float eps)
 {
     if (dead(be)) return;
     CU_OK(be, cuda_rmsnorm((bf16_t *)out, (const bf16_t *)x, w->d, rows, D, eps, be->cur->stream));
+}
+
+static void cu_add_rmsnorm(backend_t *be, void *out, void *x, const void *delta, const weight_t *w, int rows, int D,
+                           float eps)
+{
+    if (dead(be)) return;
+    CU_OK(be, cuda_add_rmsnorm((bf16_t *)out, (bf16_t *)x, (const bf16_t *)delta, w ? w->d : nullptr, rows, D, eps,
+                               be->cur->stream));
 }
 
 static void cu_gelu(backend_t *be, void *x, size_t n)
@@ -693,19 +709,21 @@ static void cu_window_attention(backend_t *be, void *out, const void *qkv, const
                                     scale, be->cur->stream));
 }
 
-static void cu_qk_norm_rope(backend_t *be, void *qkv, const weight_t *qw, const weight_t *kw, const int *pos, int rows,
-                            int H, int Hkv, int Dh, float eps, float theta)
+static void cu_rope_table(backend_t *be, weight_t *rope, int n_pos, int Dh, float theta)
 {
+    QASR_ASSERT(rope->n == (size_t)n_pos * Dh);
     if (dead(be)) return;
-    CU_OK(be, cuda_qk_norm_rope((bf16_t *)qkv, qw->d, kw->d, pos, rows, H, Hkv, Dh, eps, theta, be->cur->stream));
+    CU_OK(be, cuda_rope_table(rope->d, n_pos, Dh, theta, be->cur->stream));
 }
 
-static void cu_kv_store(backend_t *be, kv_cache_t *kv, int layer, const void *qkv, const int *slot, int rows, int H,
-                        int Hkv, int Dh)
+static void cu_qk_norm_rope_store(backend_t *be, kv_cache_t *kv, int layer, void *qkv, const weight_t *qw,
+                                  const weight_t *kw, const weight_t *rope, const int *pos, const int *slot, int rows,
+                                  int H, int Hkv, int Dh, float eps)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_kv_store(kv_layer(kv, layer), (const bf16_t *)qkv, slot, rows, H, Hkv, Dh, kv->g.page_size,
-                            be->cur->stream));
+    QASR_ASSERT(kv->g.n_kv_heads == Hkv && kv->g.head_dim == Dh);
+    CU_OK(be, cuda_qk_norm_rope_store(kv_layer(kv, layer), (bf16_t *)qkv, qw->d, kw->d, rope->d, pos, slot, rows, H,
+                                      Hkv, Dh, kv->g.page_size, eps, be->cur->stream));
 }
 
 static void cu_paged_attention(backend_t *be, void *out, const void *q, const kv_cache_t *kv, int layer,
@@ -978,14 +996,16 @@ static const backend_ops_t cuda_ops = [] {
     o.add_pos_emb = cu_add_pos_emb;
     o.matmul = cu_matmul;
     o.layernorm = cu_layernorm;
+    o.add_layernorm = cu_add_layernorm;
     o.rmsnorm = cu_rmsnorm;
+    o.add_rmsnorm = cu_add_rmsnorm;
     o.gelu = cu_gelu;
     o.swiglu = cu_swiglu;
     o.embed = cu_embed;
     o.gather_rows = cu_gather_rows;
     o.window_attention = cu_window_attention;
-    o.qk_norm_rope = cu_qk_norm_rope;
-    o.kv_store = cu_kv_store;
+    o.rope_table = cu_rope_table;
+    o.qk_norm_rope_store = cu_qk_norm_rope_store;
     o.paged_attention = cu_paged_attention;
     o.argmax = cu_argmax;
     o.sync = cu_sync;

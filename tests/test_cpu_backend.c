@@ -3,12 +3,16 @@
  * addresses, as a second model loaded in the same process gets them), computes with the new weights, never with something
  * left from the first (a packed matrix, a converted convolution kernel, a cached primitive).
  * Checked on a matrix product and a conv stem layer against float64 sums, on the fp32 path, and
- * on the bf16 path where the CPU has native bf16 (else that half reports skipped). */
+ * on the bf16 path where the CPU has native bf16 (else that half reports skipped).
+ * The fused ops are checked against what they fuse, bit for bit: add_rmsnorm and add_layernorm
+ * against the add and the norm, qk_norm_rope_store against the RoPE computed per row (the
+ * arithmetic before the table existed) and the copy into the cache. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend_cpu.h"
+#include "cpu_attention.h"
 #include "conv_ref.h"
 #include "cpu_gemm_bf16.h"
 #include "test.h"
@@ -85,8 +89,99 @@ static void check_instances(precision_t prec, const char *name)
     CHECK(mm <= 2e-6 && conv <= 2e-6);
 }
 
+static weight_t *param(backend_ref_t b, const float *h, size_t n)
+{
+    weight_t *w = b.ops->weight_alloc(b.be, n, WEIGHT_PARAM, DTYPE_F32);
+    b.ops->weight_upload(b.be, w, 0, h, DTYPE_F32, n);
+    return w;
+}
+
+/* x += delta, then the norm, in one op; out may be delta; add_rmsnorm without a weight: the add alone */
+static void check_add_norms(void)
+{
+    enum { R = 3, D = 67 };
+    backend_ref_t b;
+    CHECK_INT_EQ(backend_cpu_create(&b, 1, 128, PRECISION_FP32), 0);
+    unsigned s = 11;
+    float x[R * D], d[R * D], w[D], x2[R * D], d2[R * D], want[R * D];
+    for (int i = 0; i < R * D; i++) x[i] = 3 * frand(&s), d[i] = frand(&s);
+    for (int i = 0; i < D; i++) w[i] = 1 + frand(&s) / 2;
+    weight_t *wt = param(b, w, D);
+    memcpy(x2, x, sizeof x);
+    for (int i = 0; i < R * D; i++) x2[i] += d[i];
+    b.ops->rmsnorm(b.be, want, x2, wt, R, D, 1e-6f);
+    memcpy(x2, x, sizeof x);
+    memcpy(d2, d, sizeof d);
+    b.ops->add_rmsnorm(b.be, d2, x2, d2, wt, R, D, 1e-6f); /* out == delta */
+    CHECK(memcmp(d2, want, sizeof want) == 0);
+    for (int i = 0; i < R * D; i++) CHECK(x2[i] == x[i] + d[i]);
+    memcpy(x2, x, sizeof x);
+    b.ops->add_rmsnorm(b.be, NULL, x2, d, NULL, R, D, 1e-6f);
+    for (int i = 0; i < R * D; i++) CHECK(x2[i] == x[i] + d[i]);
+    float bias[D], delta_b[D];
+    for (int i = 0; i < D; i++) bias[i] = frand(&s) / 2, delta_b[i] = frand(&s);
+    weight_t *bt = param(b, bias, D), *dbt = param(b, delta_b, D);
+    for (int i = 0; i < R * D; i++) x2[i] = (x[i] + delta_b[i % D]) + d[i]; /* matmul's order: bias first */
+    b.ops->layernorm(b.be, want, x2, wt, bt, R, D, 1e-5f);
+    memcpy(x2, x, sizeof x);
+    memcpy(d2, d, sizeof d);
+    b.ops->add_layernorm(b.be, d2, x2, d2, dbt, wt, bt, R, D, 1e-5f);
+    CHECK(memcmp(d2, want, sizeof want) == 0);
+    for (int i = 0; i < R * D; i++) CHECK(x2[i] == (x[i] + delta_b[i % D]) + d[i]);
+    b.ops->destroy(b.be);
+    printf("  add_rmsnorm, add_layernorm: the add and the norm, bit for bit\n");
+}
+
+/* The table (rope_table) at positions up to 0.6B's last against the per-row RoPE of before the
+ * table, on the heads as the op normalises them (the op at position 0, where the rotation is
+ * exactly the identity: cos 1, sin 0); and the copy into the cache. */
+static void check_qk_norm_rope_store(void)
+{
+    enum { R = 4, Hq = 3, Hkv = 2, Dh = 16, NPOS = 65536, P = 4 };
+    const int stride = (Hq + 2 * Hkv) * Dh, pos[R] = { 0, 1, 40000, NPOS - 1 }, zero[R] = { 0 };
+    const int slot[R] = { 5, 0, 11, 2 };
+    const float theta = 1e6f, eps = 1e-6f;
+    backend_ref_t b;
+    CHECK_INT_EQ(backend_cpu_create(&b, 1, 128, PRECISION_FP32), 0);
+    unsigned s = 5;
+    float qkv[R * stride], want[R * stride], qw[Dh], kw[Dh];
+    for (int i = 0; i < R * stride; i++) qkv[i] = 2 * frand(&s);
+    for (int i = 0; i < Dh; i++) qw[i] = 1 + frand(&s) / 2, kw[i] = frand(&s);
+    weight_t *qwt = param(b, qw, Dh), *kwt = param(b, kw, Dh);
+    weight_t *rope = b.ops->weight_alloc(b.be, (size_t)NPOS * Dh, WEIGHT_PARAM, DTYPE_F32);
+    b.ops->rope_table(b.be, rope, NPOS, Dh, theta);
+    const kv_geom_t g = { 2, 4, P, Hkv, Dh };
+    kv_cache_t *kv = b.ops->kv_alloc(b.be, &g), *kv_want = b.ops->kv_alloc(b.be, &g);
+    const size_t kv_n = (size_t)g.n_layers * g.n_pages * 2 * Hkv * P * Dh;
+    memset(kv->data, 0, kv_n * sizeof(float));
+    memset(kv_want->data, 0, kv_n * sizeof(float));
+    memcpy(want, qkv, sizeof qkv);
+    b.ops->qk_norm_rope_store(b.be, kv_want, 0, want, qwt, kwt, rope, zero, slot, R, Hq, Hkv, Dh, eps);
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < Hq + Hkv; h++) {
+            float *x = want + r * stride + h * Dh;
+            for (int i = 0; i < Dh / 2; i++) {
+                const float a = (float)pos[r] * (1.0f / powf(theta, (float)(2 * i) / (float)Dh));
+                const float c = cosf(a), sn = sinf(a), x1 = x[i], x2 = x[i + Dh / 2];
+                x[i] = x1 * c - x2 * sn;
+                x[i + Dh / 2] = x2 * c + x1 * sn;
+            }
+        }
+    cpu_attn_kv_store(kv_want, 1, want, slot, R, Hq, Hkv, Dh);
+    b.ops->qk_norm_rope_store(b.be, kv, 1, qkv, qwt, kwt, rope, pos, slot, R, Hq, Hkv, Dh, eps);
+    for (int r = 0; r < R; r++) CHECK(memcmp(qkv + r * stride, want + r * stride, Hq * Dh * sizeof(float)) == 0);
+    const size_t layer = kv_n / 2; /* layer 1 */
+    CHECK(memcmp((float *)kv->data + layer, (float *)kv_want->data + layer, layer * sizeof(float)) == 0);
+    b.ops->kv_free(b.be, kv);
+    b.ops->kv_free(b.be, kv_want);
+    b.ops->destroy(b.be);
+    printf("  qk_norm_rope_store: per-row RoPE and the cache copy, bit for bit, positions up to %d\n", NPOS - 1);
+}
+
 int main(void)
 {
+    check_add_norms();
+    check_qk_norm_rope_store();
     check_instances(PRECISION_FP32, "fp32");
     const char *isa;
     if (bf16_gemm_native(&isa))

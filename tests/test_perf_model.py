@@ -228,7 +228,6 @@ def streams():
 KNOWN = {
     # 16-byte struct copies (uint4) are lowered to memcpy, which the instrumentation does not see
     "copy_rows_kernel<uint4>": "uint4 copies not instrumented",
-    "kv_store_kernel": "uint4 copies not instrumented",
     # repeated ids read one row (the declaration counts n rows)
     "copy_rows_kernel<unsigned>": "repeated ids",
     "copy_rows_kernel<unsigned short>": "repeated ids",

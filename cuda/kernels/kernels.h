@@ -64,8 +64,16 @@ cudaError_t cuda_add_pos_emb(bf16_t *x, const bf16_t *pe, int rows, int period, 
 cudaError_t cuda_add_bias(bf16_t *x, const bf16_t *bias, int rows, int N, cudaStream_t stream);
 cudaError_t cuda_layernorm(bf16_t *out, const bf16_t *x, const bf16_t *w, const bf16_t *b,
                            int rows, int D, float eps, cudaStream_t stream);
+/* See backend.h add_layernorm: x = bf16(x + bf16(delta + delta_b)), out = layernorm(x) with w, b.
+ * out may be delta. */
+cudaError_t cuda_add_layernorm(bf16_t *out, bf16_t *x, const bf16_t *delta, const bf16_t *delta_b,
+                               const bf16_t *w, const bf16_t *b, int rows, int D, float eps, cudaStream_t stream);
 cudaError_t cuda_rmsnorm(bf16_t *out, const bf16_t *x, const bf16_t *w, int rows, int D, float eps,
                          cudaStream_t stream);
+/* See backend.h add_rmsnorm: x = bf16(x + delta), out = rmsnorm(x) with w; out and w both NULL:
+ * the add alone. out may be delta. */
+cudaError_t cuda_add_rmsnorm(bf16_t *out, bf16_t *x, const bf16_t *delta, const bf16_t *w, int rows, int D,
+                             float eps, cudaStream_t stream);
 cudaError_t cuda_gelu(bf16_t *x, int64_t n, cudaStream_t stream);
 /* out [rows][Dff] = silu(gu[:, :Dff]) * gu[:, Dff:] */
 cudaError_t cuda_swiglu(bf16_t *out, const bf16_t *gu, int rows, int Dff, cudaStream_t stream);
@@ -81,21 +89,21 @@ cudaError_t cuda_argmax(int *ids, const bf16_t *logits, int n, int V, void *work
                         cudaStream_t stream);
 size_t cuda_argmax_work_bytes(int n, int V);
 
-/* ---- attention (window_attention.cu, qk_norm_rope.cu, kv_store.cu, paged_attention.cu) ---- */
+/* ---- attention (window_attention.cu, qk_norm_rope.cu, paged_attention.cu) ---- */
 /* See backend.h window_attention; max_len >= every win_len (the grid covers max_len rows per
  * window). Dh <= 128, any value. */
 cudaError_t cuda_window_attention(bf16_t *out, const bf16_t *qkv, const int *win_start,
                                   const int *win_len, int n_win, int max_len, int H, int Dh,
                                   float scale, cudaStream_t stream);
-/* See backend.h qk_norm_rope; Dh even, <= 256. Rounds like the bf16 reference (MODEL.md 12.7):
- * see qk_norm_rope.cu. */
-cudaError_t cuda_qk_norm_rope(bf16_t *qkv, const bf16_t *qw, const bf16_t *kw, const int *pos,
-                              int rows, int H, int Hkv, int Dh, float eps, float theta,
-                              cudaStream_t stream);
-/* kv: this layer's cache [n_pages][2][Hkv][P][Dh]. See backend.h kv_store. Dh % 8 == 0; kv and
- * qkv 16-byte aligned. */
-cudaError_t cuda_kv_store(bf16_t *kv, const bf16_t *qkv, const int *slot, int rows, int H, int Hkv,
-                          int Dh, int page_size, cudaStream_t stream);
+/* rope [n_pos][Dh]: see backend.h rope_table; bf16(cos), bf16(sin) of the fp32 angles
+ * (qk_norm_rope.cu). Dh even. */
+cudaError_t cuda_rope_table(bf16_t *rope, int n_pos, int Dh, float theta, cudaStream_t stream);
+/* kv: this layer's cache [n_pages][2][Hkv][P][Dh]. See backend.h qk_norm_rope_store; pos[r] <
+ * rope's rows; the k part of qkv is left as it was. Dh even, <= 256; kv and qkv 4-byte aligned.
+ * Rounds like the bf16 reference (MODEL.md 12.7): see qk_norm_rope.cu. */
+cudaError_t cuda_qk_norm_rope_store(bf16_t *kv, bf16_t *qkv, const bf16_t *qw, const bf16_t *kw,
+                                    const bf16_t *rope, const int *pos, const int *slot, int rows, int H,
+                                    int Hkv, int Dh, int page_size, float eps, cudaStream_t stream);
 /* out [n_rows][H*Dh]; q rows with stride p->q_stride; kv: this layer's cache; the int arrays of
  * p are device pointers. See backend.h paged_attention. Dh % 8 == 0, Dh <= 128; q_stride % 8 == 0;
  * q, kv, work 16-byte aligned.

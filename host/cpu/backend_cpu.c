@@ -390,23 +390,39 @@ static void cpu_matmul(backend_t *be, void *out, const void *x, const weight_t *
     }
 }
 
-static void cpu_layernorm(backend_t *be, void *out, const void *xv, const weight_t *wv, const weight_t *bv,
+static inline void layernorm_row(float *o, const float *x, const float *w, const float *b, int D, float eps)
+{
+    float sum = 0.0f, var = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int d = 0; d < D; d++) sum += x[d];
+    const float mean = sum / D;
+#pragma omp simd reduction(+ : var)
+    for (int d = 0; d < D; d++) var += (x[d] - mean) * (x[d] - mean);
+    const float inv = 1.0f / sqrtf(var / D + eps);
+    for (int d = 0; d < D; d++) o[d] = (x[d] - mean) * inv * w[d] + b[d];
+}
+
+static void cpu_layernorm(backend_t *be, void *out, const void *x, const weight_t *wv, const weight_t *bv,
                           int rows, int D, float eps)
 {
-    const float *x = xv, *w = fp32_of(wv), *b = fp32_of(bv);
-    float *o = out;
+    const float *w = fp32_of(wv), *b = fp32_of(bv);
+#pragma omp parallel for if (rows > 8)
+    for (int r = 0; r < rows; r++)
+        layernorm_row((float *)out + (size_t)r * D, (const float *)x + (size_t)r * D, w, b, D, eps);
+}
+
+/* x + bias first, as matmul adds the bias to what it accumulates onto */
+static void cpu_add_layernorm(backend_t *be, void *out, void *xv, const void *deltav, const weight_t *dbv,
+                              const weight_t *wv, const weight_t *bv, int rows, int D, float eps)
+{
+    const float *delta = deltav, *db = fp32_of(dbv), *w = fp32_of(wv), *b = fp32_of(bv);
+    float *x = xv;
 #pragma omp parallel for if (rows > 8)
     for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * D;
-        float *orow = o + (size_t)r * D;
-        float sum = 0.0f, var = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int d = 0; d < D; d++) sum += xr[d];
-        const float mean = sum / D;
-#pragma omp simd reduction(+ : var)
-        for (int d = 0; d < D; d++) var += (xr[d] - mean) * (xr[d] - mean);
-        const float inv = 1.0f / sqrtf(var / D + eps);
-        for (int d = 0; d < D; d++) orow[d] = (xr[d] - mean) * inv * w[d] + b[d];
+        float *xr = x + (size_t)r * D;
+        const float *dr = delta + (size_t)r * D;
+        for (int d = 0; d < D; d++) xr[d] = (xr[d] + db[d]) + dr[d];
+        layernorm_row((float *)out + (size_t)r * D, xr, w, b, D, eps); /* after the add: out may be delta */
     }
 }
 
@@ -426,6 +442,20 @@ static void cpu_rmsnorm(backend_t *be, void *out, const void *x, const weight_t 
 #pragma omp parallel for if (rows > 8)
     for (int r = 0; r < rows; r++)
         rmsnorm_row((float *)out + (size_t)r * D, (const float *)x + (size_t)r * D, w, D, eps);
+}
+
+static void cpu_add_rmsnorm(backend_t *be, void *out, void *xv, const void *deltav, const weight_t *wv, int rows,
+                            int D, float eps)
+{
+    const float *delta = deltav, *w = wv ? fp32_of(wv) : NULL;
+    float *x = xv;
+#pragma omp parallel for if (rows > 8)
+    for (int r = 0; r < rows; r++) {
+        float *xr = x + (size_t)r * D;
+        const float *dr = delta + (size_t)r * D;
+        for (int d = 0; d < D; d++) xr[d] += dr[d];
+        if (w) rmsnorm_row((float *)out + (size_t)r * D, xr, w, D, eps); /* after the add: out may be delta */
+    }
 }
 
 static void cpu_gelu(backend_t *be, void *xv, size_t n)
@@ -467,22 +497,33 @@ static void cpu_gather_rows(backend_t *be, void *out, const void *in, const int 
 
 /* ---------------- attention (cpu_attention.c) ---------------- */
 
-static void cpu_qk_norm_rope(backend_t *be, void *qkvv, const weight_t *qww, const weight_t *kww,
-                             const int *pos, int rows, int H, int Hkv, int Dh, float eps,
-                             float theta)
+/* cos then sin of each pair, in float32 as the reference computes the angles */
+static void cpu_rope_table(backend_t *be, weight_t *rope, int n_pos, int Dh, float theta)
+{
+    QASR_ASSERT(!rope->bf16 && rope->n == (size_t)n_pos * Dh);
+    const int half = Dh / 2;
+    float *t = rope->p;
+#pragma omp parallel for if (n_pos > 64)
+    for (int p = 0; p < n_pos; p++)
+        for (int i = 0; i < half; i++) {
+            const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)Dh);
+            const float a = (float)p * inv_freq;
+            t[(size_t)p * Dh + i] = cosf(a);
+            t[(size_t)p * Dh + half + i] = sinf(a);
+        }
+}
+
+/* q and k normalised and rotated in place, then the k and v parts copied into the cache */
+static void cpu_qk_norm_rope_store(backend_t *be, kv_cache_t *kv, int layer, void *qkvv, const weight_t *qww,
+                                   const weight_t *kww, const weight_t *rope, const int *pos, const int *slot,
+                                   int rows, int H, int Hkv, int Dh, float eps)
 {
     float *qkv = qkvv;
-    const float *qw = fp32_of(qww), *kw = fp32_of(kww);
+    const float *qw = fp32_of(qww), *kw = fp32_of(kww), *table = fp32_of(rope);
     const int half = Dh / 2, stride = (H + 2 * Hkv) * Dh;
 #pragma omp parallel for if (rows > 4)
     for (int r = 0; r < rows; r++) {
-        float cs[half], sn[half]; /* angles in float32 as the reference computes them */
-        for (int i = 0; i < half; i++) {
-            const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)Dh);
-            const float a = (float)pos[r] * inv_freq;
-            cs[i] = cosf(a);
-            sn[i] = sinf(a);
-        }
+        const float *cs = table + (size_t)pos[r] * Dh, *sn = cs + half;
         float *row = qkv + (size_t)r * stride;
         for (int h = 0; h < H + Hkv; h++) {
             float *x = row + h * Dh;
@@ -494,18 +535,13 @@ static void cpu_qk_norm_rope(backend_t *be, void *qkvv, const weight_t *qww, con
             }
         }
     }
+    cpu_attn_kv_store(kv, layer, qkv, slot, rows, H, Hkv, Dh);
 }
 
 static void cpu_window_attention(backend_t *be, void *out, const void *qkv, const int *win_start,
                                  const int *win_len, int n_win, int H, int Dh, float scale)
 {
     cpu_attn_window(out, qkv, win_start, win_len, n_win, H, Dh, scale);
-}
-
-static void cpu_kv_store(backend_t *be, kv_cache_t *kv, int layer, const void *qkv, const int *slot, int rows,
-                         int H, int Hkv, int Dh)
-{
-    cpu_attn_kv_store(kv, layer, qkv, slot, rows, H, Hkv, Dh);
 }
 
 static void cpu_paged_attention(backend_t *be, void *out, const void *q, const kv_cache_t *kv, int layer,
@@ -579,14 +615,16 @@ static const backend_ops_t cpu_ops = {
     .add_pos_emb = cpu_add_pos_emb,
     .matmul = cpu_matmul,
     .layernorm = cpu_layernorm,
+    .add_layernorm = cpu_add_layernorm,
     .rmsnorm = cpu_rmsnorm,
+    .add_rmsnorm = cpu_add_rmsnorm,
     .gelu = cpu_gelu,
     .swiglu = cpu_swiglu,
     .embed = cpu_embed,
     .gather_rows = cpu_gather_rows,
     .window_attention = cpu_window_attention,
-    .qk_norm_rope = cpu_qk_norm_rope,
-    .kv_store = cpu_kv_store,
+    .rope_table = cpu_rope_table,
+    .qk_norm_rope_store = cpu_qk_norm_rope_store,
     .paged_attention = cpu_paged_attention,
     .argmax = cpu_argmax,
     .sync = cpu_sync,

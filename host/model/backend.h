@@ -142,8 +142,18 @@ typedef struct backend_ops {
                    int M, int K, int N, int accumulate);
     void (*layernorm)(backend_t *be, void *out, const void *x, const weight_t *w, const weight_t *b,
                       int rows, int D, float eps);
+    /* x [rows][D] += delta [rows][D] + delta_b [D] (a projection's output and its bias, each sum
+     * rounded as the backend's residual stream), then out [rows][D] = layernorm(x) with w, b.
+     * out may be delta. */
+    void (*add_layernorm)(backend_t *be, void *out, void *x, const void *delta, const weight_t *delta_b,
+                          const weight_t *w, const weight_t *b, int rows, int D, float eps);
     void (*rmsnorm)(backend_t *be, void *out, const void *x, const weight_t *w, int rows, int D,
                     float eps);
+    /* The residual add and the next norm in one pass: x [rows][D] += delta [rows][D] (rounded as
+     * the backend's residual stream), then out [rows][D] = rmsnorm(x) with w; w and out NULL:
+     * the add alone. out may be delta. */
+    void (*add_rmsnorm)(backend_t *be, void *out, void *x, const void *delta, const weight_t *w, int rows, int D,
+                        float eps);
     void (*gelu)(backend_t *be, void *x, size_t n); /* in place, exact (erf) GELU */
     /* out [rows][Dff] = silu(gu[:, :Dff]) * gu[:, Dff:], gu [rows][2 Dff] */
     void (*swiglu)(backend_t *be, void *out, const void *gu, int rows, int Dff);
@@ -158,14 +168,18 @@ typedef struct backend_ops {
      * win_start[w]+win_len[w]-1. */
     void (*window_attention)(backend_t *be, void *out, const void *qkv, const int *win_start,
                              const int *win_len, int n_win, int H, int Dh, float scale);
-    /* In place on qkv [rows][(H + 2 Hkv) * Dh]: RMSNorm each q head with qw [Dh] and each k
-     * head with kw [Dh], then rotate-half RoPE at position pos[r] with base theta. */
-    void (*qk_norm_rope)(backend_t *be, void *qkv, const weight_t *qw, const weight_t *kw,
-                         const int *pos, int rows, int H, int Hkv, int Dh, float eps,
-                         float theta);
-    /* Write the k and v parts of qkv rows into the cache at slot[r] = page * P + offset. */
-    void (*kv_store)(backend_t *be, kv_cache_t *kv, int layer, const void *qkv, const int *slot,
-                     int rows, int H, int Hkv, int Dh);
+    /* rope [n_pos][Dh] (a WEIGHT_PARAM of n_pos * Dh) = the rotate-half RoPE table of base
+     * theta: row p holds cos(p * inv_freq_i) for pairs i < Dh/2, then sin(p * inv_freq_i), with
+     * the arithmetic and the rounding of the backend (fp32 on the CPU; bf16 on CUDA, MODEL.md 12.7).
+     * Filled once at load; read by qk_norm_rope_store. */
+    void (*rope_table)(backend_t *be, weight_t *rope, int n_pos, int Dh, float theta);
+    /* On qkv rows [rows][(H + 2 Hkv) * Dh]: RMSNorm each q head with qw [Dh] and each k head
+     * with kw [Dh], rotate them at position pos[r] (< rope_table's n_pos) with rope, q in place;
+     * the rotated k and the v of row r go into the cache at slot[r] = page * P + offset. The k
+     * part of qkv is undefined afterwards (attention reads keys from the cache only). */
+    void (*qk_norm_rope_store)(backend_t *be, kv_cache_t *kv, int layer, void *qkv, const weight_t *qw,
+                               const weight_t *kw, const weight_t *rope, const int *pos, const int *slot,
+                               int rows, int H, int Hkv, int Dh, float eps);
     /* out [n_rows][H*Dh]; q = qkv rows (q part first, row stride p->q_stride). */
     void (*paged_attention)(backend_t *be, void *out, const void *q, const kv_cache_t *kv, int layer,
                             const paged_attn_t *p);

@@ -2,9 +2,9 @@
  * either a prompt token being prefilled or the last generated token being decoded.
  *
  * Embeddings (audio rows replaced by encoder output) -> per layer:
- *   RMSNorm -> q|k|v -> per-head RMSNorm of q and k -> RoPE -> store k, v in the paged cache
- *   -> causal GQA attention over the cache -> o_proj + residual
- *   -> RMSNorm -> gate|up -> SiLU(gate) * up -> down + residual
+ *   RMSNorm -> q|k|v -> per-head RMSNorm of q and k, RoPE, k and v into the paged cache (one op)
+ *   -> causal GQA attention over the cache -> o_proj -> residual + RMSNorm (one op)
+ *   -> gate|up -> SiLU(gate) * up -> down -> residual (+ the next layer's RMSNorm, one op)
  * -> final RMSNorm and LM head on the rows whose next token is wanted -> greedy argmax (the
  * aligner: its timestamp-class head at the slot rows, aligner spec 7). */
 #include <math.h>
@@ -47,6 +47,7 @@ int decoder_forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int 
         !gu || !act || (b->n_out > 0 && (!out_rows || !xo || !logits)))
         goto done;
 
+    for (int r = 0; r < n; r++) QASR_ASSERT(b->pos[r] >= 0 && b->pos[r] < c->max_positions); /* the RoPE table's rows */
     observe_begin(ob);
     o->embed(be, x, w->embed, ids, n, Hd);
     for (int a = 0; a < b->n_audio; a++) {
@@ -56,18 +57,22 @@ int decoder_forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int 
     }
     observe_tensor(ob, "dec_embed", x, n, Hd);
 
+    /* Each residual add is fused with the norm after it (the next layer's input norm after the
+     * MLP; nothing after the last layer's, whose rows get the final norm once gathered): the
+     * projections write their output to h, which add_rmsnorm folds into x. */
+    o->rmsnorm(be, h, x, w->layers[0].in_norm, n, Hd, eps);
     for (int i = 0; i < c->dec_layers; i++) {
         const dec_layer_t *l = &w->layers[i];
-        o->rmsnorm(be, h, x, l->in_norm, n, Hd, eps);
+        const weight_t *next_norm = i + 1 < c->dec_layers ? w->layers[i + 1].in_norm : NULL;
         o->matmul(be, qkv, h, l->wqkv, NULL, n, Hd, QKV, 0);
-        o->qk_norm_rope(be, qkv, l->q_norm, l->k_norm, pos, n, Hq, Hkv, Dh, eps, c->rope_theta);
-        o->kv_store(be, kv, i, qkv, slot, n, Hq, Hkv, Dh);
+        o->qk_norm_rope_store(be, kv, i, qkv, l->q_norm, l->k_norm, w->rope, pos, slot, n, Hq, Hkv, Dh, eps);
         o->paged_attention(be, att, qkv, kv, i, &attn);
-        o->matmul(be, x, att, l->wo, NULL, n, Hq * Dh, Hd, 1);
-        o->rmsnorm(be, h, x, l->post_norm, n, Hd, eps);
+        o->matmul(be, h, att, l->wo, NULL, n, Hq * Dh, Hd, 0);
+        o->add_rmsnorm(be, h, x, h, l->post_norm, n, Hd, eps);
         o->matmul(be, gu, h, l->w_gate_up, NULL, n, Hd, 2 * I, 0);
         o->swiglu(be, act, gu, n, I);
-        o->matmul(be, x, act, l->w_down, NULL, n, I, Hd, 1);
+        o->matmul(be, h, act, l->w_down, NULL, n, I, Hd, 0);
+        o->add_rmsnorm(be, next_norm ? h : NULL, x, h, next_norm, n, Hd, eps);
         if (observe_tensors(ob)) {
             char name[32];
             snprintf(name, sizeof name, "dec_layer_%02d", i);

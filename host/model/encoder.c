@@ -5,8 +5,9 @@
  * conv stem (3x [3x3 stride-2 conv + GELU]) -> channel-major flatten -> conv_out -> sinusoid
  * positions restarting at 0 in every chunk -> valid rows of all chunks packed (A rows).
  * Then L layers: LayerNorm -> q|k|v -> attention inside windows of 8 chunks (104 tokens) ->
- * out_proj + residual -> LayerNorm -> fc1 -> GELU -> fc2 + residual; finally ln_post ->
- * proj1 -> GELU -> proj2: A audio embeddings of the decoder's width.
+ * out_proj + residual -> LayerNorm -> fc1 -> GELU -> fc2 + residual (each residual add in one op
+ * with the LayerNorm after it); finally ln_post -> proj1 -> GELU -> proj2: A audio embeddings of
+ * the decoder's width.
  *
  * Windows never interact, so the work is cut into passes of whole windows (from any
  * utterances) bounded by max_rows: memory stays flat however long the audio is. */
@@ -142,23 +143,28 @@ static int layers_and_head(const model_t *m, void *X, int rows, const int *win_s
         o->scratch_release(be, mark);
         return -1;
     }
+    /* Each residual add is fused with the LayerNorm after it (after the MLP: the next layer's
+     * first norm, or ln_post after the last layer): the projections write to h without their
+     * bias, which add_layernorm adds as it folds h into X. */
+    o->layernorm(be, h, X, e->layers[0].ln1_w, e->layers[0].ln1_b, rows, D, eps);
     for (int i = 0; i < c->enc_layers; i++) {
         const enc_layer_t *l = &e->layers[i];
-        o->layernorm(be, h, X, l->ln1_w, l->ln1_b, rows, D, eps);
+        const weight_t *next_w = i + 1 < c->enc_layers ? e->layers[i + 1].ln1_w : e->ln_post_w;
+        const weight_t *next_b = i + 1 < c->enc_layers ? e->layers[i + 1].ln1_b : e->ln_post_b;
         o->matmul(be, qkv, h, l->wqkv, l->bqkv, rows, D, 3 * D, 0);
         o->window_attention(be, att, qkv, ws, wl, n_win, c->enc_heads, c->enc_head_dim, scale);
-        o->matmul(be, X, att, l->wo, l->bo, rows, D, D, 1);
-        o->layernorm(be, h, X, l->ln2_w, l->ln2_b, rows, D, eps);
+        o->matmul(be, h, att, l->wo, NULL, rows, D, D, 0);
+        o->add_layernorm(be, h, X, h, l->bo, l->ln2_w, l->ln2_b, rows, D, eps);
         o->matmul(be, f, h, l->fc1_w, l->fc1_b, rows, D, F, 0);
         o->gelu(be, f, (size_t)rows * F);
-        o->matmul(be, X, f, l->fc2_w, l->fc2_b, rows, F, D, 1);
+        o->matmul(be, h, f, l->fc2_w, NULL, rows, F, D, 0);
+        o->add_layernorm(be, h, X, h, l->fc2_b, next_w, next_b, rows, D, eps);
         if (observe_tensors(ob)) {
             char name[32];
             snprintf(name, sizeof name, "enc_layer_%02d", i);
             observe_tensor(ob, name, X, rows, D);
         }
     }
-    o->layernorm(be, h, X, e->ln_post_w, e->ln_post_b, rows, D, eps);
     o->matmul(be, att, h, e->proj1_w, e->proj1_b, rows, D, D, 0);
     o->gelu(be, att, (size_t)rows * D);
     o->matmul(be, out, att, e->proj2_w, e->proj2_b, rows, D, c->enc_out, 0);

@@ -1,6 +1,7 @@
 /* Loading an official checkpoint directory onto a backend: config.json for every size,
  * safetensors tensors checked against the shapes the config implies (spec 2.6), q|k|v and
- * gate|up fused into one matrix each, the encoder's sinusoid table computed (it is not stored). */
+ * gate|up fused into one matrix each, the encoder's sinusoid table and the decoder's RoPE table
+ * computed (they are not stored). */
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -173,6 +174,16 @@ static weight_t *make_pos_emb(loader_t *L, int n, int D)
     return w;
 }
 
+/* The RoPE table of every position the model has (spec 6.4), computed once by the backend in
+ * its own arithmetic (backend.h rope_table) rather than per row in every layer. */
+static weight_t *make_rope(loader_t *L, int n_pos, int Dh, float theta)
+{
+    if (L->dry || L->failed) return NULL;
+    weight_t *w = alloc_weight(L, (size_t)n_pos * Dh, WEIGHT_PARAM, DTYPE_F32);
+    if (w && L->upload) L->bk.ops->rope_table(L->bk.be, w, n_pos, Dh, theta);
+    return w;
+}
+
 /* Nonzero (and L->failed) unless the checkpoint holds exactly config.json's layer count under
  * prefix ("<prefix><i>." for i = 0 .. layers-1): said before anything is sized by the count, and
  * a count too small would otherwise leave the checkpoint's last layers silently unused. */
@@ -262,6 +273,7 @@ static void load_decoder(loader_t *L, const model_config_t *c, decoder_weights_t
         l->w_down = get(L, WEIGHT_MATRIX, SHAPE(Hd, I), "%slayers.%d.mlp.down_proj.weight", p, i);
     }
     d->norm = get(L, WEIGHT_PARAM, SHAPE(Hd), "%snorm.weight", p);
+    d->rope = make_rope(L, c->max_positions, (int)Dh, c->rope_theta);
     /* The released ASR files store the head separately (equal to the embedding, spec 2.6); use
      * it when present, otherwise share the embedding. The aligner's head is its own
      * [classify_num][Hd] classifier, never the embedding. */

@@ -53,6 +53,7 @@ typedef struct {
     weight_t *embed;           /* [V][Hd] */
     dec_layer_t *layers;
     weight_t *norm;            /* [Hd] */
+    weight_t *rope;            /* [max_positions][Dh] RoPE cos | sin (computed, not stored) */
     weight_t *lm_head;         /* [V][Hd]; == embed when the checkpoint has no separate head */
 } decoder_weights_t;
 

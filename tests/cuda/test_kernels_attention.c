@@ -1,4 +1,4 @@
-/* Attention kernels (window_attention.cu, qk_norm_rope.cu, kv_store.cu, paged_attention.cu), run
+/* Attention kernels (window_attention.cu, qk_norm_rope.cu, paged_attention.cu), run
  * on the CUDA emulation, against the CPU backend's ops (host/cpu/backend_cpu.c, cpu_attention.c) on
  * identical bf16-valued inputs; paged attention also against a dense attention in double over
  * keys gathered from the pages (STYLE.md section 6).
@@ -12,7 +12,8 @@
  * sum), each of a term at most |y1| + |y2| of the pair: |got - cpu| <= 6u (|y1| + |y2|). Against a
  * host model of the kernel's documented rounding it must agree except where a last-bit fp32
  * difference (rsqrtf, summation order, sincosf) flips a bf16 rounding: at most 2 bf16 ulps of the
- * pair's terms, and in few elements. kv_store is a copy: exact, NaN where nothing was stored. */
+ * pair's terms, and in few elements; its cos/sin table against the same model and the CPU's fp32
+ * table. The values go to the cache as a copy: exact, NaN where nothing was stored. */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -102,94 +103,7 @@ static void test_window_attention(void)
     window_case(1, 32, longw, 2); /* a window longer than the 64-row query tile and 3 key tiles */
 }
 
-/* ---------------- QK-norm + RoPE ---------------- */
-
-/* The kernel's documented arithmetic (qk_norm_rope.cu) on the host. */
-static void rope_model(float *qkv, const float *qw, const float *kw, const int *pos, int rows, int H, int Hkv,
-                       int Dh, float eps, float theta, float *bound)
-{
-    const int half = Dh / 2, stride = (H + 2 * Hkv) * Dh;
-    for (int r = 0; r < rows; r++)
-        for (int h = 0; h < H + Hkv; h++) {
-            float *x = qkv + (size_t)r * stride + h * Dh, *b = bound + (size_t)r * stride + h * Dh;
-            const float *w = h < H ? qw : kw;
-            float ss = 0.0f;
-            for (int d = 0; d < Dh; d++) ss += x[d] * x[d];
-            const float inv = 1.0f / sqrtf(ss / (float)Dh + eps);
-            for (int i = 0; i < half; i++) {
-                const float inv_freq = 1.0f / (float)pow((double)theta, (double)((float)(2 * i) / (float)Dh));
-                const float a = (float)pos[r] * inv_freq, c = bf16r(cosf(a)), s = bf16r(sinf(a));
-                const float y1 = bf16r(w[i] * bf16r(x[i] * inv)), y2 = bf16r(w[i + half] * bf16r(x[i + half] * inv));
-                x[i] = bf16r(bf16r(y1 * c) - bf16r(y2 * s));
-                x[i + half] = bf16r(bf16r(y2 * c) + bf16r(y1 * s));
-                b[i] = b[i + half] = fabsf(y1) + fabsf(y2);
-            }
-        }
-}
-
-static void rope_case(int rows, int H, int Hkv, int Dh)
-{
-    const size_t mark = ref.ops->scratch_mark(ref.be);
-    const int stride = (H + 2 * Hkv) * Dh;
-    const size_t n = (size_t)rows * stride;
-    const float eps = 1e-6f, theta = 1e6f;
-    float *qkv = rand_bf16(n, -3.0f, 3.0f), *qw = rand_bf16(Dh, 0.5f, 1.5f), *kw = rand_bf16(Dh, -1.5f, 1.5f);
-    int *pos = xmalloc((size_t)rows * sizeof *pos);
-    for (int r = 0; r < rows; r++) pos[r] = r == 0 ? 0 : r == 1 ? 39999 : (int)(urand() % 40000);
-    float *cpu = ref.ops->scratch(ref.be, n), *model = ref.ops->scratch(ref.be, n);
-    float *bound = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
-    memcpy(cpu, qkv, n * sizeof *cpu);
-    memcpy(model, qkv, n * sizeof *model);
-    ref.ops->qk_norm_rope(ref.be, cpu, ref_weight(qw, Dh), ref_weight(kw, Dh), pos, rows, H, Hkv, Dh, eps, theta);
-    rope_model(model, qw, kw, pos, rows, H, Hkv, Dh, eps, theta, bound);
-
-    bf16_t *dqkv = to_dev(qkv, n, 0), *dqw = to_dev(qw, Dh, 0), *dkw = to_dev(kw, Dh, 0);
-    int *dpos = ints_to_dev(pos, rows);
-    CHECK_INT_EQ(cuda_qk_norm_rope(dqkv, dqw, dkw, dpos, rows, H, Hkv, Dh, eps, theta, stream), cudaSuccess);
-    from_dev(got, dqkv, n);
-
-    /* q and k heads: against the CPU (fp32) within the rounding bound, against the model within
-     * 2 ulps of the terms; v heads untouched */
-    size_t bad_cpu = 0, bad_model = 0, differ = 0, qk = 0;
-    double max_cpu = 0, max_model = 0;
-    for (size_t i = 0; i < n; i++) {
-        const int c = (int)(i % stride);
-        if (c >= (H + Hkv) * Dh) {
-            CHECK(got[i] == qkv[i]);
-            continue;
-        }
-        qk++;
-        const double e_cpu = fabs((double)got[i] - cpu[i]), e_model = fabs((double)got[i] - model[i]);
-        bad_cpu += !(e_cpu <= 6 * U * bound[i]);
-        bad_model += !(e_model <= 2 * 0x1p-7 * bound[i]);
-        differ += got[i] != model[i];
-        max_cpu = fmax(max_cpu, e_cpu / bound[i]);
-        max_model = fmax(max_model, e_model / bound[i]);
-    }
-    printf("  qk_norm_rope rows=%-3d H=%-2d Hkv=%d Dh=%-3d  vs cpu: max %.3g u (|y1|+|y2|); vs model: "
-           "max %.3g u, %zu of %zu differ\n", rows, H, Hkv, Dh, max_cpu / U, max_model / U, differ, qk);
-    CHECK(bad_cpu == 0);
-    CHECK(bad_model == 0);
-    CHECK(differ * 50 <= qk); /* a flipped rounding is rare */
-    cudaFree(dqkv);
-    cudaFree(dqw);
-    cudaFree(dkw);
-    cudaFree(dpos);
-    free(pos);
-    ref.ops->scratch_release(ref.be, mark);
-}
-
-static void test_qk_norm_rope(void)
-{
-    printf("qk_norm_rope\n");
-    rope_case(37, 5, 3, 128);
-    rope_case(9, 16, 8, 128); /* the decoder's heads: 6 per warp */
-    rope_case(1, 2, 1, 64);
-    rope_case(3, 2, 1, 256);  /* 4 pairs per lane */
-    rope_case(4, 1, 1, 6);    /* most lanes idle */
-}
-
-/* ---------------- KV cache ---------------- */
+/* ---------------- QK-norm + RoPE + KV store ---------------- */
 
 static size_t layer_elems(const kv_geom_t *g)
 {
@@ -213,46 +127,169 @@ static bf16_t *dev_layer(const kv_cache_t *kv, int layer)
     return to_dev((const float *)kv->data + n * layer, n, 0);
 }
 
-static void kv_store_case(int rows, int H, int Hkv, int Dh, int P, int n_pages)
+/* The RoPE tables of one head size: the CPU's (fp32) and the device's, n_pos rows. */
+typedef struct {
+    int Dh, n_pos;
+    weight_t *cpu;
+    bf16_t *dev;
+} rope_t;
+
+/* The device table against the kernel's documented arithmetic (qk_norm_rope.cu) and against the
+ * CPU backend's arithmetic (fp32, powf): one rounding of cos and sin, plus the angle's error where
+ * the two fp32 inv_freq differ (each within an ulp of the exact power: pos inv_freq 2^-23). */
+static rope_t rope_tables(int Dh, int n_pos, float theta)
+{
+    const int half = Dh / 2;
+    const size_t n = (size_t)n_pos * Dh;
+    rope_t t = { Dh, n_pos, ref.ops->weight_alloc(ref.be, n, WEIGHT_PARAM, DTYPE_F32), dev_nan(n, 0) };
+    QASR_ASSERT(t.cpu);
+    ref.ops->rope_table(ref.be, t.cpu, n_pos, Dh, theta);
+    CHECK_INT_EQ(cuda_rope_table(t.dev, n_pos, Dh, theta, stream), cudaSuccess);
+    float *got = xmalloc(n * sizeof *got);
+    from_dev(got, t.dev, n);
+    size_t differ = 0, bad = 0;
+    for (int i = 0; i < half; i++) {
+        const float expo = (float)(2 * i) / (float)Dh, inv_freq = 1.0f / (float)pow((double)theta, (double)expo);
+        const float inv_freq_cpu = 1.0f / powf(theta, expo);
+        for (int p = 0; p < n_pos; p++) {
+            const float a = (float)p * inv_freq, a_cpu = (float)p * inv_freq_cpu;
+            const float want[2] = { bf16r(cosf(a)), bf16r(sinf(a)) }, cpu[2] = { cosf(a_cpu), sinf(a_cpu) };
+            for (int k = 0; k < 2; k++) {
+                const float g = got[(size_t)p * Dh + k * half + i];
+                differ += g != want[k];
+                bad += !(fabs((double)g - want[k]) <= 2 * 0x1p-8 * fabs(want[k]));
+                bad += !(fabs((double)g - cpu[k]) <= U * fabs(cpu[k]) + (double)p * inv_freq * 0x1p-23);
+            }
+        }
+    }
+    printf("  rope_table Dh=%-3d positions 0..%d: %zu of %zu differ from the host model\n", Dh, n_pos - 1, differ, n);
+    CHECK(bad == 0);
+    CHECK(differ * 1000 <= n); /* sincosf's last bit flips a rounding rarely (on a GPU) */
+    free(got);
+    return t;
+}
+
+/* The kernel's documented arithmetic (qk_norm_rope.cu) on the host, with the device's table. */
+static void rope_model(float *qkv, const float *qw, const float *kw, const float *table, const int *pos, int rows,
+                       int H, int Hkv, int Dh, float eps, float *bound)
+{
+    const int half = Dh / 2, stride = (H + 2 * Hkv) * Dh;
+    for (int r = 0; r < rows; r++)
+        for (int h = 0; h < H + Hkv; h++) {
+            float *x = qkv + (size_t)r * stride + h * Dh, *b = bound + (size_t)r * stride + h * Dh;
+            const float *w = h < H ? qw : kw, *cs = table + (size_t)pos[r] * Dh, *sn = cs + half;
+            float ss = 0.0f;
+            for (int d = 0; d < Dh; d++) ss += x[d] * x[d];
+            const float inv = 1.0f / sqrtf(ss / (float)Dh + eps);
+            for (int i = 0; i < half; i++) {
+                const float y1 = bf16r(w[i] * bf16r(x[i] * inv)), y2 = bf16r(w[i + half] * bf16r(x[i + half] * inv));
+                x[i] = bf16r(bf16r(y1 * cs[i]) - bf16r(y2 * sn[i]));
+                x[i + half] = bf16r(bf16r(y2 * cs[i]) + bf16r(y1 * sn[i]));
+                b[i] = b[i + half] = fabsf(y1) + fabsf(y2);
+            }
+        }
+}
+
+/* rows at distinct random slots of a cache of n_pages pages of P, at distinct random positions
+ * below the table's rows, row 0 at 0 and row 1 at the last */
+static void rope_store_case(const rope_t *t, int rows, int H, int Hkv, int P, int n_pages)
 {
     const size_t mark = ref.ops->scratch_mark(ref.be);
-    const kv_geom_t g = {2, n_pages, P, Hkv, Dh};
-    const int stride = (H + 2 * Hkv) * Dh, layer = 1;
+    const int Dh = t->Dh, stride = (H + 2 * Hkv) * Dh, layer = 1;
+    const size_t n = (size_t)rows * stride;
+    const float eps = 1e-6f;
+    const kv_geom_t g = { 2, n_pages, P, Hkv, Dh };
+    float *qkv = rand_bf16(n, -3.0f, 3.0f), *qw = rand_bf16(Dh, 0.5f, 1.5f), *kw = rand_bf16(Dh, -1.5f, 1.5f);
+    int *pos = xmalloc((size_t)rows * sizeof *pos), *slot = permutation(n_pages * P);
+    for (int r = 0; r < rows; r++) { /* distinct: the launch's declared bytes count a table row per row */
+        pos[r] = r == 0 ? 0 : r == 1 ? t->n_pos - 1 : (int)(urand() % t->n_pos);
+        for (int q = 0; q < r; q++)
+            if (pos[q] == pos[r]) r--;
+    }
     kv_cache_t *kv = cpu_cache(&g);
     bf16_t *dkv = dev_layer(kv, layer);
-    float *qkv = rand_bf16((size_t)rows * stride, -2.0f, 2.0f);
-    int *perm = permutation(n_pages * P); /* distinct random slots */
-    ref.ops->kv_store(ref.be, kv, layer, qkv, perm, rows, H, Hkv, Dh);
-    bf16_t *dqkv = to_dev(qkv, (size_t)rows * stride, 0);
-    int *dslot = ints_to_dev(perm, rows);
-    CHECK_INT_EQ(cuda_kv_store(dkv, dqkv, dslot, rows, H, Hkv, Dh, P, stream), cudaSuccess);
-    const size_t n = layer_elems(&g);
-    float *got = ref.ops->scratch(ref.be, n);
-    from_dev(got, dkv, n);
-    const float *want = (const float *)kv->data + n * layer;
-    size_t bad = 0, stored = 0;
-    for (size_t i = 0; i < n; i++) {
-        stored += !isnan(want[i]);
-        bad += isnan(want[i]) ? !isnan(got[i]) : got[i] != want[i];
+    float *cpu = ref.ops->scratch(ref.be, n), *model = ref.ops->scratch(ref.be, n);
+    float *bound = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
+    float *table = ref.ops->scratch(ref.be, (size_t)t->n_pos * Dh);
+    from_dev(table, t->dev, (size_t)t->n_pos * Dh);
+    memcpy(cpu, qkv, n * sizeof *cpu);
+    memcpy(model, qkv, n * sizeof *model);
+    ref.ops->qk_norm_rope_store(ref.be, kv, layer, cpu, ref_weight(qw, Dh), ref_weight(kw, Dh), t->cpu, pos, slot,
+                                rows, H, Hkv, Dh, eps);
+    rope_model(model, qw, kw, table, pos, rows, H, Hkv, Dh, eps, bound);
+
+    bf16_t *dqkv = to_dev(qkv, n, 0), *dqw = to_dev(qw, Dh, 0), *dkw = to_dev(kw, Dh, 0);
+    int *dpos = ints_to_dev(pos, rows), *dslot = ints_to_dev(slot, rows);
+    CHECK_INT_EQ(cuda_qk_norm_rope_store(dkv, dqkv, dqw, dkw, t->dev, dpos, dslot, rows, H, Hkv, Dh, P, eps, stream),
+                 cudaSuccess);
+    from_dev(got, dqkv, n);
+    const size_t kn = layer_elems(&g);
+    float *got_kv = ref.ops->scratch(ref.be, kn);
+    from_dev(got_kv, dkv, kn);
+    const float *want_kv = (const float *)kv->data + kn * layer;
+
+    /* q heads (in qkv) and k heads (in the cache): against the CPU (fp32) within the rounding
+     * bound, against the model within 2 ulps of the terms; the k and v parts of qkv as they
+     * were; v in the cache exact; nothing else of the cache written */
+    size_t bad_cpu = 0, bad_model = 0, differ = 0, qk = 0, bad_copy = 0, stored = 0;
+    double max_cpu = 0, max_model = 0;
+#define ROPE_CHECK(g_, c_, m_, b_)                                                                   \
+    do {                                                                                           \
+        const double e_cpu = fabs((double)(g_) - (c_)), e_model = fabs((double)(g_) - (m_));         \
+        qk++;                                                                                      \
+        bad_cpu += !(e_cpu <= 6 * U * (b_));                                                       \
+        bad_model += !(e_model <= 2 * 0x1p-7 * (b_));                                              \
+        differ += (g_) != (m_);                                                                    \
+        max_cpu = fmax(max_cpu, e_cpu / (b_));                                                     \
+        max_model = fmax(max_model, e_model / (b_));                                               \
+    } while (0)
+    for (int r = 0; r < rows; r++) {
+        const size_t o = (size_t)r * stride;
+        for (int c = 0; c < H * Dh; c++) ROPE_CHECK(got[o + c], cpu[o + c], model[o + c], bound[o + c]);
+        for (int c = H * Dh; c < stride; c++) bad_copy += got[o + c] != qkv[o + c];
+        const int page = slot[r] / P, off = slot[r] % P;
+        for (int hw = 0; hw < 2 * Hkv; hw++) /* hw = which * Hkv + head */
+            for (int d = 0; d < Dh; d++) {
+                const size_t e = (((size_t)page * 2 * Hkv + hw) * P + off) * Dh + d, m = o + (H + hw) * Dh + d;
+                if (hw < Hkv) ROPE_CHECK(got_kv[e], want_kv[e], model[m], bound[m]);
+                else bad_copy += got_kv[e] != qkv[m] || want_kv[e] != qkv[m];
+            }
     }
-    printf("  kv_store rows=%d H=%d Hkv=%d Dh=%d P=%d pages=%d: %zu values stored, %zu differ\n", rows, H, Hkv, Dh,
-           P, n_pages, stored, bad);
+#undef ROPE_CHECK
+    for (size_t i = 0; i < kn; i++) stored += !isnan(got_kv[i]);
+    printf("  qk_norm_rope_store rows=%-3d H=%-2d Hkv=%d Dh=%-3d vs cpu: max %.3g u (|y1|+|y2|); vs model: "
+           "max %.3g u, %zu of %zu differ\n", rows, H, Hkv, Dh, max_cpu / U, max_model / U, differ, qk);
+    CHECK(bad_cpu == 0);
+    CHECK(bad_model == 0);
+    CHECK(differ * 50 <= qk); /* a flipped rounding is rare */
+    CHECK_INT_EQ(bad_copy, 0);
     CHECK_INT_EQ(stored, (size_t)rows * 2 * Hkv * Dh);
-    CHECK_INT_EQ(bad, 0);
     cudaFree(dkv);
     cudaFree(dqkv);
+    cudaFree(dqw);
+    cudaFree(dkw);
+    cudaFree(dpos);
     cudaFree(dslot);
-    free(perm);
+    free(pos);
+    free(slot);
     ref.ops->kv_free(ref.be, kv);
     ref.ops->scratch_release(ref.be, mark);
 }
 
-static void test_kv_store(void)
+static void test_qk_norm_rope_store(void)
 {
-    printf("kv_store\n");
-    kv_store_case(23, 4, 2, 128, 16, 13);
-    kv_store_case(1, 3, 3, 64, 5, 7);
-    kv_store_case(40, 2, 1, 8, 3, 20);
+    printf("qk_norm_rope_store\n");
+    const float theta = 1e6f;
+    rope_t t128 = rope_tables(128, 65536, theta); /* 0.6B and 1.7B: max_position_embeddings 65536 */
+    rope_store_case(&t128, 37, 5, 3, 16, 13);
+    rope_store_case(&t128, 9, 16, 8, 16, 7); /* the decoder's heads: 6 per warp */
+    rope_store_case(&t128, 1, 16, 8, 16, 1); /* one row */
+    rope_t t64 = rope_tables(64, 1000, theta), t256 = rope_tables(256, 50, theta), t6 = rope_tables(6, 9, theta);
+    rope_store_case(&t64, 2, 2, 1, 5, 3);
+    rope_store_case(&t256, 3, 2, 1, 3, 2); /* 4 pairs per lane */
+    rope_store_case(&t6, 4, 1, 1, 3, 4);   /* most lanes idle */
+    const rope_t *all[] = { &t128, &t64, &t256, &t6 };
+    for (int i = 0; i < 4; i++) cudaFree(all[i]->dev);
 }
 
 /* ---------------- paged attention ---------------- */
@@ -572,8 +609,7 @@ int main(void)
     }
     CHECK_INT_EQ(cudaStreamCreate(&stream), cudaSuccess);
     test_window_attention();
-    test_qk_norm_rope();
-    test_kv_store();
+    test_qk_norm_rope_store();
     test_paged_attention();
     CHECK_INT_EQ(cudaStreamDestroy(stream), cudaSuccess);
     ref.ops->destroy(ref.be);

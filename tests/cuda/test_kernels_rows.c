@@ -8,6 +8,8 @@
  * 1 / sqrtf, erff/expf against the CPU's polynomial versions). An absolute term appears only
  * where the op can cancel (LayerNorm's + b) or where the CPU's erf has an absolute error bound
  * (GELU); each is derived at its case. Copies and argmax must match exactly.
+ * add_layernorm and add_rmsnorm are checked in their two steps: the sum against fp32 (one
+ * rounding), the norm against the CPU's norm of the sum the kernel kept.
  * Shapes cover 1 row, odd widths (scalar paths), even widths (bf16x2 paths), widths that are not
  * multiples of the block or of 32, and misaligned (odd-element) views. */
 #include <cuda_runtime.h>
@@ -72,6 +74,69 @@ static void rmsnorm_case(int rows, int D, int in_place)
     compare(what, got, want, n, 0, roundings(2) + FP32);
     dev_free(dx, 0); dev_free(dw, 0);
     if (!in_place) dev_free(dout, 0);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+/* x += delta + delta_b, then out = layernorm(x) (out == delta: aliased, as the encoder calls it);
+ * offset 1: the scalar path. */
+static void add_layernorm_case(int rows, int D, int alias, size_t offset)
+{
+    const size_t n = (size_t)rows * D;
+    float *x = rand_bf16(n, -1.5f, 2.5f), *delta = rand_bf16(n, -1.0f, 1.0f), *delta_b = rand_bf16(D, -0.5f, 0.5f);
+    float *w = rand_bf16(D, 0.5f, 1.5f), *b = rand_bf16(D, -0.5f, 0.5f);
+    float *want_x = ref.ops->scratch(ref.be, n), *want = ref.ops->scratch(ref.be, n);
+    float *got_x = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
+    /* the projection's output with its bias is a bf16 tensor (a Linear's output, rounded) */
+    for (size_t i = 0; i < n; i++) want_x[i] = x[i] + bf16r(delta[i] + delta_b[i % D]);
+    bf16_t *dx = to_dev(x, n, offset), *dd = to_dev(delta, n, offset), *ddb = to_dev(delta_b, D, offset);
+    bf16_t *dw = to_dev(w, D, offset), *db = to_dev(b, D, offset), *dout = alias ? dd : dev_nan(n, offset);
+    CHECK_INT_EQ(cuda_add_layernorm(dout, dx, dd, ddb, dw, db, rows, D, 1e-5f, stream), cudaSuccess);
+    from_dev(got_x, dx, n);
+    from_dev(got, dout, n);
+    char what[96];
+    snprintf(what, sizeof what, "add_layernorm rows=%d D=%d%s%s: the sum", rows, D, alias ? " (out = delta)" : "",
+             offset ? " (unaligned)" : "");
+    compare(what, got_x, want_x, n, 0, roundings(1)); /* rounded once more: the bf16 residual stream */
+    /* the norm of the sum the kernel kept: as layernorm_case */
+    ref.ops->layernorm(ref.be, want, got_x, ref_weight(w, D), ref_weight(b, D), rows, D, 1e-5f);
+    snprintf(what, sizeof what, "add_layernorm rows=%d D=%d: the norm", rows, D);
+    compare(what, got, want, n, FP32 * 8, roundings(1));
+    dev_free(dx, offset); dev_free(dd, offset); dev_free(ddb, offset); dev_free(dw, offset); dev_free(db, offset);
+    if (!alias) dev_free(dout, offset);
+    ref.ops->scratch_release(ref.be, 0);
+}
+
+/* x += delta, then out = rmsnorm(x) (out == delta: aliased, as the decoder calls it; norm 0: the
+ * add alone); offset 1: the scalar path. */
+static void add_rmsnorm_case(int rows, int D, int alias, int norm, size_t offset)
+{
+    const size_t n = (size_t)rows * D;
+    float *x = rand_bf16(n, -3.0f, 3.0f), *delta = rand_bf16(n, -1.0f, 1.0f), *w = rand_bf16(D, 0.5f, 1.5f);
+    float *want_x = ref.ops->scratch(ref.be, n), *want = ref.ops->scratch(ref.be, n);
+    float *got_x = ref.ops->scratch(ref.be, n), *got = ref.ops->scratch(ref.be, n);
+    memcpy(want_x, x, n * sizeof *x);
+    ref.ops->add_rmsnorm(ref.be, NULL, want_x, delta, NULL, rows, D, 1e-6f);
+    bf16_t *dx = to_dev(x, n, offset), *dd = to_dev(delta, n, offset), *dw = norm ? to_dev(w, D, offset) : NULL;
+    bf16_t *dout = !norm ? NULL : alias ? dd : dev_nan(n, offset);
+    CHECK_INT_EQ(cuda_add_rmsnorm(dout, dx, dd, dw, rows, D, 1e-6f, stream), cudaSuccess);
+    from_dev(got_x, dx, n);
+    char what[96];
+    snprintf(what, sizeof what, "add_rmsnorm rows=%d D=%d%s%s%s: the sum", rows, D, alias ? " (out = delta)" : "",
+             norm ? "" : " (add only)", offset ? " (unaligned)" : "");
+    compare(what, got_x, want_x, n, 0, roundings(1)); /* rounded once: the bf16 residual stream */
+    if (norm) {
+        /* the norm of the sum the kernel kept: two roundings, as rmsnorm */
+        ref.ops->rmsnorm(ref.be, want, got_x, ref_weight(w, D), rows, D, 1e-6f);
+        from_dev(got, dout, n);
+        snprintf(what, sizeof what, "add_rmsnorm rows=%d D=%d: the norm", rows, D);
+        compare(what, got, want, n, 0, roundings(2) + FP32);
+    } else {
+        from_dev(got, dd, n); /* delta untouched */
+        compare("add_rmsnorm (add only): delta unchanged", got, delta, n, 0, 0);
+    }
+    dev_free(dx, offset); dev_free(dd, offset);
+    if (dw) dev_free(dw, offset);
+    if (dout && !alias) dev_free(dout, offset);
     ref.ops->scratch_release(ref.be, 0);
 }
 
@@ -293,10 +358,23 @@ int main(void)
     layernorm_case(5, 896, 0);
     layernorm_case(2, 1024, 1);
 
+    add_layernorm_case(1, 1, 0, 0);
+    add_layernorm_case(3, 33, 0, 0);
+    add_layernorm_case(5, 896, 1, 0);  /* 0.6B's encoder, as the encoder calls it */
+    add_layernorm_case(2, 1024, 1, 0); /* 1.7B's */
+    add_layernorm_case(2, 1024, 0, 1);
+
     rmsnorm_case(1, 1, 0);
     rmsnorm_case(4, 127, 0);
     rmsnorm_case(3, 1024, 0);
     rmsnorm_case(2, 2048, 1);
+
+    add_rmsnorm_case(1, 1, 0, 1, 0);
+    add_rmsnorm_case(4, 127, 0, 1, 0);
+    add_rmsnorm_case(3, 1024, 1, 1, 0);  /* 0.6B, as the decoder calls it */
+    add_rmsnorm_case(2, 2048, 1, 1, 0);  /* 1.7B */
+    add_rmsnorm_case(2, 1024, 0, 1, 1);
+    add_rmsnorm_case(3, 1024, 0, 0, 0);  /* the last layer: the residual alone */
 
     add_bias_case(1, 1, 0);
     add_bias_case(5, 33, 0);
