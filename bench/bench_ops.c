@@ -177,7 +177,7 @@ int main(int argc, char **argv)
     TIME("layernorm     [1040 x D]", 8.0 * enc_rows * D, 2.0 * enc_rows * D * act,
          bk.ops->layernorm(bk.be, x, x, norm_w, norm_w, enc_rows, D, 1e-5f));
     TIME("add + layernorm [1040 x D]", 10.0 * enc_rows * D, 4.0 * enc_rows * D * act,
-         bk.ops->add_layernorm(bk.be, y, x, y, norm_w, norm_w, norm_w, enc_rows, D, 1e-5f));
+         bk.ops->add_layernorm(bk.be, y, x, y, norm_w, norm_w, enc_rows, D, 1e-5f));
     TIME("gelu          [1040 x F]", 20.0 * enc_rows * F, 2.0 * enc_rows * F * act,
          bk.ops->gelu(bk.be, y, (size_t)enc_rows * F));
     int ws[10], wl[10];

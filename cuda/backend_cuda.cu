@@ -650,12 +650,12 @@ static void cu_layernorm(backend_t *be, void *out, const void *x, const weight_t
     CU_OK(be, cuda_layernorm((bf16_t *)out, (const bf16_t *)x, w->d, b->d, rows, D, eps, be->cur->stream));
 }
 
-static void cu_add_layernorm(backend_t *be, void *out, void *x, const void *delta, const weight_t *delta_b,
-                             const weight_t *w, const weight_t *b, int rows, int D, float eps)
+static void cu_add_layernorm(backend_t *be, void *out, void *x, const void *delta, const weight_t *w,
+                             const weight_t *b, int rows, int D, float eps)
 {
     if (dead(be)) return;
-    CU_OK(be, cuda_add_layernorm((bf16_t *)out, (bf16_t *)x, (const bf16_t *)delta, delta_b->d, w->d, b->d, rows, D,
-                                 eps, be->cur->stream));
+    CU_OK(be, cuda_add_layernorm((bf16_t *)out, (bf16_t *)x, (const bf16_t *)delta, w->d, b->d, rows, D, eps,
+                                 be->cur->stream));
 }
 
 static void cu_rmsnorm(backend_t *be, void *out, const void *x, const weight_t *w, int rows, int D, float eps)

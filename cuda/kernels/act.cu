@@ -1,5 +1,6 @@
-/* Element-wise ops on bf16 activations: bias add, exact GELU, SwiGLU. Math in fp32, results
- * rounded to bf16 where the official bf16 model rounds (MODEL.md section 12).
+/* Element-wise ops on bf16 activations: exact GELU, SwiGLU (biases are added in the GEMMs'
+ * epilogues). Math in fp32, results rounded to bf16 where the official bf16 model rounds (MODEL.md
+ * section 12).
  *
  * Memory-bound, so a thread moves two elements as one 32-bit bf16x2 when a row's width is even
  * and the pointers are 4-byte aligned (always true for the model's widths and for buffers from
@@ -39,42 +40,6 @@ static __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(
 /* SwiGLU with the reference's two roundings: silu(gate) is a bf16 tensor, then its product with up. */
 static __device__ __forceinline__ float swiglu1(float g, float u) { return bf16_round(silu(g)) * u; }
 
-/* grid: (ceil(items / BLOCK) capped, rows capped at 65535); block: row_block(items); items =
- * N / 2 bf16x2 pairs or N elements; thread = one item of a row, striding over the row, blocks
- * striding over rows. */
-template <bool PAIRS>
-__global__ void add_bias_kernel(bf16 *x, /* [rows][N] */ const bf16 *bias, /* [N] */ int rows, int N)
-{
-    const int first = blockIdx.x * blockDim.x + threadIdx.x, step = gridDim.x * blockDim.x;
-    for (int r = blockIdx.y; r < rows; r += gridDim.y) {
-        bf16 *xr = x + (size_t)r * N;
-        if constexpr (PAIRS) {
-            for (int i = first; i < N / 2; i += step) {
-                const float2 a = __bfloat1622float2(reinterpret_cast<bf16x2 *>(xr)[i]);
-                const float2 b = __bfloat1622float2(reinterpret_cast<const bf16x2 *>(bias)[i]);
-                reinterpret_cast<bf16x2 *>(xr)[i] = __floats2bfloat162_rn(a.x + b.x, a.y + b.y);
-            }
-        } else {
-            for (int i = first; i < N; i += step)
-                xr[i] = __float2bfloat16_rn(__bfloat162float(xr[i]) + __bfloat162float(bias[i]));
-        }
-    }
-}
-
-extern "C" cudaError_t cuda_add_bias(bf16_t *x, const bf16_t *bias, int rows, int N, cudaStream_t stream)
-{
-    SHAPE_ASSERT(rows >= 1 && N >= 1);
-    bf16 *dx = reinterpret_cast<bf16 *>(x);
-    const bf16 *db = reinterpret_cast<const bf16 *>(bias);
-    const double xb = (double)rows * N * sizeof(bf16_t);
-    CUEMU_COST(xb + N * sizeof(bf16_t), xb, (double)rows * N);
-    if (N % 2 == 0 && aligned(x, 4) && aligned(bias, 4))
-        CUEMU_LAUNCH(rows_grid(N / 2, rows), row_block(N / 2), 0, stream, add_bias_kernel<true>)(dx, db, rows, N);
-    else
-        CUEMU_LAUNCH(rows_grid(N, rows), row_block(N), 0, stream, add_bias_kernel<false>)(dx, db, rows, N);
-    return cudaGetLastError();
-}
-
 /* grid: ceil(n / (PAIRS ? 2 : 1) / BLOCK) capped at MAX_BLOCKS; block: BLOCK; grid-stride over
  * elements or bf16x2 pairs (with pairs, thread 0 also takes the last element of an odd n). */
 template <bool PAIRS>
@@ -106,7 +71,8 @@ extern "C" cudaError_t cuda_gelu(bf16_t *x, int64_t n, cudaStream_t stream)
 }
 
 /* grid: (ceil(items / BLOCK) capped, rows capped at 65535); block: row_block(items); items =
- * Dff / 2 bf16x2 pairs or Dff elements; thread = one output item of a row, as add_bias. */
+ * Dff / 2 bf16x2 pairs or Dff elements; thread = one output item of a row, striding over the row,
+ * blocks striding over rows. */
 template <bool PAIRS>
 __global__ void swiglu_kernel(bf16 *out, /* [rows][Dff] */ const bf16 *gu, /* [rows][2 Dff]: gate | up */
                               int rows, int Dff)

@@ -60,14 +60,11 @@ cudaError_t cuda_add_pos_emb(bf16_t *x, const bf16_t *pe, int rows, int period, 
                              cudaStream_t stream);
 
 /* ---- element-wise and row ops (norm.cu, act.cu, rows.cu) ---- */
-/* x [rows][N] += bias [N] */
-cudaError_t cuda_add_bias(bf16_t *x, const bf16_t *bias, int rows, int N, cudaStream_t stream);
 cudaError_t cuda_layernorm(bf16_t *out, const bf16_t *x, const bf16_t *w, const bf16_t *b,
                            int rows, int D, float eps, cudaStream_t stream);
-/* See backend.h add_layernorm: x = bf16(x + bf16(delta + delta_b)), out = layernorm(x) with w, b.
- * out may be delta. */
-cudaError_t cuda_add_layernorm(bf16_t *out, bf16_t *x, const bf16_t *delta, const bf16_t *delta_b,
-                               const bf16_t *w, const bf16_t *b, int rows, int D, float eps, cudaStream_t stream);
+/* See backend.h add_layernorm: x = bf16(x + delta), out = layernorm(x) with w, b. out may be delta. */
+cudaError_t cuda_add_layernorm(bf16_t *out, bf16_t *x, const bf16_t *delta, const bf16_t *w, const bf16_t *b,
+                               int rows, int D, float eps, cudaStream_t stream);
 cudaError_t cuda_rmsnorm(bf16_t *out, const bf16_t *x, const bf16_t *w, int rows, int D, float eps,
                          cudaStream_t stream);
 /* See backend.h add_rmsnorm: x = bf16(x + delta), out = rmsnorm(x) with w; out and w both NULL:

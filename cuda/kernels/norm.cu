@@ -1,7 +1,6 @@
 /* Row normalisations of bf16 activations: LayerNorm (encoder) and RMSNorm (decoder), each also
  * fused with the residual add before it (add_layernorm, add_rmsnorm: x += delta, then the norm of
- * x: x and delta read once; add_layernorm also adds the projection's bias, which the encoder's
- * GEMMs otherwise add in a kernel of their own). Statistics
+ * x: x and delta read once). Statistics
  * in fp32 over the whole row (one block per row, warp shuffles then one shared partial per
  * warp); rounding as the bf16 reference (MODEL.md section 12): LayerNorm rounds once at its
  * output; RMSNorm rounds the normalised value to bf16, then multiplies by the weight and rounds
@@ -108,14 +107,14 @@ extern "C" cudaError_t cuda_layernorm(bf16_t *out, const bf16_t *x, const bf16_t
 }
 
 /* grid: rows; block: norm_block(D / VEC) threads over the row's items (VEC = 2: bf16x2 pairs);
- * dynamic shared memory: the row's sum in fp32, D floats. The projection's output plus its bias
- * is rounded to bf16 (a Linear's output), the sum with x again (the residual stream is bf16,
- * MODEL.md 12 points 5, 6), then normalised as layernorm_kernel does. Each thread reads its items
+ * dynamic shared memory: the row's sum in fp32, D floats. The sum with the projection's output
+ * (with its bias, a bf16 tensor) is rounded to bf16 (the residual stream is bf16, MODEL.md 12
+ * points 5, 6), then normalised as layernorm_kernel does. Each thread reads its items
  * of x and delta before writing them, so out may be delta. */
 template <int VEC>
-__global__ void add_layernorm_kernel(bf16 *out, /* [rows][D] */ bf16 *x, /* [rows][D], += delta + db */
-                                     const bf16 *delta, /* [rows][D] */ const bf16 *db, /* [D] */
-                                     const bf16 *w, /* [D] */ const bf16 *b, /* [D] */ int D, float eps)
+__global__ void add_layernorm_kernel(bf16 *out, /* [rows][D] */ bf16 *x, /* [rows][D], += delta */
+                                     const bf16 *delta, /* [rows][D] */ const bf16 *w, /* [D] */
+                                     const bf16 *b, /* [D] */ int D, float eps)
 {
     CUEMU_DYNAMIC_SHARED(float, row);
     __shared__ float red[32];
@@ -124,12 +123,11 @@ __global__ void add_layernorm_kernel(bf16 *out, /* [rows][D] */ bf16 *x, /* [row
 
     float sum = 0.0f;
     for (int p = tid; p < items; p += nt) {
-        float a[VEC], d[VEC], bd[VEC];
+        float a[VEC], d[VEC];
         load_item<VEC>(a, x + off, p);
         load_item<VEC>(d, delta + off, p);
-        load_item<VEC>(bd, db, p);
         for (int k = 0; k < VEC; k++) {
-            a[k] = bf16_round(a[k] + bf16_round(d[k] + bd[k]));
+            a[k] = bf16_round(a[k] + d[k]);
             row[p * VEC + k] = a[k];
             sum += a[k];
         }
@@ -154,21 +152,18 @@ __global__ void add_layernorm_kernel(bf16 *out, /* [rows][D] */ bf16 *x, /* [row
     }
 }
 
-extern "C" cudaError_t cuda_add_layernorm(bf16_t *out, bf16_t *x, const bf16_t *delta, const bf16_t *delta_b,
-                                          const bf16_t *w, const bf16_t *b, int rows, int D, float eps,
-                                          cudaStream_t stream)
+extern "C" cudaError_t cuda_add_layernorm(bf16_t *out, bf16_t *x, const bf16_t *delta, const bf16_t *w,
+                                          const bf16_t *b, int rows, int D, float eps, cudaStream_t stream)
 {
     SHAPE_ASSERT(rows >= 1 && D >= 1 && D <= MAX_D);
     bf16 *o = reinterpret_cast<bf16 *>(out), *dx = reinterpret_cast<bf16 *>(x);
-    const bf16 *dd = reinterpret_cast<const bf16 *>(delta), *ddb = reinterpret_cast<const bf16 *>(delta_b),
-               *dw = reinterpret_cast<const bf16 *>(w), *db = reinterpret_cast<const bf16 *>(b);
+    const bf16 *dd = reinterpret_cast<const bf16 *>(delta), *dw = reinterpret_cast<const bf16 *>(w), *db = reinterpret_cast<const bf16 *>(b);
     const size_t smem = (size_t)D * sizeof(float);
-    CUEMU_COST(((double)2 * rows + 3) * D * sizeof(bf16_t), 2.0 * rows * D * sizeof(bf16_t), 11.0 * rows * D);
-    if (D % 2 == 0 && aligned(out, 4) && aligned(x, 4) && aligned(delta, 4) && aligned(delta_b, 4) && aligned(w, 4) &&
-        aligned(b, 4))
-        CUEMU_LAUNCH(rows, norm_block(D / 2), smem, stream, add_layernorm_kernel<2>)(o, dx, dd, ddb, dw, db, D, eps);
+    CUEMU_COST(((double)2 * rows + 2) * D * sizeof(bf16_t), 2.0 * rows * D * sizeof(bf16_t), 10.0 * rows * D);
+    if (D % 2 == 0 && aligned(out, 4) && aligned(x, 4) && aligned(delta, 4) && aligned(w, 4) && aligned(b, 4))
+        CUEMU_LAUNCH(rows, norm_block(D / 2), smem, stream, add_layernorm_kernel<2>)(o, dx, dd, dw, db, D, eps);
     else
-        CUEMU_LAUNCH(rows, norm_block(D), smem, stream, add_layernorm_kernel<1>)(o, dx, dd, ddb, dw, db, D, eps);
+        CUEMU_LAUNCH(rows, norm_block(D), smem, stream, add_layernorm_kernel<1>)(o, dx, dd, dw, db, D, eps);
     return cudaGetLastError();
 }
 

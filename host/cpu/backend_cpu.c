@@ -411,17 +411,16 @@ static void cpu_layernorm(backend_t *be, void *out, const void *x, const weight_
         layernorm_row((float *)out + (size_t)r * D, (const float *)x + (size_t)r * D, w, b, D, eps);
 }
 
-/* x + bias first, as matmul adds the bias to what it accumulates onto */
-static void cpu_add_layernorm(backend_t *be, void *out, void *xv, const void *deltav, const weight_t *dbv,
-                              const weight_t *wv, const weight_t *bv, int rows, int D, float eps)
+static void cpu_add_layernorm(backend_t *be, void *out, void *xv, const void *deltav, const weight_t *wv,
+                              const weight_t *bv, int rows, int D, float eps)
 {
-    const float *delta = deltav, *db = fp32_of(dbv), *w = fp32_of(wv), *b = fp32_of(bv);
+    const float *delta = deltav, *w = fp32_of(wv), *b = fp32_of(bv);
     float *x = xv;
 #pragma omp parallel for if (rows > 8)
     for (int r = 0; r < rows; r++) {
         float *xr = x + (size_t)r * D;
         const float *dr = delta + (size_t)r * D;
-        for (int d = 0; d < D; d++) xr[d] = (xr[d] + db[d]) + dr[d];
+        for (int d = 0; d < D; d++) xr[d] += dr[d];
         layernorm_row((float *)out + (size_t)r * D, xr, w, b, D, eps); /* after the add: out may be delta */
     }
 }

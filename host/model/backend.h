@@ -142,11 +142,11 @@ typedef struct backend_ops {
                    int M, int K, int N, int accumulate);
     void (*layernorm)(backend_t *be, void *out, const void *x, const weight_t *w, const weight_t *b,
                       int rows, int D, float eps);
-    /* x [rows][D] += delta [rows][D] + delta_b [D] (a projection's output and its bias, each sum
-     * rounded as the backend's residual stream), then out [rows][D] = layernorm(x) with w, b.
+    /* The residual add and the next LayerNorm in one pass: x [rows][D] += delta [rows][D]
+     * (rounded as the backend's residual stream), then out [rows][D] = layernorm(x) with w, b.
      * out may be delta. */
-    void (*add_layernorm)(backend_t *be, void *out, void *x, const void *delta, const weight_t *delta_b,
-                          const weight_t *w, const weight_t *b, int rows, int D, float eps);
+    void (*add_layernorm)(backend_t *be, void *out, void *x, const void *delta, const weight_t *w,
+                          const weight_t *b, int rows, int D, float eps);
     void (*rmsnorm)(backend_t *be, void *out, const void *x, const weight_t *w, int rows, int D,
                     float eps);
     /* The residual add and the next norm in one pass: x [rows][D] += delta [rows][D] (rounded as

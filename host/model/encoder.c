@@ -144,8 +144,8 @@ static int layers_and_head(const model_t *m, void *X, int rows, const int *win_s
         return -1;
     }
     /* Each residual add is fused with the LayerNorm after it (after the MLP: the next layer's
-     * first norm, or ln_post after the last layer): the projections write to h without their
-     * bias, which add_layernorm adds as it folds h into X. */
+     * first norm, or ln_post after the last layer): the projections (their bias in the GEMM)
+     * write to h, which add_layernorm folds into X. */
     o->layernorm(be, h, X, e->layers[0].ln1_w, e->layers[0].ln1_b, rows, D, eps);
     for (int i = 0; i < c->enc_layers; i++) {
         const enc_layer_t *l = &e->layers[i];
@@ -153,12 +153,12 @@ static int layers_and_head(const model_t *m, void *X, int rows, const int *win_s
         const weight_t *next_b = i + 1 < c->enc_layers ? e->layers[i + 1].ln1_b : e->ln_post_b;
         o->matmul(be, qkv, h, l->wqkv, l->bqkv, rows, D, 3 * D, 0);
         o->window_attention(be, att, qkv, ws, wl, n_win, c->enc_heads, c->enc_head_dim, scale);
-        o->matmul(be, h, att, l->wo, NULL, rows, D, D, 0);
-        o->add_layernorm(be, h, X, h, l->bo, l->ln2_w, l->ln2_b, rows, D, eps);
+        o->matmul(be, h, att, l->wo, l->bo, rows, D, D, 0);
+        o->add_layernorm(be, h, X, h, l->ln2_w, l->ln2_b, rows, D, eps);
         o->matmul(be, f, h, l->fc1_w, l->fc1_b, rows, D, F, 0);
         o->gelu(be, f, (size_t)rows * F);
-        o->matmul(be, h, f, l->fc2_w, NULL, rows, F, D, 0);
-        o->add_layernorm(be, h, X, h, l->fc2_b, next_w, next_b, rows, D, eps);
+        o->matmul(be, h, f, l->fc2_w, l->fc2_b, rows, F, D, 0);
+        o->add_layernorm(be, h, X, h, next_w, next_b, rows, D, eps);
         if (observe_tensors(ob)) {
             char name[32];
             snprintf(name, sizeof name, "enc_layer_%02d", i);
