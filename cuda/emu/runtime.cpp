@@ -63,10 +63,12 @@ struct node_s {
 };
 struct CUgraph_st {
     int device, trace_id; /* trace_id: the capture's number in the trace (G lines) */
+    long kernels;         /* kernel nodes: launches each time the graph is launched (CUEMU_FAIL) */
     std::vector<node_s> nodes; /* creation order is a topological order */
 };
 struct CUgraphExec_st {
     int device, trace_id;
+    long kernels;
     std::shared_ptr<std::vector<work_fn>> ops;
 };
 
@@ -541,7 +543,9 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const kerne
         return;
     }
     kernel_info k = info;
-    if (++d.launches == d.fail_at_launch) { /* CUEMU_FAIL: this device dies here, as a GPU can */
+    if (s->cap) { /* captured: counted as launched (CUEMU_FAIL, CUEMU_STATS) each time its graph is */
+        s->cap->graph->kernels++;
+    } else if (++d.launches == d.fail_at_launch) { /* CUEMU_FAIL: this device dies here, as a GPU can */
         const long at = d.launches;
         record(submit(s, [=] {
             fprintf(stderr, "cuemu: device %d fails at its launch %ld (%s), as CUEMU_FAIL asks\n", s->device, at,
@@ -1351,6 +1355,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
     auto x = std::make_unique<CUgraphExec_st>();
     x->device = it->second->device;
     x->trace_id = it->second->trace_id;
+    x->kernels = it->second->kernels;
     x->ops = std::make_shared<std::vector<work_fn>>();
     for (auto &n : it->second->nodes) x->ops->push_back(n.run);
     *exec = x.get();
@@ -1373,8 +1378,19 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
         return reject(cudaErrorInvalidValue, api, "graph of device %d launched on device %d", it->second->device,
                       s->device);
     if (cudaError_t e = devices[s->device].sticky) return record(e);
-    devices[s->device].graph_launches++;
+    device_s &d = devices[s->device];
+    d.graph_launches++;
     trace_graph_launch(s->device, trace_stream(s.get(), s->legacy), it->second->trace_id, it->second->ops->size());
+    const long first = d.launches + 1;
+    d.launches += it->second->kernels;
+    if (d.fail_at_launch >= first && d.fail_at_launch <= d.launches) { /* CUEMU_FAIL: a kernel of the graph */
+        const long at = d.fail_at_launch;
+        const int dev = s->device;
+        return record(submit(s, [=] {
+            fprintf(stderr, "cuemu: device %d fails at its launch %ld (in a graph), as CUEMU_FAIL asks\n", dev, at);
+            return cudaErrorLaunchFailure;
+        }, api));
+    }
     auto ops = it->second->ops;
     return record(submit(s, [ops] {
         for (auto &op : *ops) /* a dry run's kernels and copies into device memory have none */
