@@ -775,7 +775,15 @@ static void cu_step_begin(backend_t *be, uint64_t key, int n_out)
     g->mark = mark;
     g->n_ints = 0;
     /* thread-local: other threads (other devices' workers) may allocate meanwhile */
-    if (CU_OK(be, cudaStreamBeginCapture(l->stream, cudaStreamCaptureModeThreadLocal))) be->mode = STEP_CAPTURE;
+    const cudaError_t e = cudaStreamBeginCapture(l->stream, cudaStreamCaptureModeThreadLocal);
+    if (e == cudaSuccess) {
+        be->mode = STEP_CAPTURE;
+        return;
+    }
+    qasr_warn("device %d: CUDA graphs off, a capture could not begin (%s); steps launch kernel by kernel", be->device,
+              cudaGetErrorString(e));
+    cudaGetLastError(); /* not the device's fault */
+    be->graphs_off = true;
 }
 
 static int cu_step_end(backend_t *be)
