@@ -16,7 +16,8 @@ Per operation (bench/ROOFLINE.md explains every term):
            bytes / pcie_bw_pinned when the trace marks the host side pinned (cudaMallocHost);
            d2d, memset: as a kernel of those bytes
 The host issues operations one after another (launch_host per launch, library_host per library
-call, launch_host per copy); each stream runs its operations in order, an operation starting when
+call, launch_host per copy; a CUDA graph's launch costs graph_launch_host once, and its nodes, the
+operations recorded when it was captured, are issued with it at no further host cost); each stream runs its operations in order, an operation starting when
 the host has issued it and the stream's previous one has ended (stream 0, the legacy stream, also
 waits for every other stream). The host waits at synchronisations (sync_latency after the work it
 waits for) and blocking copies. Events order streams. The predicted time is the host's clock at
@@ -64,8 +65,14 @@ def load_constants(path, gpu):
 
 
 def parse(path):
-    """The trace as a list of dicts, launches with their measured bytes joined in."""
-    ops, by_id = [], {}
+    """The trace as a list of dicts, launches with their measured bytes joined in. Operations
+    recorded into a capture (graph field > 0) do not run then: each G line (a graph launch) is
+    followed by a copy of them, marked in_graph, whose kernels take the M lines that follow."""
+    ops, by_id, graphs = [], {}, {}
+
+    def add(op, graph):
+        (graphs.setdefault(graph, []) if graph else ops).append(op)
+
     with open(path) as f:
         for line in f:
             p = line.rstrip("\n").split("\t")
@@ -73,20 +80,27 @@ def parse(path):
             if k == "K":
                 op = dict(kind="K", id=int(p[1]), dev=int(p[2]), stream=int(p[3]), name=p[4], grid=p[5], block=p[6],
                           smem=int(p[7]), decl=(float(p[8]), float(p[9]), float(p[10])), meas=None,
-                          captured=p[11] == "1", tc_flops=float(p[12]) if len(p) > 12 else 0.0)
+                          tc_flops=float(p[12]) if len(p) > 12 else 0.0)
                 by_id[op["id"]] = op
-                if not op["captured"]:  # graph launches are not traced: see trace.cpp
-                    ops.append(op)
+                add(op, int(p[11]))
             elif k == "M":
                 by_id[int(p[1])]["meas"] = (float(p[2]), float(p[3]))
             elif k == "L":
                 shape = dict(kv.split("=") for kv in p[7].split())
-                ops.append(dict(kind="L", dev=int(p[1]), stream=int(p[2]), name=p[3], flops=float(p[4]), rd=float(p[5]),
-                                wr=float(p[6]), shape={a: int(b) for a, b in shape.items()}))
+                add(dict(kind="L", dev=int(p[1]), stream=int(p[2]), name=p[3], flops=float(p[4]), rd=float(p[5]),
+                         wr=float(p[6]), shape={a: int(b) for a, b in shape.items()}), int(p[8]) if len(p) > 8 else 0)
             elif k == "C":
                 # traces before the pinned field (7th) count as pageable
-                ops.append(dict(kind="C", dev=int(p[1]), stream=int(p[2]), name=p[3], bytes=float(p[4]), blocking=p[5] == "1",
-                                pinned=len(p) > 6 and p[6] == "1"))
+                add(dict(kind="C", dev=int(p[1]), stream=int(p[2]), name=p[3], bytes=float(p[4]), blocking=p[5] == "1",
+                         pinned=len(p) > 6 and p[6] == "1"), int(p[7]) if len(p) > 7 else 0)
+            elif k == "G":
+                g = dict(kind="G", dev=int(p[1]), stream=int(p[2]), graph=int(p[3]))
+                ops.append(g)
+                for node in graphs[g["graph"]]:
+                    op = dict(node, stream=g["stream"], in_graph=True)
+                    if op["kind"] == "K":
+                        by_id[op["id"]] = op
+                    ops.append(op)
             elif k == "S":
                 ops.append(dict(kind="S", dev=int(p[1]), stream=int(p[2]), name=p[3]))
             elif k == "E":
@@ -303,11 +317,15 @@ def simulate(ops, c):
     tail = {}   # stream -> the operations its next one waits for (its last one, waited events')
     events = {}  # event -> the operations it waits for
     gpu_ops = []
-    tot = dict(bytes=0.0, flops=0.0, launches=0, library=0, copies=0, syncs=0)
+    tot = dict(bytes=0.0, flops=0.0, launches=0, library=0, copies=0, syncs=0, graph_launches=0)
     for op in ops:
         k, s = op["kind"], op["stream"]
+        if k == "G":
+            host += c["graph_launch_host"]
+            tot["graph_launches"] += 1
         if k in ("K", "L", "C"):
-            host += c["library_host"] if k == "L" else c["launch_host"]
+            if not op.get("in_graph"):
+                host += c["library_host"] if k == "L" else c["launch_host"]
             fixed, tb, tc, b, fl = op_parts(op, c)
             # stream 0, the legacy stream, also waits for every other stream
             deps = [d for ds in tail.values() for d in ds] if s == 0 else tail.get(s, [])
@@ -431,7 +449,8 @@ def main():
     print(f"  {'idle':8s} {res['idle'] * 1e3:10.3f} ms  (GPU waiting for the host: launches, syncs)")
     if tot["overlap"]:  # several streams at once: the stages' busy times add up to more than the GPU's
         print(f"  {'overlap':8s} {tot['overlap'] * 1e3:10.3f} ms  (counted in two or more stages' busy time at once)")
-    print(f"  {tot['launches']} launches, {tot['library']} library calls, {tot['copies']} copies, "
+    print(f"  {tot['launches']} launches, {tot['library']} library calls, {tot['copies']} copies "
+          f"({tot['graph_launches']} graph launches ran some of them), "
           f"{tot['syncs']} host waits, {tot['bytes'] / 1e9:.3f} GB, {tot['flops'] / 1e12:.3f} TFLOP")
     if a.audio_seconds:
         print(f"  RTFx {res['rtfx']:.0f}")

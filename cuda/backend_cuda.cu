@@ -12,6 +12,8 @@
  *    with the host copy without reading device memory;
  *  - persistent buffers (audio embeddings) come from a caching allocator (size classes, per lane);
  *  - log_mel_batch stages all utterances' samples in one pinned buffer for one copy.
+ * Decode steps run as CUDA graphs, one per size (cu_step_begin: a step's launches are captured
+ * once and replayed, its int parameters staged at the same pinned and device addresses).
  * Nothing here synchronises except download and argmax, which hand results to the host,
  * log_mel_batch, which waits for its previous copy out of the staging buffer before refilling it
  * (an encoder call back: done unless the encoder lane is far behind), and a lane's first int
@@ -112,6 +114,21 @@ struct lane {
     block_cache bufs; /* the blocks this lane allocated, live and free */
 };
 
+/* Decode-step graphs (cu_step_begin). */
+typedef enum { STEP_DIRECT, STEP_CAPTURE, STEP_REPLAY } step_mode_t;
+#define STEP_INTS_MAX 16
+struct step_graph {
+    uint64_t key;
+    long runs;                 /* steps of this key so far */
+    cudaGraphExec_t exec;      /* NULL until captured */
+    int *h_ids;                /* pinned [n_out]: the argmax ids, written by the graph's last copy */
+    int n_out;
+    const char *arena_base;    /* the decoder's scratch block and mark it was captured at */
+    size_t mark;
+    const int *ints[STEP_INTS_MAX]; /* its int parameters' device addresses, in call order */
+    int n_ints;
+};
+
 struct backend {
     int device;
     char fault[QASR_ERR_LEN]; /* the device's failure, for good; "" while it works */
@@ -137,13 +154,29 @@ struct backend {
     size_t stage_bytes;
     weight_t **weights;     /* in allocation order, the same on every device (broadcast) */
     int n_weights, cap_weights;
+    /* decode-step graphs */
+    step_graph **graphs;
+    int n_graphs, cap_graphs;
+    step_graph *step;       /* the step between step_begin and step_end, or NULL */
+    step_mode_t mode;
+    int step_ints;          /* int parameters of this step so far */
+    int *argmax_dst, argmax_n; /* where step_end puts the step's ids */
+    bool graphs_off;        /* a capture failed: steps launch op by op from then on */
+    char capture_error[QASR_ERR_LEN]; /* a call that failed while capturing (not the device's fault) */
 };
+
+static void graphs_drop(backend_t *be);
 
 /* ---------------- errors ---------------- */
 
 /* A failed call: the device is lost from now on; the first failure is the reason. */
 static void device_failed(backend_t *be, const char *stmt, const char *why, const char *file, int line)
 {
+    if (be->mode == STEP_CAPTURE) { /* nothing runs while capturing: the capture failed, not the device */
+        if (!be->capture_error[0])
+            snprintf(be->capture_error, sizeof be->capture_error, "%s: %s (at %s:%d)", stmt, why, file, line);
+        return;
+    }
     if (!be->fault[0])
         snprintf(be->fault, sizeof be->fault, "device %d failed: %s: %s (at %s:%d)", be->device, stmt, why, file, line);
 }
@@ -173,6 +206,9 @@ static bool cufft_ok(backend_t *be, cufftResult r, const char *stmt, const char 
 
 static bool dead(const backend_t *be) { return be->fault[0] != 0; }
 
+/* Ops launch nothing on a failed device, nor while a step replays its graph (the graph has them). */
+static bool idle(const backend_t *be) { return dead(be) || be->mode == STEP_REPLAY; }
+
 /* bytes of device memory, or NULL + qasr_fail(): out of memory (with the sizes), or the device's
  * failure. */
 static void *dev_alloc(backend_t *be, size_t bytes, const char *what)
@@ -182,6 +218,8 @@ static void *dev_alloc(backend_t *be, size_t bytes, const char *what)
         qasr_fail("%s", be->fault);
         return nullptr;
     }
+    QASR_ASSERT(be->mode != STEP_CAPTURE && "no device allocation while capturing a decode step (the scratch grows "
+                                           "in the step of that size run before it)");
     const cudaError_t e = cudaMalloc(&p, bytes);
     if (e == cudaSuccess) {
         be->allocs++;
@@ -320,6 +358,16 @@ static void cu_buf_free(backend_t *be, void *p)
 
 static void *cu_scratch(backend_t *be, size_t n) { return stack_arena_alloc(&be->cur->scratch, n * sizeof(bf16_t)); }
 
+/* A pass's first ints: its slice's last copies must have run (see struct lane). */
+static bool slice_free(backend_t *be, lane *l)
+{
+    if (l->ints_used == 0 && l->slice_pending[l->slice]) {
+        if (!CU_OK(be, cudaEventSynchronize(l->slice_done[l->slice]))) return false;
+        l->slice_pending[l->slice] = false;
+    }
+    return true;
+}
+
 static int *cu_ints(backend_t *be, const int *h, size_t n)
 {
     lane *l = be->cur;
@@ -332,22 +380,26 @@ static int *cu_ints(backend_t *be, const int *h, size_t n)
                   l->ints_cap);
         return nullptr;
     }
-    /* a pass's first ints: its slice's last copies must have run (see struct lane) */
-    if (l->ints_used == 0 && l->slice_pending[l->slice]) {
-        if (!CU_OK(be, cudaEventSynchronize(l->slice_done[l->slice]))) {
-            qasr_fail("%s", be->fault);
-            return nullptr;
-        }
-        l->slice_pending[l->slice] = false;
+    if (!slice_free(be, l)) {
+        qasr_fail("%s", be->fault);
+        return nullptr;
     }
     const size_t at = (size_t)l->slice * l->ints_cap + l->ints_used;
     int *d = l->d_ints + at, *mirror = l->h_ints + at;
     memcpy(mirror, h, n * sizeof(int));
+    l->ints_used += round_up(n, 64);
+    if (be->mode != STEP_DIRECT) { /* a graph's copy from the mirror: recorded, or in the graph already */
+        step_graph *g = be->step;
+        QASR_ASSERT(be->step_ints < STEP_INTS_MAX);
+        if (be->mode == STEP_CAPTURE) g->ints[g->n_ints++] = d;
+        else QASR_ASSERT(be->step_ints < g->n_ints && g->ints[be->step_ints] == d && "a replayed step's ints moved");
+        be->step_ints++;
+        if (be->mode == STEP_REPLAY) return d;
+    }
     /* pinned source: the copy reads the mirror when the stream reaches it, so a mirror slot is
      * not reused before the pass ends: only scratch_release(0) frees int slots (a nested release
      * reusing them raced with the queued copies) */
     CU_OK(be, cudaMemcpyAsync(d, mirror, n * sizeof(int), cudaMemcpyHostToDevice, l->stream));
-    l->ints_used += round_up(n, 64);
     return d;
 }
 
@@ -390,7 +442,7 @@ static void cu_download(backend_t *be, float *h_dst, const void *src, size_t n)
 
 static void cu_copy(backend_t *be, void *dst, const void *src, size_t n)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cudaMemcpyAsync(dst, src, n * sizeof(bf16_t), cudaMemcpyDeviceToDevice, be->cur->stream));
 }
 
@@ -420,6 +472,7 @@ static long cu_device_allocs(backend_t *be) { return be->allocs; }
 
 static void cu_kv_free(backend_t *be, kv_cache_t *kv)
 {
+    if (kv) graphs_drop(be); /* they write into it */
     if (kv) dev_free(be, kv->data);
     free(kv);
 }
@@ -496,7 +549,7 @@ static const lt_plan *lt_plan_for(backend_t *be, int M, int K, int N, unsigned a
 static void cu_matmul(backend_t *be, void *out, const void *x, const weight_t *w, const weight_t *bias,
                       int M, int K, int N, int accumulate)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     lane *l = be->cur;
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     if (!bias) {
@@ -549,7 +602,7 @@ static void cu_log_mel_batch(backend_t *be, void *const *outs, const float *cons
                              const int64_t *n_samples, int n, int n_mels)
 {
     QASR_ASSERT(n_mels == be->n_mels && n >= 1);
-    if (dead(be)) return;
+    if (idle(be)) return;
     int64_t S = 0, F = 0;
     int max_T = 0;
     for (int i = 0; i < n; i++) {
@@ -617,27 +670,27 @@ static void cu_log_mel(backend_t *be, void *out, const float *h_samples, int64_t
 static void cu_mel_chunks(backend_t *be, void *out, const void *mel, const int *start, const int *len, int N,
                           int n_mels, int W)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_mel_chunks((bf16_t *)out, (const bf16_t *)mel, start, len, N, n_mels, W, be->cur->stream));
 }
 
 static void cu_conv3x3s2_gelu(backend_t *be, void *out, const void *in, const weight_t *w, const weight_t *bias,
                               int Cin, int Cout, int N, int Hin, int Win)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_conv3x3s2_gelu((bf16_t *)out, (const bf16_t *)in, w->d, bias->d, Cin, Cout, N, Hin, Win,
                                   be->cur->stream));
 }
 
 static void cu_conv_flatten(backend_t *be, void *out, const void *in, int C, int N, int F, int W)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_conv_flatten((bf16_t *)out, (const bf16_t *)in, C, N, F, W, be->cur->stream));
 }
 
 static void cu_add_pos_emb(backend_t *be, void *x, const weight_t *pe, int rows, int period, int D)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_add_pos_emb((bf16_t *)x, pe->d, rows, period, D, be->cur->stream));
 }
 
@@ -646,53 +699,53 @@ static void cu_add_pos_emb(backend_t *be, void *x, const weight_t *pe, int rows,
 static void cu_layernorm(backend_t *be, void *out, const void *x, const weight_t *w, const weight_t *b, int rows,
                          int D, float eps)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_layernorm((bf16_t *)out, (const bf16_t *)x, w->d, b->d, rows, D, eps, be->cur->stream));
 }
 
 static void cu_add_layernorm(backend_t *be, void *out, void *x, const void *delta, const weight_t *w,
                              const weight_t *b, int rows, int D, float eps)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_add_layernorm((bf16_t *)out, (bf16_t *)x, (const bf16_t *)delta, w->d, b->d, rows, D, eps,
                                  be->cur->stream));
 }
 
 static void cu_rmsnorm(backend_t *be, void *out, const void *x, const weight_t *w, int rows, int D, float eps)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_rmsnorm((bf16_t *)out, (const bf16_t *)x, w->d, rows, D, eps, be->cur->stream));
 }
 
 static void cu_add_rmsnorm(backend_t *be, void *out, void *x, const void *delta, const weight_t *w, int rows, int D,
                            float eps)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_add_rmsnorm((bf16_t *)out, (bf16_t *)x, (const bf16_t *)delta, w ? w->d : nullptr, rows, D, eps,
                                be->cur->stream));
 }
 
 static void cu_gelu(backend_t *be, void *x, size_t n)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_gelu((bf16_t *)x, (int64_t)n, be->cur->stream));
 }
 
 static void cu_swiglu(backend_t *be, void *out, const void *gu, int rows, int Dff)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_swiglu((bf16_t *)out, (const bf16_t *)gu, rows, Dff, be->cur->stream));
 }
 
 static void cu_embed(backend_t *be, void *out, const weight_t *table, const int *ids, int n, int D)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_embed((bf16_t *)out, table->d, ids, n, D, be->cur->stream));
 }
 
 static void cu_gather_rows(backend_t *be, void *out, const void *in, const int *idx, int n, int D)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     CU_OK(be, cuda_gather_rows((bf16_t *)out, (const bf16_t *)in, idx, n, D, be->cur->stream));
 }
 
@@ -701,7 +754,7 @@ static void cu_gather_rows(backend_t *be, void *out, const void *in, const int *
 static void cu_window_attention(backend_t *be, void *out, const void *qkv, const int *win_start,
                                 const int *win_len, int n_win, int H, int Dh, float scale)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     const int *h_len = host_ints(be, win_len);
     int max_len = 1;
     for (int w = 0; w < n_win; w++) max_len = MAX(max_len, h_len[w]);
@@ -720,7 +773,7 @@ static void cu_qk_norm_rope_store(backend_t *be, kv_cache_t *kv, int layer, void
                                   const weight_t *kw, const weight_t *rope, const int *pos, const int *slot, int rows,
                                   int H, int Hkv, int Dh, float eps)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     QASR_ASSERT(kv->g.n_kv_heads == Hkv && kv->g.head_dim == Dh);
     CU_OK(be, cuda_qk_norm_rope_store(kv_layer(kv, layer), (bf16_t *)qkv, qw->d, kw->d, rope->d, pos, slot, rows, H,
                                       Hkv, Dh, kv->g.page_size, eps, be->cur->stream));
@@ -729,7 +782,7 @@ static void cu_qk_norm_rope_store(backend_t *be, kv_cache_t *kv, int layer, void
 static void cu_paged_attention(backend_t *be, void *out, const void *q, const kv_cache_t *kv, int layer,
                                const paged_attn_t *p)
 {
-    if (dead(be)) return;
+    if (idle(be)) return;
     /* workspace for context splits: scratch, stream-ordered, so it is free again at once */
     const size_t mark = cu_scratch_mark(be);
     size_t work_bytes = 0;
@@ -748,6 +801,18 @@ static void cu_paged_attention(backend_t *be, void *out, const void *q, const kv
 static void cu_argmax(backend_t *be, int *h_ids, const void *logits, int n, int V)
 {
     const size_t work_bytes = cuda_argmax_work_bytes(n, V);
+    if (be->mode != STEP_DIRECT) { /* a graph step: the ids go to its pinned buffer, step_end hands them over */
+        step_graph *g = be->step;
+        QASR_ASSERT(n <= g->n_out);
+        be->argmax_dst = h_ids;
+        be->argmax_n = n;
+        int *d_ids = dead(be) ? nullptr : (int *)op_scratch(be, n * sizeof(int), "argmax");
+        void *work = d_ids ? op_scratch(be, work_bytes, "argmax") : nullptr;
+        if (work && be->mode == STEP_CAPTURE &&
+            CU_OK(be, cuda_argmax(d_ids, (const bf16_t *)logits, n, V, work, work_bytes, be->cur->stream)))
+            CU_OK(be, cudaMemcpyAsync(g->h_ids, d_ids, n * sizeof(int), cudaMemcpyDeviceToHost, be->cur->stream));
+        return;
+    }
     int *d_ids = dead(be) ? nullptr : (int *)op_scratch(be, n * sizeof(int), "argmax");
     void *work = d_ids ? op_scratch(be, work_bytes, "argmax") : nullptr;
     int *h = work ? (int *)stage(be, n * sizeof(int)) : nullptr;
@@ -763,6 +828,107 @@ static void cu_argmax(backend_t *be, int *h_ids, const void *logits, int n, int 
 static void cu_sync(backend_t *be)
 {
     if (!dead(be)) CU_OK(be, cudaStreamSynchronize(be->cur->stream));
+}
+
+/* ---------------- decode steps as graphs ---------------- */
+
+/* A decode step of one key (backend.h step_begin) has the same launches with the same arguments
+ * every time: the same sizes, the same scratch addresses (the decoder's arena, from the same mark
+ * in the same block) and int parameters at the same offsets of the mirror, whose pinned h2d copies
+ * are read when the graph runs. So the first step of a key runs directly (the scratch grows to
+ * it, the only allocations a step makes), the second is captured and launched, and later ones
+ * only stage their ints and launch the graph. One graph launch replaces ~11 launches per layer. */
+static void cu_step_begin(backend_t *be, uint64_t key, int n_out)
+{
+    lane *l = be->cur;
+    QASR_ASSERT(l == &be->lanes[BACKEND_LANE_DECODER] && be->mode == STEP_DIRECT && !be->step && n_out >= 1);
+    step_graph *g = nullptr;
+    for (int i = 0; i < be->n_graphs && !g; i++)
+        if (be->graphs[i]->key == key) g = be->graphs[i];
+    if (!g) {
+        if (be->n_graphs == be->cap_graphs) {
+            be->cap_graphs = be->cap_graphs ? 2 * be->cap_graphs : 16;
+            be->graphs = (step_graph **)xrealloc(be->graphs, be->cap_graphs * sizeof *be->graphs);
+        }
+        g = be->graphs[be->n_graphs++] = (step_graph *)xcalloc(1, sizeof *g);
+        g->key = key;
+    }
+    be->step = g;
+    be->step_ints = 0;
+    be->argmax_dst = nullptr;
+    /* the first step of a key runs directly (its scratch found); no base block: every pass spills */
+    if (dead(be) || be->graphs_off || g->runs++ == 0 || !l->scratch.base || !slice_free(be, l)) return;
+    const size_t mark = cu_scratch_mark(be);
+    if (g->exec && (g->arena_base != l->scratch.base || g->mark != mark)) { /* the scratch moved: capture again */
+        CU_OK(be, cudaGraphExecDestroy(g->exec));
+        g->exec = nullptr;
+    }
+    if (g->exec) {
+        be->mode = STEP_REPLAY;
+        return;
+    }
+    if (!g->h_ids) {
+        if (!CU_OK(be, cudaMallocHost((void **)&g->h_ids, n_out * sizeof(int)))) return;
+        g->n_out = n_out;
+    }
+    QASR_ASSERT(n_out == g->n_out);
+    g->arena_base = l->scratch.base;
+    g->mark = mark;
+    g->n_ints = 0;
+    /* thread-local: other threads (other devices' workers) may allocate meanwhile */
+    const cudaError_t e = cudaStreamBeginCapture(l->stream, cudaStreamCaptureModeThreadLocal);
+    if (e == cudaSuccess) {
+        be->mode = STEP_CAPTURE;
+        return;
+    }
+    qasr_warn("device %d: CUDA graphs off, a capture could not begin (%s); steps launch kernel by kernel", be->device,
+              cudaGetErrorString(e));
+    cudaGetLastError(); /* not the device's fault */
+    be->graphs_off = true;
+}
+
+static int cu_step_end(backend_t *be)
+{
+    step_graph *g = be->step;
+    const step_mode_t mode = be->mode;
+    lane *l = be->cur;
+    be->step = nullptr;
+    be->mode = STEP_DIRECT;
+    if (mode == STEP_DIRECT) return 0; /* ran op by op; argmax wrote the ids */
+    if (mode == STEP_CAPTURE) {
+        cudaGraph_t graph = nullptr;
+        cudaError_t e = cudaStreamEndCapture(l->stream, &graph);
+        if (e == cudaSuccess && !be->capture_error[0]) e = cudaGraphInstantiate(&g->exec, graph, 0);
+        if (graph) cudaGraphDestroy(graph);
+        if (e != cudaSuccess || be->capture_error[0] || be->step_ints != g->n_ints) {
+            qasr_warn("device %d: CUDA graphs off, capturing a decode step failed (%s); steps launch kernel by "
+                      "kernel", be->device, be->capture_error[0] ? be->capture_error : cudaGetErrorString(e));
+            cudaGetLastError(); /* not the device's fault */
+            be->capture_error[0] = '\0';
+            be->graphs_off = true;
+            if (g->exec) cudaGraphExecDestroy(g->exec);
+            g->exec = nullptr;
+            return 1;
+        }
+    }
+    QASR_ASSERT(be->step_ints == g->n_ints && be->argmax_dst);
+    if (!dead(be) && CU_OK(be, cudaGraphLaunch(g->exec, l->stream)) && CU_OK(be, cudaStreamSynchronize(l->stream)))
+        memcpy(be->argmax_dst, g->h_ids, be->argmax_n * sizeof(int));
+    else
+        memset(be->argmax_dst, 0, be->argmax_n * sizeof(int));
+    return 0;
+}
+
+/* Every graph and its pinned ids (the KV cache they write goes away, or the backend does). */
+static void graphs_drop(backend_t *be)
+{
+    for (int i = 0; i < be->n_graphs; i++) {
+        step_graph *g = be->graphs[i];
+        if (!dead(be) && g->exec) CU_OK(be, cudaGraphExecDestroy(g->exec));
+        if (!dead(be) && g->h_ids) CU_OK(be, cudaFreeHost(g->h_ids));
+        free(g);
+    }
+    be->n_graphs = 0;
 }
 
 static void cu_lane(backend_t *be, backend_lane_t which) { be->cur = &be->lanes[which]; }
@@ -853,6 +1019,8 @@ static void cu_destroy(backend_t *be)
         free(be->weights[i]);
     }
     free(be->weights);
+    graphs_drop(be);
+    free(be->graphs);
     for (lane &l : be->lanes) lane_destroy(be, &l, live);
     if (live) {
         if (be->h_stage) CU_OK(be, cudaFreeHost(be->h_stage));
@@ -1015,6 +1183,8 @@ static const backend_ops_t cuda_ops = [] {
     o.lane = cu_lane;
     o.encoder_done = cu_encoder_done;
     o.join_encoder = cu_join_encoder;
+    o.step_begin = cu_step_begin;
+    o.step_end = cu_step_end;
 #ifdef QASR_HAVE_NCCL
     o.broadcast_weights = cu_broadcast_weights;
 #endif

@@ -9,6 +9,8 @@ same text and language for every file, from qasr-batch on each backend over the 
 --limit entries of the held-out corpus. The CUDA run admits files while others decode (--batch 4,
 --encoder-seconds 4); emulated, its trace must show the encoder on its own stream, overlapping
 decoder steps, and the decoder waiting for it before prefilling encoded audio (trace_lanes.py).
+Its decode steps run as CUDA graphs (the trace shows graph launches); the same run with
+--no-cuda-graphs gives the same lines (text, language, token counts, segments).
 
 usage: test_demo_cuda.py --bin BUILD_DIR --model DIR --corpus DIR --work DIR [--limit N] [--gpu]
   --gpu: the real CUDA build (qasr-batch) instead of the emulated one (qasr-batch-emu);
@@ -53,7 +55,7 @@ def main():
     manifest = os.path.join(args.work, "subset.tsv")
     ids = corpus_subset(args.corpus, args.limit, manifest)
 
-    out = {b: os.path.join(args.work, f"{b}.jsonl") for b in ("cpu", "cuda")}
+    out = {b: os.path.join(args.work, f"{b}.jsonl") for b in ("cpu", "cuda", "cuda-no-graphs")}
     # --kv-gb: the emulated device fills every allocation with 0xFF, so a small cache saves seconds
     common = [manifest, "--model", args.model, "--overwrite", "-q", "-t", "2", "--kv-gb", "0.05"]
     run_or_exit([cpu, *common, "--backend", "cpu", "-o", out["cpu"]], err_tail=4000)
@@ -71,6 +73,9 @@ def main():
     if p.returncode != 0:
         sys.stderr.write(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-4000:]}\n")
         return 1
+    cmd = [cuda, *common, "--backend", "cuda", "--batch", "4", "--encoder-seconds", "4", "--no-cuda-graphs",
+           "-o", out["cuda-no-graphs"]]
+    run_or_exit(cmd, err_tail=4000)
     got = {b: results(p) for b, p in out.items()}
 
     chk = Checker()
@@ -84,9 +89,18 @@ def main():
                + ("missing" if g is None else f"{g['language']} | {g['text']!r}"))
         same += equal
     print(f"transcripts equal cpu (fp32) vs cuda (bf16): {same}/{len(got['cpu'])}")
+    keys = ("text", "language", "n_tokens", "truncated", "segments", "error")
+    for uid, g in sorted(got["cuda"].items()):
+        n = got["cuda-no-graphs"].get(uid, {})
+        chk.ok([g[k] for k in keys] == [n.get(k) for k in keys], f"{uid}: with CUDA graphs {g['text']!r}, "
+               f"without {n.get('text')!r}")
     if not args.gpu:
         for why in trace_lanes.check(trace):
             chk.ok(False, f"trace: {why}")
+        with open(trace) as f:
+            launches = sum(line.startswith("G\t") for line in f)
+        chk.ok(launches > 0, "no CUDA graph launch in the trace: decode steps did not run as graphs")
+        print(f"graph launches: {launches}")
     return chk.result()
 
 

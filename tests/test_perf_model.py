@@ -16,7 +16,10 @@ usage: test_perf_model.py [--kernels DIR] [--cublas EXE]... [--constants-exe EXE
 3. With --cublas (test_emu_cublas, test_emu_cublaslt): every GEMM line has 2mnk flops for its shape.
 4. The trace marks copies from page-locked memory: a cudaMallocHost buffer is pinned, a malloc one
    is not (--kernels: test_kernels_front's log_mel_batch stages its samples in pinned memory).
-5. With --constants-exe (bench/gpu_constants built against the emulation): it prints every
+5. CUDA graphs: operations recorded into a capture (graph field > 0) run at each G line (a
+   graph launch), which costs the host graph_launch_host once instead of a launch per node; the
+   M lines after a launch measure that replay.
+6. With --constants-exe (bench/gpu_constants built against the emulation): it prints every
    quantity the model's assumed rows need, as table rows; bench/measured_constants.py turns them
    into a complete table for gpu_model.py (every constant of the published one, the measured rows
    marked so), and refuses a measurement with a row missing, naming it.
@@ -45,7 +48,7 @@ def close(a, b, what, rel=1e-9):
 
 C = dict(hbm_bw_peak=2e12, hbm_bw_fraction=0.5, tc_bf16_peak=1e15, tc_fraction_large=0.5, tc_fraction_small=0.25,
          fp32_peak=6e13, fp32_fraction=0.5, kernel_overhead=2e-6, launch_host=3e-6, library_host=5e-6,
-         sync_latency=1e-5, copy_latency=4e-6, pcie_bw=2e10, pcie_bw_pinned=5e10)
+         sync_latency=1e-5, copy_latency=4e-6, pcie_bw=2e10, pcie_bw_pinned=5e10, graph_launch_host=7e-6)
 
 
 def parse(lines):
@@ -94,9 +97,9 @@ def serial(ops, c):
     return max([host] + list(end.values())), busy, by_name
 
 
-def K(i, stream, rd, wr, fl, name="rmsnorm_kernel<2>", tc=None):
+def K(i, stream, rd, wr, fl, name="rmsnorm_kernel<2>", tc=None, graph=0):
     # the 13th field (tensor-core flops, CUEMU_COST_TC) is optional: traces without it still parse
-    return ["K", i, 0, stream, name, "1,1,1", "32,1,1", 0, rd, wr, fl, 0] + ([] if tc is None else [tc])
+    return ["K", i, 0, stream, name, "1,1,1", "32,1,1", 0, rd, wr, fl, graph] + ([] if tc is None else [tc])
 
 
 def calculator():
@@ -144,6 +147,36 @@ def calculator():
     # measured bytes win over the declaration
     t, _, _ = predict([K(1, 1, 1e9, 0, 0), ["M", 1, 5e8, 0]])
     close(t, 3e-6 + 5e8 / bw + 2e-6, "measured bytes")
+
+
+def graphs():
+    """A captured step (an h2d copy of its inputs, two kernels, a GEMM), launched twice."""
+    bw = 2e12 * 0.5
+    g = C["graph_launch_host"]
+    step = [["C", 0, 1, "h2d", 4e4, 0, 1, 1], K(1, 1, 1e9, 0, 0, graph=1), K(2, 1, 1e9, 0, 0, graph=1),
+            ["L", 0, 1, "gemm_bf16", 2.0 * 8 * 1024 * 1024, 2e6, 2e4, "m=1024 n=8 k=1024 batch=1", 1]]
+    t_copy = 4e-6 + 4e4 / 5e10
+    t_gemm = 2e-6 + max(2.02e6 / bw, 2.0 * 8 * 1024 * 1024 / 2.5e14)
+    # nothing runs at capture; each launch: the host pays g, the nodes run in capture order
+    ops = parse(step + [["G", 0, 1, 1, 4], ["M", 1, 5e8, 0], ["S", 0, 1, "sync"], ["G", 0, 1, 1, 4],
+                        ["S", 0, 1, "sync"]])
+    check([o["kind"] for o in ops] == ["G", "C", "K", "K", "L", "S", "G", "C", "K", "K", "L", "S"],
+          f"graph launches expand: {[o['kind'] for o in ops]}")
+    t, _, tot = gpu_model.simulate(ops, C)
+    first = g + t_copy + (5e8 / bw + 2e-6) + (1e9 / bw + 2e-6) + t_gemm + 1e-5  # measured bytes of replay 1
+    second = g + t_copy + 2 * (1e9 / bw + 2e-6) + t_gemm + 1e-5                  # declared ones for replay 2
+    close(t, first + second, "two graph launches")
+    check(tot["graph_launches"] == 2 and tot["launches"] == 4 and tot["library"] == 2 and tot["copies"] == 2,
+          f"graph counts: {tot}")
+    # the host's side: 300 short kernels cost the host 300 launches, as a graph one graph launch
+    many = [K(i, 1, 1e3, 0, 0, graph=1) for i in range(1, 301)]
+    t_graph, _, _ = predict(many + [["G", 0, 1, 1, 300], ["S", 0, 1, "sync"]])
+    t_direct, _, _ = predict([K(i, 1, 1e3, 0, 0) for i in range(1, 301)] + [["S", 0, 1, "sync"]])
+    close(t_graph, g + 300 * (1e3 / bw + 2e-6) + 1e-5, "300 short kernels in a graph: GPU-bound")
+    close(t_direct, 300 * 3e-6 + 1e3 / bw + 2e-6 + 1e-5, "300 short kernels launched: host-bound")
+    # a capture that is never launched costs nothing
+    t, _, tot = predict(step + [["S", 0, 1, "sync"]])
+    close(t, 1e-5, "a capture alone")
 
 
 def streams():
@@ -252,7 +285,8 @@ def kernels(d):
                 h2d = [o["pinned"] for o in ops if o["kind"] == "C" and o["name"] == "h2d"]
                 check(True in h2d and False in h2d, f"pinned and pageable h2d copies in test_kernels_front: {set(h2d)}")
             for op in ops:
-                if op["kind"] != "K" or op["meas"] is None:
+                # a graph's replays measure the inputs of the replay, its declaration those of the capture
+                if op["kind"] != "K" or op["meas"] is None or op.get("in_graph"):
                     continue
                 n += 1
                 name, (drd, dwr, _), (mrd, mwr) = op["name"], op["decl"], op["meas"]
@@ -372,6 +406,7 @@ def main():
     ap.add_argument("--constants-exe")
     a = ap.parse_args()
     calculator()
+    graphs()
     streams()
     devices()
     if a.kernels:

@@ -13,14 +13,18 @@ check(path) returns what is wrong (an empty list: all holds):
 
 
 def _ops(path):
+    """Device 0's operations as they are submitted: what a capture records runs only when its graph
+    is launched (a G line, here a decoder kernel named "graph")."""
     ops = []
     with open(path) as f:
         for line in f:
             p = line.rstrip("\n").split("\t")
-            if p[0] == "K" and p[2] == "0":
+            if p[0] == "K" and p[2] == "0" and p[11] == "0":
                 ops.append(("K", int(p[3]), p[4], None))
-            elif p[0] in ("L", "C") and p[1] == "0":
+            elif p[0] == "L" and p[1] == "0" and p[8] == "0" or p[0] == "C" and p[1] == "0" and p[7] == "0":
                 ops.append((p[0], int(p[2]), p[3], None))
+            elif p[0] == "G" and p[1] == "0":
+                ops.append(("K", int(p[2]), "graph", None))
             elif p[0] == "E" and p[1] == "0":
                 ops.append(("E", int(p[2]), p[3], int(p[4])))
             elif p[0] == "S" and p[1] == "0":

@@ -62,11 +62,13 @@ struct node_s {
     work_fn run;
 };
 struct CUgraph_st {
-    int device;
+    int device, trace_id; /* trace_id: the capture's number in the trace (G lines) */
+    long kernels;         /* kernel nodes: launches each time the graph is launched (CUEMU_FAIL) */
     std::vector<node_s> nodes; /* creation order is a topological order */
 };
 struct CUgraphExec_st {
-    int device;
+    int device, trace_id;
+    long kernels;
     std::shared_ptr<std::vector<work_fn>> ops;
 };
 
@@ -79,6 +81,9 @@ struct capture_s {
     std::vector<CUstream_st *> members;
 };
 
+/* The trace's number of the capture s records into, 0 when s is not capturing (trace.h). */
+static int trace_graph(const CUstream_st &s) { return s.cap ? s.cap->graph->trace_id : 0; }
+
 namespace {
 using namespace cuemu::detail;
 
@@ -89,6 +94,7 @@ struct device_s {
     std::map<const void *, int> max_dynamic_smem;
     std::vector<bool> peer;
     long launches, fail_at_launch; /* kernel launches so far; CUEMU_FAIL's (0: never) */
+    long graph_launches;
 };
 
 struct alloc_s {
@@ -153,11 +159,12 @@ void init()
         devices[d].budget = (size_t)mb << 20;
         devices[d].peer.assign((size_t)n, false);
     }
-    /* CUEMU_STATS=1: kernel launches per device on stderr at exit (to aim CUEMU_FAIL) */
+    /* CUEMU_STATS=1: kernel (and graph) launches per device on stderr at exit (to aim CUEMU_FAIL) */
     if (const char *st = getenv("CUEMU_STATS"); st && *st == '1')
         atexit([] {
             for (size_t d = 0; d < devices.size(); d++)
-                fprintf(stderr, "cuemu: device %zu: %ld kernel launches\n", d, devices[d].launches);
+                fprintf(stderr, "cuemu: device %zu: %ld kernel launches, %ld graph launches\n", d, devices[d].launches,
+                        devices[d].graph_launches);
         });
     /* CUEMU_FAIL=DEV:N[,DEV:N...]: the Nth kernel launch on device DEV fails with a sticky
      * cudaErrorLaunchFailure (a lost or faulting GPU), for tests of what survives it. */
@@ -429,7 +436,7 @@ cudaError_t memcpy_2d(const char *api, void *dst, size_t dpitch, const void *src
                         (kind == cudaMemcpyHostToDevice || !is_pageable(dst)) &&
                         (kind == cudaMemcpyDeviceToHost || !is_pageable(src));
     trace_copy(cur_dev, trace_stream(s.get(), s->legacy), kind >= 0 && kind < 4 ? kinds[kind] : "copy",
-               (double)width * height, blocking && kind != cudaMemcpyDeviceToDevice, pinned);
+               (double)width * height, blocking && kind != cudaMemcpyDeviceToDevice, pinned, trace_graph(*s));
     /* a dry run reads back (zeros) but writes nothing into device memory */
     work_fn fn = dryrun() && kind != cudaMemcpyDeviceToHost && kind != cudaMemcpyHostToHost
                      ? nullptr
@@ -448,7 +455,7 @@ cudaError_t memset_on(const char *api, void *p, int value, size_t n, cudaStream_
     cudaError_t err;
     auto s = resolve(stream, api, &err);
     if (!s) return err;
-    trace_copy(cur_dev, trace_stream(s.get(), s->legacy), "memset", (double)n, false, false);
+    trace_copy(cur_dev, trace_stream(s.get(), s->legacy), "memset", (double)n, false, false, trace_graph(*s));
     if (dryrun()) return record(submit(s, nullptr, api));
     return record(submit(s, [=] { memset(p, value, n); return cudaSuccess; }, api));
 }
@@ -537,7 +544,9 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const kerne
         return;
     }
     kernel_info k = info;
-    if (++d.launches == d.fail_at_launch) { /* CUEMU_FAIL: this device dies here, as a GPU can */
+    if (s->cap) { /* captured: counted as launched (CUEMU_FAIL, CUEMU_STATS) each time its graph is */
+        s->cap->graph->kernels++;
+    } else if (++d.launches == d.fail_at_launch) { /* CUEMU_FAIL: this device dies here, as a GPU can */
         const long at = d.launches;
         record(submit(s, [=] {
             fprintf(stderr, "cuemu: device %d fails at its launch %ld (%s), as CUEMU_FAIL asks\n", s->device, at,
@@ -546,7 +555,7 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const kerne
         }, api));
         return;
     }
-    const uint64_t id = trace_launch(info, grid, block, smem, cur_dev, trace_stream(s.get(), s->legacy), s->cap != nullptr);
+    const uint64_t id = trace_launch(info, grid, block, smem, cur_dev, trace_stream(s.get(), s->legacy), trace_graph(*s));
     if (dryrun()) {
         record(submit(s, nullptr, api));
         return;
@@ -616,7 +625,8 @@ cudaError_t enqueue_library(cudaStream_t stream, const char *op, double flops, d
     cudaError_t err;
     auto s = resolve(stream, "library call", &err);
     if (!s) return err;
-    if (s->device == cur_dev) trace_library(cur_dev, trace_stream(s.get(), s->legacy), op, flops, rd, wr, shape);
+    if (s->device == cur_dev)
+        trace_library(cur_dev, trace_stream(s.get(), s->legacy), op, flops, rd, wr, shape, trace_graph(*s));
     return enqueue(stream, dryrun() ? nullptr : std::move(fn));
 }
 
@@ -1271,6 +1281,8 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mo
     auto c = std::make_shared<capture_s>();
     c->graph = std::make_unique<CUgraph_st>();
     c->graph->device = s->device;
+    static int captures_begun = 0;
+    c->graph->trace_id = ++captures_begun;
     c->origin = s.get();
     c->mode = mode;
     c->thread = std::this_thread::get_id();
@@ -1343,6 +1355,8 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
     if (flags) return reject(cudaErrorNotSupported, "cudaGraphInstantiate", "flags %llu are not emulated", flags);
     auto x = std::make_unique<CUgraphExec_st>();
     x->device = it->second->device;
+    x->trace_id = it->second->trace_id;
+    x->kernels = it->second->kernels;
     x->ops = std::make_shared<std::vector<work_fn>>();
     for (auto &n : it->second->nodes) x->ops->push_back(n.run);
     *exec = x.get();
@@ -1365,10 +1379,23 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
         return reject(cudaErrorInvalidValue, api, "graph of device %d launched on device %d", it->second->device,
                       s->device);
     if (cudaError_t e = devices[s->device].sticky) return record(e);
+    device_s &d = devices[s->device];
+    d.graph_launches++;
+    trace_graph_launch(s->device, trace_stream(s.get(), s->legacy), it->second->trace_id, it->second->ops->size());
+    const long first = d.launches + 1;
+    d.launches += it->second->kernels;
+    if (d.fail_at_launch >= first && d.fail_at_launch <= d.launches) { /* CUEMU_FAIL: a kernel of the graph */
+        const long at = d.fail_at_launch;
+        const int dev = s->device;
+        return record(submit(s, [=] {
+            fprintf(stderr, "cuemu: device %d fails at its launch %ld (in a graph), as CUEMU_FAIL asks\n", dev, at);
+            return cudaErrorLaunchFailure;
+        }, api));
+    }
     auto ops = it->second->ops;
     return record(submit(s, [ops] {
-        for (auto &op : *ops)
-            if (cudaError_t e = op()) return e;
+        for (auto &op : *ops) /* a dry run's kernels and copies into device memory have none */
+            if (cudaError_t e = op ? op() : cudaSuccess) return e;
         return cudaSuccess;
     }, api));
 }

@@ -2,18 +2,22 @@
  * operation, in the order the host submits them (the order a GPU's queues receive them), which
  * bench/gpu_model.py turns into a predicted time. Lines (first field the kind):
  *
- *   K id dev stream name grid block smem decl_rd decl_wr decl_flops captured decl_tc_flops
+ *   K id dev stream name grid block smem decl_rd decl_wr decl_flops graph decl_tc_flops
  *                                     kernel launch; decl_*: its CUEMU_COST declaration, -1 when
  *                                     it has none (decl_tc_flops: tensor-core flops of a
- *                                     CUEMU_COST_TC declaration, else 0); captured: recorded into a
- *                                     CUDA graph (it runs, and its M line comes, when the graph is
- *                                     launched; graph launches themselves are not traced yet)
+ *                                     CUEMU_COST_TC declaration, else 0); graph: 0, or the capture
+ *                                     it is recorded into (it runs, and its M line comes, each time
+ *                                     a graph of that capture is launched: a G line)
  *   M id rd wr                        bytes of global memory the launch read and wrote, counted
  *                                     by the instrumentation hooks when it ran (not in a dry run)
- *   L dev stream op flops rd wr shape  cuBLAS / cuFFT call
- *   C dev stream kind bytes blocking pinned
+ *   L dev stream op flops rd wr shape graph
+ *                                     cuBLAS / cuFFT call (graph as for K)
+ *   C dev stream kind bytes blocking pinned graph
  *                                     copy (h2d d2h d2d h2h) or memset; pinned: the host side is
  *                                     page-locked (cudaMallocHost) memory, 0 for d2d and memset
+ *   G dev stream graph nodes          cudaGraphLaunch of capture `graph` (numbered 1, 2 ... as the
+ *                                     captures begin): one host call that runs its K, L and C
+ *                                     lines again, in capture order, on this stream
  *   S dev stream what                 the host waits (stream -1: the device)
  *   E dev stream what event           event record / stream waits for an event
  *
@@ -145,7 +149,7 @@ int trace_stream(const void *stream, bool legacy)
 }
 
 uint64_t trace_launch(const kernel_info &info, dim3 grid, dim3 block, size_t smem, int device, int stream,
-                      bool captured)
+                      int graph)
 {
     cost c = pending;
     pending.set = false;
@@ -155,22 +159,31 @@ uint64_t trace_launch(const kernel_info &info, dim3 grid, dim3 block, size_t sme
     if (!c.set) c = {-1, -1, -1, 0, false};
     fprintf(T.f, "K\t%llu\t%d\t%d\t%s\t%u,%u,%u\t%u,%u,%u\t%zu\t%.0f\t%.0f\t%.0f\t%d\t%.0f\n", (unsigned long long)id,
             device, stream, info.name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem, c.rd, c.wr, c.flops,
-            captured ? 1 : 0, c.tc_flops);
+            graph, c.tc_flops);
     return id;
 }
 
-void trace_library(int device, int stream, const char *op, double flops, double rd, double wr, const char *shape)
+void trace_library(int device, int stream, const char *op, double flops, double rd, double wr, const char *shape,
+                   int graph)
 {
     if (!trace_on()) return;
     std::lock_guard<std::mutex> l(T.mu);
-    fprintf(T.f, "L\t%d\t%d\t%s\t%.0f\t%.0f\t%.0f\t%s\n", device, stream, op, flops, rd, wr, shape);
+    fprintf(T.f, "L\t%d\t%d\t%s\t%.0f\t%.0f\t%.0f\t%s\t%d\n", device, stream, op, flops, rd, wr, shape, graph);
 }
 
-void trace_copy(int device, int stream, const char *kind, double bytes, bool blocking, bool pinned)
+void trace_copy(int device, int stream, const char *kind, double bytes, bool blocking, bool pinned, int graph)
 {
     if (!trace_on()) return;
     std::lock_guard<std::mutex> l(T.mu);
-    fprintf(T.f, "C\t%d\t%d\t%s\t%.0f\t%d\t%d\n", device, stream, kind, bytes, blocking ? 1 : 0, pinned ? 1 : 0);
+    fprintf(T.f, "C\t%d\t%d\t%s\t%.0f\t%d\t%d\t%d\n", device, stream, kind, bytes, blocking ? 1 : 0, pinned ? 1 : 0,
+            graph);
+}
+
+void trace_graph_launch(int device, int stream, int graph, size_t nodes)
+{
+    if (!trace_on()) return;
+    std::lock_guard<std::mutex> l(T.mu);
+    fprintf(T.f, "G\t%d\t%d\t%d\t%zu\n", device, stream, graph, nodes);
 }
 
 void trace_sync(int device, int stream, const char *what)

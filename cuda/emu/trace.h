@@ -20,17 +20,22 @@ bool dryrun();
 /* A stream as the trace names it: 0 for a legacy stream, then 1, 2 ... in order of first use. */
 int trace_stream(const void *stream, bool legacy);
 
+/* graph: the capture an operation is recorded into (1, 2 ... in order of cudaStreamBeginCapture),
+ * 0 when it is submitted to run. */
+
 /* A launch at submission; returns its id (0 when not tracing). Takes the declared cost. */
 uint64_t trace_launch(const kernel_info &info, dim3 grid, dim3 block, size_t smem, int device, int stream,
-                      bool captured);
+                      int graph);
 /* The pending declared cost is dropped (a launch rejected before it was traced). */
 void trace_drop_cost();
 /* A library call: op names it, flops and the bytes of its operands. */
 void trace_library(int device, int stream, const char *op, double flops, double bytes_read, double bytes_written,
-                   const char *shape);
+                   const char *shape, int graph);
 /* kind: h2d, d2h, d2d, h2h, memset; blocking: the host waits for it; pinned: its host memory is
  * page-locked (cudaMallocHost), so the copy runs at the link's DMA rate without staging. */
-void trace_copy(int device, int stream, const char *kind, double bytes, bool blocking, bool pinned);
+void trace_copy(int device, int stream, const char *kind, double bytes, bool blocking, bool pinned, int graph);
+/* cudaGraphLaunch of an instance of capture `graph` (its nodes run then, in capture order). */
+void trace_graph_launch(int device, int stream, int graph, size_t nodes);
 /* The host waits: for a stream (its id), the whole device (stream -1), or an event. */
 void trace_sync(int device, int stream, const char *what);
 void trace_event(int device, int stream, const char *what, const void *event);

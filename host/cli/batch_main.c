@@ -62,6 +62,8 @@ static void usage(FILE *f)
           "  -b, --backend NAME         cpu or cuda (default: cuda when built with CUDA and a\n"
           "                             device is present, else cpu)\n"
           "      --device N             CUDA device index (default 0)\n"
+          "      --no-cuda-graphs       launch each decode step kernel by kernel (default: CUDA\n"
+          "                             graphs, captured once per batch size)\n"
           "      --gpus LIST            several CUDA devices, e.g. 0,1,2,3 or all: one worker per\n"
           "                             device pulls files from one queue; the weights are read\n"
           "                             once and copied to the others over NCCL\n"
@@ -162,7 +164,7 @@ int main(int argc, char **argv)
         OPT_RETRY = 256, OPT_OVERWRITE, OPT_FORMAT, OPT_OUTDIR, OPT_MFORMAT, OPT_IGNORE_EOS, OPT_BATCH,
         OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC, OPT_DEVICE, OPT_GPUS,
         OPT_SHARD, OPT_PRECISION, OPT_ALIGNER, OPT_ALIGN_REF, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER,
-        OPT_TPS, OPT_FULL,
+        OPT_TPS, OPT_FULL, OPT_NOGRAPHS,
     };
     static const struct option longopts[] = {
         { "output", required_argument, 0, 'o' },           { "retry-errors", no_argument, 0, OPT_RETRY },
@@ -183,6 +185,7 @@ int main(int argc, char **argv)
         { "progress-interval", required_argument, 0, OPT_PINT },
         { "fsync-seconds", required_argument, 0, OPT_FSYNC }, { "help", no_argument, 0, 'h' },
         { "device", required_argument, 0, OPT_DEVICE },    { "gpus", required_argument, 0, OPT_GPUS },
+        { "no-cuda-graphs", no_argument, 0, OPT_NOGRAPHS },
         { "shard", required_argument, 0, OPT_SHARD },
         { "aligner", required_argument, 0, OPT_ALIGNER },  { "align-reference", no_argument, 0, OPT_ALIGN_REF },
         { "timestamps", required_argument, 0, OPT_TIMESTAMPS },
@@ -229,6 +232,7 @@ int main(int argc, char **argv)
         case OPT_PINT: o.progress_interval = atof(optarg); break;
         case OPT_FSYNC: o.fsync_seconds = atof(optarg); break;
         case OPT_DEVICE: o.qopt.device = atoi(optarg); break;
+        case OPT_NOGRAPHS: o.qopt.no_cuda_graphs = 1; break;
         case OPT_GPUS: gpus_arg = optarg; break;
         case OPT_SHARD: o.shard = optarg; break;
         case OPT_ALIGNER: o.aligner = optarg; break;

@@ -59,6 +59,8 @@ static void usage(FILE *f)
           "  -b, --backend NAME       cpu or cuda (default: cuda when built with CUDA and a\n"
           "                           device is present, else cpu)\n"
           "      --device N           CUDA device index (default 0)\n"
+          "      --no-cuda-graphs     launch each decode step kernel by kernel (default: CUDA\n"
+          "                           graphs, captured once per batch size)\n"
           "      --batch N            sequences decoded together (default 32)\n"
           "      --kv-gb X            KV cache size in GB (default: CPU a quarter of free RAM,\n"
           "                           1..16; GPU 80% of the free device memory)\n"
@@ -247,7 +249,7 @@ int main(int argc, char **argv)
     double max_segment = 300; /* seconds, as qasr-batch */
     int max_new = 0, ignore_eos = 0, json = 0, list_languages = 0;
     enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_STEP, OPT_DUMP, OPT_LIST, OPT_DEVICE, OPT_PRECISION,
-           OPT_ALIGNER, OPT_TEXT, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER, OPT_MAXSEG };
+           OPT_ALIGNER, OPT_TEXT, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER, OPT_MAXSEG, OPT_NOGRAPHS };
     static const struct option longopts[] = {
         { "model", required_argument, 0, 'm' },          { "language", required_argument, 0, 'l' },
         { "context", required_argument, 0, 'c' },        { "max-new-tokens", required_argument, 0, 'n' },
@@ -262,6 +264,7 @@ int main(int argc, char **argv)
         { "timestamps", required_argument, 0, OPT_TIMESTAMPS },
         { "audio-stream", required_argument, 0, OPT_STREAM }, { "audio-decoder", required_argument, 0, OPT_DECODER },
         { "max-segment-seconds", required_argument, 0, OPT_MAXSEG },
+        { "no-cuda-graphs", no_argument, 0, OPT_NOGRAPHS },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -290,6 +293,7 @@ int main(int argc, char **argv)
         case OPT_DUMP: opt.dump_dir = optarg; break;
         case OPT_LIST: list_languages = 1; break;
         case OPT_DEVICE: opt.device = atoi(optarg); break;
+        case OPT_NOGRAPHS: opt.no_cuda_graphs = 1; break;
         case OPT_ALIGNER: aligner = optarg; break;
         case OPT_TEXT: text = optarg; break;
         case OPT_MAXSEG: max_segment = atof(optarg); break;

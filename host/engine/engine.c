@@ -53,6 +53,7 @@ struct engine {
     align_ids_t align_ids; /* an aligner's prompt tokens */
     engine_opts_t opt;
     kv_pool_t pool;
+    kv_seq_t pad;         /* graph steps: the page their padding rows write to (none: no graphs) */
     kv_cache_t *kv;
     engine_observer_t obs;
     double t0;
@@ -125,6 +126,7 @@ engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_
         return NULL;
     }
     kv_pool_init(&e->pool, n_pages, e->opt.page_size);
+    if (!e->opt.no_cuda_graphs && o->step_begin && n_pages > 1) kv_seq_reserve(&e->pool, &e->pad, 1);
     const kv_geom_t g = { c->dec_layers, n_pages, e->opt.page_size, c->dec_kv_heads, c->dec_head_dim };
     if (!(e->kv = m->bk.ops->kv_alloc(m->bk.be, &g)) ||
         engine_observer_init(&e->obs, m->bk, opts->profile, opts->dump_dir) != 0) {
@@ -173,6 +175,7 @@ void engine_free(engine_t *e, void (*drop)(void *tag))
         engine_result_free(r);
     }
     if (e->kv) e->m->bk.ops->kv_free(e->m->bk.be, e->kv);
+    kv_seq_release(&e->pool, &e->pad);
     kv_pool_free(&e->pool);
     engine_observer_free(&e->obs);
     plan_free(&e->plan);
@@ -296,7 +299,7 @@ static void compact_active(engine_t *e)
 static int check_pages(engine_t *e, seq_t *s)
 {
     const int pages = kv_pages_for(&e->pool, s->prompt.n + s->max_new);
-    if (pages > e->pool.n_pages) {
+    if (pages > e->pool.n_pages - e->pad.n_pages) {
         fail_seq(e, s, "audio too long for the KV cache: %d tokens need %.2f GB, the cache has %.2f GB "
                  "(raise --kv-gb or split the audio)", s->prompt.n + s->max_new,
                  e->opt.kv_gb * pages / e->pool.n_pages, e->opt.kv_gb);
@@ -545,6 +548,8 @@ static int decode(engine_t *e)
         .ctx_len = p->ctx_len, .block_tables = p->tables, .n_seqs = e->n_active,
         .max_blocks = p->max_blocks, .max_ctx = p->max_ctx, .audio = p->audio, .n_audio = p->n_audio,
         .out_rows = p->out_rows, .n_out = p->n_out, .prefill = p->n_rows > p->n_decode_rows,
+        .graph = e->pad.n_pages > 0, .pad_page = e->pad.n_pages ? e->pad.pages[0] : 0,
+        .pad_slot = e->pad.n_pages ? kv_slot(&e->pool, &e->pad, 0) : 0,
     };
     /* layer dumps describe the prompt pass: the step that prefills the (single) sequence */
     e->obs.dump_layers = e->active[0]->state == SEQ_PREFILL;

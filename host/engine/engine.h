@@ -28,6 +28,7 @@ typedef struct {
     int page_size;       /* tokens per KV page */
     const char *dump_dir;/* write reference-comparison dumps (single request only) */
     int profile;         /* time every stage (engine_stats_t.stage), syncing the device at its edges */
+    int no_cuda_graphs;  /* launch decode steps op by op, not as graphs (backends with step_begin) */
 } engine_opts_t;
 
 /* Defaults; kv_gb is left 0: set it, e.g. to engine_default_kv_gb(). */

@@ -28,6 +28,7 @@ typedef struct {
     const char *dump_dir;/* write stage-by-stage dumps for the reference comparison (1 input) */
     int verbose;
     int profile;         /* fill qasr_stats_t.stage (syncs a GPU at every stage edge) */
+    int no_cuda_graphs;  /* CUDA: launch decode steps kernel by kernel instead of replaying graphs */
 } qasr_options_t;
 
 typedef struct {

@@ -207,6 +207,18 @@ typedef struct backend_ops {
     void (*lane)(backend_t *be, backend_lane_t lane);
     void (*encoder_done)(backend_t *be);
     void (*join_encoder)(backend_t *be);
+    /* Optional (NULL, as on the CPU): decode steps replayed as CUDA graphs. The model code
+     * brackets a step whose launches are the same for every step of one key (the same sizes, the
+     * same scratch and int parameter addresses, inputs only in ints) with step_begin(key, n_out)
+     * and step_end. The backend runs the first such step of a key directly (the scratch reaches
+     * its size), captures the next and replays it from then on: between the two calls the ops
+     * then only stage their int parameters, and argmax's h_ids (n_out of them) are written by
+     * step_end. The model code stays one sequence of ops and the backend decides what to launch,
+     * rather than the model asking for input buffers and launching graphs itself. step_end: 0
+     * (the step ran), 1 (it did not, a capture failed: graphs are off from now on, run the step
+     * again without step_begin), -1 + qasr_fail() (the device failed). */
+    void (*step_begin)(backend_t *be, uint64_t key, int n_out);
+    int (*step_end)(backend_t *be);
     /* What it computes with, for logs ("cpu, bf16 (AVX512-BF16)"); NULL: the name says it. */
     const char *(*describe)(backend_t *be);
     /* Optional: how it chose the arithmetic of each op, in words, for -v (the CPU backend's

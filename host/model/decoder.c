@@ -9,11 +9,16 @@
  * aligner: its timestamp-class head at the slot rows, aligner spec 7). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "model.h"
 #include "util.h"
 
-int decoder_forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int *h_next, observer_t *ob)
+/* The step; with key != 0 as a graph of that key (backend.h step_begin): 1 when the backend did
+ * not run it (a failed capture). */
+static int forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int *h_next, observer_t *ob,
+                   uint64_t key)
 {
     const backend_ops_t *o = m->bk.ops;
     backend_t *be = m->bk.be;
@@ -25,6 +30,7 @@ int decoder_forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int 
     const size_t mark = o->scratch_mark(be);
     int rc = -1;
 
+    if (key) o->step_begin(be, key, b->n_out);
     const int *pos = o->ints(be, b->pos, n), *slot = o->ints(be, b->slot, n), *ids = o->ints(be, b->ids, n);
     const int *out_rows = b->n_out > 0 ? o->ints(be, b->out_rows, b->n_out) : NULL;
     const paged_attn_t attn = {
@@ -94,6 +100,67 @@ int decoder_forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int 
     }
     rc = 0;
 done:
+    if (key) {
+        const int ran = o->step_end(be);
+        rc = rc == 0 ? ran : rc;
+    }
     o->scratch_release(be, mark);
+    if (rc == 1) return 1;
     return backend_check(&m->bk) != 0 ? -1 : rc; /* an op that could not run, a failed device */
+}
+
+/* Rows of a decode step's graph: n rounded up to one of four sizes per octave (1 .. 7, 8, 10, 12,
+ * 14, 16, 20, ...), so at most a quarter of the rows are padding while a batch of B sequences
+ * makes about 4 log2(B) graphs (their capture costs time and device memory once each). */
+static int graph_rows(int n)
+{
+    int lg = 0;
+    while ((2 << lg) <= n) lg++;
+    const int q = 1 << MAX(0, lg - 2);
+    return CEIL_DIV(n, q) * q;
+}
+
+/* A decode step (one row per sequence, each row's token wanted) as a graph: rows padded to
+ * graph_rows, each row's block table its own ([R][MB] with MB the power of two at or above the
+ * longest table, padded with pad_page), so that every size and address is the same for all
+ * steps of one (R, MB). Padding rows decode token ids[0] at position 0 into pad_slot and see only
+ * that key; their tokens are dropped. 1 when it did not run (run it directly). */
+static int graph_step(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int *h_next)
+{
+    const int n = b->n_rows, R = graph_rows(n);
+    int MB = 1;
+    while (MB < b->max_blocks) MB *= 2;
+    int *a = xmalloc(((size_t)6 * R + (size_t)R * MB) * sizeof(int));
+    int *ids = a, *pos = a + R, *slot = a + 2 * R, *row = a + 3 * R, *ctx = a + 4 * R, *next = a + 5 * R;
+    int *tables = a + 6 * R;
+    for (int i = 0; i < R; i++) {
+        const int real = i < n;
+        QASR_ASSERT(!real || b->out_rows[i] == i);
+        ids[i] = b->ids[real ? i : 0];
+        pos[i] = real ? b->pos[i] : 0;
+        slot[i] = real ? b->slot[i] : b->pad_slot;
+        ctx[i] = real ? b->ctx_len[i] : 1;
+        row[i] = i;
+        int *t = tables + (size_t)i * MB, k = 0;
+        if (real)
+            for (; k < b->max_blocks; k++) t[k] = b->block_tables[(size_t)b->row_seq[i] * b->max_blocks + k];
+        for (; k < MB; k++) t[k] = b->pad_page;
+    }
+    dec_batch_t g = *b;
+    g.n_rows = g.n_out = g.n_seqs = R;
+    g.ids = ids, g.pos = pos, g.slot = slot, g.row_seq = row, g.ctx_len = ctx, g.out_rows = row;
+    g.block_tables = tables, g.max_blocks = MB;
+    const int rc = forward(m, kv, &g, next, NULL, (uint64_t)MB << 32 | (uint64_t)R);
+    if (rc == 0) memcpy(h_next, next, (size_t)n * sizeof(int));
+    free(a);
+    return rc;
+}
+
+int decoder_forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int *h_next, observer_t *ob)
+{
+    /* graphs for steps of decode rows only; an observer syncs and reads tensors inside the step */
+    if (!b->graph || b->prefill || b->n_audio || b->n_out != b->n_rows || !m->bk.ops->step_begin || ob)
+        return forward(m, kv, b, h_next, ob, 0);
+    const int rc = graph_step(m, kv, b, h_next);
+    return rc == 1 ? forward(m, kv, b, h_next, ob, 0) : rc;
 }

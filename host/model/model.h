@@ -117,6 +117,9 @@ typedef struct {
     const int *out_rows;      /* [n_out] rows whose next token is wanted */
     int n_out;
     int prefill;              /* the step has prompt rows (its layers are the prefill stage) */
+    int graph;                /* a decode step may run as a graph (backend.h step_begin) ... */
+    int pad_page, pad_slot;   /* ... padded to its size by rows that write to this KV page (and
+                               * its first slot), which no sequence reads */
 } dec_batch_t;
 
 /* Run the step; writes the greedy next token of each out row to h_next[n_out] (their logits go
