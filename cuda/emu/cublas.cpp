@@ -8,6 +8,7 @@
  * with cudaErrorIllegalAddress, as a GPU fault would). Compute-type rounding is emulated: inputs
  * are rounded to TF32 for COMPUTE_32F_FAST_TF32 (or COMPUTE_32F under TF32 math mode), to bf16 or
  * fp16 for the FAST_16BF / FAST_16F types; the result is rounded to C's type (RNE). */
+#include "blas_elems.h"
 #include "cuemu.h"
 #include "trace.h"
 
@@ -61,25 +62,9 @@ bool live(cublasHandle_t h)
     return handles.count(h) != 0;
 }
 
-size_t type_size(int t) { return t == CUDA_R_32F ? 4 : 2; }
-
-float load(const void *p, int t, size_t i)
-{
-    switch (t) {
-    case CUDA_R_16BF: return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
-    case CUDA_R_16F: return __half2float(((const __half *)p)[i]);
-    default: return ((const float *)p)[i];
-    }
-}
-
-void store(void *p, int t, size_t i, float v)
-{
-    switch (t) {
-    case CUDA_R_16BF: ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v); break;
-    case CUDA_R_16F: ((__half *)p)[i] = __float2half_rn(v); break;
-    default: ((float *)p)[i] = v; break;
-    }
-}
+using cuemu::blas::load;
+using cuemu::blas::store;
+using cuemu::blas::type_size;
 
 /* TF32 keeps 10 mantissa bits; round to nearest, ties away, as cvt.rna.tf32.f32 does. */
 float round_input(float x, input_rounding r)

@@ -16,6 +16,7 @@
  * and the bias 16-byte aligned; the matmul checks the workspace size at the call and, when it
  * runs on its stream, faults (sticky) on a misaligned or out-of-allocation operand and scribbles
  * over the workspace. beta == 0 never reads C. */
+#include "blas_elems.h"
 #include "cuemu.h"
 #include "trace.h"
 
@@ -113,25 +114,9 @@ template <class Opaque> cublasStatus_t destroy(Opaque *o, kind k)
 
 template <class T, class Opaque> T &state(Opaque *o) { return *reinterpret_cast<T *>(o->data); }
 
-size_t type_size(int t) { return t == CUDA_R_32F ? 4 : 2; }
-
-float load(const void *p, int t, size_t i)
-{
-    switch (t) {
-    case CUDA_R_16BF: return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
-    case CUDA_R_16F: return __half2float(((const __half *)p)[i]);
-    default: return ((const float *)p)[i];
-    }
-}
-
-void store(void *p, int t, size_t i, float v)
-{
-    switch (t) {
-    case CUDA_R_16BF: ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v); break;
-    case CUDA_R_16F: ((__half *)p)[i] = __float2half_rn(v); break;
-    default: ((float *)p)[i] = v; break;
-    }
-}
+using cuemu::blas::load;
+using cuemu::blas::store;
+using cuemu::blas::type_size;
 
 /* Elements spanned by a stored matrix. */
 size_t extent(const layout &l) { return l.rows && l.cols ? (size_t)(l.ld * (l.cols - 1) + l.rows) : 0; }
