@@ -61,9 +61,10 @@ for size in $sizes; do
         # scripts/gpu-check.sh's e2e rows: its 1024 files, its batch sizes, no --ignore-eos (a
         # synthetic checkpoint never ends a transcript there, nor does a dry run: every file
         # decodes its whole limit, 32 + 12 tokens per second)
-        for b in 32 128 default; do
-            sizing=(--batch "$b" --readers 8)
-            [ $b = default ] && sizing=()
+        for b in 32 128 default 32+sync; do
+            sizing=(--batch "${b%+sync}" --readers 8)
+            [ "${b%+sync}" = default ] && sizing=()
+            [ "${b%+sync}" != "$b" ] && sizing+=(--sync-steps)
             rm -f "$work/check-$b.tsv"
             CUEMU_DRYRUN=1 CUEMU_TRACE="$work/check-$b.tsv" CUEMU_DEVICE_MEM_MB=81559 CUEMU_RACECHECK=0 \
                 "$bin" "$work/check/manifest.tsv" --model "$model" --backend cuda --full-batches "${sizing[@]}" \

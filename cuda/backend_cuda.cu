@@ -10,16 +10,18 @@
  *  - small int arrays (positions, slots, block tables, windows) go to their lane's device arena
  *    through a pinned host mirror, so kernels read them on the device and launchers can plan
  *    with the host copy without reading device memory;
+ *  - a step's argmax ids stay on the device (d_kept), where the next step's embed reads them,
+ *    and go to the host through two pinned buffers, read a step later (cu_fetch_ids);
  *  - persistent buffers (audio embeddings) come from a caching allocator (size classes, per lane);
  *  - log_mel_batch stages all utterances' samples in one pinned buffer for one copy.
  * Decode steps run as CUDA graphs, one per size (cu_step_begin: a step's launches are captured
- * once and replayed, its int parameters staged at the same pinned and device addresses).
- * Nothing here synchronises except download and argmax, which hand results to the host,
- * log_mel_batch, which waits for its previous copy out of the staging buffer before refilling it
- * (an encoder call back: done unless the encoder lane is far behind), and a lane's first int
- * parameters of a pass, which wait for the pass that last used that slice of the mirror (the
- * decoder's own previous pass, already synchronised by its argmax; the encoder's eight passes
- * back).
+ * once and replayed, its int parameters at the same device addresses).
+ * Nothing here synchronises except download, argmax with host ids and fetch_ids, which hand
+ * results to the host, log_mel_batch, which waits for its previous copy out of the staging buffer
+ * before refilling it (an encoder call back: done unless the encoder lane is far behind), and a
+ * lane's first int parameters of a pass, which wait for the pass that last used that slice of the
+ * mirror (the decoder's pass before last, whose tokens the host has fetched by then; the
+ * encoder's eight passes back).
  *
  * Errors: an allocation that finds no device memory returns NULL with the sizes (qasr_fail);
  * any other failed CUDA, cuBLAS or cuFFT call is the device's fault, kept for good (the `fault`
@@ -100,12 +102,14 @@ struct lane {
     lt_plan plans[LT_PLANS];
     int next_plan; /* the plan to replace next */
     stack_arena_t scratch; /* stream-ordered: reuse inside the lane is safe */
-    /* int arrays: device arena + pinned host mirror at the same offsets. The pinned source of a
-     * copy is read when the stream reaches it, so a pass's slots are reused only once its copies
-     * have run: the mirror is cut in `slices`, one per pass in turn, and a slice is taken again
-     * once the event recorded at the end of its last pass has completed. The decoder lane has one
-     * slice (its passes end with a sync anyway); the encoder's has several, so starting a pass
-     * rarely waits for the GPU and never waits for the decoder's work. */
+    /* int arrays: device arena [ints_cap] + pinned host mirror, a pass's ints at the same offsets
+     * in both. The device arena is reused by every pass (its copies and kernels are ordered on
+     * the lane's stream), but the pinned source of a copy is read only when the stream reaches
+     * it, so a pass's mirror slots are reused only once its copies have run: the mirror is cut in
+     * `slices` of ints_cap, one per pass in turn, and a slice is taken again once the event
+     * recorded at the end of its last pass has completed. The decoder lane has two slices (the
+     * host stages step t+1 while step t runs), the encoder's several, so starting a pass rarely
+     * waits for the GPU and never waits for the decoder's work. */
     int *d_ints, *h_ints;
     size_t ints_cap, ints_used; /* per slice; ints_used counts from the slice's start */
     int slices, slice;
@@ -121,8 +125,6 @@ struct step_graph {
     uint64_t key;
     long runs;                 /* steps of this key so far */
     cudaGraphExec_t exec;      /* NULL until captured */
-    int *h_ids;                /* pinned [n_out]: the argmax ids, written by the graph's last copy */
-    int n_out;
     const char *arena_base;    /* the decoder's scratch block and mark it was captured at */
     size_t mark;
     const int *ints[STEP_INTS_MAX]; /* its int parameters' device addresses, in call order */
@@ -160,7 +162,17 @@ struct backend {
     step_graph *step;       /* the step between step_begin and step_end, or NULL */
     step_mode_t mode;
     int step_ints;          /* int parameters of this step so far */
-    int *argmax_dst, argmax_n; /* where step_end puts the step's ids */
+    bool argmax_called;     /* ... and its argmax: step_end hands its ids on */
+    int *argmax_dst, argmax_n;
+    /* argmax ids (cu_argmax): d_kept [KEEP_CAP] on the device, read by the next step's embed;
+     * h_kept [2][KEEP_CAP] pinned, each step's copy in the buffer after the last one's, so that
+     * the host reads step t's ids while step t+1 runs; kept lists those not fetched yet, oldest
+     * first */
+    int *d_kept, *h_kept;
+    cudaEvent_t kept_copied[2];
+    int kept_next;          /* the pinned buffer of the next argmax */
+    struct { int buf; bool copied; } kept[2];
+    int n_kept;
     bool graphs_off;        /* a capture failed: steps launch op by op from then on */
     char capture_error[QASR_ERR_LEN]; /* a call that failed while capturing (not the device's fault) */
 };
@@ -255,7 +267,8 @@ static void *op_scratch(backend_t *be, size_t bytes, const char *op)
     return p;
 }
 
-static const size_t INTS_CAP = (size_t)16 << 20; /* ints per decoder pass (64 MB) */
+static const size_t INTS_CAP = (size_t)8 << 20; /* ints per decoder pass (32 MB, two mirror slices) */
+static const size_t KEEP_CAP = (size_t)1 << 20; /* argmax rows per decoder pass */
 static const size_t ENC_INTS_SLICE = (size_t)128 << 10; /* ints per encoder pass (~24k rows' conv indices) */
 
 /* Pinned host memory for results on their way to the host; NULL when the device failed. */
@@ -384,17 +397,16 @@ static int *cu_ints(backend_t *be, const int *h, size_t n)
         qasr_fail("%s", be->fault);
         return nullptr;
     }
-    const size_t at = (size_t)l->slice * l->ints_cap + l->ints_used;
-    int *d = l->d_ints + at, *mirror = l->h_ints + at;
+    int *d = l->d_ints + l->ints_used, *mirror = l->h_ints + (size_t)l->slice * l->ints_cap + l->ints_used;
     memcpy(mirror, h, n * sizeof(int));
     l->ints_used += round_up(n, 64);
-    if (be->mode != STEP_DIRECT) { /* a graph's copy from the mirror: recorded, or in the graph already */
+    if (be->mode != STEP_DIRECT) { /* a graph step's: copied by step_end, before the graph runs */
         step_graph *g = be->step;
         QASR_ASSERT(be->step_ints < STEP_INTS_MAX);
         if (be->mode == STEP_CAPTURE) g->ints[g->n_ints++] = d;
         else QASR_ASSERT(be->step_ints < g->n_ints && g->ints[be->step_ints] == d && "a replayed step's ints moved");
         be->step_ints++;
-        if (be->mode == STEP_REPLAY) return d;
+        return d;
     }
     /* pinned source: the copy reads the mirror when the stream reaches it, so a mirror slot is
      * not reused before the pass ends: only scratch_release(0) frees int slots (a nested release
@@ -406,7 +418,8 @@ static int *cu_ints(backend_t *be, const int *h, size_t n)
 /* The host copy of an array cu_ints returned (for launchers that plan on the host). */
 static const int *host_ints(const backend_t *be, const int *d)
 {
-    return be->cur->h_ints + (d - be->cur->d_ints);
+    const lane *l = be->cur;
+    return l->h_ints + (size_t)l->slice * l->ints_cap + (d - l->d_ints);
 }
 
 /* Marks encode both stacks: scratch bytes in the low 40 bits, int slots above. */
@@ -740,7 +753,7 @@ static void cu_swiglu(backend_t *be, void *out, const void *gu, int rows, int Df
 static void cu_embed(backend_t *be, void *out, const weight_t *table, const int *ids, int n, int D)
 {
     if (idle(be)) return;
-    CU_OK(be, cuda_embed((bf16_t *)out, table->d, ids, n, D, be->cur->stream));
+    CU_OK(be, cuda_embed((bf16_t *)out, table->d, ids, be->d_kept, n, D, be->cur->stream));
 }
 
 static void cu_gather_rows(backend_t *be, void *out, const void *in, const int *idx, int n, int D)
@@ -798,31 +811,67 @@ static void cu_paged_attention(backend_t *be, void *out, const void *q, const kv
 
 /* ---------------- output ---------------- */
 
+/* The n ids of the last argmax (d_kept) on their way to the host, into the pinned buffer after
+ * the last one's: then into h_ids (waiting for them), or, h_ids NULL, kept for cu_fetch_ids. */
+static void argmax_out(backend_t *be, int *h_ids, int n)
+{
+    QASR_ASSERT(be->n_kept < 2 && "a third kept argmax before fetch_ids");
+    const int b = be->kept_next;
+    int *h = be->h_kept + (size_t)b * KEEP_CAP;
+    lane *l = be->cur;
+    const bool copied = n <= (int)KEEP_CAP && !dead(be) && /* more rows: the op failed (cu_argmax) */
+                        CU_OK(be, cudaMemcpyAsync(h, be->d_kept, n * sizeof(int), cudaMemcpyDeviceToHost, l->stream)) &&
+                        CU_OK(be, cudaEventRecord(be->kept_copied[b], l->stream));
+    if (!h_ids) {
+        be->kept[be->n_kept++] = { b, copied };
+        be->kept_next = b ^ 1;
+    } else if (copied && CU_OK(be, cudaEventSynchronize(be->kept_copied[b]))) {
+        memcpy(h_ids, h, n * sizeof(int));
+    } else {
+        memset(h_ids, 0, n * sizeof(int));
+    }
+}
+
+/* The ids go to d_kept (for the next step's embed), then to the host (argmax_out); in a graph
+ * step, step_end sends them once the graph is launched. */
 static void cu_argmax(backend_t *be, int *h_ids, const void *logits, int n, int V)
 {
+    QASR_ASSERT(be->cur == &be->lanes[BACKEND_LANE_DECODER]);
     const size_t work_bytes = cuda_argmax_work_bytes(n, V);
-    if (be->mode != STEP_DIRECT) { /* a graph step: the ids go to its pinned buffer, step_end hands them over */
-        step_graph *g = be->step;
-        QASR_ASSERT(n <= g->n_out);
+    void *work = nullptr;
+    if (n > (int)KEEP_CAP) {
+        if (!dead(be) && !be->op_error[0])
+            snprintf(be->op_error, sizeof be->op_error, "argmax: %d rows in one step, at most %zu (lower --step-tokens)",
+                     n, KEEP_CAP);
+    } else if (!dead(be)) {
+        work = op_scratch(be, work_bytes, "argmax");
+    }
+    if (work && be->mode != STEP_REPLAY)
+        CU_OK(be, cuda_argmax(be->d_kept, (const bf16_t *)logits, n, V, work, work_bytes, be->cur->stream));
+    if (be->mode != STEP_DIRECT) {
+        be->argmax_called = true;
         be->argmax_dst = h_ids;
         be->argmax_n = n;
-        int *d_ids = dead(be) ? nullptr : (int *)op_scratch(be, n * sizeof(int), "argmax");
-        void *work = d_ids ? op_scratch(be, work_bytes, "argmax") : nullptr;
-        if (work && be->mode == STEP_CAPTURE &&
-            CU_OK(be, cuda_argmax(d_ids, (const bf16_t *)logits, n, V, work, work_bytes, be->cur->stream)))
-            CU_OK(be, cudaMemcpyAsync(g->h_ids, d_ids, n * sizeof(int), cudaMemcpyDeviceToHost, be->cur->stream));
         return;
     }
-    int *d_ids = dead(be) ? nullptr : (int *)op_scratch(be, n * sizeof(int), "argmax");
-    void *work = d_ids ? op_scratch(be, work_bytes, "argmax") : nullptr;
-    int *h = work ? (int *)stage(be, n * sizeof(int)) : nullptr;
-    if (!h || !CU_OK(be, cuda_argmax(d_ids, (const bf16_t *)logits, n, V, work, work_bytes, be->cur->stream)) ||
-        !CU_OK(be, cudaMemcpyAsync(h, d_ids, n * sizeof(int), cudaMemcpyDeviceToHost, be->cur->stream)) ||
-        !CU_OK(be, cudaStreamSynchronize(be->cur->stream))) {
+    argmax_out(be, h_ids, n);
+}
+
+static void cu_fetch_ids(backend_t *be, int *h_ids, int n)
+{
+    if (!h_ids) {
+        be->n_kept = 0;
+        return;
+    }
+    QASR_ASSERT(be->n_kept > 0 && n <= (int)KEEP_CAP);
+    const int b = be->kept[0].buf;
+    const bool copied = be->kept[0].copied;
+    be->kept[0] = be->kept[1];
+    be->n_kept--;
+    if (copied && !dead(be) && CU_OK(be, cudaEventSynchronize(be->kept_copied[b])))
+        memcpy(h_ids, be->h_kept + (size_t)b * KEEP_CAP, n * sizeof(int));
+    else
         memset(h_ids, 0, n * sizeof(int));
-        return;
-    }
-    memcpy(h_ids, h, n * sizeof(int));
 }
 
 static void cu_sync(backend_t *be)
@@ -838,10 +887,10 @@ static void cu_sync(backend_t *be)
  * are read when the graph runs. So the first step of a key runs directly (the scratch grows to
  * it, the only allocations a step makes), the second is captured and launched, and later ones
  * only stage their ints and launch the graph. One graph launch replaces ~11 launches per layer. */
-static void cu_step_begin(backend_t *be, uint64_t key, int n_out)
+static void cu_step_begin(backend_t *be, uint64_t key)
 {
     lane *l = be->cur;
-    QASR_ASSERT(l == &be->lanes[BACKEND_LANE_DECODER] && be->mode == STEP_DIRECT && !be->step && n_out >= 1);
+    QASR_ASSERT(l == &be->lanes[BACKEND_LANE_DECODER] && be->mode == STEP_DIRECT && !be->step);
     step_graph *g = nullptr;
     for (int i = 0; i < be->n_graphs && !g; i++)
         if (be->graphs[i]->key == key) g = be->graphs[i];
@@ -855,7 +904,7 @@ static void cu_step_begin(backend_t *be, uint64_t key, int n_out)
     }
     be->step = g;
     be->step_ints = 0;
-    be->argmax_dst = nullptr;
+    be->argmax_called = false;
     /* the first step of a key runs directly (its scratch found); no base block: every pass spills */
     if (dead(be) || be->graphs_off || g->runs++ == 0 || !l->scratch.base || !slice_free(be, l)) return;
     const size_t mark = cu_scratch_mark(be);
@@ -867,11 +916,6 @@ static void cu_step_begin(backend_t *be, uint64_t key, int n_out)
         be->mode = STEP_REPLAY;
         return;
     }
-    if (!g->h_ids) {
-        if (!CU_OK(be, cudaMallocHost((void **)&g->h_ids, n_out * sizeof(int)))) return;
-        g->n_out = n_out;
-    }
-    QASR_ASSERT(n_out == g->n_out);
     g->arena_base = l->scratch.base;
     g->mark = mark;
     g->n_ints = 0;
@@ -911,21 +955,21 @@ static int cu_step_end(backend_t *be)
             return 1;
         }
     }
-    QASR_ASSERT(be->step_ints == g->n_ints && be->argmax_dst);
-    if (!dead(be) && CU_OK(be, cudaGraphLaunch(g->exec, l->stream)) && CU_OK(be, cudaStreamSynchronize(l->stream)))
-        memcpy(be->argmax_dst, g->h_ids, be->argmax_n * sizeof(int));
-    else
-        memset(be->argmax_dst, 0, be->argmax_n * sizeof(int));
+    QASR_ASSERT(be->step_ints == g->n_ints && be->argmax_called);
+    /* the step's ints in one copy, the graph, then its ids on their way to the host */
+    if (!dead(be) && CU_OK(be, cudaMemcpyAsync(l->d_ints, l->h_ints + (size_t)l->slice * l->ints_cap,
+                                               l->ints_used * sizeof(int), cudaMemcpyHostToDevice, l->stream)))
+        CU_OK(be, cudaGraphLaunch(g->exec, l->stream));
+    argmax_out(be, be->argmax_dst, be->argmax_n);
     return 0;
 }
 
-/* Every graph and its pinned ids (the KV cache they write goes away, or the backend does). */
+/* Every graph (the KV cache they write goes away, or the backend does). */
 static void graphs_drop(backend_t *be)
 {
     for (int i = 0; i < be->n_graphs; i++) {
         step_graph *g = be->graphs[i];
         if (!dead(be) && g->exec) CU_OK(be, cudaGraphExecDestroy(g->exec));
-        if (!dead(be) && g->h_ids) CU_OK(be, cudaFreeHost(g->h_ids));
         free(g);
     }
     be->n_graphs = 0;
@@ -961,7 +1005,7 @@ static void cu_bind(backend_t *be)
     if (!dead(be)) CU_OK(be, cudaSetDevice(be->device));
 }
 
-/* A lane's stream, cuBLAS handle, int arena in `slices` slices of `cap` ints, and events. */
+/* A lane's stream, cuBLAS handle, int arena of `cap` ints with `slices` mirror slices, and events. */
 static bool lane_init(backend_t *be, lane *l, size_t cap, int slices)
 {
     l->ints_cap = cap;
@@ -981,7 +1025,7 @@ static bool lane_init(backend_t *be, lane *l, size_t cap, int slices)
               BLAS_OK(be, cublasLtMatmulPreferenceSetAttribute(l->lt_pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                                &work, sizeof work)) &&
               (l->lt_work = dev_alloc(be, LT_WORKSPACE, "the cuBLASLt workspace")) &&
-              (l->d_ints = (int *)dev_alloc(be, cap * slices * sizeof(int), "int parameters")) &&
+              (l->d_ints = (int *)dev_alloc(be, cap * sizeof(int), "int parameters")) &&
               CU_OK(be, cudaMallocHost((void **)&l->h_ints, cap * slices * sizeof(int)));
     for (int i = 0; ok && i < slices; i++) ok = CU_OK(be, cudaEventCreateWithFlags(&l->slice_done[i], cudaEventDisableTiming));
     return ok;
@@ -1025,6 +1069,10 @@ static void cu_destroy(backend_t *be)
     if (live) {
         if (be->h_stage) CU_OK(be, cudaFreeHost(be->h_stage));
         dev_free(be, be->d_filters);
+        dev_free(be, be->d_kept);
+        if (be->h_kept) CU_OK(be, cudaFreeHost(be->h_kept));
+        for (cudaEvent_t ev : be->kept_copied)
+            if (ev) CU_OK(be, cudaEventDestroy(ev));
         if (be->h_mel) CU_OK(be, cudaFreeHost(be->h_mel));
         if (be->mel_copied) CU_OK(be, cudaEventDestroy(be->mel_copied));
         if (be->enc_done) CU_OK(be, cudaEventDestroy(be->enc_done));
@@ -1176,6 +1224,7 @@ static const backend_ops_t cuda_ops = [] {
     o.qk_norm_rope_store = cu_qk_norm_rope_store;
     o.paged_attention = cu_paged_attention;
     o.argmax = cu_argmax;
+    o.fetch_ids = cu_fetch_ids;
     o.sync = cu_sync;
     o.op_failed = cu_op_failed;
     o.fault = cu_fault;
@@ -1218,7 +1267,11 @@ static int cu_create(backend_ref_t *out, const backend_params_t *p)
     mel_t *m = mel_init(p->n_mels);
     int nfft = QASR_N_FFT;
     bool ok = m && CU_OK(be, cudaSetDevice(device)) &&
-              lane_init(be, &be->lanes[BACKEND_LANE_DECODER], INTS_CAP, 1) &&
+              lane_init(be, &be->lanes[BACKEND_LANE_DECODER], INTS_CAP, 2) &&
+              (be->d_kept = (int *)dev_alloc(be, KEEP_CAP * sizeof(int), "argmax ids")) &&
+              CU_OK(be, cudaMallocHost((void **)&be->h_kept, 2 * KEEP_CAP * sizeof(int))) &&
+              CU_OK(be, cudaEventCreateWithFlags(&be->kept_copied[0], cudaEventDisableTiming)) &&
+              CU_OK(be, cudaEventCreateWithFlags(&be->kept_copied[1], cudaEventDisableTiming)) &&
               lane_init(be, &be->lanes[BACKEND_LANE_ENCODER], ENC_INTS_SLICE, INT_SLICES_MAX) &&
               (be->d_filters = (float *)dev_alloc(be, (size_t)QASR_N_FREQ * p->n_mels * sizeof(float),
                                                   "the mel filterbank")) &&

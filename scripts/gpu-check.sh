@@ -51,7 +51,9 @@
 #                      Qwen3-ASR-0.6B) instead of making a synthetic one
 #   --files N          manifest entries of each e2e run (default 1024)
 #   --batches "B ..."  qasr-batch --batch sizes of the e2e step; "default": qasr-batch's own
-#                      choice from device memory, with its default readers (default "32 128 default")
+#                      choice from device memory, with its default readers; B+sync: the same with
+#                      --sync-steps (each step's tokens read before the next is launched), to
+#                      measure what launching ahead gains (default "32 128 default 32+sync")
 #   --tests REGEX      run only the gpu tests whose names match (grep -E)
 #   --list-tests       print the names of the gpu tests run by the tests step and exit
 # The Python is $PYTHON, else /usr/bin/python3 or the first python3 on PATH that has numpy; the
@@ -68,7 +70,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/gpu_common.sh"
 
 bundle="" build="" from_source=0 out="" work=$root/build-gpu budget=480 steps=all device=0 size=0.6b
-files=1024 batches="32 128 default" e2e_model="" tests_re=.
+files=1024 batches="32 128 default 32+sync" e2e_model="" tests_re=.
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 list_tests() { (cd "$root/tests/cuda" && ls test_kernels_*.c | sed 's/\.c$/_gpu/'); echo cuda_model_gpu; echo demo_cuda_gpu; echo aligner_cuda_gpu; }
 while [ $# -gt 0 ]; do
@@ -480,8 +482,9 @@ if [ $kit_ok = 1 ] && want e2e; then
     res=$out/e2e-$b.jsonl mem=$out/e2e-$b.mem
     "$smi" --query-gpu=memory.used --format=csv,noheader,nounits -i "$device" -lms 200 >"$mem" 2>/dev/null &
     poll=$!
-    sizing=(--batch "$b" --readers 8)
-    [ "$b" = default ] && sizing=()
+    sizing=(--batch "${b%+sync}" --readers 8)
+    [ "${b%+sync}" = default ] && sizing=()
+    [ "${b%+sync}" != "$b" ] && sizing+=(--sync-steps)
     run_logged "$out/e2e-$b.log" "$(cap 150)" "$bin/qasr-batch" "$manifest" --model "$model" --backend cuda \
       "${sizing[@]}" -o "$res" --overwrite --progress-interval 10
     rc=$?

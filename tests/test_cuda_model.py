@@ -122,20 +122,22 @@ def main():
         r = rows.get(f"{name}.wav")
         ok(r is not None and r["error"] is None and r["n_tokens"] == args.steps, f"qasr-batch{suffix} {name}: {r}")
 
-    # decode steps as CUDA graphs (the default) against op-by-op launches: the same token ids while
-    # the batch changes (--batch 2, each clip to its default limit of 32 + 12 tokens per second,
-    # which this random model reaches: short ends, long is admitted and prefilled, ragged ends,
-    # long decodes alone: 2, 2 and 1 rows) and contexts grow across pages and, long's 134 + 145
-    # tokens, past the decode kernel's first context split (256 keys); emulated, the trace shows
-    # graph launches with graphs only
+    # decode steps as CUDA graphs, each launched before the previous step's tokens are read (the
+    # default), against op-by-op launches and against steps that wait for their tokens: the same
+    # token ids while the batch changes (--batch 2, each clip to its default limit of 32 + 12
+    # tokens per second, which this random model reaches: short ends, long is admitted and
+    # prefilled, ragged ends, long decodes alone: 2, 2 and 1 rows) and contexts grow across pages
+    # and, long's 134 + 145 tokens, past the decode kernel's first context split (256 keys);
+    # emulated, the trace shows graph launches with graphs only
+    modes = {"graphs": [], "no-graphs": ["--no-cuda-graphs"], "sync-steps": ["--sync-steps"]}
     tokens, launches = {}, {}
-    for mode in ("graphs", "no-graphs"):
+    for mode, flags in modes.items():
         trace = os.path.join(args.work, f"{mode}.trace")
         if os.path.exists(trace):
             os.remove(trace)
         env = dict(os.environ, **({} if args.gpu else {"CUEMU_TRACE": trace}))
         cmd = [emu, "--model", args.model, "--json", "-t", "2", "--kv-gb", "0.05", "--backend", "cuda",
-               "--batch", "2", *(["--no-cuda-graphs"] if mode == "no-graphs" else []), *wavs]
+               "--batch", "2", *flags, *wavs]
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         ok(p.returncode == 0, f"{' '.join(cmd)}: exit {p.returncode}\n{p.stderr[-4000:]}")
         tokens[mode] = [json.loads(x)["token_ids"] for x in p.stdout.splitlines()] if p.returncode == 0 else []
@@ -145,10 +147,12 @@ def main():
     limits = [32 + math.ceil(12 * CLIPS[name][0] / 16000) for name in clips]
     ok([len(t) for t in tokens["graphs"]] == limits, f"graphs: {[len(t) for t in tokens['graphs']]} tokens, expected {limits}")
     ok(tokens["graphs"] == tokens["no-graphs"], "token ids differ with and without CUDA graphs")
+    ok(tokens["graphs"] == tokens["sync-steps"], "token ids differ with and without --sync-steps")
     if not args.gpu:
         # about 180 decode steps, of a few sizes (rows, block table) whose first step runs directly
-        ok(launches["graphs"] >= 150 and launches["no-graphs"] == 0,
-           f"graph launches: {launches['graphs']} with graphs, {launches['no-graphs']} without")
+        ok(launches["graphs"] >= 150 and launches["sync-steps"] == launches["graphs"] and launches["no-graphs"] == 0,
+           f"graph launches: {launches['graphs']} with graphs, {launches['sync-steps']} with --sync-steps, "
+           f"{launches['no-graphs']} without")
         print(f"graph launches: {launches['graphs']}; token ids equal with and without graphs: "
               f"{tokens['graphs'] == tokens['no-graphs']}")
 

@@ -9,8 +9,10 @@ same text and language for every file, from qasr-batch on each backend over the 
 --limit entries of the held-out corpus. The CUDA run admits files while others decode (--batch 4,
 --encoder-seconds 4); emulated, its trace must show the encoder on its own stream, overlapping
 decoder steps, and the decoder waiting for it before prefilling encoded audio (trace_lanes.py).
-Its decode steps run as CUDA graphs (the trace shows graph launches); the same run with
---no-cuda-graphs gives the same lines (text, language, token counts, segments).
+Its decode steps run as CUDA graphs (the trace shows graph launches), each launched before the
+previous step's tokens are read, so a file that ends has one spare row in the next step; the same
+run with --no-cuda-graphs --sync-steps (op by op, each step's tokens read before the next is
+planned) gives the same lines (text, language, token counts, segments).
 
 usage: test_demo_cuda.py --bin BUILD_DIR --model DIR --corpus DIR --work DIR [--limit N] [--gpu]
   --gpu: the real CUDA build (qasr-batch) instead of the emulated one (qasr-batch-emu);
@@ -74,7 +76,7 @@ def main():
         sys.stderr.write(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-4000:]}\n")
         return 1
     cmd = [cuda, *common, "--backend", "cuda", "--batch", "4", "--encoder-seconds", "4", "--no-cuda-graphs",
-           "-o", out["cuda-no-graphs"]]
+           "--sync-steps", "-o", out["cuda-no-graphs"]]
     run_or_exit(cmd, err_tail=4000)
     got = {b: results(p) for b, p in out.items()}
 
@@ -93,7 +95,7 @@ def main():
     for uid, g in sorted(got["cuda"].items()):
         n = got["cuda-no-graphs"].get(uid, {})
         chk.ok([g[k] for k in keys] == [n.get(k) for k in keys], f"{uid}: with CUDA graphs {g['text']!r}, "
-               f"without {n.get('text')!r}")
+               f"without graphs and with --sync-steps {n.get('text')!r}")
     if not args.gpu:
         for why in trace_lanes.check(trace):
             chk.ok(False, f"trace: {why}")

@@ -74,8 +74,9 @@ cudaError_t cuda_add_rmsnorm(bf16_t *out, bf16_t *x, const bf16_t *delta, const 
 cudaError_t cuda_gelu(bf16_t *x, int64_t n, cudaStream_t stream);
 /* out [rows][Dff] = silu(gu[:, :Dff]) * gu[:, Dff:] */
 cudaError_t cuda_swiglu(bf16_t *out, const bf16_t *gu, int rows, int Dff, cudaStream_t stream);
-/* out [n][D] = table rows ids[i] */
-cudaError_t cuda_embed(bf16_t *out, const bf16_t *table, const int *ids, int n, int D,
+/* out [n][D] = table rows ids[i]; ids[i] < 0: row prev[-ids[i] - 1] (the previous step's argmax
+ * ids, read on the device) */
+cudaError_t cuda_embed(bf16_t *out, const bf16_t *table, const int *ids, const int *prev, int n, int D,
                        cudaStream_t stream);
 /* out [n][D] = in rows idx[i] */
 cudaError_t cuda_gather_rows(bf16_t *out, const bf16_t *in, const int *idx, int n, int D,

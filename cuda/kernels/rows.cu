@@ -1,4 +1,5 @@
-/* Row ops: embedding lookup and row gather (one copy kernel: out row i = source row idx[i]), and
+/* Row ops: embedding lookup and row gather (one copy kernel: out row i = source row idx[i], or
+ * prev[-idx[i] - 1] for a negative idx: an embedding of the previous step's token), and
  * the greedy argmax over bf16 logits.
  *
  * Copies move the widest word the row width and the pointers allow (16, 4 or 2 bytes).
@@ -25,15 +26,19 @@
  * row, blocks striding over the rows. Word = uint4, unsigned or unsigned short. */
 template <typename Word>
 __global__ void copy_rows_kernel(Word *out, /* [n][words] */ const Word *src, /* [*][words] */
-                                 const int *idx, /* [n] */ int n, int words)
+                                 const int *idx, /* [n] */ const int *prev, int n, int words)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    for (int r = blockIdx.y; r < n; r += gridDim.y)
-        if (i < words) out[(size_t)r * words + i] = src[(size_t)idx[r] * words + i];
+    for (int r = blockIdx.y; r < n; r += gridDim.y) {
+        const int k = idx[r], row = k >= 0 ? k : prev[-k - 1];
+        if (i < words) out[(size_t)r * words + i] = src[(size_t)row * words + i];
+    }
 }
 
-/* out [n][D] = src rows idx[i] (bf16, D elements per row); out must not overlap src. */
-static cudaError_t copy_rows(bf16_t *out, const bf16_t *src, const int *idx, int n, int D, cudaStream_t stream)
+/* out [n][D] = src rows idx[i], or prev[-idx[i] - 1] where idx[i] < 0 (bf16, D elements per row);
+ * out must not overlap src. */
+static cudaError_t copy_rows(bf16_t *out, const bf16_t *src, const int *idx, const int *prev, int n, int D,
+                             cudaStream_t stream)
 {
     SHAPE_ASSERT(n >= 1 && D >= 1);
     const size_t bytes = (size_t)D * sizeof(bf16_t);
@@ -43,27 +48,28 @@ static cudaError_t copy_rows(bf16_t *out, const bf16_t *src, const int *idx, int
     if (bytes % 16 == 0 && aligned(out, 16) && aligned(src, 16)) {
         const int words = (int)(bytes / 16);
         CUEMU_LAUNCH(dim3(CEIL_DIV(words, COPY_BLOCK), rows), COPY_BLOCK, 0, stream, copy_rows_kernel<uint4>)(
-            reinterpret_cast<uint4 *>(out), reinterpret_cast<const uint4 *>(src), idx, n, words);
+            reinterpret_cast<uint4 *>(out), reinterpret_cast<const uint4 *>(src), idx, prev, n, words);
     } else if (bytes % 4 == 0 && aligned(out, 4) && aligned(src, 4)) {
         const int words = (int)(bytes / 4);
         CUEMU_LAUNCH(dim3(CEIL_DIV(words, COPY_BLOCK), rows), COPY_BLOCK, 0, stream, copy_rows_kernel<unsigned>)(
-            reinterpret_cast<unsigned *>(out), reinterpret_cast<const unsigned *>(src), idx, n, words);
+            reinterpret_cast<unsigned *>(out), reinterpret_cast<const unsigned *>(src), idx, prev, n, words);
     } else {
         CUEMU_LAUNCH(dim3(CEIL_DIV(D, COPY_BLOCK), rows), COPY_BLOCK, 0, stream, copy_rows_kernel<unsigned short>)(
-            out, src, idx, n, D);
+            out, src, idx, prev, n, D);
     }
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t cuda_embed(bf16_t *out, const bf16_t *table, const int *ids, int n, int D, cudaStream_t stream)
+extern "C" cudaError_t cuda_embed(bf16_t *out, const bf16_t *table, const int *ids, const int *prev, int n, int D,
+                                  cudaStream_t stream)
 {
-    return copy_rows(out, table, ids, n, D, stream);
+    return copy_rows(out, table, ids, prev, n, D, stream);
 }
 
 extern "C" cudaError_t cuda_gather_rows(bf16_t *out, const bf16_t *in, const int *idx, int n, int D,
                                         cudaStream_t stream)
 {
-    return copy_rows(out, in, idx, n, D, stream);
+    return copy_rows(out, in, idx, nullptr, n, D, stream);
 }
 
 /* Does (va, ia) rank above (vb, ib)? Larger value first, then lower index; NaN below all

@@ -64,6 +64,9 @@ static void usage(FILE *f)
           "      --device N             CUDA device index (default 0)\n"
           "      --no-cuda-graphs       launch each decode step kernel by kernel (default: CUDA\n"
           "                             graphs, captured once per batch size)\n"
+          "      --sync-steps           read each decoder step's tokens before launching the\n"
+          "                             next (default: CUDA launches it first, feeding it the\n"
+          "                             tokens on the device)\n"
           "      --gpus LIST            several CUDA devices, e.g. 0,1,2,3 or all: one worker per\n"
           "                             device pulls files from one queue; the weights are read\n"
           "                             once and copied to the others over NCCL\n"
@@ -164,7 +167,7 @@ int main(int argc, char **argv)
         OPT_RETRY = 256, OPT_OVERWRITE, OPT_FORMAT, OPT_OUTDIR, OPT_MFORMAT, OPT_IGNORE_EOS, OPT_BATCH,
         OPT_KV, OPT_STEP, OPT_MAXSEG, OPT_READERS, OPT_NOBUCKET, OPT_STATIC, OPT_ENCSEC, OPT_PINT, OPT_FSYNC, OPT_DEVICE, OPT_GPUS,
         OPT_SHARD, OPT_PRECISION, OPT_ALIGNER, OPT_ALIGN_REF, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER,
-        OPT_TPS, OPT_FULL, OPT_NOGRAPHS,
+        OPT_TPS, OPT_FULL, OPT_NOGRAPHS, OPT_SYNCSTEPS,
     };
     static const struct option longopts[] = {
         { "output", required_argument, 0, 'o' },           { "retry-errors", no_argument, 0, OPT_RETRY },
@@ -186,6 +189,7 @@ int main(int argc, char **argv)
         { "fsync-seconds", required_argument, 0, OPT_FSYNC }, { "help", no_argument, 0, 'h' },
         { "device", required_argument, 0, OPT_DEVICE },    { "gpus", required_argument, 0, OPT_GPUS },
         { "no-cuda-graphs", no_argument, 0, OPT_NOGRAPHS },
+        { "sync-steps", no_argument, 0, OPT_SYNCSTEPS },
         { "shard", required_argument, 0, OPT_SHARD },
         { "aligner", required_argument, 0, OPT_ALIGNER },  { "align-reference", no_argument, 0, OPT_ALIGN_REF },
         { "timestamps", required_argument, 0, OPT_TIMESTAMPS },
@@ -233,6 +237,7 @@ int main(int argc, char **argv)
         case OPT_FSYNC: o.fsync_seconds = atof(optarg); break;
         case OPT_DEVICE: o.qopt.device = atoi(optarg); break;
         case OPT_NOGRAPHS: o.qopt.no_cuda_graphs = 1; break;
+        case OPT_SYNCSTEPS: o.qopt.sync_steps = 1; break;
         case OPT_GPUS: gpus_arg = optarg; break;
         case OPT_SHARD: o.shard = optarg; break;
         case OPT_ALIGNER: o.aligner = optarg; break;

@@ -61,6 +61,9 @@ static void usage(FILE *f)
           "      --device N           CUDA device index (default 0)\n"
           "      --no-cuda-graphs     launch each decode step kernel by kernel (default: CUDA\n"
           "                           graphs, captured once per batch size)\n"
+          "      --sync-steps         read each decoder step's tokens before launching the\n"
+          "                           next (default: CUDA launches it first, feeding it the\n"
+          "                           tokens on the device)\n"
           "      --batch N            sequences decoded together (default 32)\n"
           "      --kv-gb X            KV cache size in GB (default: CPU a quarter of free RAM,\n"
           "                           1..16; GPU 80% of the free device memory)\n"
@@ -249,7 +252,7 @@ int main(int argc, char **argv)
     double max_segment = 300; /* seconds, as qasr-batch */
     int max_new = 0, ignore_eos = 0, json = 0, list_languages = 0;
     enum { OPT_IGNORE_EOS = 256, OPT_BATCH, OPT_KV_GB, OPT_STEP, OPT_DUMP, OPT_LIST, OPT_DEVICE, OPT_PRECISION,
-           OPT_ALIGNER, OPT_TEXT, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER, OPT_MAXSEG, OPT_NOGRAPHS };
+           OPT_ALIGNER, OPT_TEXT, OPT_TIMESTAMPS, OPT_STREAM, OPT_DECODER, OPT_MAXSEG, OPT_NOGRAPHS, OPT_SYNCSTEPS };
     static const struct option longopts[] = {
         { "model", required_argument, 0, 'm' },          { "language", required_argument, 0, 'l' },
         { "context", required_argument, 0, 'c' },        { "max-new-tokens", required_argument, 0, 'n' },
@@ -265,6 +268,7 @@ int main(int argc, char **argv)
         { "audio-stream", required_argument, 0, OPT_STREAM }, { "audio-decoder", required_argument, 0, OPT_DECODER },
         { "max-segment-seconds", required_argument, 0, OPT_MAXSEG },
         { "no-cuda-graphs", no_argument, 0, OPT_NOGRAPHS },
+        { "sync-steps", no_argument, 0, OPT_SYNCSTEPS },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -294,6 +298,7 @@ int main(int argc, char **argv)
         case OPT_LIST: list_languages = 1; break;
         case OPT_DEVICE: opt.device = atoi(optarg); break;
         case OPT_NOGRAPHS: opt.no_cuda_graphs = 1; break;
+        case OPT_SYNCSTEPS: opt.sync_steps = 1; break;
         case OPT_ALIGNER: aligner = optarg; break;
         case OPT_TEXT: text = optarg; break;
         case OPT_MAXSEG: max_segment = atof(optarg); break;

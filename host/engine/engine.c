@@ -17,7 +17,7 @@
  * it joins the decoder's steps (as SEQ_PREFILL) from the next step, whose work waits for it. */
 typedef enum { SEQ_ENCODING, SEQ_PREFILL, SEQ_DECODE } seq_state_t;
 
-typedef struct {
+typedef struct seq {
     engine_req_t req;     /* context/language are owned copies */
     seq_state_t state;
     prompt_t prompt;
@@ -29,15 +29,20 @@ typedef struct {
     int len;              /* tokens in the KV cache */
     int last;             /* last generated token (input of the next decode row) */
     int max_new;
+    int n_planned;        /* tokens asked of the steps planned so far */
+    int out_at;           /* its latest token: out row out_at of step out_step */
+    long out_step;
     engine_result_t res;
 } seq_t;
 
 /* The host side of one decoder step: its rows and what the model needs to know of them. The
  * arrays are the engine's, kept from step to step and grown when a step needs more. */
 typedef struct {
+    long step;                                 /* steps planned before it + 1 */
     int *ids, *pos, *slot, *row_seq, *ctx_len; /* [n_rows] */
-    int *out_rows, *out_seq;                   /* [n_out]: rows whose next token (an aligner's: class)
-                                                * is wanted, their sequence */
+    int *out_rows;                             /* [n_out]: rows whose next token (an aligner's: class)
+                                                * is wanted */
+    struct seq **out_seq;                      /* [n_out] their sequence; NULL: it has ended since */
     int *next;                                 /* [n_out] the step's greedy tokens */
     audio_span_t *audio;                       /* [n_audio] */
     int *tables;                               /* [n_active][max_blocks] */
@@ -66,7 +71,15 @@ struct engine {
     engine_result_t *done;/* FIFO of finished results */
     int d_head, d_count, d_cap;
     int in_flight;
-    step_plan_t plan;
+    /* Steps overlapped with the host (backend fetch_ids): step t+1 is planned and launched before
+     * step t's tokens are read, its decode rows taking their input from step t's argmax on the
+     * device. A sequence that ended at step t has a spare row in step t+1 (within its KV
+     * reservation: prompt + max_new slots, of which it uses prompt + max_new - 1 at most), whose
+     * token is dropped. */
+    int overlap;
+    step_plan_t plans[2]; /* the step being planned, and the one whose tokens are not read yet */
+    step_plan_t *pending;
+    long n_steps;
     long allocs0;         /* the backend's device allocations when the engine was made */
     engine_stats_t stats;
 };
@@ -133,6 +146,7 @@ engine_t *engine_create(const model_t *m, const tokenizer_t *tok, const special_
         engine_free(e, NULL);
         return NULL;
     }
+    e->overlap = o->fetch_ids && !opts->sync_steps && !opts->profile && !opts->dump_dir;
     e->allocs0 = o->device_allocs ? o->device_allocs(m->bk.be) : -1;
     e->stats.device_allocs = o->device_allocs ? 0 : -1;
     e->active = xcalloc(e->opt.max_seqs, sizeof *e->active);
@@ -174,11 +188,13 @@ void engine_free(engine_t *e, void (*drop)(void *tag))
         if (drop) drop(r->tag);
         engine_result_free(r);
     }
+    if (e->pending) e->m->bk.ops->fetch_ids(e->m->bk.be, NULL, 0);
     if (e->kv) e->m->bk.ops->kv_free(e->m->bk.be, e->kv);
     kv_seq_release(&e->pool, &e->pad);
     kv_pool_free(&e->pool);
     engine_observer_free(&e->obs);
-    plan_free(&e->plan);
+    plan_free(&e->plans[0]);
+    plan_free(&e->plans[1]);
     free(e->waiting);
     free(e->active);
     free(e->fresh);
@@ -456,7 +472,7 @@ static void plan_grow(step_plan_t *p, int rows, int seqs, size_t tables)
     if (rows > p->cap_out) { /* at most one wanted token per row */
         p->cap_out = MAX(rows, 2 * p->cap_out);
         p->out_rows = xrealloc(p->out_rows, p->cap_out * sizeof(int));
-        p->out_seq = xrealloc(p->out_seq, p->cap_out * sizeof(int));
+        p->out_seq = xrealloc(p->out_seq, p->cap_out * sizeof *p->out_seq);
         p->next = xrealloc(p->next, p->cap_out * sizeof(int));
     }
     if (rows > p->cap_rows) {
@@ -484,34 +500,52 @@ static void add_row(step_plan_t *p, const engine_t *e, const seq_t *s, int seq_i
     p->ctx_len[i] = pos + 1;
 }
 
-/* The rows of the next decoder step: one per decoding sequence, then as many prompt rows of
- * prefilling sequences as the step budget allows. Advances each sequence's length. */
-static void plan_step(engine_t *e)
+/* Row `row` of the step gives a token (an aligner's slot: a class) of s. */
+static void add_out(step_plan_t *p, seq_t *s, int row)
 {
-    step_plan_t *p = &e->plan;
+    p->out_seq[p->n_out] = s;
+    p->out_rows[p->n_out] = row;
+    s->out_at = p->n_out++;
+    s->out_step = p->step;
+    s->n_planned++;
+}
+
+/* A decode row for s in the next step: it decodes, and (steps overlapped) its token limit is not
+ * reached by the tokens already asked for. */
+static int wants_decode_row(const seq_t *s) { return s->state == SEQ_DECODE && s->n_planned < s->max_new; }
+
+/* The rows of the next decoder step into p: one per decoding sequence, then as many prompt rows
+ * of prefilling sequences as the step budget allows. Advances each sequence's length; a sequence
+ * whose prompt completes decodes from the next step on. Returns the rows (0: no step). */
+static int plan_step(engine_t *e, step_plan_t *p)
+{
     const int budget = e->obs.dump_dir ? INT_MAX : e->opt.max_step_tokens;
     int n_rows = 0;
     p->max_blocks = 1;
     for (int i = 0; i < e->n_active; i++) { /* size the step: decode rows first, then prefill */
         const seq_t *s = e->active[i];
-        n_rows += s->state == SEQ_DECODE ? 1 : 0;
+        n_rows += wants_decode_row(s);
         p->max_blocks = MAX(p->max_blocks, s->kv.n_pages);
     }
     for (int i = 0; i < e->n_active; i++) {
         const seq_t *s = e->active[i];
         if (s->state == SEQ_PREFILL) n_rows += MIN(s->prompt.n - s->len, MAX(0, budget - n_rows));
     }
+    if (n_rows == 0) return 0;
     plan_grow(p, n_rows, e->n_active, (size_t)e->n_active * p->max_blocks);
+    p->step = ++e->n_steps;
     p->n_rows = p->n_out = p->n_audio = 0;
     p->max_ctx = 1;
     memset(p->tables, 0, (size_t)e->n_active * p->max_blocks * sizeof(int));
     for (int i = 0; i < e->n_active; i++) {
         seq_t *s = e->active[i];
         memcpy(p->tables + (size_t)i * p->max_blocks, s->kv.pages, s->kv.n_pages * sizeof(int));
-        if (s->state != SEQ_DECODE) continue;
-        p->out_seq[p->n_out] = i;
-        p->out_rows[p->n_out++] = p->n_rows;
-        add_row(p, e, s, i, s->len, s->last);
+        if (!wants_decode_row(s)) continue;
+        /* overlapped: the token is the previous step's, still on the device */
+        QASR_ASSERT(!e->overlap || s->out_step == p->step - 1);
+        const int id = e->overlap ? -(s->out_at + 1) : s->last;
+        add_out(p, s, p->n_rows);
+        add_row(p, e, s, i, s->len, id);
         s->len++;
     }
     p->n_decode_rows = p->n_rows;
@@ -526,23 +560,22 @@ static void plan_step(engine_t *e)
         const int row0 = p->n_rows;
         for (int pos = first; pos < first + k; pos++) add_row(p, e, s, i, pos, s->prompt.ids[pos]);
         s->len += k;
-        for (; s->next_slot < s->n_slots && s->slots[s->next_slot] < s->len; s->next_slot++) {
-            p->out_seq[p->n_out] = i; /* an aligner's slot: its class is wanted */
-            p->out_rows[p->n_out++] = row0 + s->slots[s->next_slot] - first;
-        }
-        if (s->len == s->prompt.n && !s->n_slots) {
-            p->out_seq[p->n_out] = i;
-            p->out_rows[p->n_out++] = p->n_rows - 1;
+        for (; s->next_slot < s->n_slots && s->slots[s->next_slot] < s->len; s->next_slot++)
+            add_out(p, s, row0 + s->slots[s->next_slot] - first); /* an aligner's slot: its class is wanted */
+        if (s->len == s->prompt.n && !s->n_slots) { /* prompt complete: its first token */
+            add_out(p, s, p->n_rows - 1);
+            s->state = SEQ_DECODE;
         }
     }
     for (int i = 0; i < p->n_rows; i++) p->max_ctx = MAX(p->max_ctx, p->ctx_len[i]);
+    return p->n_rows;
 }
 
-/* Run the planned step; its greedy tokens go to plan.next. 0; -1 + qasr_fail() when the device
- * failed. Out of backend memory, the step's sequences fail. */
-static int decode(engine_t *e)
+/* Run the planned step: its greedy tokens go to p->next, or (steps overlapped) stay on the
+ * device until fetch(). 0; 1 when backend memory ran out (qasr_fail() says why); -1 + qasr_fail()
+ * when the device failed. */
+static int decode(engine_t *e, step_plan_t *p)
 {
-    const step_plan_t *p = &e->plan;
     const dec_batch_t b = {
         .n_rows = p->n_rows, .ids = p->ids, .pos = p->pos, .slot = p->slot, .row_seq = p->row_seq,
         .ctx_len = p->ctx_len, .block_tables = p->tables, .n_seqs = e->n_active,
@@ -552,26 +585,21 @@ static int decode(engine_t *e)
         .pad_slot = e->pad.n_pages ? kv_slot(&e->pool, &e->pad, 0) : 0,
     };
     /* layer dumps describe the prompt pass: the step that prefills the (single) sequence */
-    e->obs.dump_layers = e->active[0]->state == SEQ_PREFILL;
+    e->obs.dump_layers = b.prefill;
     const double t0 = now_seconds();
-    const int rc = decoder_forward(e->m, e->kv, &b, p->next, observer(e));
+    const int rc = decoder_forward(e->m, e->kv, &b, e->overlap ? NULL : p->next, observer(e));
     *(b.prefill ? &e->stats.t_prefill : &e->stats.t_decode) += now_seconds() - t0;
     e->stats.steps++;
     e->stats.decode_tokens += p->n_decode_rows;
     e->stats.prefill_tokens += p->n_rows - p->n_decode_rows;
     if (rc == 0) return 0;
-    if (backend_fault(&e->m->bk)) return -1;
-    char why[QASR_ERR_LEN]; /* out of backend memory: the step's sequences end, later ones go on */
-    snprintf(why, sizeof why, "%s", qasr_last_error());
-    for (int i = 0; i < e->n_active; i++) fail_active(e, i, why);
-    compact_active(e);
-    return 1;
+    return backend_fault(&e->m->bk) ? -1 : 1;
 }
 
 static int is_stop(const engine_t *e, int t) { return t == e->sp.im_end || t == e->sp.endoftext; }
 
-/* An aligner's slot class; after the last, the words' times (aligner spec 8) and the result.
- * 1 when the sequence has ended. */
+/* An aligner's slot class; after the last, the words' times (aligner spec 8). 1 when that was
+ * the last: the result is complete. */
 static int collect_slot(engine_t *e, seq_t *s, int cls, double t)
 {
     if (s->res.n_tokens == 0) s->res.t_first = t;
@@ -586,24 +614,33 @@ static int collect_slot(engine_t *e, seq_t *s, int cls, double t)
     s->res.words = s->words;
     memset(&s->words, 0, sizeof s->words);
     s->res.stopped = 1;
-    kv_seq_release(&e->pool, &s->kv);
-    push_result(e, s);
     return 1;
 }
 
-/* The step's tokens into their sequences; finished sequences give up their pages and results. */
-static void collect(engine_t *e)
+/* s has its result: it leaves the active set (and `later`, a step launched since, drops its
+ * token there), gives its pages back and its result out. */
+static void finish(engine_t *e, seq_t *s, step_plan_t *later)
 {
-    const step_plan_t *p = &e->plan;
+    for (int i = 0; i < e->n_active; i++)
+        if (e->active[i] == s) e->active[i] = NULL;
+    if (later && s->out_step == later->step) later->out_seq[s->out_at] = NULL;
+    kv_seq_release(&e->pool, &s->kv);
+    push_result(e, s);
+}
+
+/* Step p's tokens into their sequences; finished sequences give up their pages and results.
+ * later: the step launched after p (steps overlapped), or NULL. */
+static void collect(engine_t *e, step_plan_t *p, step_plan_t *later)
+{
     const double t = clock_now(e);
     for (int j = 0; j < p->n_out; j++) {
-        seq_t *s = e->active[p->out_seq[j]];
+        seq_t *s = p->out_seq[j];
+        if (!s) continue; /* a spare row of a sequence that had ended */
         if (s->n_slots) {
-            if (collect_slot(e, s, p->next[j], t)) e->active[p->out_seq[j]] = NULL;
+            if (collect_slot(e, s, p->next[j], t)) finish(e, s, later);
             continue;
         }
-        if (s->state == SEQ_PREFILL) { /* prompt complete: the audio embeddings are no longer needed */
-            s->state = SEQ_DECODE;
+        if (s->audio) { /* prompt complete: the audio embeddings are no longer needed */
             e->m->bk.ops->buf_free(e->m->bk.be, s->audio);
             s->audio = NULL;
             s->res.t_first = t;
@@ -613,12 +650,18 @@ static void collect(engine_t *e)
         s->res.stopped = !s->req.ignore_eos && is_stop(e, p->next[j]);
         if (s->res.stopped || s->res.n_tokens >= s->max_new) {
             s->res.truncated = !s->res.stopped && !s->req.ignore_eos;
-            kv_seq_release(&e->pool, &s->kv);
-            push_result(e, s);
-            e->active[p->out_seq[j]] = NULL;
+            finish(e, s, later);
         }
     }
     compact_active(e);
+}
+
+/* Step p's tokens from the device (steps overlapped): waits for p to finish. */
+static void fetch(engine_t *e, step_plan_t *p)
+{
+    const double t0 = now_seconds();
+    e->m->bk.ops->fetch_ids(e->m->bk.be, p->next, p->n_out);
+    *(p->n_rows > p->n_decode_rows ? &e->stats.t_prefill : &e->stats.t_decode) += now_seconds() - t0;
 }
 
 /* Sequences encoded on the encoder lane (SEQ_ENCODING) prefill from now on: the decoder's
@@ -653,11 +696,27 @@ int engine_step(engine_t *e)
     const int n_fresh = admit(e);
     if (n_fresh && encode(e, n_fresh) != 0) return -1;
     if (!step_has_work(e)) join_encoded(e);
-    if (e->n_active == 0) return 0;
-    plan_step(e);
-    const int rc = decode(e);
+    /* Overlapped, this step is launched before the previous one's tokens are read. */
+    step_plan_t *p = &e->plans[e->pending == &e->plans[0]], *prev = e->pending;
+    e->pending = NULL;
+    const int ran = e->n_active > 0 && plan_step(e, p) > 0;
+    const int rc = ran ? decode(e, p) : 0;
     if (rc < 0) return -1;
-    if (rc == 0) collect(e);
+    char why[QASR_ERR_LEN] = "";
+    if (rc == 1) snprintf(why, sizeof why, "%s", qasr_last_error());
+    if (prev) {
+        fetch(e, prev);
+        collect(e, prev, ran && rc == 0 ? p : NULL);
+    }
+    if (rc == 1) { /* out of backend memory: the step's sequences end, later ones go on */
+        if (e->overlap) e->m->bk.ops->fetch_ids(e->m->bk.be, NULL, 0);
+        for (int i = 0; i < e->n_active; i++) fail_active(e, i, why);
+        compact_active(e);
+    } else if (ran && e->overlap) {
+        e->pending = p;
+    } else if (ran) {
+        collect(e, p, NULL);
+    }
     for (int i = 0; i < N_STAGES; i++) {
         e->stats.stage_seconds[i] = e->obs.seconds[i];
         e->stats.stage_flop[i] = e->obs.flop[i];

@@ -6,7 +6,9 @@
  * runs one decoder step over every active sequence: one row per decoding sequence plus as many
  * prompt rows of prefilling sequences as the step budget allows (long prompts are prefilled in
  * chunks over several steps). Finished sequences return their pages at once, so the next
- * waiting request joins in the following step. */
+ * waiting request joins in the following step. On a backend that keeps tokens on the device
+ * (backend.h fetch_ids), each step is launched before the previous one's tokens are read, so
+ * the device never waits for the host between steps. */
 #ifndef QASR_ENGINE_H
 #define QASR_ENGINE_H
 
@@ -29,6 +31,8 @@ typedef struct {
     const char *dump_dir;/* write reference-comparison dumps (single request only) */
     int profile;         /* time every stage (engine_stats_t.stage), syncing the device at its edges */
     int no_cuda_graphs;  /* launch decode steps op by op, not as graphs (backends with step_begin) */
+    int sync_steps;      /* read each step's tokens before the next step is launched (backends with
+                          * fetch_ids otherwise launch it first; so do not profile and dump_dir) */
 } engine_opts_t;
 
 /* Defaults; kv_gb is left 0: set it, e.g. to engine_default_kv_gb(). */

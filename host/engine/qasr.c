@@ -76,6 +76,7 @@ static qasr_t *load_one(const char *dir, const qasr_options_t *opt, int device, 
     q->eopt.profile = opt->profile;
     q->eopt.static_batching = opt->static_batching;
     q->eopt.no_cuda_graphs = opt->no_cuda_graphs;
+    q->eopt.sync_steps = opt->sync_steps;
     q->eopt.dump_dir = opt->dump_dir;
     /* a device's cache takes what the run's passes leave (warmed up first); RAM is shared */
     if (warm && engine_warm_up(&q->model, &q->eopt) != 0) goto fail;

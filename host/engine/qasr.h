@@ -29,6 +29,7 @@ typedef struct {
     int verbose;
     int profile;         /* fill qasr_stats_t.stage (syncs a GPU at every stage edge) */
     int no_cuda_graphs;  /* CUDA: launch decode steps kernel by kernel instead of replaying graphs */
+    int sync_steps;      /* CUDA: read each decoder step's tokens before launching the next */
 } qasr_options_t;
 
 typedef struct {

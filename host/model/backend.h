@@ -157,7 +157,8 @@ typedef struct backend_ops {
     void (*gelu)(backend_t *be, void *x, size_t n); /* in place, exact (erf) GELU */
     /* out [rows][Dff] = silu(gu[:, :Dff]) * gu[:, Dff:], gu [rows][2 Dff] */
     void (*swiglu)(backend_t *be, void *out, const void *gu, int rows, int Dff);
-    /* out [n][D] = table [*][D] rows ids[i] */
+    /* out [n][D] = table [*][D] rows ids[i]. ids[i] < 0 (backends with fetch_ids): the id that
+     * the last argmax before it found in row -ids[i] - 1 (read on the device). */
     void (*embed)(backend_t *be, void *out, const weight_t *table, const int *ids, int n, int D);
     /* out [n][D] = in rows idx[i] */
     void (*gather_rows)(backend_t *be, void *out, const void *in, const int *idx, int n, int D);
@@ -185,8 +186,16 @@ typedef struct backend_ops {
                             const paged_attn_t *p);
 
     /* ---- output ---- */
-    /* h_ids[i] = argmax of logits row i [n][V]; lowest index on an exact tie. */
+    /* h_ids[i] = argmax of logits row i [n][V]; lowest index on an exact tie. h_ids NULL
+     * (backends with fetch_ids): the ids are kept, for the next pass's embed and fetch_ids. */
     void (*argmax)(backend_t *be, int *h_ids, const void *logits, int n, int V);
+    /* Optional (NULL, as on the CPU): decoder steps that do not wait for their tokens. An argmax
+     * with h_ids NULL returns at once; its ids stay on the device, where the next step's embed
+     * reads them (ids < 0), and on their way to the host. fetch_ids waits for the oldest kept
+     * argmax not fetched yet and copies its first n ids (zeros on a failed device); so the host
+     * reads step t's tokens while step t+1 runs. At most two kept argmaxes wait to be fetched.
+     * h_ids NULL: forget every one not fetched (after a step that failed). */
+    void (*fetch_ids)(backend_t *be, int *h_ids, int n);
 
     void (*sync)(backend_t *be);
     /* -1 + qasr_fail() if an op could not run since the last call (no memory for its work
@@ -209,15 +218,14 @@ typedef struct backend_ops {
     void (*join_encoder)(backend_t *be);
     /* Optional (NULL, as on the CPU): decode steps replayed as CUDA graphs. The model code
      * brackets a step whose launches are the same for every step of one key (the same sizes, the
-     * same scratch and int parameter addresses, inputs only in ints) with step_begin(key, n_out)
+     * same scratch and int parameter addresses, inputs only in ints) with step_begin(key)
      * and step_end. The backend runs the first such step of a key directly (the scratch reaches
      * its size), captures the next and replays it from then on: between the two calls the ops
-     * then only stage their int parameters, and argmax's h_ids (n_out of them) are written by
-     * step_end. The model code stays one sequence of ops and the backend decides what to launch,
+     * then only stage their int parameters, and argmax's h_ids are written by step_end. The model code stays one sequence of ops and the backend decides what to launch,
      * rather than the model asking for input buffers and launching graphs itself. step_end: 0
      * (the step ran), 1 (it did not, a capture failed: graphs are off from now on, run the step
      * again without step_begin), -1 + qasr_fail() (the device failed). */
-    void (*step_begin)(backend_t *be, uint64_t key, int n_out);
+    void (*step_begin)(backend_t *be, uint64_t key);
     int (*step_end)(backend_t *be);
     /* What it computes with, for logs ("cpu, bf16 (AVX512-BF16)"); NULL: the name says it. */
     const char *(*describe)(backend_t *be);

@@ -30,7 +30,7 @@ static int forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int *
     const size_t mark = o->scratch_mark(be);
     int rc = -1;
 
-    if (key) o->step_begin(be, key, b->n_out);
+    if (key) o->step_begin(be, key);
     const int *pos = o->ints(be, b->pos, n), *slot = o->ints(be, b->slot, n), *ids = o->ints(be, b->ids, n);
     const int *out_rows = b->n_out > 0 ? o->ints(be, b->out_rows, b->n_out) : NULL;
     const paged_attn_t attn = {
@@ -124,7 +124,8 @@ static int graph_rows(int n)
  * graph_rows, each row's block table its own ([R][MB] with MB the power of two at or above the
  * longest table, padded with pad_page), so that every size and address is the same for all
  * steps of one (R, MB). Padding rows decode token ids[0] at position 0 into pad_slot and see only
- * that key; their tokens are dropped. 1 when it did not run (run it directly). */
+ * that key; their tokens are dropped (kept ones come after the n real ones, which fetch_ids
+ * copies). 1 when it did not run (run it directly). */
 static int graph_step(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int *h_next)
 {
     const int n = b->n_rows, R = graph_rows(n);
@@ -150,8 +151,8 @@ static int graph_step(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, in
     g.n_rows = g.n_out = g.n_seqs = R;
     g.ids = ids, g.pos = pos, g.slot = slot, g.row_seq = row, g.ctx_len = ctx, g.out_rows = row;
     g.block_tables = tables, g.max_blocks = MB;
-    const int rc = forward(m, kv, &g, next, NULL, (uint64_t)MB << 32 | (uint64_t)R);
-    if (rc == 0) memcpy(h_next, next, (size_t)n * sizeof(int));
+    const int rc = forward(m, kv, &g, h_next ? next : NULL, NULL, (uint64_t)MB << 32 | (uint64_t)R);
+    if (rc == 0 && h_next) memcpy(h_next, next, (size_t)n * sizeof(int));
     free(a);
     return rc;
 }

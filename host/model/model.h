@@ -105,7 +105,8 @@ typedef struct {
 /* One decoder step over a mix of prefill rows and decode rows of several sequences. */
 typedef struct {
     int n_rows;
-    const int *ids;           /* [n_rows] input token ids */
+    const int *ids;           /* [n_rows] input token ids; < 0: the previous step's kept token of
+                               * out row -ids[i] - 1 (backend.h fetch_ids) */
     const int *pos;           /* [n_rows] positions */
     const int *slot;          /* [n_rows] KV slot: page * page_size + offset */
     const int *row_seq;       /* [n_rows] index into block_tables */
@@ -123,8 +124,9 @@ typedef struct {
 } dec_batch_t;
 
 /* Run the step; writes the greedy next token of each out row to h_next[n_out] (their logits go
- * to the observer as "logits" [n_out][V]). 0, or -1 + qasr_fail() when backend memory runs out
- * or the device fails (h_next is then undefined). */
+ * to the observer as "logits" [n_out][V]); h_next NULL (backends with fetch_ids): keeps them on
+ * the device for the next step and fetch_ids, and returns without waiting for the step. 0, or
+ * -1 + qasr_fail() when backend memory runs out or the device fails (h_next is then undefined). */
 int decoder_forward(const model_t *m, kv_cache_t *kv, const dec_batch_t *b, int *h_next, observer_t *ob);
 
 #endif

@@ -1,8 +1,11 @@
-/* How the CUDA backend fails, on the emulation, each case in a child process (forked before any
- * CUDA call, so each sets up its own emulated device):
+/* How the CUDA backend fails, and hands tokens from step to step, on the emulation, each case in
+ * a child process (forked before any CUDA call, so each sets up its own emulated device):
  *  - alloc: with a 512 MiB device, allocations that do not fit come back as NULL with the sizes
  *    (weights, the KV cache, activations), and an op whose work space does not fit does nothing
- *    and says so through op_failed; the backend then still works;
+ *    and says so through op_failed (as does an argmax over more rows than a step may have); the
+ *    backend then still works;
+ *  - kept: argmax ids kept on the device feed the next embed (ids < 0) and come out of fetch_ids
+ *    oldest first; fetch_ids(NULL) forgets them;
  *  - fault: a kernel launch that fails (CUEMU_FAIL) is the device's fault, for good: `fault` says
  *    why, later ops do nothing, download and argmax give zeros, backend_check reports it, and
  *    the process goes on and frees the backend;
@@ -40,16 +43,17 @@ static int case_alloc(void)
     CHECK(o->kv_alloc(bk.be, &g) == NULL);
     CHECK(strstr(qasr_last_error(), "device 0: out of memory for the KV cache (") && strstr(qasr_last_error(), "lower --kv-gb"));
     CHECK(o->buf_alloc(bk.be, (size_t)300 << 20) == NULL && strstr(qasr_last_error(), "out of memory for activations"));
-    /* the device filled with buffers but for less than 16 MiB: argmax's ids on the device (32 MiB)
-     * do not fit, so the op does nothing and op_failed says why, once; the conv stem, which takes
-     * no work space, still runs */
-    enum { FILL = 64, ROWS = 8 << 20 };
-    void *logits = o->buf_alloc(bk.be, ROWS), *in = o->buf_alloc(bk.be, 128 * 100), *out = o->buf_alloc(bk.be, 480 * 64 * 50);
+    /* the device filled with buffers but for less than 1 MiB: argmax's work space over 2^20 rows
+     * (8 MiB) does not fit, so the op does nothing and op_failed says why, once; the conv stem,
+     * which takes no work space, still runs */
+    enum { FILL = 128, ROWS = 1 << 20 };
+    void *logits = o->buf_alloc(bk.be, ROWS + 64), *in = o->buf_alloc(bk.be, 128 * 100), *out = o->buf_alloc(bk.be, 480 * 64 * 50);
     weight_t *w = o->weight_alloc(bk.be, 480 * 9, WEIGHT_PARAM, DTYPE_BF16);
     weight_t *b = o->weight_alloc(bk.be, 480, WEIGHT_PARAM, DTYPE_BF16);
     void *fill[FILL];
     int n_fill = 0;
-    while (n_fill < FILL && (fill[n_fill] = o->buf_alloc(bk.be, (size_t)8 << 20))) n_fill++;
+    while (n_fill < FILL / 2 && (fill[n_fill] = o->buf_alloc(bk.be, (size_t)8 << 20))) n_fill++;
+    while (n_fill < FILL && (fill[n_fill] = o->buf_alloc(bk.be, (size_t)1 << 20))) n_fill++;
     CHECK(logits && in && out && w && b && n_fill > 0 && n_fill < FILL);
     int *ids = xmalloc(ROWS * sizeof *ids);
     if (logits && in && out && w && b) {
@@ -62,6 +66,10 @@ static int case_alloc(void)
         CHECK(strstr(qasr_last_error(), "argmax: device 0: out of memory for scratch") != NULL);
         CHECK_INT_EQ(o->op_failed(bk.be), 0);
         CHECK(o->fault(bk.be) == NULL); /* out of memory is not a lost device */
+        o->argmax(bk.be, ids, logits, ROWS + 1, 1); /* one row more than a step may have */
+        CHECK_INT_EQ(o->op_failed(bk.be), -1);
+        CHECK(strstr(qasr_last_error(), "argmax: 1048577 rows in one step, at most 1048576") != NULL);
+        CHECK(o->fault(bk.be) == NULL);
         /* and the backend still works: the same op on fewer rows, once memory is freed */
         for (int i = 0; i < n_fill; i++) o->buf_free(bk.be, fill[i]);
         n_fill = 0;
@@ -111,11 +119,54 @@ static int case_fault(void)
     int ids[2] = { 7, 7 };
     o->argmax(bk.be, ids, x, 2, 16);
     CHECK(ids[0] == 0 && ids[1] == 0);
+    o->argmax(bk.be, NULL, x, 2, 16);
+    ids[0] = ids[1] = 7;
+    o->fetch_ids(bk.be, ids, 2);
+    CHECK(ids[0] == 0 && ids[1] == 0);
     CHECK(o->buf_alloc(bk.be, 16) == NULL && strstr(qasr_last_error(), "device 0 failed"));
     o->buf_free(bk.be, x);
     o->destroy(bk.be); /* frees without asking the failed device anything */
     free(h), free(got);
     return test_result("test_backend_errors fault");
+}
+
+/* Rows of the table are one-hot: row r's largest logit is at best(r), so each step's ids are known. */
+static int best(int r) { return (3 * r + 1) % 8; }
+
+static int case_kept(void)
+{
+    backend_ref_t bk = make();
+    const backend_ops_t *o = bk.ops;
+    enum { V = 8 };
+    float h[V * V] = { 0 };
+    for (int r = 0; r < V; r++) h[r * V + best(r)] = 1.0f;
+    weight_t *table = o->weight_alloc(bk.be, V * V, WEIGHT_TABLE, DTYPE_F32);
+    o->weight_upload(bk.be, table, 0, h, DTYPE_F32, V * V);
+    void *x = o->buf_alloc(bk.be, 3 * V);
+    /* step 1: rows 2 and 5, ids kept */
+    const int ids1[2] = { 2, 5 };
+    o->embed(bk.be, x, table, o->ints(bk.be, ids1, 2), 2, V);
+    o->argmax(bk.be, NULL, x, 2, V);
+    o->scratch_release(bk.be, 0);
+    /* step 2: the two kept ids (in reverse) and row 4, kept */
+    const int ids2[3] = { -2, -1, 4 };
+    o->embed(bk.be, x, table, o->ints(bk.be, ids2, 3), 3, V);
+    o->argmax(bk.be, NULL, x, 3, V);
+    o->scratch_release(bk.be, 0);
+    int got1[2] = { -1, -1 }, got2[3] = { -1, -1, -1 };
+    o->fetch_ids(bk.be, got1, 2);
+    o->fetch_ids(bk.be, got2, 3);
+    CHECK(got1[0] == best(2) && got1[1] == best(5));
+    CHECK(got2[0] == best(best(5)) && got2[1] == best(best(2)) && got2[2] == best(4));
+    /* forgotten: a kept step not fetched; then a step with host ids as before */
+    o->argmax(bk.be, NULL, x, 3, V);
+    o->fetch_ids(bk.be, NULL, 0);
+    o->argmax(bk.be, got2, x, 1, V);
+    CHECK(got2[0] == best(best(5)));
+    CHECK_INT_EQ(backend_check(&bk), 0);
+    o->buf_free(bk.be, x);
+    o->destroy(bk.be);
+    return test_result("test_backend_errors kept");
 }
 
 static int case_shape(void)
@@ -165,6 +216,9 @@ int main(void)
     fputs(err, stderr);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     st = child(case_fault, err, sizeof err);
+    fputs(err, stderr);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    st = child(case_kept, err, sizeof err);
     fputs(err, stderr);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     st = child(case_shape, err, sizeof err);

@@ -196,15 +196,23 @@ static void embed_case(int vocab, int n, int D, size_t offset)
     rand_ids(ids, n, vocab);
     float *want = ref.ops->scratch(ref.be, (size_t)n * D), *got = ref.ops->scratch(ref.be, (size_t)n * D);
     ref.ops->embed(ref.be, want, table, ref.ops->ints(ref.be, ids, n), n, D);
+    /* every third row names its id through the previous step's argmax ids: -(k + 1) for prev[k]
+     * (k in reverse row order); the prev entries no row names hold other ids */
+    int *coded = xmalloc((size_t)n * sizeof *coded), *prev = xmalloc((size_t)n * sizeof *prev);
+    for (int r = 0; r < n; r++) {
+        const int k = n - 1 - r;
+        coded[r] = r % 3 == 1 ? -(k + 1) : ids[r];
+        prev[k] = r % 3 == 1 ? ids[r] : (ids[r] + 1) % vocab;
+    }
     bf16_t *dtable = to_dev(h_table, (size_t)vocab * D, offset), *dout = dev_nan((size_t)n * D, offset);
-    int *dids = ints_to_dev(ids, n);
-    CHECK_INT_EQ(cuda_embed(dout, dtable, dids, n, D, stream), cudaSuccess);
+    int *dids = ints_to_dev(coded, n), *dprev = ints_to_dev(prev, n);
+    CHECK_INT_EQ(cuda_embed(dout, dtable, dids, dprev, n, D, stream), cudaSuccess);
     from_dev(got, dout, (size_t)n * D);
     char what[96];
     snprintf(what, sizeof what, "embed vocab=%d n=%d D=%d%s", vocab, n, D, offset ? " (unaligned)" : "");
     compare(what, got, want, (size_t)n * D, 0, 0);
-    dev_free(dtable, offset); dev_free(dout, offset); cudaFree(dids);
-    free(h_table16); free(ids);
+    dev_free(dtable, offset); dev_free(dout, offset); cudaFree(dids); cudaFree(dprev);
+    free(h_table16); free(ids); free(coded); free(prev);
     ref.ops->scratch_release(ref.be, 0);
 }
 
