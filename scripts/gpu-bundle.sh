@@ -11,6 +11,9 @@
 #                build with the CUDA module: the defaults of scripts/build.sh) instead of
 #                configuring and building build-bundle/
 #   --work DIR   where the kit is staged and the clips are made (default: build-bundle/kit-work)
+#   --xz-preset N  xz preset 0-9 (default 6: 26 MB; 9 makes 25 MB in one thread, 1.6 times as long
+#                on 2 CPUs, as its 192 MiB blocks are more than the 84 MB staged; tests/test_gpu_bundle.sh
+#                uses 1: 31 MB, about 7 times as fast)
 #
 # The bundle (gpu-bundle/ inside the tar):
 #   bin/     qasr, qasr-batch, qasr-merge, libqasr_cuda.so, bench_ops, gpu_constants and the kernel tests linked
@@ -35,18 +38,20 @@
 # allowed system library, and the bundled qasr transcribing a held-out clip on the CPU.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=$root/gpu-bundle.tar.xz build="" work=$root/build-bundle/kit-work
+out=$root/gpu-bundle.tar.xz build="" work=$root/build-bundle/kit-work xz_preset=6
 limit_mb=40
 while [ $# -gt 0 ]; do
   case $1 in
     -o) out=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
+    --xz-preset) xz_preset=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-bundle.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case $out in /*) ;; *) out=$PWD/$out ;; esac
+case $xz_preset in [0-9]) ;; *) echo "gpu-bundle.sh: --xz-preset takes 0-9, not '$xz_preset'" >&2; exit 2 ;; esac
 . "$root/scripts/gpu_common.sh"
 t_start=$(date +%s)
 say() { echo "gpu-bundle: [$(($(date +%s) - t_start)) s] $*"; }
@@ -143,9 +148,9 @@ cp "$mixed"/mixed.tsv "$mixed"/clip-*.wav "$stage/clips/mixed/"
 } >"$stage/BUNDLE_INFO"
 
 # ---- the archive
-say "compressing ($(du -sm "$stage" | cut -f1) MB staged)"
+say "compressing ($(du -sm "$stage" | cut -f1) MB staged, xz -$xz_preset)"
 mkdir -p "$(dirname "$out")"
-tar -C "$work" -cf - gpu-bundle | xz -9 -T"$(nproc)" >"$out.tmp"
+tar -C "$work" -cf - gpu-bundle | xz -"$xz_preset" -T"$(nproc)" >"$out.tmp"
 mv "$out.tmp" "$out"
 bytes=$(stat -c %s "$out")
 mb=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')

@@ -684,11 +684,12 @@ def parse_raw(raw):
 
 
 def greedy(model, prompt, mels_np, max_new):
-    """Batched greedy decoding (full recomputation each step; lowest id on a tie)."""
+    """Batched greedy decoding (full recomputation each step of the sequences not yet ended;
+    lowest id on a tie)."""
     import torch
     mels = [torch.from_numpy(np.asarray(m, dtype=np.float32)) for m in mels_np]
     enc, lengths = model.audio_tower(mels)
-    rows = torch.cat([enc[b, :n] for b, n in enumerate(lengths)], dim=0)
+    rows = [enc[b, :n] for b, n in enumerate(lengths)]
     seqs = [prompt.ids(n) for n in lengths]
     plen = [len(s) for s in seqs]
     done = [False] * len(seqs)
@@ -698,17 +699,17 @@ def greedy(model, prompt, mels_np, max_new):
         live = [b for b in range(len(seqs)) if not done[b]]
         if not live:
             break
-        S = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), S), fill, dtype=torch.long)
-        for b, s in enumerate(seqs):
-            ids[b, :len(s)] = torch.tensor(s)
-        h = model.model(ids, rows, model.audio_id)
-        last = torch.stack([h[b, len(seqs[b]) - 1] for b in range(len(seqs))])
+        S = max(len(seqs[b]) for b in live)
+        ids = torch.full((len(live), S), fill, dtype=torch.long)
+        for i, b in enumerate(live):
+            ids[i, :len(seqs[b])] = torch.tensor(seqs[b])
+        h = model.model(ids, torch.cat([rows[b] for b in live], dim=0), model.audio_id)
+        last = torch.stack([h[i, len(seqs[b]) - 1] for i, b in enumerate(live)])
         nxt = model.model.logits(last).argmax(-1).tolist()
-        for b in live:
-            out[b].append(nxt[b])
-            seqs[b].append(nxt[b])
-            if nxt[b] in prompt.stops or len(out[b]) >= max_new[b]:
+        for i, b in enumerate(live):
+            out[b].append(nxt[i])
+            seqs[b].append(nxt[i])
+            if nxt[i] in prompt.stops or len(out[b]) >= max_new[b]:
                 done[b] = True
     return out, plen
 

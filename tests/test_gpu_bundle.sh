@@ -33,7 +33,8 @@ fi
 
 # ---- 1. the bundle
 bundle=$work/gpu-bundle.tar.xz
-"$root/scripts/gpu-bundle.sh" --build "$build" -o "$bundle" --work "$work/bundle-work" >"$work/bundle.log" 2>&1
+# --xz-preset 1: the same files in a larger bundle, in seconds; under the limit at 1, under it at 6
+"$root/scripts/gpu-bundle.sh" --build "$build" -o "$bundle" --work "$work/bundle-work" --xz-preset 1 >"$work/bundle.log" 2>&1
 rc=$?
 tail -n 5 "$work/bundle.log"
 check "gpu-bundle.sh exits 0 (exit $rc; $work/bundle.log)" test $rc -eq 0
@@ -150,7 +151,9 @@ esac
 EOF
   cat >"$fake/tools/compute-sanitizer" <<'EOF'
 #!/bin/sh
-# runs the program; reports 2 errors for the tool named in FAKE_SANITIZER_ERRORS, else none
+# runs the program (with the emulation's race detector at its default: on where built) and reports
+# no errors; with FAKE_SANITIZER_ERRORS (the error run: the programs ran clean under every tool
+# in the run before it) only reports, 2 errors for the tool it names, none for the others
 tool=""
 while [ $# -gt 0 ]; do
   case $1 in
@@ -160,9 +163,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 echo "========= COMPUTE-SANITIZER (test stand-in) $tool"
-"$@"
+if [ -n "${FAKE_SANITIZER_ERRORS:-}" ]; then
+  if [ "$FAKE_SANITIZER_ERRORS" = "$tool" ]; then echo "========= Invalid __global__ read of size 2 bytes"; echo "========= ERROR SUMMARY: 2 errors"; exit 86; fi
+  echo "========= ERROR SUMMARY: 0 errors"
+  exit 0
+fi
+env -u CUEMU_RACECHECK "$@"
 rc=$?
-if [ "${FAKE_SANITIZER_ERRORS:-}" = "$tool" ]; then echo "========= Invalid __global__ read of size 2 bytes"; echo "========= ERROR SUMMARY: 2 errors"; exit 86; fi
 echo "========= ERROR SUMMARY: 0 errors"
 exit $rc
 EOF
@@ -171,6 +178,9 @@ EOF
   chmod +x "$fake/bin/bench_ops" "$fake/bin/gpu_constants" "$fake/tools/nvidia-smi" "$fake/tools/compute-sanitizer"
   export PATH="$fake/tools:$PATH"
   export CUEMU_DEVICE_MEM_MB=512  # the default KV cache is 80% of the device: a small one is quick to fill
+  # Every step but sanitize (its stand-in unsets this) without the emulation's race detector, as in
+  # demo_cuda_emu: it doubles their time and checks the kernels (cuda_model_emu), not gpu-check.sh
+  export CUEMU_RACECHECK=0
   t0=$(date +%s)
   "$root/scripts/gpu-check.sh" --build "$fake/bin" --model "$tiny" --files 6 --batches 4 --tests 'kernels|demo' \
     --work "$work/fake-work" --out "$work/fake-check" >"$work/fake.log" 2>&1
