@@ -8,8 +8,9 @@
  *  - scratch (per lane): a device arena with stack semantics (mark/release) that only grows while
  *    the first steps find the peak (warm-up); after that no cudaMalloc/cudaFree happens per step;
  *  - small int arrays (positions, slots, block tables, windows) go to their lane's device arena
- *    through a pinned host mirror, so kernels read them on the device and launchers can plan
- *    with the host copy without reading device memory;
+ *    through a pinned host mirror, those of a pass in as few copies as its ops allow
+ *    (send_ints), so kernels read them on the device and launchers can plan with the host copy
+ *    without reading device memory;
  *  - a step's argmax ids stay on the device (d_kept), where the next step's embed reads them,
  *    and go to the host through two pinned buffers, read a step later (cu_fetch_ids);
  *  - persistent buffers (audio embeddings) come from a caching allocator (size classes, per lane);
@@ -112,6 +113,7 @@ struct lane {
      * waits for the GPU and never waits for the decoder's work. */
     int *d_ints, *h_ints;
     size_t ints_cap, ints_used; /* per slice; ints_used counts from the slice's start */
+    size_t ints_sent;           /* ... of which copied to the device (send_ints) */
     int slices, slice;
     cudaEvent_t slice_done[INT_SLICES_MAX];
     bool slice_pending[INT_SLICES_MAX];
@@ -406,13 +408,24 @@ static int *cu_ints(backend_t *be, const int *h, size_t n)
         if (be->mode == STEP_CAPTURE) g->ints[g->n_ints++] = d;
         else QASR_ASSERT(be->step_ints < g->n_ints && g->ints[be->step_ints] == d && "a replayed step's ints moved");
         be->step_ints++;
-        return d;
     }
-    /* pinned source: the copy reads the mirror when the stream reaches it, so a mirror slot is
-     * not reused before the pass ends: only scratch_release(0) frees int slots (a nested release
-     * reusing them raced with the queued copies) */
-    CU_OK(be, cudaMemcpyAsync(d, mirror, n * sizeof(int), cudaMemcpyHostToDevice, l->stream));
     return d;
+}
+
+/* Ops whose kernels read int parameters call this first: the ints staged since the last such op
+ * go to the device in one copy, queued before the kernels (a pass stages most of its ints
+ * up front: one copy instead of one per array). A graph step's go with its graph (step_end).
+ * Pinned source: the copy reads the mirror when the stream reaches it, so a mirror slot is not
+ * reused before the pass ends: only scratch_release(0) frees int slots (a nested release reusing
+ * them raced with the queued copies). */
+static void send_ints(backend_t *be)
+{
+    lane *l = be->cur;
+    if (be->mode != STEP_DIRECT || dead(be) || l->ints_sent == l->ints_used) return;
+    const size_t from = l->ints_sent;
+    CU_OK(be, cudaMemcpyAsync(l->d_ints + from, l->h_ints + (size_t)l->slice * l->ints_cap + from,
+                              (l->ints_used - from) * sizeof(int), cudaMemcpyHostToDevice, l->stream));
+    l->ints_sent = l->ints_used;
 }
 
 /* The host copy of an array cu_ints returned (for launchers that plan on the host). */
@@ -435,7 +448,7 @@ static void cu_scratch_release(backend_t *be, size_t mark)
         if (!dead(be) && CU_OK(be, cudaEventRecord(l->slice_done[l->slice], l->stream)))
             l->slice_pending[l->slice] = true;
         l->slice = (l->slice + 1) % l->slices;
-        l->ints_used = 0;
+        l->ints_used = l->ints_sent = 0;
     }
     /* a base block that cannot be regrown leaves the arena spilling: slower, not wrong */
     if (stack_arena_release(&l->scratch, mark & (((size_t)1 << 40) - 1)) != 0 && !dead(be))
@@ -684,6 +697,7 @@ static void cu_mel_chunks(backend_t *be, void *out, const void *mel, const int *
                           int n_mels, int W)
 {
     if (idle(be)) return;
+    send_ints(be);
     CU_OK(be, cuda_mel_chunks((bf16_t *)out, (const bf16_t *)mel, start, len, N, n_mels, W, be->cur->stream));
 }
 
@@ -753,12 +767,14 @@ static void cu_swiglu(backend_t *be, void *out, const void *gu, int rows, int Df
 static void cu_embed(backend_t *be, void *out, const weight_t *table, const int *ids, int n, int D)
 {
     if (idle(be)) return;
+    send_ints(be);
     CU_OK(be, cuda_embed((bf16_t *)out, table->d, ids, be->d_kept, n, D, be->cur->stream));
 }
 
 static void cu_gather_rows(backend_t *be, void *out, const void *in, const int *idx, int n, int D)
 {
     if (idle(be)) return;
+    send_ints(be);
     CU_OK(be, cuda_gather_rows((bf16_t *)out, (const bf16_t *)in, idx, n, D, be->cur->stream));
 }
 
@@ -768,6 +784,7 @@ static void cu_window_attention(backend_t *be, void *out, const void *qkv, const
                                 const int *win_len, int n_win, int H, int Dh, float scale)
 {
     if (idle(be)) return;
+    send_ints(be);
     const int *h_len = host_ints(be, win_len);
     int max_len = 1;
     for (int w = 0; w < n_win; w++) max_len = MAX(max_len, h_len[w]);
@@ -787,6 +804,7 @@ static void cu_qk_norm_rope_store(backend_t *be, kv_cache_t *kv, int layer, void
                                   int H, int Hkv, int Dh, float eps)
 {
     if (idle(be)) return;
+    send_ints(be);
     QASR_ASSERT(kv->g.n_kv_heads == Hkv && kv->g.head_dim == Dh);
     CU_OK(be, cuda_qk_norm_rope_store(kv_layer(kv, layer), (bf16_t *)qkv, qw->d, kw->d, rope->d, pos, slot, rows, H,
                                       Hkv, Dh, kv->g.page_size, eps, be->cur->stream));
@@ -796,6 +814,7 @@ static void cu_paged_attention(backend_t *be, void *out, const void *q, const kv
                                const paged_attn_t *p)
 {
     if (idle(be)) return;
+    send_ints(be);
     /* workspace for context splits: scratch, stream-ordered, so it is free again at once */
     const size_t mark = cu_scratch_mark(be);
     size_t work_bytes = 0;
@@ -960,6 +979,7 @@ static int cu_step_end(backend_t *be)
     if (!dead(be) && CU_OK(be, cudaMemcpyAsync(l->d_ints, l->h_ints + (size_t)l->slice * l->ints_cap,
                                                l->ints_used * sizeof(int), cudaMemcpyHostToDevice, l->stream)))
         CU_OK(be, cudaGraphLaunch(g->exec, l->stream));
+    l->ints_sent = l->ints_used;
     argmax_out(be, be->argmax_dst, be->argmax_n);
     return 0;
 }
