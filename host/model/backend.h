@@ -221,8 +221,9 @@ typedef struct backend_ops {
      * same scratch and int parameter addresses, inputs only in ints) with step_begin(key)
      * and step_end. The backend runs the first such step of a key directly (the scratch reaches
      * its size), captures the next and replays it from then on: between the two calls the ops
-     * then only stage their int parameters, and argmax's h_ids are written by step_end. The model code stays one sequence of ops and the backend decides what to launch,
-     * rather than the model asking for input buffers and launching graphs itself. step_end: 0
+     * then only stage their int parameters, and argmax's h_ids are written by step_end. The model
+     * code stays one sequence of ops and the backend decides what to launch, rather than the
+     * model asking for input buffers and launching graphs itself. step_end: 0
      * (the step ran), 1 (it did not, a capture failed: graphs are off from now on, run the step
      * again without step_begin), -1 + qasr_fail() (the device failed). */
     void (*step_begin)(backend_t *be, uint64_t key);
