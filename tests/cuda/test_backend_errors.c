@@ -9,8 +9,9 @@
  *  - fault: a kernel launch that fails (CUEMU_FAIL) is the device's fault, for good: `fault` says
  *    why, later ops do nothing, download and argmax give zeros, backend_check reports it, and
  *    the process goes on and frees the backend;
- *  - shape: a launcher's violated shape assumption aborts the process with an internal-error
- *    message: an assertion, never reported as a device fault. */
+ *  - shape, page: a launcher's violated shape assumption (a head size, a page size that is not a
+ *    power of two) aborts the process with an internal-error message naming it: an assertion,
+ *    never reported as a device fault. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,22 +170,27 @@ static int case_kept(void)
     return test_result("test_backend_errors kept");
 }
 
-static int case_shape(void)
+/* Paged attention over one row of head_dim Dh in pages of `page` tokens: aborts on a shape the
+ * kernels do not take. */
+static int paged_shape(int Dh, int page)
 {
     backend_ref_t bk = make();
     const backend_ops_t *o = bk.ops;
-    const int ctx = 1, page = 16, tables = 0;
-    const paged_attn_t p = { .n_rows = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = 12 /* not a multiple of 8 */,
-                             .q_stride = 48, .scale = 1.0f, .ctx_len = o->ints(bk.be, &ctx, 1),
+    const int ctx = 1, tables = 0;
+    const paged_attn_t p = { .n_rows = 1, .n_heads = 2, .n_kv_heads = 1, .head_dim = Dh, .q_stride = 4 * Dh,
+                             .scale = 1.0f, .ctx_len = o->ints(bk.be, &ctx, 1),
                              .row_seq = o->ints(bk.be, &tables, 1), .block_tables = o->ints(bk.be, &tables, 1),
                              .max_blocks = 1, .max_ctx = 1 };
-    const kv_geom_t g = { 1, 1, page, 1, 12 };
+    const kv_geom_t g = { 1, 1, page, 1, Dh };
     kv_cache_t *kv = o->kv_alloc(bk.be, &g);
-    void *q = o->scratch(bk.be, 48), *out = o->scratch(bk.be, 24);
+    void *q = o->scratch(bk.be, 4 * Dh), *out = o->scratch(bk.be, 2 * Dh);
     o->paged_attention(bk.be, out, q, kv, 0, &p); /* aborts */
     fprintf(stderr, "test_backend_errors shape: still running, fault: %s\n", o->fault(bk.be) ? o->fault(bk.be) : "none");
     return 0;
 }
+
+static int case_shape(void) { return paged_shape(12 /* not a multiple of 8 */, 16); }
+static int case_page(void) { return paged_shape(16, 12 /* not a power of two */); }
 
 /* Runs one case in a child; its exit status and stderr. */
 static int child(int (*fn)(void), char *err, size_t cap)
@@ -223,8 +229,14 @@ int main(void)
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     st = child(case_shape, err, sizeof err);
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
-    CHECK(strstr(err, "qasr: internal error: launcher shape assumption") != NULL);
+    CHECK(strstr(err, "qasr: internal error: launcher shape assumption") != NULL && strstr(err, "Dh % 8 == 0") != NULL);
     CHECK(strstr(err, "still running") == NULL && strstr(err, "device 0 failed") == NULL);
     if (test_failures) fprintf(stderr, "shape case printed:\n%s\n", err);
+    const int before = test_failures;
+    st = child(case_page, err, sizeof err);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    CHECK(strstr(err, "launcher shape assumption 'page_size >= 1 && (page_size & (page_size - 1)) == 0'") != NULL);
+    CHECK(strstr(err, "still running") == NULL && strstr(err, "device 0 failed") == NULL);
+    if (test_failures > before) fprintf(stderr, "page case printed:\n%s\n", err);
     return test_result("test_backend_errors");
 }
