@@ -128,19 +128,23 @@ def main():
     # tokens per second, which this random model reaches: short ends, long is admitted and
     # prefilled, ragged ends, long decodes alone: 2, 2 and 1 rows) and contexts grow across pages
     # and, long's 134 + 145 tokens, past the decode kernel's first context split (256 keys);
-    # emulated, the trace shows graph launches with graphs only
-    modes = {"graphs": [], "no-graphs": ["--no-cuda-graphs"], "sync-steps": ["--sync-steps"]}
-    tokens, launches = {}, {}
-    for mode, flags in modes.items():
+    # emulated, the trace shows graph launches with graphs only; and when the first capture fails
+    # (CUEMU_CAPTURE_FAIL=1), one warning, graphs off, the step run again op by op, the same ids
+    modes = {"graphs": ([], {}), "no-graphs": (["--no-cuda-graphs"], {}), "sync-steps": (["--sync-steps"], {})}
+    if not args.gpu:
+        modes["capture-fails"] = ([], {"CUEMU_CAPTURE_FAIL": "1"})
+    tokens, launches, stderr = {}, {}, {}
+    for mode, (flags, extra) in modes.items():
         trace = os.path.join(args.work, f"{mode}.trace")
         if os.path.exists(trace):
             os.remove(trace)
-        env = dict(os.environ, **({} if args.gpu else {"CUEMU_TRACE": trace}))
+        env = dict(os.environ, **({} if args.gpu else {"CUEMU_TRACE": trace}), **extra)
         cmd = [emu, "--model", args.model, "--json", "-t", "2", "--kv-gb", "0.05", "--backend", "cuda",
                "--batch", "2", *flags, *wavs]
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         ok(p.returncode == 0, f"{' '.join(cmd)}: exit {p.returncode}\n{p.stderr[-4000:]}")
         tokens[mode] = [json.loads(x)["token_ids"] for x in p.stdout.splitlines()] if p.returncode == 0 else []
+        stderr[mode] = p.stderr
         if not args.gpu:
             with open(trace) as f:
                 launches[mode] = sum(line.startswith("G\t") for line in f)
@@ -155,6 +159,10 @@ def main():
            f"{launches['no-graphs']} without")
         print(f"graph launches: {launches['graphs']}; token ids equal with and without graphs: "
               f"{tokens['graphs'] == tokens['no-graphs']}")
+        warned = stderr["capture-fails"].count("CUDA graphs off, capturing a decode step failed")
+        ok(tokens["capture-fails"] == tokens["graphs"] and launches["capture-fails"] == 0 and warned == 1,
+           f"a failed capture: {launches['capture-fails']} graph launches, {warned} warnings, token ids "
+           f"{'equal' if tokens['capture-fails'] == tokens['graphs'] else 'differ'}\n{stderr['capture-fails'][-2000:]}")
 
     print(f"token agreement cpu (fp32) vs cuda (bf16): {agree}/{compared}")
     return chk.result()

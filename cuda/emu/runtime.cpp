@@ -15,6 +15,7 @@
 #include "cuemu.h"
 #include "trace.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -114,6 +115,7 @@ std::map<CUevent_st *, std::shared_ptr<CUevent_st>> events;
 std::map<CUgraph_st *, std::unique_ptr<CUgraph_st>> graphs;
 std::map<CUgraphExec_st *, std::unique_ptr<CUgraphExec_st>> execs;
 std::vector<std::shared_ptr<capture_s>> captures;
+long captures_ended, capture_fail_at; /* CUEMU_CAPTURE_FAIL's (0: never) */
 std::map<uintptr_t, alloc_s> allocs;
 thread_local int cur_dev;
 thread_local cudaError_t last_error;
@@ -153,6 +155,9 @@ void init()
         exit(2);
     }
     eager = sync && !strcmp(sync, "eager");
+    /* CUEMU_CAPTURE_FAIL=N: the Nth capture ends invalidated, as one that met a call CUDA forbids
+     * while capturing, for tests of what the caller does then */
+    capture_fail_at = env_long("CUEMU_CAPTURE_FAIL", 0, 0, LONG_MAX);
     devices.resize((size_t)n);
     for (long d = 0; d < n; d++) {
         devices[d].legacy = new_stream((int)d, true, true);
@@ -1325,7 +1330,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
     }
     c->active = false;
     captures.erase(std::find(captures.begin(), captures.end(), c));
-    if (c->invalidated) return record(cudaErrorStreamCaptureInvalidated);
+    if (c->invalidated || ++captures_ended == capture_fail_at) return record(cudaErrorStreamCaptureInvalidated);
     if (std::find(joined.begin(), joined.end(), false) != joined.end())
         return reject(cudaErrorStreamCaptureUnjoined, api, "a forked stream was not joined back into the origin stream");
     CUgraph_st *g = c->graph.get();

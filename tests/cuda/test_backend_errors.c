@@ -56,7 +56,7 @@ static int case_alloc(void)
     while (n_fill < FILL / 2 && (fill[n_fill] = o->buf_alloc(bk.be, (size_t)8 << 20))) n_fill++;
     while (n_fill < FILL && (fill[n_fill] = o->buf_alloc(bk.be, (size_t)1 << 20))) n_fill++;
     CHECK(logits && in && out && w && b && n_fill > 0 && n_fill < FILL);
-    int *ids = xmalloc(ROWS * sizeof *ids);
+    int *ids = xmalloc((ROWS + 1) * sizeof *ids);
     if (logits && in && out && w && b) {
         CHECK_INT_EQ(o->op_failed(bk.be), 0);
         o->conv3x3s2_gelu(bk.be, out, in, w, b, 1, 480, 1, 128, 100);
