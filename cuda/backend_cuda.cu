@@ -830,6 +830,16 @@ static void cu_paged_attention(backend_t *be, void *out, const void *q, const kv
 
 /* ---------------- output ---------------- */
 
+/* h_ids [n] = the ids in pinned buffer b once its copy has run; zeros when there was none or
+ * the device failed. */
+static void kept_read(backend_t *be, int b, bool copied, int *h_ids, int n)
+{
+    if (copied && !dead(be) && CU_OK(be, cudaEventSynchronize(be->kept_copied[b])))
+        memcpy(h_ids, be->h_kept + (size_t)b * KEEP_CAP, n * sizeof(int));
+    else
+        memset(h_ids, 0, n * sizeof(int));
+}
+
 /* The n ids of the last argmax (d_kept) on their way to the host, into the pinned buffer after
  * the last one's: then into h_ids (waiting for them), or, h_ids NULL, kept for cu_fetch_ids. */
 static void argmax_out(backend_t *be, int *h_ids, int n)
@@ -841,14 +851,12 @@ static void argmax_out(backend_t *be, int *h_ids, int n)
     const bool copied = n <= (int)KEEP_CAP && !dead(be) && /* more rows: the op failed (cu_argmax) */
                         CU_OK(be, cudaMemcpyAsync(h, be->d_kept, n * sizeof(int), cudaMemcpyDeviceToHost, l->stream)) &&
                         CU_OK(be, cudaEventRecord(be->kept_copied[b], l->stream));
-    if (!h_ids) {
-        be->kept[be->n_kept++] = { b, copied };
-        be->kept_next = b ^ 1;
-    } else if (copied && CU_OK(be, cudaEventSynchronize(be->kept_copied[b]))) {
-        memcpy(h_ids, h, n * sizeof(int));
-    } else {
-        memset(h_ids, 0, n * sizeof(int));
+    if (h_ids) {
+        kept_read(be, b, copied, h_ids, n);
+        return;
     }
+    be->kept[be->n_kept++] = { b, copied };
+    be->kept_next = b ^ 1;
 }
 
 /* The ids go to d_kept (for the next step's embed), then to the host (argmax_out); in a graph
@@ -887,10 +895,7 @@ static void cu_fetch_ids(backend_t *be, int *h_ids, int n)
     const bool copied = be->kept[0].copied;
     be->kept[0] = be->kept[1];
     be->n_kept--;
-    if (copied && !dead(be) && CU_OK(be, cudaEventSynchronize(be->kept_copied[b])))
-        memcpy(h_ids, be->h_kept + (size_t)b * KEEP_CAP, n * sizeof(int));
-    else
-        memset(h_ids, 0, n * sizeof(int));
+    kept_read(be, b, copied, h_ids, n);
 }
 
 static void cu_sync(backend_t *be)
