@@ -11,9 +11,9 @@
 #                build with the CUDA module: the defaults of scripts/build.sh) instead of
 #                configuring and building build-bundle/
 #   --work DIR   where the kit is staged and the clips are made (default: build-bundle/kit-work)
-#   --xz-preset N  xz preset 0-9 (default 6: 26 MB; 9 makes 25 MB in one thread, 1.6 times as long
-#                on 2 CPUs, as its 192 MiB blocks are more than the 84 MB staged; tests/test_gpu_bundle.sh
-#                uses 1: 31 MB, about 7 times as fast)
+#   --xz-preset N  xz preset 0-9 (default 6: 26 MB; 9 makes 25 MB in one thread, as its 192 MiB
+#                blocks are more than the 84 MB staged: 93 s against 59 s; tests/test_gpu_bundle.sh
+#                uses 1: 31 MB in 10 s; timed on the 2-vCPU AMD EPYC Zen 3 VM, no AMX, shared)
 #
 # The bundle (gpu-bundle/ inside the tar):
 #   bin/     qasr, qasr-batch, qasr-merge, libqasr_cuda.so, bench_ops, gpu_constants and the kernel tests linked
