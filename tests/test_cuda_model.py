@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -45,6 +46,10 @@ def trusted_steps(step_logits):
         if top2[1] - top2[0] <= abs(top2[1]) * 2.0 ** -7:
             return i
     return len(step_logits)
+
+
+# CUEMU_SYNC=random's seeds (each one whole run, without the race detector: kernels are checked above)
+RANDOM_SEEDS = (1, 2, 3)
 
 
 def main():
@@ -129,10 +134,15 @@ def main():
     # prefilled, ragged ends, long decodes alone: 2, 2 and 1 rows) and contexts grow across pages
     # and, long's 134 + 145 tokens, past the decode kernel's first context split (256 keys);
     # emulated, the trace shows graph launches with graphs only; and when the first capture fails
-    # (CUEMU_CAPTURE_FAIL=1), one warning, graphs off, the step run again op by op, the same ids
+    # (CUEMU_CAPTURE_FAIL=1), one warning, graphs off, the step run again op by op, the same ids;
+    # and with the streams run in random interleavings (CUEMU_SYNC=random, two seeds: the encoder's
+    # and the decoder's stream overtake each other where no event orders them), the same ids
     modes = {"graphs": ([], {}), "no-graphs": (["--no-cuda-graphs"], {}), "sync-steps": (["--sync-steps"], {})}
     if not args.gpu:
         modes["capture-fails"] = ([], {"CUEMU_CAPTURE_FAIL": "1"})
+        for seed in RANDOM_SEEDS:
+            modes[f"random{seed}"] = ([], {"CUEMU_SYNC": "random", "CUEMU_SEED": str(seed), "CUEMU_STATS": "1",
+                                          "CUEMU_RACECHECK": "0"})
     tokens, launches, stderr = {}, {}, {}
     for mode, (flags, extra) in modes.items():
         trace = os.path.join(args.work, f"{mode}.trace")
@@ -163,6 +173,13 @@ def main():
         ok(tokens["capture-fails"] == tokens["graphs"] and launches["capture-fails"] == 0 and warned == 1,
            f"a failed capture: {launches['capture-fails']} graph launches, {warned} warnings, token ids "
            f"{'equal' if tokens['capture-fails'] == tokens['graphs'] else 'differ'}\n{stderr['capture-fails'][-2000:]}")
+        for seed in RANDOM_SEEDS:
+            m = re.search(r"cuemu: (\d+) operations run ahead", stderr[f"random{seed}"])
+            ahead = int(m.group(1)) if m else 0
+            ok(tokens[f"random{seed}"] == tokens["graphs"] and ahead > 0,
+               f"streams in random order (seed {seed}): {ahead} operations run ahead, token ids "
+               f"{'equal' if tokens[f'random{seed}'] == tokens['graphs'] else 'differ'}")
+            print(f"streams in random order (seed {seed}): {ahead} operations run ahead, token ids equal")
 
     print(f"token agreement cpu (fp32) vs cuda (bf16): {agree}/{compared}")
     return chk.result()

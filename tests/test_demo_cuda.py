@@ -12,7 +12,8 @@ decoder steps, and the decoder waiting for it before prefilling encoded audio (t
 Its decode steps run as CUDA graphs (the trace shows graph launches), each launched before the
 previous step's tokens are read, so a file that ends has one spare row in the next step; the same
 run with --no-cuda-graphs --sync-steps (op by op, each step's tokens read before the next is
-planned) gives the same lines (text, language, token counts, segments).
+planned) gives the same lines (text, language, token counts, segments), emulated with its two
+streams run in a random interleaving (CUEMU_SYNC=random: work that no event orders may overtake).
 
 usage: test_demo_cuda.py --bin BUILD_DIR --model DIR --corpus DIR --work DIR [--limit N] [--gpu]
   --gpu: the real CUDA build (qasr-batch) instead of the emulated one (qasr-batch-emu);
@@ -77,7 +78,7 @@ def main():
         return 1
     cmd = [cuda, *common, "--backend", "cuda", "--batch", "4", "--encoder-seconds", "4", "--no-cuda-graphs",
            "--sync-steps", "-o", out["cuda-no-graphs"]]
-    run_or_exit(cmd, err_tail=4000)
+    run_or_exit(cmd, err_tail=4000, env=None if args.gpu else dict(os.environ, CUEMU_SYNC="random", CUEMU_SEED="1"))
     got = {b: results(p) for b, p in out.items()}
 
     chk = Checker()

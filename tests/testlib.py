@@ -56,10 +56,11 @@ def bin_model_work_args(doc):
     return args
 
 
-def run(cmd, out_tail=None, err_tail=None):
-    """cmd's stdout. If cmd fails: its exit code, the command line and its output (only the last
-    out_tail / err_tail characters of stdout / stderr, when given) on stderr, then exit 1."""
-    p = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, out_tail=None, err_tail=None, env=None):
+    """cmd's stdout (env: its environment, None: this one's). If cmd fails: its exit code, the
+    command line and its output (only the last out_tail / err_tail characters of stdout /
+    stderr, when given) on stderr, then exit 1."""
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         out = p.stdout[-out_tail:] if out_tail else p.stdout
         err = p.stderr[-err_tail:] if err_tail else p.stderr

@@ -7,7 +7,8 @@
  * synchronize, a blocking cudaMemcpy, a query) or when another stream's queued work depends on
  * them (cudaStreamWaitEvent, the legacy default stream's implicit barriers). Host code that
  * forgets to wait reads stale 0xFF memory here, as it would race on a GPU. CUEMU_SYNC=eager runs
- * everything at submission instead, for debugging.
+ * everything at submission instead, for debugging; CUEMU_SYNC=random lets streams run ahead in
+ * seeded random interleavings (progress_randomly), so unordered work meets in either order.
  *
  * A shim must be at least as strict as the real runtime: wrong memcpy kinds, copies that overrun
  * an allocation, frees of unknown pointers and bad launch configurations are rejected (with the
@@ -33,14 +34,19 @@ using cuemu::detail::kernel_info;
 using work_fn = std::function<cudaError_t()>;
 struct capture_s;
 
-/* One queued operation: first the (stream, position) pairs it waits for, then the work. */
+/* One queued operation: first the (stream, position) pairs it waits for, then the work. A
+ * collective (NCCL) runs only when the host or another stream waits for it: its ranks must all
+ * have issued it first. */
 struct op_s {
     std::vector<std::pair<std::shared_ptr<CUstream_st>, uint64_t>> deps;
     work_fn run;
+    bool collective;
 };
 
 struct CUstream_st {
     int device;
+    uint64_t serial; /* creation order, so that CUEMU_SYNC=random visits streams reproducibly */
+    unsigned pace;   /* CUEMU_SYNC=random: how often the stream runs ahead (0 never ... 3 always) */
     bool legacy, blocking;
     std::deque<op_s> queue;
     uint64_t enqueued, done; /* positions: op i is done when done >= i */
@@ -108,7 +114,9 @@ constexpr size_t DEFAULT_SMEM = 48 << 10;
 constexpr int SMEM_OPTIN = 232448; /* sm_90: 227 KiB per block with the opt-in */
 
 std::recursive_mutex mu;
-bool initialised, eager;
+bool initialised, eager, random_progress; /* CUEMU_SYNC=eager, CUEMU_SYNC=random */
+uint64_t rng_state, streams_created;      /* random_progress's generator (CUEMU_SEED) */
+long ran_ahead;                           /* operations progress_randomly ran (CUEMU_STATS) */
 std::vector<device_s> devices;
 std::map<CUstream_st *, std::shared_ptr<CUstream_st>> streams;
 std::map<CUevent_st *, std::shared_ptr<CUevent_st>> events;
@@ -120,10 +128,20 @@ std::map<uintptr_t, alloc_s> allocs;
 thread_local int cur_dev;
 thread_local cudaError_t last_error;
 
+uint64_t next_random()
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull); /* splitmix64 */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 std::shared_ptr<CUstream_st> new_stream(int device, bool legacy, bool blocking)
 {
     auto s = std::make_shared<CUstream_st>();
     s->device = device;
+    s->serial = streams_created++;
+    s->pace = random_progress ? (unsigned)(next_random() % 4) : 0;
     s->legacy = legacy;
     s->blocking = blocking;
     s->enqueued = s->done = 0;
@@ -150,11 +168,14 @@ void init()
     long n = env_long("CUEMU_DEVICES", 1, 1, 64);
     long mb = env_long("CUEMU_DEVICE_MEM_MB", 4096, 1, 1 << 24);
     const char *sync = getenv("CUEMU_SYNC");
-    if (sync && *sync && strcmp(sync, "eager") && strcmp(sync, "deferred")) {
-        fprintf(stderr, "cuemu: CUEMU_SYNC=%s: expected deferred or eager\n", sync);
+    if (sync && *sync && strcmp(sync, "eager") && strcmp(sync, "deferred") && strcmp(sync, "random")) {
+        fprintf(stderr, "cuemu: CUEMU_SYNC=%s: expected deferred, eager or random\n", sync);
         exit(2);
     }
     eager = sync && !strcmp(sync, "eager");
+    random_progress = sync && !strcmp(sync, "random");
+    const char *seed = getenv("CUEMU_SEED");
+    rng_state = seed ? strtoull(seed, nullptr, 0) : 1;
     /* CUEMU_CAPTURE_FAIL=N: the Nth capture ends invalidated, as one that met a call CUDA forbids
      * while capturing, for tests of what the caller does then */
     capture_fail_at = env_long("CUEMU_CAPTURE_FAIL", 0, 0, LONG_MAX);
@@ -170,6 +191,7 @@ void init()
             for (size_t d = 0; d < devices.size(); d++)
                 fprintf(stderr, "cuemu: device %zu: %ld kernel launches, %ld graph launches\n", d, devices[d].launches,
                         devices[d].graph_launches);
+            if (random_progress) fprintf(stderr, "cuemu: %ld operations run ahead (CUEMU_SYNC=random)\n", ran_ahead);
         });
     /* CUEMU_FAIL=DEV:N[,DEV:N...]: the Nth kernel launch on device DEV fails with a sticky
      * cudaErrorLaunchFailure (a lost or faulting GPU), for tests of what survives it. */
@@ -265,6 +287,34 @@ cudaError_t run_device(int d)
     return devices[d].sticky;
 }
 
+/* CUEMU_SYNC=random, after each submission: each stream of the device may run some of the
+ * operations at the front of its queue that are ready (their dependencies done; never a
+ * collective), as often as its pace says: never (it runs when waited for, as deferred), after one
+ * submission in 8, in 2, or every one; then a random number of them. Paces are drawn per stream
+ * from CUEMU_SEED, so seeds give qualitatively different interleavings: a lazy stream overtaken by
+ * a busy one, or the reverse. Deferred execution alone always runs a stream as late as possible,
+ * which shows a read before the write it needs (read-after-write across streams) but not a write
+ * that overtakes a read still queued on another stream (write-after-read): this shows both as
+ * wrong results in some seeds. */
+cudaError_t progress_randomly(int d)
+{
+    static const uint64_t one_in[4] = {0, 8, 2, 1};
+    auto v = device_streams(d);
+    std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) { return a->serial < b->serial; });
+    for (auto &t : v) {
+        if (!t->pace || next_random() % one_in[t->pace]) continue;
+        for (uint64_t n = next_random() % (t->enqueued - t->done + 1); n && !t->queue.empty(); n--) {
+            const op_s &op = t->queue.front();
+            bool ready = !op.collective;
+            for (auto &dep : op.deps) ready = ready && dep.first->done >= dep.second;
+            if (!ready) break;
+            ran_ahead++;
+            if (cudaError_t e = run_to(t, t->done + 1)) return e;
+        }
+    }
+    return cudaSuccess;
+}
+
 cudaError_t add_node(CUstream_st *s, work_fn fn)
 {
     capture_s &c = *s->cap;
@@ -285,7 +335,7 @@ void invalidate(capture_s &c, const char *api, const char *why)
  * already queued on the device's blocking streams, and they wait for it: CUDA's implicit
  * synchronisation, which non-blocking streams escape. */
 cudaError_t submit(const std::shared_ptr<CUstream_st> &s, work_fn fn, const char *api,
-                   std::vector<std::pair<std::shared_ptr<CUstream_st>, uint64_t>> deps = {})
+                   std::vector<std::pair<std::shared_ptr<CUstream_st>, uint64_t>> deps = {}, bool collective = false)
 {
     if (s->cap) return add_node(s.get(), std::move(fn));
     auto others = device_streams(s->device);
@@ -301,9 +351,10 @@ cudaError_t submit(const std::shared_ptr<CUstream_st> &s, work_fn fn, const char
         auto &l = devices[s->device].legacy;
         if (l->enqueued > l->done) deps.push_back({l, l->enqueued});
     }
-    s->queue.push_back({std::move(deps), std::move(fn)});
+    s->queue.push_back({std::move(deps), std::move(fn), collective});
     s->enqueued++;
-    return eager ? run_to(s, s->enqueued) : cudaSuccess;
+    if (eager) return run_to(s, s->enqueued);
+    return random_progress ? progress_randomly(s->device) : cudaSuccess;
 }
 
 /* Calls that may synchronise implicitly are not allowed while a capture is active in this
@@ -587,7 +638,7 @@ cudaError_t enqueue_on(cudaStream_t stream, int device, std::function<cudaError_
                       s->device, device);
     if (s->cap) return reject(cudaErrorStreamCaptureUnsupported, "collective", "collectives in a captured stream are not emulated");
     *pos = s->enqueued;
-    return record(submit(s, std::move(fn), "collective"));
+    return record(submit(s, std::move(fn), "collective", {}, true));
 }
 
 cudaError_t run_stream_to(cudaStream_t stream, int device, uint64_t pos)
