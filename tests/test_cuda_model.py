@@ -9,9 +9,12 @@ magnitude: from there on a bf16 run may legitimately pick the other token. The a
 reported. Then the same clips go through both backends in one batched call (clips of different
 lengths decoded together), compared the same way, and through qasr-batch-emu.
 
-usage: test_cuda_model.py --bin BUILD_DIR --model DIR --work DIR [--steps N] [--gpu]
+usage: test_cuda_model.py --bin BUILD_DIR --model DIR --work DIR [--steps N] [--gpu] [--modes M,M]
   --gpu: use the real CUDA build (qasr, qasr-batch) instead of the emulated one (qasr-emu,
          qasr-batch-emu); exits 77 (skipped) when no CUDA device is present.
+  --modes: only the batched runs of these modes (the first is the reference), equal token ids;
+         the sanitizer build runs graphs,capture-fails so that AddressSanitizer watches the
+         engine's overlapped steps, graph replays and the fallback from a failed capture.
 """
 import argparse
 import json
@@ -52,6 +55,54 @@ def trusted_steps(step_logits):
 RANDOM_SEEDS = (1, 2, 3)
 
 
+def mode_table(gpu):
+    """Each mode of the batched runs: its flags and environment."""
+    modes = {"graphs": ([], {}), "no-graphs": (["--no-cuda-graphs"], {}), "sync-steps": (["--sync-steps"], {})}
+    if not gpu:
+        modes["capture-fails"] = ([], {"CUEMU_CAPTURE_FAIL": "1"})
+        for seed in RANDOM_SEEDS:
+            modes[f"random{seed}"] = ([], {"CUEMU_SYNC": "random", "CUEMU_SEED": str(seed), "CUEMU_STATS": "1",
+                                          "CUEMU_RACECHECK": "0"})
+    return modes
+
+
+def run_modes(chk, args, emu, wavs, names):
+    """The clips in one call with --batch 2 in each named mode: token ids, graph launches (from
+    the emulation's trace) and stderr by mode."""
+    table = mode_table(args.gpu)
+    tokens, launches, stderr = {}, {}, {}
+    for mode in names:
+        flags, extra = table[mode]
+        trace = os.path.join(args.work, f"{mode}.trace")
+        if os.path.exists(trace):
+            os.remove(trace)
+        env = dict(os.environ, **({} if args.gpu else {"CUEMU_TRACE": trace}), **extra)
+        cmd = [emu, "--model", args.model, "--json", "-t", "2", "--kv-gb", "0.05", "--backend", "cuda",
+               "--batch", "2", *flags, *wavs]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        chk.ok(p.returncode == 0, f"{' '.join(cmd)}: exit {p.returncode}\n{p.stderr[-4000:]}")
+        tokens[mode] = [json.loads(x)["token_ids"] for x in p.stdout.splitlines()] if p.returncode == 0 else []
+        stderr[mode] = p.stderr
+        if not args.gpu:
+            with open(trace) as f:
+                launches[mode] = sum(line.startswith("G\t") for line in f)
+    return tokens, launches, stderr
+
+
+def compare_modes(args, emu, wavs, names):
+    """--modes: every named mode's token ids equal the first's, and each mode's runs finished."""
+    chk = Checker()
+    unknown = [m for m in names if m not in mode_table(args.gpu)]
+    if unknown:
+        sys.exit(f"--modes: unknown {', '.join(unknown)} (known: {', '.join(mode_table(args.gpu))})")
+    tokens, launches, _ = run_modes(chk, args, emu, wavs, names)
+    for mode in names[1:]:
+        chk.ok(tokens[mode] == tokens[names[0]], f"token ids differ between {names[0]} and {mode}")
+    chk.ok(all(len(t) == len(wavs) for t in tokens.values()), f"runs without a line per clip: {tokens}")
+    print(f"modes {', '.join(names)}: token ids equal; graph launches {launches}")
+    return chk.result()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True)
@@ -59,6 +110,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--modes", help="comma-separated: only these modes' runs (see usage)")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     suffix = "" if args.gpu else "-emu"
@@ -82,6 +134,9 @@ def main():
         wav = os.path.join(args.work, f"{name}.wav")
         write_clip(wav, *CLIPS[name])
         wavs.append(wav)
+    if args.modes:
+        return compare_modes(args, emu, wavs, args.modes.split(","))
+    for name, wav in zip(clips, wavs):
         dirs = {b: os.path.join(args.work, f"{name}.{b}") for b in ("cpu", "cuda")}
         res = {}
         for b, exe in (("cpu", cpu), ("cuda", emu)):
@@ -135,29 +190,9 @@ def main():
     # and, long's 134 + 145 tokens, past the decode kernel's first context split (256 keys);
     # emulated, the trace shows graph launches with graphs only; and when the first capture fails
     # (CUEMU_CAPTURE_FAIL=1), one warning, graphs off, the step run again op by op, the same ids;
-    # and with the streams run in random interleavings (CUEMU_SYNC=random, two seeds: the encoder's
+    # and with the streams run in random interleavings (CUEMU_SYNC=random, three seeds: the encoder's
     # and the decoder's stream overtake each other where no event orders them), the same ids
-    modes = {"graphs": ([], {}), "no-graphs": (["--no-cuda-graphs"], {}), "sync-steps": (["--sync-steps"], {})}
-    if not args.gpu:
-        modes["capture-fails"] = ([], {"CUEMU_CAPTURE_FAIL": "1"})
-        for seed in RANDOM_SEEDS:
-            modes[f"random{seed}"] = ([], {"CUEMU_SYNC": "random", "CUEMU_SEED": str(seed), "CUEMU_STATS": "1",
-                                          "CUEMU_RACECHECK": "0"})
-    tokens, launches, stderr = {}, {}, {}
-    for mode, (flags, extra) in modes.items():
-        trace = os.path.join(args.work, f"{mode}.trace")
-        if os.path.exists(trace):
-            os.remove(trace)
-        env = dict(os.environ, **({} if args.gpu else {"CUEMU_TRACE": trace}), **extra)
-        cmd = [emu, "--model", args.model, "--json", "-t", "2", "--kv-gb", "0.05", "--backend", "cuda",
-               "--batch", "2", *flags, *wavs]
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        ok(p.returncode == 0, f"{' '.join(cmd)}: exit {p.returncode}\n{p.stderr[-4000:]}")
-        tokens[mode] = [json.loads(x)["token_ids"] for x in p.stdout.splitlines()] if p.returncode == 0 else []
-        stderr[mode] = p.stderr
-        if not args.gpu:
-            with open(trace) as f:
-                launches[mode] = sum(line.startswith("G\t") for line in f)
+    tokens, launches, stderr = run_modes(chk, args, emu, wavs, list(mode_table(args.gpu)))
     limits = [32 + math.ceil(12 * CLIPS[name][0] / 16000) for name in clips]
     ok([len(t) for t in tokens["graphs"]] == limits, f"graphs: {[len(t) for t in tokens['graphs']]} tokens, expected {limits}")
     ok(tokens["graphs"] == tokens["no-graphs"], "token ids differ with and without CUDA graphs")
