@@ -52,6 +52,34 @@ check "unknown --precision message" err_has "--precision 'fp16': expected fp32, 
 run --model "$model" --precision fp32 --max-new-tokens 8 "$demo"
 check "--precision fp32 transcribes" rc_is 0
 
+# --- numbers in options are checked whole, before anything loads: a usage error naming the
+# option and the value (atoi once read "--batch abc" as the default and "-n -5" as no limit) ---
+bad_number() { # bad_number COMMAND OPTION VALUE EXPECTED...
+  local cmd=$1 opt=$2 value=$3; shift 3
+  "$cmd" --model "$model" "$opt" "$value" "$demo" >"$work/out" 2>"$work/err"; echo $? >"$work/rc"
+  check "$(basename "$cmd") $opt '$value': exit 2" rc_is 2
+  check "$(basename "$cmd") $opt '$value': message" err_has "$(basename "$cmd"): $opt '$value': expected $*"
+}
+bad_number "$qasr" --batch abc an integer from 1 to 65536
+bad_number "$qasr" --threads 0 an integer from 1 to 4096
+bad_number "$qasr" --threads 2x an integer from 1 to 4096
+bad_number "$qasr" --max-new-tokens -5 an integer from 1 to 1000000
+bad_number "$qasr" --max-new-tokens 1.5 an integer from 1 to 1000000
+bad_number "$qasr" --step-tokens 99999999999999999999 an integer from 1 to 16777216
+bad_number "$qasr" --device -1 an integer from 0 to 1023
+bad_number "$qasr" --kv-gb 0 a number above 0 up to 1000000
+bad_number "$qasr" --kv-gb nan a number above 0 up to 1000000
+bad_number "$qasr" --max-segment-seconds 1e999 a number from 0 to 1000000000
+qasr_batch=$(dirname "$qasr")/qasr-batch
+bad_number "$qasr_batch" --readers 0 an integer from 1 to 1024
+bad_number "$qasr_batch" --encoder-seconds -1 a number above 0 up to 1000000000
+bad_number "$qasr_batch" --progress-interval x a number above 0 up to 1000000000
+bad_number "$qasr_batch" --fsync-seconds "" a number from -1 to 1000000000
+bad_number "$qasr_batch" --tokens-per-second 1001 a number above 0 up to 1000
+bad_number "$qasr_batch" --threads " 3" an integer from 1 to 4096
+run --model "$model" -t 1 --batch 1 --step-tokens 64 --kv-gb 0.25 --max-new-tokens 4 --ignore-eos "$demo"
+check "numbers in range: transcribed" rc_is 0
+
 # --- threads: OpenMP waits passively unless the user says otherwise; the default count is the
 # CPUs the process may use (here an affinity of one CPU), said by -v ---
 OMP_DISPLAY_ENV=true run --help

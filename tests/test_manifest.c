@@ -428,6 +428,14 @@ static void test_fatal(void)
                 "duplicate id 'x'", "lines 2 and 4");
     check_fatal(write_file("dups.txt", "a.wav\nb.wav\n\na.wav\n", 0), MANIFEST_AUTO, "dups.txt: duplicate id 'a.wav'",
                 "lines 1 and 4");
+    /* an audio file where the manifest goes: named by its magic, whatever the format asked */
+    check_fatal(write_file("talk.flac", "fLaC\0\0\0\x22\x12\n\x12\nab\xff\n", 15), MANIFEST_AUTO,
+                "talk.flac: not a manifest: a FLAC file (a NUL byte on line 1)", "qasr transcribes audio files");
+    check_fatal(write_file("talk.wav", "RIFF\x24\x08\0\0WAVEfmt ", 16), MANIFEST_TSV, "not a manifest: a WAV file",
+                NULL);
+    check_fatal(write_file("talk.m4a", "\0\0\0\x20" "ftypM4A \n", 13), MANIFEST_AUTO, "not a manifest: an MP4/M4A file",
+                NULL);
+    check_fatal(write_file("blob.bin", "\x01\x02\0\x03\n", 5), MANIFEST_LIST, "not a manifest: binary data", NULL);
 }
 
 static long max_rss_kb(void)

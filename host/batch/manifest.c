@@ -341,6 +341,21 @@ static int read_line(loader_t *ld, FILE *f, size_t *len, int *overlong)
     return c == EOF && n == 0 ? -1 : 0;
 }
 
+/* What a binary first line is, by its magic bytes: the usual mistake is an audio file given
+ * where the manifest goes. */
+static const char *binary_kind(const char *s, size_t len)
+{
+    static const struct { const char *magic; size_t at, n; const char *kind; } kinds[] = {
+        { "RIFF", 0, 4, "a WAV file" },  { "fLaC", 0, 4, "a FLAC file" }, { "OggS", 0, 4, "an Ogg file" },
+        { "ID3", 0, 3, "an MP3 file" },  { "FORM", 0, 4, "an AIFF file" }, { "caff", 0, 4, "a CAF file" },
+        { "ftyp", 4, 4, "an MP4/M4A file" }, { "\x1a\x45\xdf\xa3", 0, 4, "a Matroska/WebM file" },
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (len >= kinds[i].at + kinds[i].n && memcmp(s + kinds[i].at, kinds[i].magic, kinds[i].n) == 0)
+            return kinds[i].kind;
+    return "binary data";
+}
+
 static int read_lines(loader_t *ld, FILE *f, manifest_format_t format)
 {
     size_t len;
@@ -351,6 +366,10 @@ static int read_lines(loader_t *ld, FILE *f, manifest_format_t format)
             memmove(s, s + 3, len - 2);
             len -= 3;
         }
+        if (line_no == 1 && memchr(s, '\0', len)) /* no text file has a NUL byte: not a manifest */
+            return qasr_fail("%s: not a manifest: %s (a NUL byte on line 1); qasr-batch reads a list of audio "
+                             "files (TSV, one path per line, or JSONL), qasr transcribes audio files given "
+                             "directly", ld->name, binary_kind(s, len));
         if (len && s[len - 1] == '\r') s[--len] = '\0';
         if (overlong) {
             problem(ld, line_no, "line longer than %d bytes", MANIFEST_MAX_LINE);

@@ -6,6 +6,7 @@
 
 #include "audio.h"
 #include "batch.h"
+#include "cli_number.h"
 #include "shard.h"
 #include "util.h"
 
@@ -52,7 +53,8 @@ static void usage(FILE *f)
           "      --full-batches         each step waits until a batch of pieces is decoded (or the\n"
           "                             files end): steps as if the readers always kept up\n"
           "                             (benchmarks: bench/predict_gpu.sh)\n"
-          "  -t, --threads N            CPU threads (default: all cores)\n"
+          "  -t, --threads N            CPU threads (default: the CPUs this process may use:\n"
+          "                             affinity mask, cgroup CPU quota)\n"
           "      --precision P          CPU matrix products: fp32 (the reference), bf16 (bf16\n"
           "                             inputs, fp32 sums; needs AVX512-BF16 or AMX) or auto\n"
           "                             (default: where the CPU has native bf16, each matrix\n"
@@ -204,8 +206,12 @@ int main(int argc, char **argv)
         case 'm': o.model = optarg; break;
         case 'l': o.language = optarg; break;
         case 'c': o.context = optarg; break;
-        case 'n': o.max_new_tokens = atoi(optarg); break;
-        case 't': o.qopt.threads = atoi(optarg); break;
+        case 'n':
+            if (cli_int("qasr-batch", "--max-new-tokens", optarg, 1, MAX_TOKENS_OPTION, &o.max_new_tokens)) return BATCH_USAGE;
+            break;
+        case 't':
+            if (cli_int("qasr-batch", "--threads", optarg, 1, MAX_THREADS_OPTION, &o.qopt.threads)) return BATCH_USAGE;
+            break;
         case 'b': o.qopt.backend = optarg; break;
         case OPT_PRECISION:
             if (!qasr_precision_known(optarg)) {
@@ -223,19 +229,39 @@ int main(int argc, char **argv)
         case OPT_OUTDIR: o.output_dir = optarg; break;
         case OPT_MFORMAT: o.manifest_format = optarg; break;
         case OPT_IGNORE_EOS: o.ignore_eos = 1; break;
-        case OPT_TPS: o.tokens_per_second = atof(optarg); break;
+        case OPT_TPS:
+            if (cli_double("qasr-batch", "--tokens-per-second", optarg, 0, 1, 1000, &o.tokens_per_second)) return BATCH_USAGE;
+            break;
         case OPT_FULL: o.full_batches = 1; break;
-        case OPT_BATCH: o.qopt.max_batch = atoi(optarg); break;
-        case OPT_KV: o.qopt.kv_gb = atof(optarg); break;
-        case OPT_STEP: o.qopt.step_tokens = atoi(optarg); break;
-        case OPT_MAXSEG: o.max_segment_seconds = atof(optarg); break;
-        case OPT_READERS: o.readers = atoi(optarg) >= 1 ? atoi(optarg) : -1; break;
+        case OPT_BATCH:
+            if (cli_int("qasr-batch", "--batch", optarg, 1, MAX_BATCH_OPTION, &o.qopt.max_batch)) return BATCH_USAGE;
+            break;
+        case OPT_KV:
+            if (cli_double("qasr-batch", "--kv-gb", optarg, 0, 1, MAX_KV_GB_OPTION, &o.qopt.kv_gb)) return BATCH_USAGE;
+            break;
+        case OPT_STEP:
+            if (cli_int("qasr-batch", "--step-tokens", optarg, 1, MAX_STEP_TOKENS_OPTION, &o.qopt.step_tokens)) return BATCH_USAGE;
+            break;
+        case OPT_MAXSEG:
+            if (cli_double("qasr-batch", "--max-segment-seconds", optarg, 0, 0, 1e9, &o.max_segment_seconds)) return BATCH_USAGE;
+            break;
+        case OPT_READERS:
+            if (cli_int("qasr-batch", "--readers", optarg, 1, 1024, &o.readers)) return BATCH_USAGE;
+            break;
         case OPT_NOBUCKET: o.no_bucketing = 1; break;
         case OPT_STATIC: o.qopt.static_batching = 1; break;
-        case OPT_ENCSEC: o.qopt.encoder_seconds = atof(optarg); break;
-        case OPT_PINT: o.progress_interval = atof(optarg); break;
-        case OPT_FSYNC: o.fsync_seconds = atof(optarg); break;
-        case OPT_DEVICE: o.qopt.device = atoi(optarg); break;
+        case OPT_ENCSEC:
+            if (cli_double("qasr-batch", "--encoder-seconds", optarg, 0, 1, 1e9, &o.qopt.encoder_seconds)) return BATCH_USAGE;
+            break;
+        case OPT_PINT:
+            if (cli_double("qasr-batch", "--progress-interval", optarg, 0, 1, 1e9, &o.progress_interval)) return BATCH_USAGE;
+            break;
+        case OPT_FSYNC:
+            if (cli_double("qasr-batch", "--fsync-seconds", optarg, -1, 0, 1e9, &o.fsync_seconds)) return BATCH_USAGE;
+            break;
+        case OPT_DEVICE:
+            if (cli_int("qasr-batch", "--device", optarg, 0, MAX_DEVICE_OPTION, &o.qopt.device)) return BATCH_USAGE;
+            break;
         case OPT_NOGRAPHS: o.qopt.no_cuda_graphs = 1; break;
         case OPT_SYNCSTEPS: o.qopt.sync_steps = 1; break;
         case OPT_GPUS: gpus_arg = optarg; break;
@@ -275,8 +301,8 @@ int main(int argc, char **argv)
         problem = "--ignore-eos needs --max-new-tokens N or --tokens-per-second R";
     else if (o.tokens_per_second != 0 && !(o.ignore_eos && o.tokens_per_second > 0 && o.tokens_per_second <= 1000))
         problem = "--tokens-per-second takes a rate in (0, 1000] and needs --ignore-eos";
-    else if (o.readers < 0)
-        problem = "--readers must be at least 1";
+    else if (o.fsync_seconds < 0 && o.fsync_seconds != -1)
+        problem = "--fsync-seconds takes -1 (never), 0 (every line) or a number of seconds";
     else if (o.shard && shard_parse(o.shard, &(shard_t){ 0, 0 }) != 0)
         problem = qasr_last_error();
     if (!problem && gpus_arg) {

@@ -10,6 +10,7 @@
 
 #include "audio.h"
 #include "batch.h" /* ALIGN_MAX_SECONDS */
+#include "cli_number.h"
 #include "join.h"
 #include "qasr.h"
 #include "segment.h"
@@ -277,8 +278,12 @@ int main(int argc, char **argv)
         case 'm': model = optarg; break;
         case 'l': language = optarg; break;
         case 'c': context = optarg; break;
-        case 'n': max_new = atoi(optarg); break;
-        case 't': opt.threads = atoi(optarg); break;
+        case 'n':
+            if (cli_int("qasr", "--max-new-tokens", optarg, 1, MAX_TOKENS_OPTION, &max_new)) return EXIT_USAGE;
+            break;
+        case 't':
+            if (cli_int("qasr", "--threads", optarg, 1, MAX_THREADS_OPTION, &opt.threads)) return EXIT_USAGE;
+            break;
         case 'b': opt.backend = optarg; break;
         case OPT_PRECISION:
             if (!qasr_precision_known(optarg)) {
@@ -291,17 +296,27 @@ int main(int argc, char **argv)
         case 'v': opt.verbose = opt.profile = 1, audio_show_library_messages(1); break;
         case 'h': usage(stdout); return EXIT_OK;
         case OPT_IGNORE_EOS: ignore_eos = 1; break;
-        case OPT_BATCH: opt.max_batch = atoi(optarg); break;
-        case OPT_KV_GB: opt.kv_gb = atof(optarg); break;
-        case OPT_STEP: opt.step_tokens = atoi(optarg); break;
+        case OPT_BATCH:
+            if (cli_int("qasr", "--batch", optarg, 1, MAX_BATCH_OPTION, &opt.max_batch)) return EXIT_USAGE;
+            break;
+        case OPT_KV_GB:
+            if (cli_double("qasr", "--kv-gb", optarg, 0, 1, MAX_KV_GB_OPTION, &opt.kv_gb)) return EXIT_USAGE;
+            break;
+        case OPT_STEP:
+            if (cli_int("qasr", "--step-tokens", optarg, 1, MAX_STEP_TOKENS_OPTION, &opt.step_tokens)) return EXIT_USAGE;
+            break;
         case OPT_DUMP: opt.dump_dir = optarg; break;
         case OPT_LIST: list_languages = 1; break;
-        case OPT_DEVICE: opt.device = atoi(optarg); break;
+        case OPT_DEVICE:
+            if (cli_int("qasr", "--device", optarg, 0, MAX_DEVICE_OPTION, &opt.device)) return EXIT_USAGE;
+            break;
         case OPT_NOGRAPHS: opt.no_cuda_graphs = 1; break;
         case OPT_SYNCSTEPS: opt.sync_steps = 1; break;
         case OPT_ALIGNER: aligner = optarg; break;
         case OPT_TEXT: text = optarg; break;
-        case OPT_MAXSEG: max_segment = atof(optarg); break;
+        case OPT_MAXSEG:
+            if (cli_double("qasr", "--max-segment-seconds", optarg, 0, 0, 1e9, &max_segment)) return EXIT_USAGE;
+            break;
         case OPT_TIMESTAMPS:
             if (strcmp(optarg, "word") && strcmp(optarg, "none")) {
                 fprintf(stderr, "qasr: --timestamps '%s': expected word or none\n", optarg);
