@@ -730,7 +730,7 @@ def cmd_infer(args):
     with torch.no_grad():
         for k in range(0, len(rows), args.batch):
             idx = list(range(k, min(len(rows), k + args.batch)))
-            max_new = [32 + 12 * mels[i].shape[1] // 100 for i in idx]
+            max_new = [32 + 24 * mels[i].shape[1] // 100 for i in idx]  # the engine's default limit
             toks, _ = greedy(model, prompt, [mels[i] for i in idx], max_new)
             for i, t in zip(idx, toks):
                 raw = tok.decode(t, skip_special_tokens=True)

@@ -166,6 +166,17 @@ check "truncated flac: no crash" test "$(cat "$work/rc")" -le 1
 run --model "$model" --language Klingon --max-new-tokens 4 "$demo"
 check "unsupported language fails the input" rc_is 1
 check "unsupported language named" err_has "Klingon"
+# an empty or blank forced language means none, as in the official wrapper: the automatic run's tokens
+run --model "$model" --json --max-new-tokens 4 "$demo"
+cp "$work/out" "$work/auto.jsonl"
+for blank in "" "  "; do
+  run --model "$model" --json --language "$blank" --max-new-tokens 4 "$demo"
+  check "language '$blank': transcribed" rc_is 0
+  check "language '$blank': as without one" $py -c '
+import json, sys
+a, b = (json.loads(open(p).readline()) for p in sys.argv[1:])
+assert a["token_ids"] == b["token_ids"] and a["language"] == b["language"], (a, b)' "$work/auto.jsonl" "$work/out"
+done
 
 # --- bad model directories: exit 3 and a message naming the file or tensor ---
 bad_model() { rm -rf "$work/m" && cp -r "$model" "$work/m"; }

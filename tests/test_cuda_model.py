@@ -184,16 +184,16 @@ def main():
 
     # decode steps as CUDA graphs, each launched before the previous step's tokens are read (the
     # default), against op-by-op launches and against steps that wait for their tokens: the same
-    # token ids while the batch changes (--batch 2, each clip to its default limit of 32 + 12
+    # token ids while the batch changes (--batch 2, each clip to its default limit of 32 + 24
     # tokens per second, which this random model reaches: short ends, long is admitted and
     # prefilled, ragged ends, long decodes alone: 2, 2 and 1 rows) and contexts grow across pages
-    # and, long's 134 + 145 tokens, past the decode kernel's first context split (256 keys);
+    # and, long's 134 + 257 tokens, past the decode kernel's first context split (256 keys);
     # emulated, the trace shows graph launches with graphs only; and when the first capture fails
     # (CUEMU_CAPTURE_FAIL=1), one warning, graphs off, the step run again op by op, the same ids;
     # and with the streams run in random interleavings (CUEMU_SYNC=random, three seeds: the encoder's
     # and the decoder's stream overtake each other where no event orders them), the same ids
     tokens, launches, stderr = run_modes(chk, args, emu, wavs, list(mode_table(args.gpu)))
-    limits = [32 + math.ceil(12 * CLIPS[name][0] / 16000) for name in clips]
+    limits = [32 + math.ceil(24 * CLIPS[name][0] / 16000) for name in clips]
     ok([len(t) for t in tokens["graphs"]] == limits, f"graphs: {[len(t) for t in tokens['graphs']]} tokens, expected {limits}")
     ok(tokens["graphs"] == tokens["no-graphs"], "token ids differ with and without CUDA graphs")
     ok(tokens["graphs"] == tokens["sync-steps"], "token ids differ with and without --sync-steps")

@@ -1,10 +1,12 @@
 /* Tokenizer tests: the real Qwen3-ASR vocabulary (ids from the spec and from vocab.json look-ups,
  * pre-token boundaries worked out by hand from the Qwen2 regex), a small synthetic tokenizer with
  * its own ids (merge order, added-token matching), and broken files. */
+#include "engine.h"
 #include "test.h"
 #include "tokenizer.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <utf8proc.h>
 
@@ -317,6 +319,45 @@ static void test_decode(const tokenizer_t *t)
     CHECK_DECODE(t, 1, "\xF0\x9F\x98\x80", f0, x9f, x98, x80);            /* split emoji rejoins */
 }
 
+/* The engine's default token limit (engine_auto_max_new) holds a transcript of the languages
+ * whose text takes most tokens with this vocabulary, spoken fast: 17 characters a second, plus the
+ * "language X<asr_text>" prefix and the end token. Hindi and Greek take about one token a
+ * character (English a fifth); a limit of 32 + 12 per second cut them after 6 to 30 s. */
+static size_t code_points(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+static void test_default_limit(const tokenizer_t *t)
+{
+    static const char *const texts[] = {
+        "\u092d\u093e\u0930\u0924 \u090f\u0915 \u0935\u093f\u0936\u093e\u0932 \u0926\u0947\u0936 \u0939\u0948", /* Hindi */
+        "\u0397 \u0395\u03bb\u03bb\u03ac\u03b4\u03b1 \u03b5\u03af\u03bd\u03b1\u03b9 \u03bc\u03b9\u03b1 \u03c7\u03ce\u03c1\u03b1", /* Greek */
+        "India is a vast country where many languages are spoken",
+    };
+    static const char *const names[] = { "Hindi", "Greek", "English" };
+    for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++) {
+        int *ids = NULL;
+        const int n = tokenizer_encode(t, texts[k], &ids);
+        const size_t chars = code_points(texts[k]);
+        CHECK(n > 0 && chars > 0);
+        const double per_char = (double)n / (double)chars;
+        if (k < 2) CHECK(per_char > 0.8); /* the premise: a token-heavy script */
+        for (double sec = 2; sec <= 1200; sec *= 1.5) {
+            const int needed = (int)ceil(17.0 * per_char * sec) + 8;
+            if (needed > engine_auto_max_new(sec)) {
+                fprintf(stderr, "  %s at 17 characters/s for %.0f s: %d tokens, limit %d\n", names[k], sec, needed,
+                        engine_auto_max_new(sec));
+                CHECK(0);
+                break;
+            }
+        }
+        free(ids);
+    }
+}
+
 static void test_real(void)
 {
     char *dir = path_join(fixture_dir(), "qwen3-asr-0.6b");
@@ -334,6 +375,7 @@ static void test_real(void)
     test_pretokenizer(t);
     test_round_trip(t);
     test_decode(t);
+    test_default_limit(t);
     tokenizer_free(t);
 }
 

@@ -8,8 +8,9 @@
 #include "qasr.h"
 
 /* Texts in order, NULL and empty ones skipped, with a space between two texts unless one is
- * already there or the boundary touches a script written without spaces (CJK, kana, Thai), as
- * the official joiner does for them. Malloc'd. */
+ * already there or the boundary touches a script written without spaces (CJK, kana, Thai). The
+ * official code joins with nothing (spec pitfall 30), which runs two words together at a cut in
+ * languages written with spaces: a deliberate deviation (README). Malloc'd. */
 char *join_texts(const char *const *texts, int n);
 
 /* Languages, empty ones and consecutive repeats dropped, joined with ",". Malloc'd. */

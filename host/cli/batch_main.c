@@ -46,7 +46,7 @@ static void usage(FILE *f)
           "  -m, --model DIR            checkpoint directory (required)\n"
           "  -l, --language NAME        force the language of entries that do not name one\n"
           "  -c, --context TEXT         context for entries that do not give one\n"
-          "  -n, --max-new-tokens N     token limit per segment (default: 32 + 12 per second)\n"
+          "  -n, --max-new-tokens N     token limit per segment (default: 32 + 24 per second)\n"
           "      --ignore-eos           decode exactly --max-new-tokens tokens (benchmarks)\n"
           "      --tokens-per-second R  with --ignore-eos: decode exactly 4 + ceil(R x seconds) tokens\n"
           "                             per segment, a transcript's length (benchmarks, bench/predict_gpu.sh)\n"

@@ -43,7 +43,7 @@ static void usage(FILE *f)
           "      --timestamps word|none  word times when an aligner is given (default word)\n"
           "  -l, --language NAME      force the language (e.g. English); default: detect\n"
           "  -c, --context TEXT       background text (names, terms) to bias recognition\n"
-          "  -n, --max-new-tokens N   token limit per file or piece (default: 32 + 12 per\n"
+          "  -n, --max-new-tokens N   token limit per file or piece (default: 32 + 24 per\n"
           "                           second of audio)\n"
           "      --max-segment-seconds S  cut longer files at the quietest 100 ms of the 5 s\n"
           "                           before each limit (default 300; with --aligner at most\n"

@@ -102,7 +102,7 @@ double engine_default_kv_gb(const backend_ref_t *bk)
     return bk->ops->flags & BACKEND_HOST_MEMORY ? fmin(16.0, fmax(1.0, 0.25 * avail_gb)) : 0.8 * avail_gb;
 }
 
-int engine_auto_max_new(double seconds) { return 32 + (int)ceil(12.0 * seconds); }
+int engine_auto_max_new(double seconds) { return 32 + (int)ceil(24.0 * seconds); }
 
 double engine_kv_token_bytes(const model_t *m)
 {

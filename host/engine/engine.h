@@ -130,9 +130,10 @@ int engine_pop(engine_t *e, engine_result_t *out);
 void engine_result_free(engine_result_t *r);
 const engine_stats_t *engine_stats(const engine_t *e);
 
-/* Default token limit for audio of the given length: generous enough for the fastest speech
- * (about 12 tokens per second) so that nothing is silently cut, yet bounded so that a
- * repetition loop ends. */
+/* Default token limit for audio of the given length: 32 + 24 per second, generous enough for
+ * fast speech in the languages whose text takes most tokens (Hindi, Greek: about a token a
+ * character, 12-17 a second) so that nothing is cut, yet bounded so that a repetition loop
+ * ends (spec pitfalls 25 and 26). */
 int engine_auto_max_new(double seconds);
 
 #endif

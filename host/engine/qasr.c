@@ -1,6 +1,7 @@
 /* Library API: model + tokenizer + engine behind qasr.h. */
 #include "qasr.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,13 +237,24 @@ qasr_session_t *qasr_session_new(qasr_t *q)
     return s;
 }
 
+/* A forced language that is empty or only whitespace asks for none, as in the official wrapper
+ * (spec 7.4: `None if str(l).strip() == ""`). */
+static const char *forced_language(const char *language)
+{
+    if (!language) return NULL;
+    for (const char *p = language; *p; p++)
+        if (!isspace((unsigned char)*p)) return language;
+    return NULL;
+}
+
 void qasr_session_submit(qasr_session_t *s, const qasr_input_t *in, void *tag)
 {
     char *forced = NULL;
     const int aligner = s->q->model.cfg.aligner;
+    const char *language = forced_language(in->language);
     /* the aligner splits any language's text (unknown ones as space-separated): not refused */
-    if (in->language && aligner) forced = transcript_normalize_language(in->language);
-    else if (in->language && !(forced = check_language(s->q, in->language))) {
+    if (language && aligner) forced = transcript_normalize_language(language);
+    else if (language && !(forced = check_language(s->q, language))) {
         if (s->n_early == s->cap_early) {
             s->cap_early = s->cap_early ? 2 * s->cap_early : 16;
             s->early = xrealloc(s->early, s->cap_early * sizeof *s->early);
