@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # qasr-batch throughput: a synthetic checkpoint at real dimensions and a manifest of espeak-ng
 # clips of 2-20 s (mixed lengths, shuffled), 2 threads. Random weights never emit an end token,
-# so every clip decodes up to its duration-scaled token limit (32 + 12 per second): output lengths
+# so every clip decodes up to its duration-scaled token limit (32 + 24 per second): output lengths
 # vary with input length as real transcripts do. Four runs show what bucketing (longest first)
 # and continuous batching (vs static batches) each bring. Prints audio seconds per second, files
 # per second and peak RSS per run.

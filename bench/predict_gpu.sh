@@ -60,7 +60,7 @@ for size in $sizes; do
     if [ $size = 0.6b ] && [ "${CHECK_ROWS:-1}" = 1 ]; then
         # scripts/gpu-check.sh's e2e rows: its 1024 files, its batch sizes, no --ignore-eos (a
         # synthetic checkpoint never ends a transcript there, nor does a dry run: every file
-        # decodes its whole limit, 32 + 12 tokens per second)
+        # decodes its whole limit, 32 + 24 tokens per second)
         for b in 32 128 default 32+sync; do
             sizing=(--batch "${b%+sync}" --readers 8)
             [ "${b%+sync}" = default ] && sizing=()

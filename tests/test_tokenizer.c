@@ -333,8 +333,12 @@ static size_t code_points(const char *s)
 static void test_default_limit(const tokenizer_t *t)
 {
     static const char *const texts[] = {
-        "\u092d\u093e\u0930\u0924 \u090f\u0915 \u0935\u093f\u0936\u093e\u0932 \u0926\u0947\u0936 \u0939\u0948", /* Hindi */
-        "\u0397 \u0395\u03bb\u03bb\u03ac\u03b4\u03b1 \u03b5\u03af\u03bd\u03b1\u03b9 \u03bc\u03b9\u03b1 \u03c7\u03ce\u03c1\u03b1", /* Greek */
+        /* Hindi */
+        "\u092d\u093e\u0930\u0924 \u090f\u0915 \u0935\u093f\u0936\u093e\u0932 "
+        "\u0926\u0947\u0936 \u0939\u0948",
+        /* Greek */
+        "\u0397 \u0395\u03bb\u03bb\u03ac\u03b4\u03b1 \u03b5\u03af\u03bd\u03b1\u03b9 "
+        "\u03bc\u03b9\u03b1 \u03c7\u03ce\u03c1\u03b1",
         "India is a vast country where many languages are spoken",
     };
     static const char *const names[] = { "Hindi", "Greek", "English" };

@@ -10,6 +10,8 @@
 #include "shard.h"
 #include "util.h"
 
+static const char PROG[] = "qasr-batch"; /* in messages */
+
 static void usage(FILE *f)
 {
     fputs("usage: qasr-batch MANIFEST --model DIR [-o results.jsonl] [options]\n"
@@ -207,10 +209,10 @@ int main(int argc, char **argv)
         case 'l': o.language = optarg; break;
         case 'c': o.context = optarg; break;
         case 'n':
-            if (cli_int("qasr-batch", "--max-new-tokens", optarg, 1, MAX_TOKENS_OPTION, &o.max_new_tokens)) return BATCH_USAGE;
+            if (cli_int(PROG, "--max-new-tokens", optarg, 1, MAX_TOKENS_OPTION, &o.max_new_tokens)) return BATCH_USAGE;
             break;
         case 't':
-            if (cli_int("qasr-batch", "--threads", optarg, 1, MAX_THREADS_OPTION, &o.qopt.threads)) return BATCH_USAGE;
+            if (cli_int(PROG, "--threads", optarg, 1, MAX_THREADS_OPTION, &o.qopt.threads)) return BATCH_USAGE;
             break;
         case 'b': o.qopt.backend = optarg; break;
         case OPT_PRECISION:
@@ -230,37 +232,39 @@ int main(int argc, char **argv)
         case OPT_MFORMAT: o.manifest_format = optarg; break;
         case OPT_IGNORE_EOS: o.ignore_eos = 1; break;
         case OPT_TPS:
-            if (cli_double("qasr-batch", "--tokens-per-second", optarg, 0, 1, 1000, &o.tokens_per_second)) return BATCH_USAGE;
+            if (cli_double(PROG, "--tokens-per-second", optarg, 0, 1, 1000, &o.tokens_per_second)) return BATCH_USAGE;
             break;
         case OPT_FULL: o.full_batches = 1; break;
         case OPT_BATCH:
-            if (cli_int("qasr-batch", "--batch", optarg, 1, MAX_BATCH_OPTION, &o.qopt.max_batch)) return BATCH_USAGE;
+            if (cli_int(PROG, "--batch", optarg, 1, MAX_BATCH_OPTION, &o.qopt.max_batch)) return BATCH_USAGE;
             break;
         case OPT_KV:
-            if (cli_double("qasr-batch", "--kv-gb", optarg, 0, 1, MAX_KV_GB_OPTION, &o.qopt.kv_gb)) return BATCH_USAGE;
+            if (cli_double(PROG, "--kv-gb", optarg, 0, 1, MAX_KV_GB_OPTION, &o.qopt.kv_gb)) return BATCH_USAGE;
             break;
         case OPT_STEP:
-            if (cli_int("qasr-batch", "--step-tokens", optarg, 1, MAX_STEP_TOKENS_OPTION, &o.qopt.step_tokens)) return BATCH_USAGE;
+            if (cli_int(PROG, "--step-tokens", optarg, 1, MAX_STEP_TOKENS_OPTION, &o.qopt.step_tokens))
+                return BATCH_USAGE;
             break;
         case OPT_MAXSEG:
-            if (cli_double("qasr-batch", "--max-segment-seconds", optarg, 0, 0, 1e9, &o.max_segment_seconds)) return BATCH_USAGE;
+            if (cli_double(PROG, "--max-segment-seconds", optarg, 0, 0, 1e9, &o.max_segment_seconds))
+                return BATCH_USAGE;
             break;
         case OPT_READERS:
-            if (cli_int("qasr-batch", "--readers", optarg, 1, 1024, &o.readers)) return BATCH_USAGE;
+            if (cli_int(PROG, "--readers", optarg, 1, 1024, &o.readers)) return BATCH_USAGE;
             break;
         case OPT_NOBUCKET: o.no_bucketing = 1; break;
         case OPT_STATIC: o.qopt.static_batching = 1; break;
         case OPT_ENCSEC:
-            if (cli_double("qasr-batch", "--encoder-seconds", optarg, 0, 1, 1e9, &o.qopt.encoder_seconds)) return BATCH_USAGE;
+            if (cli_double(PROG, "--encoder-seconds", optarg, 0, 1, 1e9, &o.qopt.encoder_seconds)) return BATCH_USAGE;
             break;
         case OPT_PINT:
-            if (cli_double("qasr-batch", "--progress-interval", optarg, 0, 1, 1e9, &o.progress_interval)) return BATCH_USAGE;
+            if (cli_double(PROG, "--progress-interval", optarg, 0, 1, 1e9, &o.progress_interval)) return BATCH_USAGE;
             break;
         case OPT_FSYNC:
-            if (cli_double("qasr-batch", "--fsync-seconds", optarg, -1, 0, 1e9, &o.fsync_seconds)) return BATCH_USAGE;
+            if (cli_double(PROG, "--fsync-seconds", optarg, -1, 0, 1e9, &o.fsync_seconds)) return BATCH_USAGE;
             break;
         case OPT_DEVICE:
-            if (cli_int("qasr-batch", "--device", optarg, 0, MAX_DEVICE_OPTION, &o.qopt.device)) return BATCH_USAGE;
+            if (cli_int(PROG, "--device", optarg, 0, MAX_DEVICE_OPTION, &o.qopt.device)) return BATCH_USAGE;
             break;
         case OPT_NOGRAPHS: o.qopt.no_cuda_graphs = 1; break;
         case OPT_SYNCSTEPS: o.qopt.sync_steps = 1; break;

@@ -13,7 +13,8 @@ int cli_int(const char *prog, const char *option, const char *text, long lo, lon
     char *end;
     errno = 0;
     const long v = strtol(text, &end, 10);
-    if (!isspace((unsigned char)*text) && end != text && !*end && !errno && v >= lo && v <= hi && v >= INT_MIN && v <= INT_MAX) {
+    const int whole = !isspace((unsigned char)*text) && end != text && !*end && !errno; /* strtol skips spaces */
+    if (whole && v >= lo && v <= hi && v >= INT_MIN && v <= INT_MAX) {
         *out = (int)v;
         return 0;
     }
@@ -28,7 +29,8 @@ int cli_double(const char *prog, const char *option, const char *text, double lo
     char *end;
     errno = 0;
     const double v = strtod(text, &end);
-    if (!isspace((unsigned char)*text) && end != text && !*end && !errno && isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi) {
+    const int whole = !isspace((unsigned char)*text) && end != text && !*end && !errno;
+    if (whole && isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi) {
         *out = v;
         return 0;
     }

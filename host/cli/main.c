@@ -17,6 +17,8 @@
 #include "utf8.h"
 #include "util.h"
 
+static const char PROG[] = "qasr"; /* in messages */
+
 /* Exit codes: documented in --help and README. */
 enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_USAGE = 2, EXIT_MODEL = 3 };
 
@@ -279,10 +281,10 @@ int main(int argc, char **argv)
         case 'l': language = optarg; break;
         case 'c': context = optarg; break;
         case 'n':
-            if (cli_int("qasr", "--max-new-tokens", optarg, 1, MAX_TOKENS_OPTION, &max_new)) return EXIT_USAGE;
+            if (cli_int(PROG, "--max-new-tokens", optarg, 1, MAX_TOKENS_OPTION, &max_new)) return EXIT_USAGE;
             break;
         case 't':
-            if (cli_int("qasr", "--threads", optarg, 1, MAX_THREADS_OPTION, &opt.threads)) return EXIT_USAGE;
+            if (cli_int(PROG, "--threads", optarg, 1, MAX_THREADS_OPTION, &opt.threads)) return EXIT_USAGE;
             break;
         case 'b': opt.backend = optarg; break;
         case OPT_PRECISION:
@@ -297,25 +299,25 @@ int main(int argc, char **argv)
         case 'h': usage(stdout); return EXIT_OK;
         case OPT_IGNORE_EOS: ignore_eos = 1; break;
         case OPT_BATCH:
-            if (cli_int("qasr", "--batch", optarg, 1, MAX_BATCH_OPTION, &opt.max_batch)) return EXIT_USAGE;
+            if (cli_int(PROG, "--batch", optarg, 1, MAX_BATCH_OPTION, &opt.max_batch)) return EXIT_USAGE;
             break;
         case OPT_KV_GB:
-            if (cli_double("qasr", "--kv-gb", optarg, 0, 1, MAX_KV_GB_OPTION, &opt.kv_gb)) return EXIT_USAGE;
+            if (cli_double(PROG, "--kv-gb", optarg, 0, 1, MAX_KV_GB_OPTION, &opt.kv_gb)) return EXIT_USAGE;
             break;
         case OPT_STEP:
-            if (cli_int("qasr", "--step-tokens", optarg, 1, MAX_STEP_TOKENS_OPTION, &opt.step_tokens)) return EXIT_USAGE;
+            if (cli_int(PROG, "--step-tokens", optarg, 1, MAX_STEP_TOKENS_OPTION, &opt.step_tokens)) return EXIT_USAGE;
             break;
         case OPT_DUMP: opt.dump_dir = optarg; break;
         case OPT_LIST: list_languages = 1; break;
         case OPT_DEVICE:
-            if (cli_int("qasr", "--device", optarg, 0, MAX_DEVICE_OPTION, &opt.device)) return EXIT_USAGE;
+            if (cli_int(PROG, "--device", optarg, 0, MAX_DEVICE_OPTION, &opt.device)) return EXIT_USAGE;
             break;
         case OPT_NOGRAPHS: opt.no_cuda_graphs = 1; break;
         case OPT_SYNCSTEPS: opt.sync_steps = 1; break;
         case OPT_ALIGNER: aligner = optarg; break;
         case OPT_TEXT: text = optarg; break;
         case OPT_MAXSEG:
-            if (cli_double("qasr", "--max-segment-seconds", optarg, 0, 0, 1e9, &max_segment)) return EXIT_USAGE;
+            if (cli_double(PROG, "--max-segment-seconds", optarg, 0, 0, 1e9, &max_segment)) return EXIT_USAGE;
             break;
         case OPT_TIMESTAMPS:
             if (strcmp(optarg, "word") && strcmp(optarg, "none")) {
