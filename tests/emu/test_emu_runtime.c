@@ -176,7 +176,8 @@ static void test_overtaking(void)
             }
             CHECK_INT_EQ(emu_fill(d_x, 2.0f, N, s2), cudaSuccess);
             CHECK_INT_EQ(cudaMemcpyAsync(h, d_y, N * sizeof(float), cudaMemcpyDeviceToHost, s1), cudaSuccess);
-            CHECK_INT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+            CHECK_INT_EQ(cudaStreamSynchronize(s1), cudaSuccess); /* deferred: s1's work runs now, s2's after */
+            CHECK_INT_EQ(cudaStreamSynchronize(s2), cudaSuccess);
             CHECK(h[0] == 1.0f || h[0] == 2.0f);
             overtaken += h[0] == 2.0f;
             CHECK_INT_EQ(cudaStreamDestroy(s1), cudaSuccess);
