@@ -166,6 +166,21 @@ check "truncated flac: no crash" test "$(cat "$work/rc")" -le 1
 run --model "$model" --language Klingon --max-new-tokens 4 "$demo"
 check "unsupported language fails the input" rc_is 1
 check "unsupported language named" err_has "Klingon"
+# the automatic token limit shrinks to what the KV cache holds beside the prompt, so a small cache
+# still transcribes what fits (the trained demo model ends its transcript: 10 pages of 16 positions
+# hold its 100-position prompt and the transcript, not the prompt and 32 + 24 per second); one
+# that cannot hold the prompt and 32 tokens fails the file, naming the cache
+dm=$root/tests/models/qasr-demo
+"$qasr" --model "$dm" --json "$demo" >"$work/full.jsonl" 2>/dev/null
+run --model "$dm" --json --kv-gb 0.0005 "$demo"
+check "small cache: transcribed" rc_is 0
+check "small cache: the same text" $py -c '
+import json, sys
+a, b = (json.loads(open(p).readline()) for p in sys.argv[1:])
+assert a["text"] == b["text"] and not b["truncated"] and b["text"], (a, b)' "$work/full.jsonl" "$work/out"
+run --model "$dm" --json --kv-gb 0.0003 "$demo"
+check "cache too small: the file fails" rc_is 1
+check "cache too small: named" err_has "audio too long for the KV cache"
 # an empty or blank forced language means none, as in the official wrapper: the automatic run's tokens
 run --model "$model" --json --max-new-tokens 4 "$demo"
 cp "$work/out" "$work/auto.jsonl"

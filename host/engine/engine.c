@@ -13,6 +13,9 @@
 #include "observe.h"
 #include "util.h"
 
+/* The automatic token limit's floor: a language tag, <asr_text> and a short transcript. */
+#define AUTO_MIN_NEW 32
+
 /* SEQ_ENCODING: its encoder work was submitted on the backend's encoder lane and may still run;
  * it joins the decoder's steps (as SEQ_PREFILL) from the next step, whose work waits for it. */
 typedef enum { SEQ_ENCODING, SEQ_PREFILL, SEQ_DECODE } seq_state_t;
@@ -102,7 +105,7 @@ double engine_default_kv_gb(const backend_ref_t *bk)
     return bk->ops->flags & BACKEND_HOST_MEMORY ? fmin(16.0, fmax(1.0, 0.25 * avail_gb)) : 0.8 * avail_gb;
 }
 
-int engine_auto_max_new(double seconds) { return 32 + (int)ceil(24.0 * seconds); }
+int engine_auto_max_new(double seconds) { return AUTO_MIN_NEW + (int)ceil(24.0 * seconds); }
 
 double engine_kv_token_bytes(const model_t *m)
 {
@@ -316,7 +319,7 @@ static int check_pages(engine_t *e, seq_t *s)
 {
     const int pages = kv_pages_for(&e->pool, s->prompt.n + s->max_new);
     if (pages > e->pool.n_pages - e->pad.n_pages) {
-        fail_seq(e, s, "audio too long for the KV cache: %d tokens need %.2f GB, the cache has %.2f GB "
+        fail_seq(e, s, "audio too long for the KV cache: %d tokens need %.3g GB, the cache has %.3g GB "
                  "(raise --kv-gb or split the audio)", s->prompt.n + s->max_new,
                  e->opt.kv_gb * pages / e->pool.n_pages, e->opt.kv_gb);
         return -1;
@@ -385,6 +388,11 @@ static int prepare(engine_t *e, seq_t *s)
         return -1;
     }
     s->max_new = MIN(s->max_new, c->max_positions - s->prompt.n);
+    /* the automatic limit never fails a file that the cache can transcribe: it shrinks to what
+     * the whole cache holds beside the prompt (a transcript that reaches it is reported cut, as
+     * at any limit); a limit the user gave is kept, and fails the file if the cache is smaller */
+    const int room = (e->pool.n_pages - e->pad.n_pages) * e->pool.page_size - s->prompt.n;
+    if (s->req.max_new_tokens <= 0 && room >= AUTO_MIN_NEW && room < s->max_new) s->max_new = room;
     s->res.max_new_tokens = s->max_new;
     return check_pages(e, s);
 }
