@@ -6,7 +6,7 @@ import os
 from typing import Optional, Union
 
 from . import _lib
-from .model import Model, QasrError
+from .model import Model, QasrError, check_counts
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -35,6 +35,7 @@ def batch(manifest: PathLike, model: Union[PathLike, Model, None], output: PathL
     KeyboardInterrupt when SIGINT/SIGTERM stopped the run (the files in progress are finished
     and written first; run again to resume). The GIL is released during the run.
     """
+    check_counts(max_new_tokens=max_new_tokens, threads=threads, max_batch=max_batch, kv_gb=kv_gb, readers=readers)
     opts = {}
     if isinstance(model, Model):
         opts.update({k: v for k, v in model.options.items() if v})

@@ -21,6 +21,17 @@ Input = Union[str, "os.PathLike[str]", Tuple[AudioArray, float]]
 DEFAULT_MAX_SEGMENT_SECONDS = 300.0  # as qasr-batch --max-segment-seconds
 
 
+def check_counts(**values: Any) -> None:
+    """Integer options (0: the default) and kv_gb as the commands check theirs: a negative, NaN or
+    non-integer value raises QasrError naming it, never a silent default."""
+    for name, v in values.items():
+        number = name == "kv_gb"
+        kinds = (int, float) if number else (int,)
+        if not (isinstance(v, kinds) and not isinstance(v, bool) and 0 <= v <= 1_000_000):
+            raise QasrError(f"{name}={v!r}: expected {'a number' if number else 'an integer'} from 0 "
+                            "(the default) to 1000000")
+
+
 class QasrError(RuntimeError):
     """A call that failed as a whole (the model could not be loaded, a bad option). A bad input
     never raises: its Result carries the error."""
@@ -104,7 +115,8 @@ class Model:
     (Result.words), as `qasr-batch --aligner`. backend: "cpu" (this package's library is built
     for the CPU only; the qasr commands built with the CUDA toolkit run on GPUs). precision: "fp32", "bf16" or "auto" (bf16 where the CPU
     has native bf16, else fp32), as `qasr --precision`. threads: 0 for every CPU this process may
-    use. max_batch, kv_gb: as `qasr --batch`, `--kv-gb` (0: defaults).
+    use. max_batch, kv_gb: as `qasr --batch`, `--kv-gb` (0: defaults). A negative, NaN or
+    non-integer count raises QasrError, as the commands refuse one.
 
     A model serves one transcribe() at a time: calls from several threads take turns. The work
     runs with the GIL released, so other Python threads go on meanwhile.
@@ -119,6 +131,7 @@ class Model:
                             "(use backend='cpu'; the qasr commands run on GPUs)")
         if precision is not None and not _lib.lib.qasr_precision_known(_lib.encode(precision)):
             raise QasrError(f"precision {precision!r}: expected 'fp32', 'bf16' or 'auto'")
+        check_counts(threads=threads, max_batch=max_batch, kv_gb=kv_gb, device=device)
         self.model_dir = os.fspath(model_dir)
         self.options = dict(backend="cpu", precision=precision, threads=threads, max_batch=max_batch,
                             kv_gb=kv_gb, device=device, aligner=None if aligner is None else os.fspath(aligner))
@@ -187,6 +200,7 @@ class Model:
         """
         single = _is_single(inputs)
         items: Sequence[Any] = [inputs] if single else list(inputs)  # type: ignore[arg-type]
+        check_counts(max_new_tokens=max_new_tokens)
         if max_segment_seconds and max_segment_seconds <= 6:
             raise QasrError("max_segment_seconds must be more than 6 (the cut is searched in the 5 s "
                             "before it), or 0")

@@ -218,8 +218,18 @@ def test_model_errors() -> None:
         qasr.Model(MODEL, backend="cuda")
     with pytest.raises(qasr.QasrError, match="precision"):
         qasr.Model(MODEL, precision="fp8")
+    # numbers as the commands check theirs: never a silent default
+    for bad in (dict(threads=-1), dict(max_batch=2.5), dict(kv_gb=float("nan")), dict(kv_gb=-1.0),
+                dict(device=True)):
+        with pytest.raises(qasr.QasrError, match=f"{next(iter(bad))}="):
+            qasr.Model(MODEL, **bad)  # type: ignore[arg-type]
+    with pytest.raises(qasr.QasrError, match="max_new_tokens=-5"):
+        qasr.batch(ROOT / "manifests" / "demo.tsv", MODEL, "unused.jsonl", max_new_tokens=-5)
     with qasr.Model(MODEL, precision="fp32", threads=1) as m:
         assert "English" in m.languages and m.backend.startswith("cpu")
+    with qasr.Model(MODEL, threads=1) as m:
+        with pytest.raises(qasr.QasrError, match="max_new_tokens=-1"):
+            m.transcribe(CLIPS[0], max_new_tokens=-1)
     with pytest.raises(qasr.QasrError, match="closed"):
         m.transcribe(CLIPS[0])
 
