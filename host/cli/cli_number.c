@@ -18,8 +18,7 @@ int cli_int(const char *prog, const char *option, const char *text, long lo, lon
         *out = (int)v;
         return 0;
     }
-    if (hi == LONG_MAX) fprintf(stderr, "%s: %s '%s': expected an integer of at least %ld\n", prog, option, text, lo);
-    else fprintf(stderr, "%s: %s '%s': expected an integer from %ld to %ld\n", prog, option, text, lo, hi);
+    fprintf(stderr, "%s: %s '%s': expected an integer from %ld to %ld\n", prog, option, text, lo, hi);
     return -1;
 }
 

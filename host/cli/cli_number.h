@@ -13,7 +13,7 @@
 #define MAX_DEVICE_OPTION 1023
 
 /* text as a decimal integer in [lo, hi] into *out: 0; else -1 with "PROG: OPTION 'TEXT':
- * expected an integer from LO to HI" (or "at least LO") on stderr. */
+ * expected an integer from LO to HI" on stderr. */
 int cli_int(const char *prog, const char *option, const char *text, long lo, long hi, int *out);
 
 /* text as a finite number in [lo, hi] (lo_open: above lo, not at it) into *out: 0; else -1
